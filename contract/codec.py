@@ -1,0 +1,51 @@
+"""Encode and strictly decode contract messages; every rejection carries a reason."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from contract.events import SCHEMA_VERSION, AnyEvent, Envelope
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+"""No contract message comes near this; larger payloads are rejected unread."""
+
+E = TypeVar("E", bound=Envelope)
+
+_encoder = msgspec.json.Encoder()
+_any_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)  # type: ignore[arg-type]
+_typed_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+class ContractError(ValueError):
+    """Input that is not a valid contract message; `str()` is the reason."""
+
+
+def encode(event: Envelope) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode(payload: bytes | str, type_: type[E] | None = None) -> E | AnyEvent:
+    """Decode one message, of any type or of `type_`; raise ContractError with the reason."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    decoder = _any_decoder if type_ is None else _decoder_for(type_)
+    try:
+        event = decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise ContractError(f"invalid message: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ContractError(f"malformed JSON: {exc}") from None
+    except ValueError as exc:  # raised by __post_init__ checks
+        raise ContractError(f"inconsistent message: {exc}") from None
+    if event.schema != SCHEMA_VERSION:
+        raise ContractError(f"schema version {event.schema} is not {SCHEMA_VERSION}")
+    return event
+
+
+def _decoder_for(type_: type[E]) -> msgspec.json.Decoder[E]:
+    decoder = _typed_decoders.get(type_)
+    if decoder is None:
+        decoder = _typed_decoders[type_] = msgspec.json.Decoder(type_)
+    return decoder

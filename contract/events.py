@@ -1,0 +1,203 @@
+"""Every message that crosses a process boundary, as msgspec structs.
+
+Edge, bridge and stream all import these; nothing here does I/O. Decoding is
+strict (unknown fields, wrong types, out-of-range values and naive timestamps
+are rejected) so that bad device output is caught at the first hop with a
+reason, not deep inside an aggregate.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal, Union
+
+import msgspec
+
+SCHEMA_VERSION = 1
+"""Bumped on any incompatible change; decoders reject other versions."""
+
+MAX_VEHICLE_KG = 200_000.0
+"""No road vehicle on a weighbridge weighs more; anything above is a fault."""
+
+Kg = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_VEHICLE_KG, description="kilograms")]
+SignedKg = Annotated[float, msgspec.Meta(ge=-MAX_VEHICLE_KG, le=MAX_VEHICLE_KG)]
+Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
+UtcTime = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 with offset; device clock")]
+Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+MsgId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Latitude = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+Longitude = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+
+
+class WasteCategory(str, enum.Enum):
+    """National four-way household sort plus the other streams sites weigh."""
+
+    KITCHEN = "kitchen"  # 厨余
+    RECYCLABLE = "recyclable"  # 可回收
+    HAZARDOUS = "hazardous"  # 有害
+    RESIDUAL = "residual"  # 其他
+    CONSTRUCTION = "construction"  # 建筑垃圾
+    BULKY = "bulky"
+    INDUSTRIAL = "industrial"
+    HAZARDOUS_INDUSTRIAL = "hazardous_industrial"
+
+
+class Direction(str, enum.Enum):
+    INBOUND = "in"
+    OUTBOUND = "out"
+
+
+class TareSource(str, enum.Enum):
+    MEASURED = "measured"  # truck weighed empty on exit
+    REGISTERED = "registered"  # tare from the vehicle registry
+
+
+class WeighingFlag(str, enum.Enum):
+    """Anti-cheat and integrity flags an indicator or the edge raises on a ticket."""
+
+    UNSTABLE_CAPTURE = "unstable_capture"
+    REMOTE_JUMP = "remote_jump"
+    DOUBLE_WEIGHING = "double_weighing"
+    TARE_DEVIATION = "tare_deviation"
+    OVER_RATING = "over_rating"
+    CLOCK_SKEW = "clock_skew"
+
+
+class Verdict(str, enum.Enum):
+    CORRECT = "correct"
+    INCORRECT = "incorrect"
+    UNCHECKED = "unchecked"
+
+
+class VerdictSource(str, enum.Enum):
+    CAMERA = "camera"
+    INSPECTOR = "inspector"
+    NONE = "none"
+
+
+class DeviceState(str, enum.Enum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class AlertState(str, enum.Enum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    CLOSED = "closed"
+
+
+class Severity(str, enum.Enum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
+    """Fields every message carries. `msg_id` is stable across retries."""
+
+    msg_id: MsgId
+    device_id: Ident
+    site_id: Ident
+    ts: UtcTime
+    schema: int = SCHEMA_VERSION
+
+    event: ClassVar[str] = ""
+    """The `{event}` segment of the MQTT topic for this message type."""
+
+
+class Weighing(Envelope, frozen=True, tag="weighing"):
+    """A weighbridge ticket (磅单)."""
+
+    event: ClassVar[str] = "weighing"
+
+    ticket_id: Ident
+    plate: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+    direction: Direction
+    gross_kg: Kg
+    tare_kg: Kg
+    net_kg: Kg
+    category: WasteCategory
+    origin: Ident
+    tare_source: TareSource = TareSource.REGISTERED
+    stable: bool = True
+    flags: tuple[WeighingFlag, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.tare_kg > self.gross_kg:
+            raise ValueError("tare_kg exceeds gross_kg")
+        if abs(self.gross_kg - self.tare_kg - self.net_kg) > 0.5:
+            raise ValueError("net_kg is not gross_kg - tare_kg")
+
+
+class Deposit(Envelope, frozen=True, tag="deposit"):
+    """One drop at a smart sorting station; `household` is a keyed hash, never raw."""
+
+    event: ClassVar[str] = "deposit"
+
+    community_id: Ident
+    bin: WasteCategory
+    kg: Annotated[float, msgspec.Meta(ge=0.0, le=500.0)]
+    household: Annotated[str, msgspec.Meta(min_length=8, max_length=64)]
+    verdict: Verdict
+    verdict_source: VerdictSource
+
+
+class BinLevel(Envelope, frozen=True, tag="bin_level"):
+    event: ClassVar[str] = "bin_level"
+
+    community_id: Ident
+    bin: WasteCategory
+    fill_pct: Percent
+
+
+class TruckTelemetry(Envelope, frozen=True, tag="truck_telemetry"):
+    """A muck-truck terminal report: GPS fix plus the lid/bed/load I/O."""
+
+    event: ClassVar[str] = "truck_telemetry"
+
+    plate: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+    lat: Latitude
+    lon: Longitude
+    speed_kmh: Annotated[float, msgspec.Meta(ge=0.0, le=200.0)]
+    lid_closed: bool
+    bed_raised: bool
+    load_kg: Kg
+    ignition: bool
+    heading_deg: Annotated[float, msgspec.Meta(ge=0.0, lt=360.0)] = 0.0
+    gps_fix: bool = True
+
+
+class DeviceStatus(Envelope, frozen=True, tag="device_status"):
+    event: ClassVar[str] = "device_status"
+
+    state: DeviceState
+    outbox_depth: Annotated[int, msgspec.Meta(ge=0)] = 0
+    last_error: str | None = None
+    clock_offset_s: float | None = None
+
+
+class Alert(Envelope, frozen=True, tag="alert"):
+    """An alert raised by the stream; `evidence` lists the msg_ids that raised it."""
+
+    event: ClassVar[str] = "alert"
+
+    alert_id: MsgId
+    kind: Ident
+    severity: Severity
+    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    summary: str
+    evidence: tuple[MsgId, ...] = ()
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    state: AlertState = AlertState.OPEN
+
+
+DeviceEvent = Union[Weighing, Deposit, BinLevel, TruckTelemetry, DeviceStatus]
+AnyEvent = Union[Weighing, Deposit, BinLevel, TruckTelemetry, DeviceStatus, Alert]
+
+EVENT_TYPES: dict[str, type[Envelope]] = {
+    cls.event: cls for cls in (Weighing, Deposit, BinLevel, TruckTelemetry, DeviceStatus, Alert)
+}
+
+DeviceKind = Literal["weighbridge", "sorting_station", "truck"]

@@ -1,0 +1,32 @@
+"""JSON Schema of the contract, for device vendors who publish directly to MQTT."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+
+from contract.events import SCHEMA_VERSION, AnyEvent
+from contract.topics import KAFKA_TOPICS, MQTT_PREFIX
+
+
+def contract_schema() -> dict[str, Any]:
+    """One schema document: a tagged union (`type`) of every message, definitions under $defs."""
+    (root,), components = msgspec.json.schema_components([AnyEvent])
+    events = ", ".join(sorted(k for k in KAFKA_TOPICS if k != "alert"))
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"wastestream message contract v{SCHEMA_VERSION}",
+        "description": (
+            f"UTF-8 JSON over MQTT 5, QoS 1, on {MQTT_PREFIX}/{{site_id}}/{{kind}}/{{device_id}}/{{event}}"
+            f" where event is one of: {events}. `msg_id` must be unique per message and identical on retries."
+        ),
+        **root,
+        "$defs": components,
+    }
+
+
+def contract_schema_json() -> str:
+    text = json.dumps(contract_schema(), indent=2, ensure_ascii=False, sort_keys=True)
+    return text
