@@ -1,0 +1,111 @@
+"""A city described in one YAML file: facilities, their weighbridges, the vehicle fleet, rates.
+
+The same file drives the simulators (what to send), the edge agents' site configs
+(ports, vehicle registry) and the expected results (the ledger). Rates scale with
+`rate_scale` so one description serves a one-minute demo and a load test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+import yaml
+
+from contract.events import Ident, WasteCategory
+
+FrameFormat = Literal["toledo", "xk3190"]
+FacilityKind = Literal[
+    "incineration", "landfill", "food_waste", "kitchen_waste", "transfer", "construction_recycling",
+    "disposal_site", "recycling_centre",
+]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message names the file and the key."""
+
+
+class WeighbridgeSpec(msgspec.Struct, forbid_unknown_fields=True):
+    id: Ident
+    format: FrameFormat = "toledo"
+    division_kg: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    baudrate: int = 9600
+
+
+class FacilitySpec(msgspec.Struct, forbid_unknown_fields=True):
+    id: Ident
+    name: str
+    kind: FacilityKind
+    capacity_t_per_day: PositiveFloat
+    accepts: list[WasteCategory]
+    weighbridges: list[WeighbridgeSpec] = []
+    lat: float | None = None
+    lon: float | None = None
+
+
+class VehicleSpec(msgspec.Struct, forbid_unknown_fields=True):
+    plate: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+    tare_kg: PositiveFloat
+    rated_gross_kg: PositiveFloat
+    category: WasteCategory
+    origin: Ident
+
+
+class Rates(msgspec.Struct, forbid_unknown_fields=True):
+    """Visits per weighbridge per minute at rate_scale 1 and the pacing of one visit."""
+
+    visits_per_weighbridge_per_min: PositiveFloat = 4.0
+    frame_hz: PositiveFloat = 10.0
+    stable_s: PositiveFloat = 2.5
+    min_load_fraction: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.4
+
+
+class Scenario(msgspec.Struct, forbid_unknown_fields=True):
+    city: str
+    seed: int = 1
+    rate_scale: PositiveFloat = 1.0
+    origins: list[Ident] = []
+    facilities: list[FacilitySpec] = []
+    vehicles: list[VehicleSpec] = []
+    rates: Rates = msgspec.field(default_factory=Rates)
+
+    def vehicles_for(self, facility: FacilitySpec) -> list[VehicleSpec]:
+        return [v for v in self.vehicles if v.category in facility.accepts]
+
+    def weighbridge_sites(self) -> list[FacilitySpec]:
+        return [f for f in self.facilities if f.weighbridges]
+
+
+DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "liuzhou.yaml"
+
+
+def load_scenario(path: Path | str = DEFAULT_SCENARIO) -> Scenario:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"{path}: cannot read scenario: {exc}") from None
+    try:
+        scenario = msgspec.convert(raw, Scenario)
+    except msgspec.ValidationError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+    _check(scenario, path)
+    return scenario
+
+
+def _check(scenario: Scenario, path: Path) -> None:
+    ids = [f.id for f in scenario.facilities] + [w.id for f in scenario.facilities for w in f.weighbridges]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ScenarioError(f"{path}: duplicate ids {dupes}")
+    plates = [v.plate for v in scenario.vehicles]
+    if len(plates) != len(set(plates)):
+        raise ScenarioError(f"{path}: duplicate vehicle plates")
+    for v in scenario.vehicles:
+        if v.tare_kg >= v.rated_gross_kg:
+            raise ScenarioError(f"{path}: vehicle {v.plate}: tare_kg must be below rated_gross_kg")
+    for f in scenario.weighbridge_sites():
+        if not scenario.vehicles_for(f):
+            raise ScenarioError(f"{path}: facility {f.id} has weighbridges but no vehicle carries {f.accepts}")

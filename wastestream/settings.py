@@ -1,0 +1,36 @@
+"""Where the services are: one place, read from the environment, defaults = deploy/local.
+
+The local services listen on loopback on non-default ports so they never collide with
+a system Mosquitto, Kafka or InfluxDB on a developer's machine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    run_dir: Path = field(default_factory=lambda: Path(_env("WS_RUN_DIR", str(REPO_ROOT / ".run"))))
+    mqtt_host: str = field(default_factory=lambda: _env("WS_MQTT_HOST", "127.0.0.1"))
+    mqtt_port: int = field(default_factory=lambda: int(_env("WS_MQTT_PORT", "18830")))
+    kafka_bootstrap: str = field(default_factory=lambda: _env("WS_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+    kafka_partitions: int = field(default_factory=lambda: int(_env("WS_KAFKA_PARTITIONS", "4")))
+    influx_url: str = field(default_factory=lambda: _env("WS_INFLUX_URL", "http://127.0.0.1:18086"))
+    influx_db: str = field(default_factory=lambda: _env("WS_INFLUX_DB", "wastestream"))
+    influx_api: str = field(default_factory=lambda: _env("WS_INFLUX_API", "v1"))  # v1 | v2
+    influx_org: str = field(default_factory=lambda: _env("WS_INFLUX_ORG", "wastestream"))
+    influx_token: str = field(default_factory=lambda: _env("WS_INFLUX_TOKEN", ""))
+    faust_app_id: str = field(default_factory=lambda: _env("WS_FAUST_APP_ID", "wastestream"))
+
+
+def load_settings() -> Settings:
+    return Settings()
