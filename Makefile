@@ -1,0 +1,44 @@
+# wastestream: the two commands are `make demo` and `make test`; both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+DURATION ?= 60
+PYTEST_ARGS ?=
+
+.PHONY: demo test unit integration services services-down lint schema bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+services: $(STAMP)
+	bash deploy/local/services.sh up
+
+services-down:
+	bash deploy/local/services.sh down
+
+demo: $(STAMP)
+	$(BIN)/wastestream demo --duration $(DURATION)
+
+test: $(STAMP) services
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -ra tests/unit $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+schema: $(STAMP)
+	$(BIN)/wastestream schema --out contract/wastestream.schema.json
+
+clean:
+	bash deploy/local/services.sh down || true
+	rm -rf .run
