@@ -1,0 +1,148 @@
+"""`wastestream demo`: the whole pipeline on a simulated city, then tonnage read back from InfluxDB.
+
+device sim (pty serial) → edge agents → Mosquitto → bridge → Kafka → Faust worker → InfluxDB.
+Services are started if they are not running and stopped again afterwards if we started them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from firmware_sim.scenario import DEFAULT_SCENARIO, load_scenario
+from wastestream.influxql import influxql
+from wastestream.pipeline import Pipeline, PipelineError, services, services_running
+from wastestream.settings import Settings, load_settings
+
+log = logging.getLogger("wastestream.demo")
+
+
+@dataclass
+class FacilityTotals:
+    tickets: int = 0
+    net_kg: float = 0.0
+
+
+def ledger_totals(ledger: Path) -> dict[str, FacilityTotals]:
+    """What the simulator sent: one JSON line per completed truck visit."""
+    totals: dict[str, FacilityTotals] = defaultdict(FacilityTotals)
+    if ledger.exists():
+        for line in ledger.read_text(encoding="utf-8").splitlines():
+            visit = json.loads(line)
+            if visit.get("expect_ticket", True):
+                t = totals[visit["site_id"]]
+                t.tickets += 1
+                t.net_kg += visit["net_kg"]
+    return dict(totals)
+
+
+def influx_totals(settings: Settings, since_ns: int) -> dict[str, FacilityTotals]:
+    """Tonnage per facility as InfluxDB has it: one point per ticket, so count and sum are exact."""
+    rows = influxql(
+        settings,
+        f"SELECT count(net_kg) AS tickets, sum(net_kg) AS net_kg FROM weighing "
+        f"WHERE time >= {since_ns} GROUP BY site",
+    )
+    return {row["site"]: FacilityTotals(int(row["tickets"]), float(row["net_kg"])) for row in rows}
+
+
+def wait_for_drain(settings: Settings, expected: dict[str, FacilityTotals], since_ns: int,
+                   timeout: float) -> dict[str, FacilityTotals]:
+    """Poll InfluxDB until it holds what was sent (or the timeout): the pipeline is asynchronous."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = influx_totals(settings, since_ns)
+        if all(got.get(site, FacilityTotals()).tickets >= t.tickets for site, t in expected.items()):
+            return got
+        if time.monotonic() > deadline:
+            return got
+        time.sleep(1.0)
+
+
+def render_table(expected: dict[str, FacilityTotals], got: dict[str, FacilityTotals],
+                 names: dict[str, str]) -> tuple[str, bool]:
+    header = f"{'facility':<22} {'tickets sent':>12} {'net t sent':>11} {'tickets in DB':>13} {'net t in DB':>11}  ok"
+    lines = [header, "-" * len(header)]
+    all_ok = True
+    for site in sorted(set(expected) | set(got)):
+        e, g = expected.get(site, FacilityTotals()), got.get(site, FacilityTotals())
+        ok = e.tickets == g.tickets and abs(e.net_kg - g.net_kg) < 0.5
+        all_ok &= ok
+        lines.append(f"{site:<22} {e.tickets:>12} {e.net_kg / 1000:>11.2f} {g.tickets:>13} "
+                     f"{g.net_kg / 1000:>11.2f}  {'yes' if ok else 'NO'}")
+        if site in names:
+            lines.append(f"  {names[site]}")
+    te = FacilityTotals(sum(t.tickets for t in expected.values()), sum(t.net_kg for t in expected.values()))
+    tg = FacilityTotals(sum(t.tickets for t in got.values()), sum(t.net_kg for t in got.values()))
+    lines.append("-" * len(header))
+    lines.append(f"{'total':<22} {te.tickets:>12} {te.net_kg / 1000:>11.2f} {tg.tickets:>13} "
+                 f"{tg.net_kg / 1000:>11.2f}  {'yes' if all_ok else 'NO'}")
+    return "\n".join(lines), all_ok
+
+
+def run_demo(duration: float, scenario_path: Path, keep_services: bool, drain_timeout: float) -> int:
+    settings = load_settings()
+    run_dir = settings.run_dir / "demo" / time.strftime("%Y%m%d-%H%M%S")
+    scenario = load_scenario(scenario_path)
+    names = {f.id: f.name for f in scenario.facilities}
+
+    started_services = not services_running()
+    print("services: starting Mosquitto, Kafka, InfluxDB ..." if started_services else "services: running")
+    services("up")
+    pipeline = Pipeline(settings, run_dir)
+    try:
+        pipeline.wait(pipeline.start("topics", "topics"), timeout=120)
+        pipeline.start("worker", "worker", "-l", "info")
+        pipeline.start("bridge", "bridge")
+        since_ns = time.time_ns()
+        sim = pipeline.start("sim", "sim", "--scenario", str(scenario_path), "--run-dir", str(run_dir),
+                             "--duration", str(duration))
+        ready = run_dir / "sim" / "ready"
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            pipeline.check_alive()
+            if time.monotonic() > deadline:
+                raise PipelineError("simulator did not create its devices within 30 s")
+            time.sleep(0.2)
+        for site_config in sorted((run_dir / "edge").glob("*.yaml")):
+            pipeline.start(f"edge-{site_config.stem}", "edge", "run", "--config", str(site_config))
+        print(f"demo: {len(scenario.weighbridge_sites())} facilities, "
+              f"{sum(len(f.weighbridges) for f in scenario.facilities)} weighbridges, {duration:.0f} s; "
+              f"logs in {run_dir / 'logs'}")
+        pipeline.wait(sim, timeout=duration + 120)
+        expected = ledger_totals(run_dir / "sim" / "ledger.jsonl")
+        print(f"demo: simulator done ({sum(t.tickets for t in expected.values())} truck visits); "
+              "waiting for the pipeline to drain ...")
+        got = wait_for_drain(settings, expected, since_ns, drain_timeout)
+        table, ok = render_table(expected, got, names)
+        print("\nTonnage per facility: sent by the simulator vs read back from InfluxDB (InfluxQL)\n")
+        print(table)
+        print(f"\nlogs: {run_dir / 'logs'}")
+        return 0 if ok else 1
+    finally:
+        pipeline.stop_all()
+        if started_services and not keep_services:
+            services("down")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wastestream demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic")
+    parser.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
+    parser.add_argument("--keep-services", action="store_true", help="leave the services running")
+    parser.add_argument("--drain-timeout", type=float, default=90.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run_demo(args.duration, args.scenario, args.keep_services, args.drain_timeout)
+    except KeyboardInterrupt:
+        print("\ndemo: interrupted; everything it started is stopped")
+        return 130
+    except PipelineError as exc:
+        print(f"demo: {exc}")
+        return 1

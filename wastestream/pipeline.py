@@ -1,0 +1,134 @@
+"""Start and stop the processes of the pipeline on one machine: for the demo and the tests.
+
+Each part runs as its own OS process (as it would in production), with its log
+under `<run_dir>/logs/`. Stopping sends SIGTERM, waits, then SIGKILL, so a
+Ctrl-C of the demo leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wastestream.settings import REPO_ROOT, Settings
+
+log = logging.getLogger("wastestream.pipeline")
+
+SERVICES_SCRIPT = REPO_ROOT / "deploy" / "local" / "services.sh"
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+def services(action: str, *names: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run deploy/local/services.sh; raise PipelineError with its one-line reason on failure."""
+    result = subprocess.run(
+        ["bash", str(SERVICES_SCRIPT), action, *names],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    if result.returncode != 0 and action != "status":
+        reason = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise PipelineError(f"services.sh {action} failed: {reason}")
+    return result
+
+
+def services_running(env: dict[str, str] | None = None) -> bool:
+    return services("status", env=env).returncode == 0
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@dataclass
+class Pipeline:
+    """A set of child processes sharing one run directory and one environment."""
+
+    settings: Settings
+    run_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    processes: list[Process] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        base = dict(os.environ)
+        base.update(
+            WS_RUN_DIR=str(self.settings.run_dir),
+            WS_MQTT_HOST=self.settings.mqtt_host,
+            WS_MQTT_PORT=str(self.settings.mqtt_port),
+            WS_KAFKA_BOOTSTRAP=self.settings.kafka_bootstrap,
+            WS_INFLUX_URL=self.settings.influx_url,
+            WS_INFLUX_DB=self.settings.influx_db,
+            WS_FAUST_APP_ID=self.settings.faust_app_id,
+            PYTHONUNBUFFERED="1",
+        )
+        base.update(self.env)
+        self.env = base
+
+    def start(self, name: str, *args: str) -> Process:
+        """Start `wastestream <args>` (as `python -m wastestream.cli`) with its output in a log file."""
+        log_path = self.run_dir / "logs" / f"{name}.log"
+        with open(log_path, "ab") as out:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "wastestream.cli", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=REPO_ROOT,
+                start_new_session=True,  # a Ctrl-C on the terminal reaches us, and we stop them in order
+            )
+        proc = Process(name, popen, log_path)
+        self.processes.append(proc)
+        log.info("started %s (pid %d), log %s", name, popen.pid, log_path)
+        return proc
+
+    def check_alive(self) -> None:
+        """Raise if a child died on its own: the demo must not report on a half pipeline."""
+        for proc in self.processes:
+            code = proc.popen.poll()
+            if code is not None and code != 0:
+                tail = proc.log_path.read_text(errors="replace").splitlines()[-15:]
+                raise PipelineError(f"{proc.name} exited with {code}; last lines of {proc.log_path}:\n"
+                                    + "\n".join(tail))
+
+    def stop(self, proc: Process, timeout: float = 15.0) -> int | None:
+        if proc.popen.poll() is None:
+            try:
+                os.killpg(proc.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0f s; killing it", proc.name, timeout)
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+                proc.popen.wait(5)
+        return proc.popen.returncode
+
+    def stop_all(self) -> None:
+        """Stop in reverse start order: producers first, so nothing is left half-delivered."""
+        for proc in reversed(self.processes):
+            self.stop(proc)
+        self.processes.clear()
+
+    def wait(self, proc: Process, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while proc.popen.poll() is None:
+            if time.monotonic() > deadline:
+                raise PipelineError(f"{proc.name} did not finish within {timeout:.0f} s")
+            self.check_alive()
+            time.sleep(0.2)
+        return proc.popen.returncode
