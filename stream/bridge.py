@@ -1,0 +1,303 @@
+"""MQTT → Kafka bridge: at-least-once, validated, keyed by device.
+
+A message is acknowledged to Mosquitto (QoS 1, manual ack) only after Kafka has
+acknowledged it (acks=all), either on its event topic or, if invalid, on the
+dead-letter topic. The MQTT session is persistent (clean_start False, session
+expiry), so messages published while the bridge is down wait in the broker.
+Several bridges share the load through an MQTT 5 shared subscription.
+
+Threads: paho's network thread only appends to a deque and wakes the asyncio loop;
+everything else (validation, producing, acking) runs on the loop. In-flight messages
+are bounded by the MQTT 5 Receive Maximum we announce (the broker stops sending when
+that many are unacked) and, for QoS 0 traffic, by blocking paho's thread at a high
+watermark, which stops it reading from the socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from contract.topics import DEADLETTER_TOPIC, MQTT_SHARE_GROUP, shared_subscription
+from stream.deadletter import deadletter_record
+from stream.logutil import RateLimitedLog
+from stream.topics_admin import ensure_topics
+from stream.validation import Rejection, validate
+from wastestream.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600
+"""How long Mosquitto keeps our session (and queues for it) while the bridge is down."""
+
+
+@dataclass
+class BridgeStats:
+    received: int = 0
+    routed: int = 0
+    rejected: int = 0
+    acked: int = 0
+    kafka_retries: int = 0
+
+
+@dataclass(frozen=True)
+class _Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+
+
+@dataclass
+class BridgeConfig:
+    client_id: str
+    group: str = MQTT_SHARE_GROUP
+    receive_maximum: int = 1000
+    """Unacked QoS 1 messages the broker may send us at once: the in-flight bound."""
+    high_watermark: int = 5000
+    """Pending messages (incl. QoS 0) at which paho's thread stops reading."""
+    linger_ms: int = 5
+    retry_backoff_max_s: float = 5.0
+    settings: Settings = field(default_factory=load_settings)
+
+
+class Bridge:
+    """One bridge process; `run()` until `stop()` (or a signal) and then drain cleanly."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        self.config = config
+        self.stats = BridgeStats()
+        self._inbox: collections.deque[_Inbound] = collections.deque()
+        self._wakeup_pending = False
+        self._wake = asyncio.Event()
+        self._room = threading.Event()
+        self._room.set()
+        self._in_flight = 0  # routed to the producer, not yet acked (loop thread only)
+        self._generation = 0  # MQTT connection count; acks for an older connection are void
+        self._stopping = False
+        self._connected = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._retry_tasks: set[asyncio.Task[None]] = set()
+        self._rejects = RateLimitedLog(log)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._client = self._make_client()
+
+    # --- paho side (network thread) -------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        return client
+
+    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            log.error("MQTT connect refused: %s", reason)
+            return
+        self._generation += 1
+        # Re-subscribing is harmless when the session was resumed, and needed when it expired.
+        client.subscribe(shared_subscription(self.config.group), qos=1)
+        log.info("MQTT connected (session present: %s); subscribed to %s",
+                 _flags.session_present, shared_subscription(self.config.group))
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._connected.set)
+
+    def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if not self._stopping:
+            log.warning("MQTT disconnected (%s); paho reconnects", reason)
+
+    def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._stopping:
+            return  # not acked: the persistent session redelivers it after restart
+        self._inbox.append(_Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation))
+        if not self._wakeup_pending and self._loop is not None:
+            self._wakeup_pending = True
+            self._loop.call_soon_threadsafe(self._on_wakeup)
+        if len(self._inbox) + self._in_flight >= self.config.high_watermark:
+            self._room.clear()
+            self._room.wait(timeout=1.0)  # stop reading the socket until the loop catches up
+
+    # --- asyncio side ---------------------------------------------------------------
+
+    def _on_wakeup(self) -> None:
+        self._wakeup_pending = False
+        self._wake.set()
+
+    async def run(self) -> None:
+        settings = self.config.settings
+        self._loop = asyncio.get_running_loop()
+        await ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions)
+        self._producer = await self._start_producer(settings.kafka_bootstrap)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = self.config.receive_maximum
+        self._client.connect_async(
+            settings.mqtt_host, settings.mqtt_port, keepalive=30, clean_start=False, properties=props
+        )
+        self._client.loop_start()
+        try:
+            await self._pump()
+        finally:
+            await self._shutdown()
+
+    async def _start_producer(self, bootstrap: str) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self.config.linger_ms,
+            max_batch_size=256 * 1024,
+            client_id=f"ws-bridge-{self.config.client_id}",
+        )
+        await producer.start()
+        return producer
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    def stop(self) -> None:
+        """Stop taking messages; `run()` then flushes Kafka, acks and disconnects."""
+        self._stopping = True
+        self._room.set()
+        self._wake.set()
+
+    async def _pump(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._inbox and not self._stopping:
+                await self._route(self._inbox.popleft())
+            if len(self._inbox) + self._in_flight < self.config.high_watermark // 2:
+                self._room.set()
+
+    async def _route(self, item: _Inbound) -> None:
+        self.stats.received += 1
+        result = validate(item.topic, item.payload)
+        if isinstance(result, Rejection):
+            self.stats.rejected += 1
+            self._rejects.warning("rejected message on %s: %s", item.topic, result.reason)
+            record = deadletter_record(result.reason, item.topic, item.payload)
+            topic, key, value = DEADLETTER_TOPIC, None, record
+        else:
+            self.stats.routed += 1
+            topic, key, value = result.kafka_topic, result.key, result.payload
+        self._in_flight += 1
+        await self._send(item, topic, key, value)
+
+    async def _send(self, item: _Inbound, topic: str, key: bytes | None, value: bytes) -> None:
+        assert self._producer is not None
+        try:
+            future = await self._producer.send(topic, value=value, key=key)
+        except KafkaError as exc:
+            self._schedule_retry(item, topic, key, value, exc, attempt=1)
+            return
+        future.add_done_callback(lambda f: self._delivered(f, item, topic, key, value, 0))
+
+    def _delivered(self, future: asyncio.Future[Any], item: _Inbound, topic: str,
+                   key: bytes | None, value: bytes, attempt: int) -> None:
+        if future.cancelled():
+            return  # shutting down: left unacked, so redelivered
+        exc = future.exception()
+        if exc is not None:
+            self._schedule_retry(item, topic, key, value, exc, attempt + 1)
+            return
+        self._in_flight -= 1
+        if item.qos > 0 and item.generation == self._generation:
+            self._client.ack(item.mid, item.qos)
+            self.stats.acked += 1
+        # An older connection's message is redelivered by the broker and produced again: a
+        # duplicate downstream dedup absorbs, never a loss.
+
+    def _schedule_retry(self, item: _Inbound, topic: str, key: bytes | None, value: bytes,
+                        exc: BaseException, attempt: int) -> None:
+        """Kafka is unreachable: keep the message (unacked) and retry with backoff, forever."""
+        self.stats.kafka_retries += 1
+        delay = min(self.config.retry_backoff_max_s, 0.1 * 2**attempt)
+        log.warning("Kafka send to %s failed (%s); retry %d in %.1fs", topic, exc, attempt, delay)
+
+        async def retry() -> None:
+            await asyncio.sleep(delay)
+            assert self._producer is not None
+            try:
+                fut = await self._producer.send(topic, value=value, key=key)
+            except KafkaError as err:
+                self._schedule_retry(item, topic, key, value, err, attempt + 1)
+                return
+            fut.add_done_callback(lambda f: self._delivered(f, item, topic, key, value, attempt))
+
+        task = asyncio.ensure_future(retry())
+        self._retry_tasks.add(task)
+        task.add_done_callback(self._retry_tasks.discard)
+
+    async def _shutdown(self) -> None:
+        """Flush what Kafka has, ack it, then disconnect (DISCONNECT is queued after the acks)."""
+        self._stopping = True
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.flush(), 15)
+            await asyncio.sleep(0)  # let delivery callbacks run and ack
+            for task in list(self._retry_tasks):
+                task.cancel()
+            await self._producer.stop()
+        if self._in_flight:
+            log.warning("%d messages left unacked; the broker redelivers them", self._in_flight)
+        self._client.disconnect()
+        await asyncio.get_running_loop().run_in_executor(None, self._client.loop_stop)
+        log.info("bridge stopped: %s", self.stats)
+        self._stopped.set()
+
+
+def _install_signal_handlers(bridge: Bridge) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, bridge.stop)
+
+
+async def _amain(config: BridgeConfig) -> None:
+    bridge = Bridge(config)
+    _install_signal_handlers(bridge)
+    await bridge.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wastestream bridge", description="MQTT → Kafka bridge")
+    parser.add_argument("--client-id", default=f"ws-bridge-{socket.gethostname()}",
+                        help="stable per bridge instance: it names the persistent MQTT session")
+    parser.add_argument("--group", default=MQTT_SHARE_GROUP, help="MQTT shared-subscription group")
+    parser.add_argument("--receive-maximum", type=int, default=1000)
+    parser.add_argument("-l", "--loglevel", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = BridgeConfig(client_id=args.client_id, group=args.group, receive_maximum=args.receive_maximum)
+    asyncio.run(_amain(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

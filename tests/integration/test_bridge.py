@@ -1,0 +1,165 @@
+"""Bridge against the real Mosquitto and Kafka: valid messages routed, invalid ones dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from paho.mqtt.enums import CallbackAPIVersion
+
+from contract import Weighing, encode, mqtt_topic
+from contract.events import Direction, WasteCategory
+from contract.topics import DEADLETTER_TOPIC
+from stream.bridge import Bridge, BridgeConfig
+from stream.topics_admin import ensure_topics
+from wastestream.settings import load_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+SETTINGS = load_settings()
+
+
+def weighing(device: str, seq: int, site: str = "site-a") -> Weighing:
+    return Weighing(
+        msg_id=f"{device}:1:{seq}", device_id=device, site_id=site, ts=datetime.now(UTC),
+        ticket_id=f"T{seq}", plate="沪A12345", direction=Direction.INBOUND, gross_kg=30000.0,
+        tare_kg=12000.0, net_kg=18000.0, category=WasteCategory.KITCHEN, origin="district-3",
+    )
+
+
+def publish(messages: Iterable[tuple[str, bytes]]) -> None:
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(SETTINGS.mqtt_host, SETTINGS.mqtt_port)
+    client.loop_start()
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+    for info in infos:
+        info.wait_for_publish(timeout=10)
+    client.disconnect()
+    client.loop_stop()
+
+
+async def end_offsets(topics: list[str]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=SETTINGS.kafka_bootstrap)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        return dict(await consumer.end_offsets(parts))
+    finally:
+        await consumer.stop()
+
+
+async def read_since(offsets: dict[TopicPartition, int], want: int, marker: bytes, timeout: float = 20.0
+                     ) -> list[tuple[str, bytes | None, bytes]]:
+    """Records containing `marker` after `offsets`, until `want` of them or the timeout (+1s for extras)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=SETTINGS.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: list[tuple[str, bytes | None, bytes]] = []
+    try:
+        consumer.assign(list(offsets))
+        for tp, off in offsets.items():
+            consumer.seek(tp, off)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                found += [(tp.topic, r.key, r.value) for r in records if marker in (r.value or b"")]
+            if len(found) >= want:
+                deadline = min(deadline, loop.time() + 1.0)
+        return found
+    finally:
+        await consumer.stop()
+
+
+def config(run: str) -> BridgeConfig:
+    return BridgeConfig(client_id=f"test-bridge-{run}", group=f"test{run}", settings=SETTINGS)
+
+
+async def run_bridge_until(bridge: Bridge, coro_factory) -> object:  # type: ignore[no-untyped-def]
+    task = asyncio.create_task(bridge.run())
+    try:
+        await bridge.wait_connected(15)
+        await asyncio.sleep(0.3)  # SUBACK
+        return await coro_factory()
+    finally:
+        bridge.stop()
+        await asyncio.wait_for(task, 20)
+
+
+def test_valid_routed_invalid_deadlettered() -> None:
+    run = uuid.uuid4().hex[:8]
+    dev = f"wb-{run}"
+    topic = mqtt_topic("site-a", "weighbridge", dev, "weighing")
+    valid = [encode(weighing(dev, i)) for i in range(20)]
+    invalid = [
+        (mqtt_topic("site-a", "weighbridge", f"{dev}x", "weighing"), encode(weighing(dev, 100))),  # spoofed
+        (topic, b'{"broken json ' + dev.encode()),
+        (mqtt_topic("site-a", "weighbridge", dev, "deposit"), encode(weighing(dev, 101))),  # wrong event
+        (topic, encode(weighing(dev, 102)).replace(b'"schema":1', b'"schema":9')),
+    ]
+
+    async def scenario() -> None:
+        await ensure_topics(SETTINGS.kafka_bootstrap, SETTINGS.kafka_partitions)
+        offsets = await end_offsets(["ws.weighings", "ws.deposits", DEADLETTER_TOPIC])
+        bridge = Bridge(config(run))
+
+        async def body() -> list[tuple[str, bytes | None, bytes]]:
+            await asyncio.to_thread(publish, [(topic, p) for p in valid] + invalid)
+            return await read_since(offsets, len(valid) + len(invalid), dev.encode())
+
+        found = await run_bridge_until(bridge, body)
+        assert isinstance(found, list)
+        routed = [(k, v) for t, k, v in found if t == "ws.weighings"]
+        dead = [json.loads(v) for t, _, v in found if t == DEADLETTER_TOPIC]
+        assert sorted(v for _, v in routed) == sorted(valid)  # exact original bytes, each once
+        assert {k for k, _ in routed} == {dev.encode()}
+        assert not [t for t, _, _ in found if t == "ws.deposits"]
+        reasons = sorted(d["reason"] for d in dead)
+        assert len(dead) == len(invalid), reasons
+        assert any("device_id" in r for r in reasons)
+        assert any("malformed JSON" in r for r in reasons)
+        assert any("does not match topic event" in r for r in reasons)
+        assert any("schema version" in r for r in reasons)
+        assert all(d["topic"].startswith("ws/v1/") and d["received_at"] for d in dead)
+        assert bridge.stats.acked == len(valid) + len(invalid)
+
+    asyncio.run(scenario())
+
+
+def test_messages_published_while_bridge_is_down_are_delivered_on_return() -> None:
+    run = uuid.uuid4().hex[:8]
+    dev = f"wb-{run}"
+    topic = mqtt_topic("site-a", "weighbridge", dev, "weighing")
+
+    async def scenario() -> None:
+        await ensure_topics(SETTINGS.kafka_bootstrap, SETTINGS.kafka_partitions)
+        offsets = await end_offsets(["ws.weighings"])
+        first = Bridge(config(run))  # creates the persistent session and its subscription
+
+        async def publish_some() -> None:
+            await asyncio.to_thread(publish, [(topic, encode(weighing(dev, i))) for i in range(3)])
+            await asyncio.sleep(1.0)
+
+        await run_bridge_until(first, publish_some)
+        # Bridge down: these wait in Mosquitto for our session.
+        await asyncio.to_thread(publish, [(topic, encode(weighing(dev, i))) for i in range(3, 10)])
+        second = Bridge(config(run))
+
+        async def read() -> list[tuple[str, bytes | None, bytes]]:
+            return await read_since(offsets, 10, dev.encode())
+
+        found = await run_bridge_until(second, read)
+        assert isinstance(found, list)
+        seqs = sorted({json.loads(v)["msg_id"] for _, _, v in found})
+        assert seqs == sorted(f"{dev}:1:{i}" for i in range(10))
+
+    asyncio.run(scenario())

@@ -1,0 +1,85 @@
+"""The bridge's gate: only a message whose topic and payload agree reaches its Kafka topic."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from contract import Deposit, Weighing, encode, mqtt_topic
+from contract.events import Direction, Verdict, VerdictSource, WasteCategory
+from stream.deadletter import deadletter_record
+from stream.validation import Rejection, Routed, validate
+
+TS = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
+
+
+def weighing(**overrides: object) -> Weighing:
+    fields: dict[str, object] = dict(
+        msg_id="wb-1:1700000000:7", device_id="wb-1", site_id="site-a", ts=TS, ticket_id="T0001",
+        plate="沪A12345", direction=Direction.INBOUND, gross_kg=30000.0, tare_kg=12000.0,
+        net_kg=18000.0, category=WasteCategory.KITCHEN, origin="district-3",
+    )
+    fields.update(overrides)
+    return Weighing(**fields)  # type: ignore[arg-type]
+
+
+TOPIC = mqtt_topic("site-a", "weighbridge", "wb-1", "weighing")
+
+
+def test_valid_weighing_is_routed_with_original_bytes_and_device_key() -> None:
+    payload = encode(weighing())
+    assert validate(TOPIC, payload) == Routed("ws.weighings", b"wb-1", payload)
+
+
+def test_original_bytes_are_kept_even_when_not_canonical() -> None:
+    payload = json.dumps(json.loads(encode(weighing())), indent=2, ensure_ascii=False).encode()
+    result = validate(TOPIC, payload)
+    assert isinstance(result, Routed) and result.payload is payload
+
+
+def test_deposit_goes_to_its_own_topic() -> None:
+    dep = Deposit(msg_id="ss-9:1:1", device_id="ss-9", site_id="c-1", ts=TS, community_id="c-1",
+                  bin=WasteCategory.RECYCLABLE, kg=1.5, household="a1b2c3d4e5f6",
+                  verdict=Verdict.CORRECT, verdict_source=VerdictSource.CAMERA)
+    result = validate(mqtt_topic("c-1", "sorting_station", "ss-9", "deposit"), encode(dep))
+    assert isinstance(result, Routed) and result.kafka_topic == "ws.deposits"
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (mqtt_topic("site-a", "weighbridge", "wb-2", "weighing"), encode(weighing()), "device_id"),
+        (mqtt_topic("site-b", "weighbridge", "wb-1", "weighing"), encode(weighing()), "site_id"),
+        (mqtt_topic("site-a", "weighbridge", "wb-1", "bin_level"), encode(weighing()), "topic event"),
+        (TOPIC, b'{"type": "weighing", "msg_id": ', "malformed JSON"),
+        (TOPIC, b"\xff\xfe not utf-8", "malformed JSON"),
+        (TOPIC, encode(weighing(schema=2)), "schema version"),
+        (TOPIC, encode(weighing()).replace(b'"weighing"', b'"teleport"'), "invalid message"),
+        (TOPIC, encode(weighing(msg_id="wb-9:1:1")), "does not belong"),
+        (TOPIC, encode(weighing(msg_id="no-seq")), "device:epoch:seq"),
+        ("ws/v1/site-a/weighbridge/wb-1/teleport", encode(weighing()), "unknown event"),
+        ("ws/v1/site-a/weighbridge/wb-1/alert", encode(weighing()), "unknown event"),
+        ("ws/v1/site-a/weighbridge/wb-1", encode(weighing()), "bad topic"),
+        ("other/site-a/weighbridge/wb-1/weighing", encode(weighing()), "bad topic"),
+    ],
+)
+def test_rejections_carry_a_reason(topic: str, payload: bytes, reason: str) -> None:
+    result = validate(topic, payload)
+    assert isinstance(result, Rejection), result
+    assert reason in result.reason
+
+
+def test_inconsistent_net_is_rejected() -> None:
+    payload = encode(weighing()).replace(b'"net_kg":18000.0', b'"net_kg":9000.0')
+    result = validate(TOPIC, payload)
+    assert isinstance(result, Rejection) and "net_kg" in result.reason
+
+
+def test_deadletter_record_keeps_text_or_base64() -> None:
+    rec = json.loads(deadletter_record("why", "t", "磅单".encode()))
+    assert rec["payload"] == "磅单" and rec["payload_encoding"] == "utf-8" and rec["reason"] == "why"
+    rec = json.loads(deadletter_record("why", "t", b"\xff\x00"))
+    assert rec["payload"] == "/wA=" and rec["payload_encoding"] == "base64"
+    assert rec["received_at"].endswith("+00:00")
