@@ -53,6 +53,53 @@ class VehicleSpec(msgspec.Struct, forbid_unknown_fields=True):
     origin: Ident
 
 
+class StationSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """A smart sorting station (four bins) reached over Modbus TCP or RTU."""
+
+    id: Ident
+    transport: Literal["tcp", "rtu"] = "tcp"
+    unit_id: Annotated[int, msgspec.Meta(ge=1, le=247)] = 1
+
+
+class CommunitySpec(msgspec.Struct, forbid_unknown_fields=True):
+    """A residential community (小区) with its registered households and sorting stations."""
+
+    id: Ident
+    name: str
+    district: Ident
+    households: Annotated[int, msgspec.Meta(ge=1)]
+    stations: list[StationSpec] = []
+    accuracy: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.9
+    """Share of drops that go into the right bin (the camera's verdict)."""
+
+
+class GeoPoint(msgspec.Struct, array_like=True):
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)]
+
+
+class DisposalSiteSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """An approved disposal site (消纳场): a geofence polygon, lat/lon vertices."""
+
+    id: Ident
+    name: str
+    polygon: list[GeoPoint]
+
+
+class TruckSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """A muck truck (渣土车) terminal: GPS on serial, lid/bed/load on an I/O module."""
+
+    id: Ident
+    plate: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+    route: list[GeoPoint]
+    """From the origin (a construction site) to a disposal site; driven there and back."""
+    origin: Ident
+    disposal_site: Ident
+    tare_kg: PositiveFloat = 15000
+    load_kg: PositiveFloat = 14000
+    speed_kmh: PositiveFloat = 40
+
+
 class Rates(msgspec.Struct, forbid_unknown_fields=True):
     """Visits per weighbridge per minute at rate_scale 1 and the pacing of one visit."""
 
@@ -60,6 +107,8 @@ class Rates(msgspec.Struct, forbid_unknown_fields=True):
     frame_hz: PositiveFloat = 10.0
     stable_s: PositiveFloat = 2.5
     min_load_fraction: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.4
+    deposits_per_station_per_min: PositiveFloat = 6.0
+    truck_report_interval_s: PositiveFloat = 10.0
 
 
 class Scenario(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,6 +118,9 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     origins: list[Ident] = []
     facilities: list[FacilitySpec] = []
     vehicles: list[VehicleSpec] = []
+    communities: list[CommunitySpec] = []
+    disposal_sites: list[DisposalSiteSpec] = []
+    trucks: list[TruckSpec] = []
     rates: Rates = msgspec.field(default_factory=Rates)
 
     def vehicles_for(self, facility: FacilitySpec) -> list[VehicleSpec]:
