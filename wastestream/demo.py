@@ -66,7 +66,8 @@ def wait_for_drain(settings: Settings, expected: dict[str, FacilityTotals], sinc
 
 def render_table(expected: dict[str, FacilityTotals], got: dict[str, FacilityTotals],
                  names: dict[str, str]) -> tuple[str, bool]:
-    header = f"{'facility':<22} {'tickets sent':>12} {'net t sent':>11} {'tickets in DB':>13} {'net t in DB':>11}  ok"
+    header = (f"{'facility':<22} {'tickets sent':>12} {'net t sent':>11} "
+              f"{'tickets in DB':>13} {'net t in DB':>11}  ok")
     lines = [header, "-" * len(header)]
     all_ok = True
     for site in sorted(set(expected) | set(got)):
@@ -85,41 +86,54 @@ def render_table(expected: dict[str, FacilityTotals], got: dict[str, FacilityTot
     return "\n".join(lines), all_ok
 
 
+@dataclass
+class SliceResult:
+    expected: dict[str, FacilityTotals]
+    got: dict[str, FacilityTotals]
+
+
+def run_city(pipeline: Pipeline, scenario_path: Path, duration: float, drain_timeout: float,
+             *, workers: int = 1, bridges: int = 1) -> SliceResult:
+    """Start stream workers, bridges, the simulator and one edge agent per site; drain; compare."""
+    pipeline.wait(pipeline.start("topics", "topics"), timeout=120)
+    for i in range(workers):
+        pipeline.start(f"worker-{i}", "worker", "-l", "info")
+    for i in range(bridges):
+        pipeline.start(f"bridge-{i}", "bridge", "--client-id", f"ws-bridge-{i}")
+    since_ns = time.time_ns()
+    sim = pipeline.start("sim", "sim", "--scenario", str(scenario_path), "--run-dir", str(pipeline.run_dir),
+                         "--duration", str(duration))
+    ready = pipeline.run_dir / "sim" / "ready"
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        pipeline.check_alive()
+        if time.monotonic() > deadline:
+            raise PipelineError("simulator did not create its devices within 30 s")
+        time.sleep(0.2)
+    for site_config in sorted((pipeline.run_dir / "edge").glob("*.yaml")):
+        pipeline.start(f"edge-{site_config.stem}", "edge", "run", "--config", str(site_config))
+    pipeline.wait(sim, timeout=duration + 120)
+    expected = ledger_totals(pipeline.run_dir / "sim" / "ledger.jsonl")
+    log.info("simulator done (%d truck visits); draining", sum(t.tickets for t in expected.values()))
+    got = wait_for_drain(pipeline.settings, expected, since_ns, drain_timeout)
+    return SliceResult(expected, got)
+
+
 def run_demo(duration: float, scenario_path: Path, keep_services: bool, drain_timeout: float) -> int:
     settings = load_settings()
     run_dir = settings.run_dir / "demo" / time.strftime("%Y%m%d-%H%M%S")
     scenario = load_scenario(scenario_path)
     names = {f.id: f.name for f in scenario.facilities}
-
     started_services = not services_running()
     print("services: starting Mosquitto, Kafka, InfluxDB ..." if started_services else "services: running")
     services("up")
     pipeline = Pipeline(settings, run_dir)
+    bridges = sum(len(f.weighbridges) for f in scenario.facilities)
+    print(f"demo: {len(scenario.weighbridge_sites())} facilities, {bridges} weighbridges, "
+          f"{duration:.0f} s of traffic; logs in {run_dir / 'logs'}")
     try:
-        pipeline.wait(pipeline.start("topics", "topics"), timeout=120)
-        pipeline.start("worker", "worker", "-l", "info")
-        pipeline.start("bridge", "bridge")
-        since_ns = time.time_ns()
-        sim = pipeline.start("sim", "sim", "--scenario", str(scenario_path), "--run-dir", str(run_dir),
-                             "--duration", str(duration))
-        ready = run_dir / "sim" / "ready"
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            pipeline.check_alive()
-            if time.monotonic() > deadline:
-                raise PipelineError("simulator did not create its devices within 30 s")
-            time.sleep(0.2)
-        for site_config in sorted((run_dir / "edge").glob("*.yaml")):
-            pipeline.start(f"edge-{site_config.stem}", "edge", "run", "--config", str(site_config))
-        print(f"demo: {len(scenario.weighbridge_sites())} facilities, "
-              f"{sum(len(f.weighbridges) for f in scenario.facilities)} weighbridges, {duration:.0f} s; "
-              f"logs in {run_dir / 'logs'}")
-        pipeline.wait(sim, timeout=duration + 120)
-        expected = ledger_totals(run_dir / "sim" / "ledger.jsonl")
-        print(f"demo: simulator done ({sum(t.tickets for t in expected.values())} truck visits); "
-              "waiting for the pipeline to drain ...")
-        got = wait_for_drain(settings, expected, since_ns, drain_timeout)
-        table, ok = render_table(expected, got, names)
+        result = run_city(pipeline, scenario_path, duration, drain_timeout)
+        table, ok = render_table(result.expected, result.got, names)
         print("\nTonnage per facility: sent by the simulator vs read back from InfluxDB (InfluxQL)\n")
         print(table)
         print(f"\nlogs: {run_dir / 'logs'}")

@@ -7,6 +7,7 @@ Ctrl-C of the demo leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -106,10 +107,8 @@ class Pipeline:
 
     def stop(self, proc: Process, timeout: float = 15.0) -> int | None:
         if proc.popen.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 proc.popen.wait(timeout)
             except subprocess.TimeoutExpired:
