@@ -118,7 +118,10 @@ def parse_toledo(frame: bytes, *, checksum: bool = True) -> Item:
     inc_code = (swa >> 3) & 0x03
     if inc_code == 0:
         return FrameError("toledo status word A has no increment size", frame)
-    weight, tare = _digits(bytes(b & 0x7F for b in frame[4:10])), _digits(bytes(b & 0x7F for b in frame[10:16]))
+    weight, tare = (
+        _digits(bytes(b & 0x7F for b in frame[4:10])),
+        _digits(bytes(b & 0x7F for b in frame[10:16])),
+    )
     if weight is None:
         return FrameError(f"toledo weight field is not digits: {frame[4:10]!r}", frame)
     if tare is None:
@@ -200,7 +203,9 @@ class Framer:
         self._buf += chunk
         if len(self._buf) > self._max_buffer:  # only reachable with a huge chunk: drop oldest
             cut = len(self._buf) - self._max_buffer
-            out.append(self._error(f"buffer over {self._max_buffer} bytes, dropped {cut}", bytes(self._buf[:cut])))
+            out.append(
+                self._error(f"buffer over {self._max_buffer} bytes, dropped {cut}", bytes(self._buf[:cut]))
+            )
             del self._buf[:cut]
         while self._buf:
             start = self._buf.find(STX)
@@ -215,14 +220,18 @@ class Framer:
             body_end = min(len(self._buf), self._length - self._free_tail)
             restart = self._buf.find(STX, 1, body_end)
             if restart > 0:
-                out.append(self._error(f"torn {self._name} frame ({restart} bytes)", bytes(self._buf[:restart])))
+                out.append(
+                    self._error(f"torn {self._name} frame ({restart} bytes)", bytes(self._buf[:restart]))
+                )
                 del self._buf[:restart]
                 continue
             if len(self._buf) < self._length:
                 break
             frame = bytes(self._buf[: self._length])
             if frame[self._end_index] != self._end_byte:
-                out.append(self._error(f"{self._name} frame without its end byte", frame[: self._end_index + 1]))
+                out.append(
+                    self._error(f"{self._name} frame without its end byte", frame[: self._end_index + 1])
+                )
                 del self._buf[:1]
                 continue
             del self._buf[: self._length]
@@ -254,6 +263,7 @@ def make_framer(fmt: FrameFormat, *, checksum: bool = True, max_buffer: int = 40
             max_buffer=max_buffer,
         )
     if fmt == "xk3190":
-        return Framer(length=12, end_index=11, end_byte=ETX, parse=parse_xk3190, name="xk3190",
-                      max_buffer=max_buffer)
+        return Framer(
+            length=12, end_index=11, end_byte=ETX, parse=parse_xk3190, name="xk3190", max_buffer=max_buffer
+        )
     raise ValueError(f"unknown frame format {fmt!r}")
