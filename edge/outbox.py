@@ -1,0 +1,179 @@
+"""Store-and-forward outbox: SQLite (WAL, synchronous=FULL) so no event is lost to a crash.
+
+Every event is committed here before it is published and deleted only on the broker's
+PUBACK. msg_id = `{device_id}:{epoch}:{seq}`: epoch is fixed when the database is created,
+seq grows by one per device and is persisted, so an id never changes across retries or
+restarts and never repeats. Rows are replayed in insertion order. When `max_messages` rows
+are pending, `when_full` decides: `drop_oldest` (default: fresh data matters more on a
+long outage) or `reject_new`; either way the loss is logged and counted in `dropped`.
+Thread-safe: the MQTT network thread acks while device threads append.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from contract.msgid import make_msg_id
+
+log = logging.getLogger("edge.outbox")
+
+WhenFull = Literal["drop_oldest", "reject_new"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS seqs (device_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    msg_id TEXT NOT NULL UNIQUE,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: int
+    device_id: str
+    seq: int
+    msg_id: str
+    topic: str
+    payload: bytes
+
+
+class Outbox:
+    """A durable FIFO of (topic, payload) with stable message ids."""
+
+    def __init__(self, path: str | Path, *, max_messages: int = 100_000, when_full: WhenFull = "drop_oldest"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_messages = max_messages
+        self.when_full = when_full
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        with self._tx():
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (int(time.time()),))
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('dropped', 0)")
+        self.epoch: int = self._meta("epoch")
+        self._listeners: list[Callable[[], None]] = []
+
+    def _meta(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0])
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db, self._lock)
+
+    @property
+    def dropped(self) -> int:
+        """Messages lost to the full-outbox policy since the database was created."""
+        with self._lock:
+            return self._meta("dropped")
+
+    def on_put(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from the putting thread) after each stored message: wakes the publisher."""
+        self._listeners.append(callback)
+
+    def next_msg_id(self, device_id: str) -> str:
+        """Allocate a msg_id without storing a message (for the Last-Will and direct publishes)."""
+        with self._tx():
+            return make_msg_id(device_id, self.epoch, self._next_seq(device_id))
+
+    def _next_seq(self, device_id: str) -> int:
+        self._db.execute(
+            "INSERT INTO seqs VALUES (?, 1) ON CONFLICT(device_id) DO UPDATE SET last_seq = last_seq + 1",
+            (device_id,),
+        )
+        return int(
+            self._db.execute("SELECT last_seq FROM seqs WHERE device_id = ?", (device_id,)).fetchone()[0]
+        )
+
+    def put(self, device_id: str, topic: str, build: Callable[[str, int], bytes]) -> Entry | None:
+        """Store one message; `build(msg_id, seq)` makes the payload, inside the same transaction.
+
+        Returns None under `reject_new` when full (nothing stored, no seq used, counted as dropped).
+        """
+        with self._tx():
+            depth = self._depth()
+            if depth >= self.max_messages:
+                excess = depth - self.max_messages + 1
+                if self.when_full == "reject_new":
+                    self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'dropped'")
+                    log.error("outbox full (%d messages): rejected a new message for %s", depth, topic)
+                    return None
+                self._db.execute(
+                    "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)",
+                    (excess,),
+                )
+                self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (excess,))
+                log.error("outbox full (%d messages): dropped the oldest %d", depth, excess)
+            seq = self._next_seq(device_id)
+            msg_id = make_msg_id(device_id, self.epoch, seq)
+            payload = build(msg_id, seq)
+            cur = self._db.execute(
+                "INSERT INTO messages (device_id, seq, msg_id, topic, payload) VALUES (?, ?, ?, ?, ?)",
+                (device_id, seq, msg_id, topic, payload),
+            )
+            entry = Entry(int(cur.lastrowid or 0), device_id, seq, msg_id, topic, payload)
+        for callback in self._listeners:
+            callback()
+        return entry
+
+    def pending(self, after_id: int = 0, limit: int = 100) -> list[Entry]:
+        """Stored messages with id > after_id, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, device_id, seq, msg_id, topic, payload FROM messages"
+                " WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
+
+    def ack(self, entry_id: int) -> None:
+        """The broker has the message (PUBACK): forget it."""
+        with self._tx():
+            self._db.execute("DELETE FROM messages WHERE id = ?", (entry_id,))
+
+    def _depth(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+
+    def depth(self) -> int:
+        with self._lock:
+            return self._depth()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _Tx:
+    """BEGIN IMMEDIATE .. COMMIT under the outbox lock; rollback on error."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._db, self._lock = db, lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()
