@@ -1,0 +1,294 @@
+"""Batched, bounded, retrying InfluxDB sink; v1 `/write` or v2 `/api/v2/write` behind one interface.
+
+- Batched: points are flushed every `flush_ms` or as soon as `batch_size` are buffered
+  (one HTTP request per batch: ~200x the throughput of a request per point).
+- Bounded: at most `max_buffered` points wait; beyond that `write()` awaits (back-pressure
+  reaches the Kafka consumer instead of growing memory).
+- Retries with exponential backoff while InfluxDB is down or overloaded; after `give_up_s`
+  (or at once for a batch InfluxDB rejects as invalid) the batch goes to the dead-letter
+  callback with the reason. Never blocks forever, never drops silently.
+- `on_done` callbacks run after a point's batch is stored (or dead-lettered), so the
+  caller can commit its Kafka offset only then: a crash re-delivers, never loses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from stream.deadletter import deadletter_record
+from stream.logutil import RateLimitedLog
+from stream.sinks.line_protocol import Point, to_line
+from wastestream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DeadLetter = Callable[[bytes], Awaitable[Any]]
+OnDone = Callable[[], Any]
+
+
+class WriteError(Exception):
+    """A failed write; `transient` ones are retried, the others dead-lettered at once."""
+
+    def __init__(self, reason: str, *, transient: bool) -> None:
+        super().__init__(reason)
+        self.transient = transient
+
+
+class Transport(Protocol):
+    target: str
+    """Where points go, for logs and dead-letter records (e.g. `influx-v1:http://...:wastestream`)."""
+
+    async def prepare(self) -> None: ...
+    async def write(self, body: bytes) -> None: ...
+    async def close(self) -> None: ...
+
+
+def _classify(status: int, text: str) -> WriteError:
+    transient = status >= 500 or status in (404, 408, 429)  # 404: database not (yet) there
+    return WriteError(f"HTTP {status}: {text.strip()[:300]}", transient=transient)
+
+
+class V1Transport:
+    """InfluxDB 1.x HTTP API: `/write?db=..&precision=ns`; `CREATE DATABASE` on prepare."""
+
+    def __init__(self, url: str, db: str, token: str = "", timeout_s: float = 10.0) -> None:
+        self.url, self.db = url.rstrip("/"), db
+        self.target = f"influx-v1:{self.url}/{db}"
+        self._headers = {"Authorization": f"Token {token}"} if token else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        return self._session
+
+    async def prepare(self) -> None:
+        """Create the database (idempotent in InfluxDB); a failure here is retried by the writes."""
+        try:
+            query = {"q": f'CREATE DATABASE "{self.db}"'}
+            async with self._http().post(f"{self.url}/query", params=query) as r:
+                if r.status != 200:
+                    log.warning("CREATE DATABASE %s: HTTP %d %s", self.db, r.status, await r.text())
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.warning("InfluxDB at %s not reachable to create %s: %s", self.url, self.db, exc)
+
+    async def write(self, body: bytes) -> None:
+        try:
+            async with self._http().post(
+                f"{self.url}/write", params={"db": self.db, "precision": "ns"}, data=body
+            ) as r:
+                if r.status == 204:
+                    return
+                error = _classify(r.status, await r.text())
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise WriteError(f"{type(exc).__name__}: {exc}", transient=True) from None
+        if r.status == 404:
+            await self.prepare()
+        raise error
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class V2Transport:
+    """InfluxDB 2.x/3.x (and 1.8+) `/api/v2/write` through influxdb-client's async client."""
+
+    def __init__(self, url: str, org: str, bucket: str, token: str, timeout_s: float = 10.0) -> None:
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+        self.target = f"influx-v2:{url.rstrip('/')}/{org}/{bucket}"
+        self._bucket, self._org = bucket, org
+        self._client_factory = lambda: InfluxDBClientAsync(
+            url=url, token=token, org=org, timeout=int(timeout_s * 1000)
+        )
+        self._client: Any = None
+
+    async def prepare(self) -> None:
+        """Buckets are provisioned by the operator (creating one needs an all-access token)."""
+
+    async def write(self, body: bytes) -> None:
+        from influxdb_client.rest import ApiException
+
+        if self._client is None:
+            self._client = self._client_factory()
+        try:
+            await self._client.write_api().write(
+                bucket=self._bucket, org=self._org, record=body, write_precision="ns"
+            )
+        except ApiException as exc:
+            raise _classify(int(exc.status or 0), str(exc.body or exc.reason)) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise WriteError(f"{type(exc).__name__}: {exc}", transient=True) from None
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def make_transport(settings: Settings) -> Transport:
+    if settings.influx_api == "v2":
+        s = settings
+        return V2Transport(s.influx_url, s.influx_org, s.influx_db, s.influx_token)
+    if settings.influx_api != "v1":
+        raise ValueError(f"influx_api must be v1 or v2, not {settings.influx_api!r}")
+    return V1Transport(settings.influx_url, settings.influx_db, settings.influx_token)
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    batch_size: int = 5000
+    flush_ms: int = 200
+    max_buffered: int = 50_000
+    give_up_s: float = 60.0
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+    deadletter_chunk_bytes: int = 512 * 1024
+    """Kafka's default message limit is 1 MB; a big failed batch is split into records below it."""
+
+
+@dataclass
+class SinkStats:
+    points: int = 0
+    batches: int = 0
+    retries: int = 0
+    deadlettered: int = 0
+
+
+class InfluxSink:
+    """`await sink.write(point, on_done)`; `start()` before, `stop()` (flushes) after."""
+
+    def __init__(
+        self, transport: Transport, deadletter: DeadLetter, config: SinkConfig | None = None
+    ) -> None:
+        self.transport = transport
+        self.config = config or SinkConfig()
+        self.stats = SinkStats()
+        self._deadletter = deadletter
+        self._buf: collections.deque[tuple[str, OnDone | None]] = collections.deque()
+        self._space = asyncio.Semaphore(self.config.max_buffered)
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._unfinished = 0
+        self._task: asyncio.Task[None] | None = None
+        self._warn = RateLimitedLog(log, per_interval=5)
+
+    async def start(self) -> None:
+        await self.transport.prepare()
+        self._task = asyncio.create_task(self._run(), name="influx-sink")
+
+    async def write(self, point: Point, on_done: OnDone | None = None) -> None:
+        """Buffer one point; awaits while the buffer is full. ValueError if it cannot be encoded."""
+        line = to_line(point)
+        await self._space.acquire()
+        self._buf.append((line, on_done))
+        self._unfinished += 1
+        self._idle.clear()
+        if len(self._buf) >= self.config.batch_size:
+            self._wake.set()
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every buffered point is stored or dead-lettered."""
+        self._wake.set()
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        try:
+            if self._task is not None and not self._task.done():
+                await self.flush(timeout)
+        except TimeoutError:
+            log.error("InfluxDB sink stopped with %d points unwritten (unacked: replayed)", self._unfinished)
+        finally:
+            if self._task is not None:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+            await self.transport.close()
+
+    async def _run(self) -> None:
+        flush_s = self.config.flush_ms / 1000
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), flush_s)
+            self._wake.clear()
+            while self._buf:
+                n = min(len(self._buf), self.config.batch_size)
+                batch = [self._buf.popleft() for _ in range(n)]
+                await self._deliver(batch)
+
+    async def _deliver(self, batch: list[tuple[str, OnDone | None]]) -> None:
+        lines = [line for line, _ in batch]
+        stored = await self._write_with_retry(lines)
+        if stored:
+            for _, on_done in batch:
+                if on_done is not None:
+                    result = on_done()
+                    if inspect.isawaitable(result):
+                        await result
+        # else: dead-lettering failed too; callbacks not run, so the source is not acked and replays.
+        for _ in batch:
+            self._space.release()
+        self._unfinished -= len(batch)
+        if self._unfinished == 0:
+            self._idle.set()
+
+    async def _write_with_retry(self, lines: list[str]) -> bool:
+        """True once the batch is in InfluxDB or in the dead-letter topic."""
+        body = "\n".join(lines).encode("utf-8")
+        started = time.monotonic()
+        delay = self.config.backoff_initial_s
+        while True:
+            try:
+                await self.transport.write(body)
+                self.stats.points += len(lines)
+                self.stats.batches += 1
+                return True
+            except WriteError as exc:
+                waited = time.monotonic() - started
+                if not exc.transient or waited + delay > self.config.give_up_s:
+                    reason = f"InfluxDB write to {self.transport.target} failed after {waited:.1f}s: {exc}"
+                    return await self._send_to_deadletter(lines, reason)
+                self.stats.retries += 1
+                self._warn.warning("InfluxDB write of %d points failed (%s); retry in %.1fs",
+                                   len(lines), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.backoff_max_s)
+
+    async def _send_to_deadletter(self, lines: list[str], reason: str) -> bool:
+        log.error("dead-lettering %d points: %s", len(lines), reason)
+        try:
+            for chunk in _chunks(lines, self.config.deadletter_chunk_bytes):
+                record = deadletter_record(reason, self.transport.target, "\n".join(chunk).encode("utf-8"),
+                                           points=len(chunk))
+                await self._deadletter(record)
+        except Exception:
+            log.exception("dead-letter of %d points failed; leaving them unacked for replay", len(lines))
+            return False
+        self.stats.deadlettered += len(lines)
+        return True
+
+
+def _chunks(lines: list[str], max_bytes: int) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for line in lines:
+        n = len(line.encode("utf-8")) + 1
+        if chunks[-1] and size + n > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(line)
+        size += n
+    return chunks

@@ -1,0 +1,107 @@
+"""The sink against the real InfluxDB (v1 /write): exact sums, idempotent replay, dead-letter when down."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from contract import Weighing
+from contract.events import Direction, WasteCategory
+from stream.agents.tonnage_points import weighing_point
+from stream.sinks.influx import InfluxSink, SinkConfig, V1Transport, make_transport
+from wastestream.influxql import influxql
+from wastestream.settings import Settings, load_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@pytest.fixture
+def settings() -> Iterator[Settings]:
+    s = dataclasses.replace(load_settings(), influx_db=f"ws_test_{uuid.uuid4().hex[:8]}", influx_api="v1")
+    yield s
+    query = urllib.parse.urlencode({"q": f'DROP DATABASE "{s.influx_db}"'})
+    urllib.request.urlopen(urllib.request.Request(f"{s.influx_url}/query?{query}", method="POST"), timeout=10)
+
+
+def tickets(n: int) -> list[Weighing]:
+    base = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    return [
+        Weighing(
+            msg_id=f"wb-{i % 3}:1:{i}", device_id=f"wb-{i % 3}", site_id=f"site-{i % 2}",
+            ts=base + timedelta(seconds=i, microseconds=i), ticket_id=f"T{i}", plate="沪A1234" + str(i % 10),
+            direction=Direction.INBOUND, gross_kg=20000.0 + i, tare_kg=10000.0, net_kg=10000.0 + i,
+            category=WasteCategory.KITCHEN if i % 4 else WasteCategory.RECYCLABLE, origin="区 3",
+        )
+        for i in range(n)
+    ]
+
+
+def sums(settings: Settings) -> dict[str, tuple[float, int]]:
+    rows = influxql(settings, "SELECT sum(net_kg) AS kg, count(net_kg) AS n FROM weighing GROUP BY site")
+    return {r["site"]: (r["kg"], r["n"]) for r in rows}
+
+
+async def write_all(settings: Settings, batch: list[Weighing]) -> InfluxSink:
+    async def no_deadletter(record: bytes) -> None:
+        raise AssertionError(record)
+
+    sink = InfluxSink(make_transport(settings), no_deadletter, SinkConfig(batch_size=1000, flush_ms=50))
+    await sink.start()
+    for w in batch:
+        await sink.write(weighing_point(w))
+    await sink.flush(20)
+    await sink.stop()
+    return sink
+
+
+def test_sums_are_exact_and_replay_overwrites(settings: Settings) -> None:
+    batch = tickets(2500)
+    expected: dict[str, tuple[float, int]] = {}
+    for w in batch:
+        kg, n = expected.get(w.site_id, (0.0, 0))
+        expected[w.site_id] = (kg + w.net_kg, n + 1)
+    sink = asyncio.run(write_all(settings, batch))
+    assert sink.stats.points == 2500 and sink.stats.batches >= 3
+    assert sums(settings) == expected
+    asyncio.run(write_all(settings, batch[:1200]))  # a replay of part of the stream
+    assert sums(settings) == expected
+    rows = influxql(settings, "SELECT plate, origin FROM weighing WHERE ticket_id = 'T7'")
+    assert rows[0]["plate"] == "沪A12347" and rows[0]["origin"] == "区 3"
+
+
+def test_unreachable_influx_retries_then_deadletters_without_hanging(settings: Settings) -> None:
+    async def scenario() -> tuple[InfluxSink, list[dict[str, object]], float]:
+        records: list[dict[str, object]] = []
+
+        async def deadletter(record: bytes) -> None:
+            records.append(json.loads(record))
+
+        transport = V1Transport("http://127.0.0.1:9", settings.influx_db, timeout_s=1.0)  # nothing listens
+        sink = InfluxSink(transport, deadletter,
+                          SinkConfig(flush_ms=20, backoff_initial_s=0.05, backoff_max_s=0.2, give_up_s=1.5))
+        start = time.monotonic()
+        await sink.start()
+        done: list[int] = []
+        for w in tickets(10):
+            await sink.write(weighing_point(w), on_done=lambda: done.append(1))
+        await sink.flush(10)
+        await sink.stop()
+        assert len(done) == 10
+        return sink, records, time.monotonic() - start
+
+    sink, records, elapsed = asyncio.run(scenario())
+    assert elapsed < 8
+    assert sink.stats.retries >= 3 and sink.stats.deadlettered == 10 and sink.stats.points == 0
+    assert records
+    assert all("InfluxDB write to influx-v1:http://127.0.0.1:9" in str(r["reason"]) for r in records)
+    assert sum(int(r["points"]) for r in records) == 10  # type: ignore[call-overload]
+    assert "沪A1234" in str(records[0]["payload"])
