@@ -148,7 +148,7 @@ kafka_healthy() {  # kafka_healthy <deadline seconds> <pid> [log offset]
 }
 
 kafka_up() {
-  local pid offset rc t0
+  local pid offset out_offset rc t0 why
   check_port_value kafka WS_KAFKA_PORT "$KF_PORT"
   check_port_value kafka WS_KAFKA_CONTROLLER_PORT "$KF_CPORT"
   mkdir -p "$KF_DIR" "$KF_LOGS" "$KF_DATA"
@@ -169,6 +169,7 @@ kafka_up() {
   kafka_format_once
 
   offset=$(stat -c %s "$KF_LOGS/server.log" 2>/dev/null || echo 0)
+  out_offset=$(stat -c %s "$KF_OUT" 2>/dev/null || echo 0)
   t0=$SECONDS
   # shellcheck disable=SC2086 # KF_HEAP is a list of JVM options
   start_daemon "$KF_PID" "$KF_OUT" java $KF_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
@@ -185,7 +186,13 @@ kafka_up() {
   fi
   if ((rc == 3)); then
     rm -f "$KF_PID"
-    die kafka "broker exited during start-up: $(grep -hE 'ERROR|Exception' "$KF_OUT" "$KF_LOGS/server.log" 2>/dev/null | tail -n1 | cut -c1-200) (see $KF_LOGS/server.log)"
+    # last ERROR/FATAL line of this start (without its timestamp) + the exception line after it
+    why=$(tail -c +"$((offset + 1))" "$KF_LOGS/server.log" 2>/dev/null | awk '
+      /^\[[^]]*\] (ERROR|FATAL)/ { sub(/^\[[^]]*\] /, ""); last = $0; nxt = 1; next }
+      nxt == 1 { last = last " -- " $0; nxt = 0 }
+      END { print last }') || true
+    [[ -n "$why" ]] || why=$(tail -c +"$((out_offset + 1))" "$KF_OUT" | grep -vE '^(====|\s*$)' | tail -n1) || true
+    die kafka "broker exited during start-up: ${why:0:220} (see $KF_LOGS/server.log and $KF_OUT)"
   fi
   stop_daemon kafka "$KF_PID" "$KF_CONF" 10 >/dev/null 2>&1 || true
   die kafka "not ready on $WS_HOST:$KF_PORT after ${KF_WAIT}s (stopped pid $pid; see $KF_LOGS/server.log)"

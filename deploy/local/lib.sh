@@ -17,7 +17,7 @@ export WS_RUN_DIR
 
 # Python used for health checks: the repo venv if present (has aiokafka), else system python3.
 ws_python() {
-  if [[ -n "${WS_PYTHON:-}" ]]; then
+  if [[ -n "${WS_PYTHON:-}" && -x "${WS_PYTHON:-}" ]]; then
     printf '%s\n' "$WS_PYTHON"
   elif [[ -x "$WS_REPO_ROOT/.venv/bin/python" ]]; then
     printf '%s\n' "$WS_REPO_ROOT/.venv/bin/python"
