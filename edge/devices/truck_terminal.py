@@ -96,7 +96,9 @@ class TruckReporter:
 
     def fix_ok(self, now: float) -> bool:
         return (
-            self._rmc is not None and self._rmc.valid and self._rmc.timestamp is not None
+            self._rmc is not None
+            and self._rmc.valid
+            and self._rmc.timestamp is not None
             and now - self._rmc_at <= self.cfg.fix_stale_s
         )
 
@@ -121,10 +123,20 @@ class TruckReporter:
         ts = self._rmc.timestamp if fix_ok and self._rmc is not None else None
         lat, lon = self._pos
         return TruckTelemetry(
-            msg_id="", device_id=self.cfg.id, site_id=self.cfg.site_id, ts=ts or wall,
-            plate=self.cfg.plate, lat=lat, lon=lon, speed_kmh=self._speed if fix_ok else 0.0,
-            lid_closed=io.lid_closed, bed_raised=io.bed_raised, load_kg=io.load_kg,
-            ignition=io.ignition, heading_deg=self._heading, gps_fix=fix_ok,
+            msg_id="",
+            device_id=self.cfg.id,
+            site_id=self.cfg.site_id,
+            ts=ts or wall,
+            plate=self.cfg.plate,
+            lat=lat,
+            lon=lon,
+            speed_kmh=self._speed if fix_ok else 0.0,
+            lid_closed=io.lid_closed,
+            bed_raised=io.bed_raised,
+            load_kg=io.load_kg,
+            ignition=io.ignition,
+            heading_deg=self._heading,
+            gps_fix=fix_ok,
         )
 
 
@@ -154,8 +166,11 @@ def _backoff(attempt: int, cap: float) -> float:
 
 
 def _gps_thread(
-    cfg: TruckTerminalConfig, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes],
-    halt: threading.Event, stats: TerminalStats,
+    cfg: TruckTerminalConfig,
+    loop: asyncio.AbstractEventLoop,
+    queue: asyncio.Queue[bytes],
+    halt: threading.Event,
+    stats: TerminalStats,
 ) -> None:
     """Blocking pyserial reads, chunks handed to the event loop; reopens the port on errors."""
     attempt = 0
@@ -176,12 +191,20 @@ def _gps_thread(
 
 
 async def _io_loop(
-    cfg: TruckTerminalConfig, reporter: TruckReporter, wake: asyncio.Queue[bytes],
-    stop: asyncio.Event, stats: TerminalStats,
+    cfg: TruckTerminalConfig,
+    reporter: TruckReporter,
+    wake: asyncio.Queue[bytes],
+    stop: asyncio.Event,
+    stats: TerminalStats,
 ) -> None:
     client = TruckIoClient(
-        cfg.io_transport, host=cfg.io_host, port=cfg.io_port, serial_port=cfg.io_serial_port,
-        baudrate=cfg.io_baudrate, unit_id=cfg.io_unit_id, timeout=max(0.5, min(3.0, cfg.io_poll_s * 4)),
+        cfg.io_transport,
+        host=cfg.io_host,
+        port=cfg.io_port,
+        serial_port=cfg.io_serial_port,
+        baudrate=cfg.io_baudrate,
+        unit_id=cfg.io_unit_id,
+        timeout=max(0.5, min(3.0, cfg.io_poll_s * 4)),
     )
     attempt = 0
     try:
@@ -222,8 +245,9 @@ async def run_truck_terminal(
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[bytes] = asyncio.Queue()
     halt = threading.Event()
-    gps = threading.Thread(target=_gps_thread, args=(cfg, loop, chunks, halt, stats), daemon=True,
-                           name=f"gps-{cfg.id}")
+    gps = threading.Thread(
+        target=_gps_thread, args=(cfg, loop, chunks, halt, stats), daemon=True, name=f"gps-{cfg.id}"
+    )
     gps.start()
     io_task = asyncio.create_task(_io_loop(cfg, reporter, chunks, stop, stats))
     tick = min(cfg.report_interval_s, cfg.io_poll_s, 1.0) / 2

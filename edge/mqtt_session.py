@@ -1,0 +1,233 @@
+"""The agent's one MQTT 5 connection: publishes the outbox at QoS 1, deletes on PUBACK.
+
+Persistent session (clean_start=False + session expiry), client id `ws-edge-{site_id}`,
+paho's own reconnect with exponential backoff (1 s .. 30 s), optional TLS and username with
+the password read from a file or env var at start.
+
+Status device: the agent reports itself as device `{site_id}-edge` under the kind of the
+site's first device (the contract's topic kinds are device kinds, so the bridge accepts it):
+an `online` DeviceStatus on every connect and a Last-Will `offline` on
+`ws/v1/{site}/{kind}/{site_id}-edge/device_status`. The will's msg_id is renewed after
+every disconnect so two outages are two messages, not one de-duplicated away.
+
+Delivery: a pump thread sends outbox rows in id order, at most `max_inflight` unacked;
+PUBACK arrives on paho's thread, which only queues it (paho holds its own lock there), and
+the pump thread deletes the row. Within a process paho re-sends unacked messages after a
+reconnect (same mid, DUP set); after a restart the outbox replays every row still stored.
+A PUBACK with a failure reason code (e.g. not authorised) is logged and the row dropped:
+the broker will refuse it again, and it must not block everything behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from contract import DeviceStatus, encode, mqtt_topic
+from contract.events import DeviceState
+from edge.config import MqttConfig
+from edge.outbox import Outbox
+
+log = logging.getLogger("edge.mqtt")
+
+
+def agent_device_id(site_id: str) -> str:
+    return f"{site_id}-edge"
+
+
+class MqttSession:
+    """Owns the paho client and the outbox pump; `start()` returns at once, `stop()` flushes."""
+
+    def __init__(self, cfg: MqttConfig, site_id: str, outbox: Outbox, *, status_kind: str) -> None:
+        self.cfg = cfg
+        self.site_id = site_id
+        self.outbox = outbox
+        self.status_device = agent_device_id(site_id)
+        self.status_topic = mqtt_topic(site_id, status_kind, self.status_device, "device_status")
+        self.connected = threading.Event()
+        self.refused = 0
+        self.connects = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._acks: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._high_water = 0  # last outbox row id handed to paho
+        self._pump: threading.Thread | None = None
+        self.client = self._make_client()
+        outbox.on_put(self._wake.set)
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"ws-edge-{self.site_id}",
+            protocol=mqtt.MQTTv5,
+        )
+        client.enable_logger(logging.getLogger("edge.mqtt.paho"))
+        client.max_inflight_messages_set(self.cfg.max_inflight)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        if self.cfg.tls is not None:
+            client.tls_set(
+                ca_certs=self.cfg.tls.ca_file, certfile=self.cfg.tls.cert_file, keyfile=self.cfg.tls.key_file
+            )
+        if self.cfg.username:
+            client.username_pw_set(self.cfg.username, self.cfg.password())
+        self._set_will(client)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def _status(self, state: DeviceState, msg_id: str, last_error: str | None = None) -> bytes:
+        return encode(
+            DeviceStatus(
+                msg_id=msg_id,
+                device_id=self.status_device,
+                site_id=self.site_id,
+                ts=datetime.now(UTC),
+                state=state,
+                outbox_depth=self.outbox.depth(),
+                last_error=last_error,
+            )
+        )
+
+    def _set_will(self, client: mqtt.Client) -> None:
+        msg_id = self.outbox.next_msg_id(self.status_device)
+        payload = self._status(DeviceState.OFFLINE, msg_id, "connection lost (last will)")
+        client.will_set(self.status_topic, payload, qos=1)
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.cfg.session_expiry_s
+        self.client.connect_async(
+            self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, clean_start=False, properties=props
+        )
+        self.client.loop_start()
+        self._pump = threading.Thread(target=self._pump_loop, name="edge-mqtt-pump", daemon=True)
+        self._pump.start()
+
+    def stop(self, flush_timeout: float = 5.0) -> None:
+        """Publish what we can within `flush_timeout`, say `offline`, disconnect cleanly."""
+        deadline = time.monotonic() + flush_timeout
+        while self.connected.is_set() and time.monotonic() < deadline and self.outbox.depth() > 0:
+            self._wake.set()
+            time.sleep(0.05)
+        self._stopping.set()
+        self._wake.set()
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+        self._drain_acks()
+        if self.connected.is_set():
+            msg_id = self.outbox.next_msg_id(self.status_device)
+            info = self.client.publish(self.status_topic, self._status(DeviceState.OFFLINE, msg_id), qos=1)
+            try:
+                info.wait_for_publish(timeout=max(0.5, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as exc:
+                log.warning("offline status not confirmed: %s", exc)
+        self.client.disconnect()
+        self.client.loop_stop()
+        left = self.outbox.depth()
+        if left:
+            log.info("stopped with %d messages in the outbox; they are sent on the next start", left)
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)
+
+    # paho thread callbacks: keep them short and lock-free with respect to the pump
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connect to %s:%d refused: %s", self.cfg.host, self.cfg.port, reason_code)
+            return
+        self.connects += 1
+        log.info(
+            "MQTT connected to %s:%d (session present: %s)",
+            self.cfg.host,
+            self.cfg.port,
+            flags.session_present,
+        )
+        msg_id = self.outbox.next_msg_id(self.status_device)
+        client.publish(self.status_topic, self._status(DeviceState.ONLINE, msg_id), qos=1)
+        self.connected.set()
+        self._wake.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.connected.clear()
+        if not self._stopping.is_set():
+            log.warning("MQTT disconnected (%s); reconnecting with backoff", reason_code)
+            self._set_will(client)
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._acks.put((mid, reason_code.is_failure))
+        self._wake.set()
+
+    # the pump thread
+    def _pump_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            try:
+                self._drain_acks()
+                if self.connected.is_set():
+                    self._send_more()
+            except Exception:  # a pump that dies silently would stop all delivery
+                log.exception("outbox pump error; retrying")
+                time.sleep(0.5)
+
+    def _drain_acks(self) -> None:
+        while True:
+            try:
+                mid, failed = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            row = self._inflight.pop(mid, None)
+            if row is None:
+                continue  # a status message, not an outbox row
+            if failed:
+                self.refused += 1
+                log.error("broker refused outbox row %d; dropped", row)
+            self.outbox.ack(row)
+
+    def _send_more(self) -> None:
+        room = self.cfg.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        for entry in self.outbox.pending(after_id=self._high_water, limit=room):
+            info = self.client.publish(entry.topic, entry.payload, qos=1)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                log.warning("publish of row %d failed (rc %s); retrying later", entry.id, info.rc)
+                return
+            self._inflight[info.mid] = entry.id  # paho keeps NO_CONN messages and sends on reconnect
+            self._high_water = entry.id
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
