@@ -1,0 +1,322 @@
+"""Smart sorting station simulator: a real pymodbus server speaking the `sorting_registers` map.
+
+Each station is a `StationSim` (the PLC's register image plus its household traffic) served as
+one pymodbus `SimDevice` (unit id = the station's `unit_id`) by a Modbus TCP server on
+127.0.0.1 or a Modbus RTU server on a pty. Several stations may share one server (an RS-485
+line, or a gateway), each under its own unit id.
+
+RTU over a pty: pymodbus' serial server opens a tty by path, and so does the edge, so we make
+two raw pty pairs and pump bytes between their masters (what `socat pty pty` does); the edge
+opens the symlink `rtu_path` -> the second slave. The simulator keeps both slaves open so a
+client closing its end never makes the masters return EIO.
+
+Every drop is recorded in a ledger (`Drop`: station, seq, bin, grams, raw household id,
+verdict) that tests and the demo compare with what arrives downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+import tty
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from contract.events import Verdict, VerdictSource, WasteCategory
+from edge.devices import sorting_registers as reg
+from firmware_sim.scenario import CommunitySpec, StationSpec
+
+log = logging.getLogger(__name__)
+
+IncidentKind = Literal["wrong_bin", "full_bin", "out_of_range"]
+
+BIN_MIX: dict[WasteCategory, float] = {
+    WasteCategory.KITCHEN: 0.45, WasteCategory.RECYCLABLE: 0.2,
+    WasteCategory.HAZARDOUS: 0.03, WasteCategory.RESIDUAL: 0.32,
+}
+"""Share of drops per bin, roughly what Chinese pilot communities report."""
+BIN_CAPACITY_G = 60_000
+"""A 240 L bin holds about 60 kg of household waste: fill % = grams in the bin / this."""
+COLLECT_AT_PCT = 95.0
+OUT_OF_RANGE_HOLD_S = 1.0
+"""How long the `out_of_range` incident keeps the impossible fill value (150 %) in the register."""
+UNCHECKED_SHARE = 0.05
+"""Drops the camera could not judge (verdict unchecked, source none)."""
+
+
+class Drop(msgspec.Struct, frozen=True):
+    """One simulated drop, as the ledger records it (raw household id: the sim knows the truth)."""
+
+    station_id: str
+    seq: int
+    bin: WasteCategory
+    grams: int
+    household: str
+    verdict: Verdict
+    verdict_source: VerdictSource
+    incident: str | None = None
+
+    @property
+    def kg(self) -> float:
+        return self.grams / 1000
+
+
+class StationSim:
+    """One station's register image and behaviour; all mutation happens on the event loop."""
+
+    def __init__(self, spec: StationSpec, community: CommunitySpec, *, seed: int,
+                 household_prefix: str = "LZ", epoch: int | None = None) -> None:
+        self.spec = spec
+        self.community = community
+        self.rng = random.Random(f"{seed}:{spec.id}")
+        self.registers = [0] * reg.BLOCK_LEN
+        self.registers[reg.ADDR_MAP_VERSION] = reg.MAP_VERSION
+        self.registers[reg.ADDR_RING_SIZE] = reg.RING_SIZE
+        self.registers[reg.ADDR_EPOCH] = self.rng.randrange(1, 0x10000) if epoch is None else epoch
+        self.in_bin_g = {c: int(self.rng.uniform(0, 0.5) * BIN_CAPACITY_G) for c in reg.BINS}
+        self.total_g = dict.fromkeys(reg.BINS, 0)
+        self._fill_override: dict[WasteCategory, int] = {}
+        self._prefix = f"{household_prefix}-{community.id.split('-')[0].upper()}-"
+        self.ledger: list[Drop] = []
+        for category in reg.BINS:
+            self._write_bin(category)
+
+    @property
+    def counter(self) -> int:
+        return self.registers[reg.ADDR_DROP_COUNTER]
+
+    def device(self) -> SimDevice:
+        """The pymodbus device: a plain register block; reads and writes go to `self.registers`."""
+
+        async def action(_fc: int, start: int, _addr: int, _count: int, current: list[int],
+                         _values: list[int] | list[bool] | None) -> ExcCodes | None:
+            # pymodbus hands us its own register list; mirror our image into it before it answers.
+            current[start : start + reg.BLOCK_LEN] = self.registers
+            return None
+
+        block = SimData(0, count=reg.BLOCK_LEN, values=0, datatype=DataType.REGISTERS)
+        return SimDevice(id=self.spec.unit_id, simdata=[block], action=action)
+
+    def household(self) -> str:
+        return f"{self._prefix}{self.rng.randint(1, self.community.households):06d}"[: reg.CARD_CHARS]
+
+    def random_drop(self, incident: str | None = None) -> Drop:
+        """A household drop: bin by BIN_MIX, 0.1-5 kg, the camera's verdict by `accuracy`."""
+        category = self.rng.choices(list(BIN_MIX), weights=list(BIN_MIX.values()))[0]
+        grams = round(self.rng.uniform(0.1, 5.0) * 1000)
+        if incident == "wrong_bin":
+            verdict, source = Verdict.INCORRECT, VerdictSource.CAMERA
+        elif self.rng.random() < UNCHECKED_SHARE:
+            verdict, source = Verdict.UNCHECKED, VerdictSource.NONE
+        else:
+            correct = self.rng.random() < self.community.accuracy
+            verdict, source = (Verdict.CORRECT if correct else Verdict.INCORRECT), VerdictSource.CAMERA
+        return self.drop(category, grams, self.household(), verdict, source, incident=incident)
+
+    def drop(self, category: WasteCategory, grams: int, household: str, verdict: Verdict,
+             source: VerdictSource, *, incident: str | None = None) -> Drop:
+        """Record one drop: slot first, then the counter, as a PLC should."""
+        seq = (self.counter + 1) % reg.COUNTER_MOD
+        base = reg.slot_addr(seq)
+        slot = [seq, reg.BIN_CODE[category], grams, reg.VERDICT_CODE[verdict], reg.SOURCE_CODE[source],
+                *reg.encode_card(household)]
+        self.registers[base : base + reg.SLOT_LEN] = slot
+        self.in_bin_g[category] += grams
+        self.total_g[category] += grams
+        self._write_bin(category)
+        self.registers[reg.ADDR_DROP_COUNTER] = seq
+        entry = Drop(self.spec.id, seq, category, grams, household, verdict, source, incident)
+        self.ledger.append(entry)
+        return entry
+
+    def fill_pct(self, category: WasteCategory) -> float:
+        return min(100.0, 100.0 * self.in_bin_g[category] / BIN_CAPACITY_G)
+
+    def set_fill(self, category: WasteCategory, pct: float) -> None:
+        self.in_bin_g[category] = round(pct / 100 * BIN_CAPACITY_G)
+        self._write_bin(category)
+
+    def collect(self, category: WasteCategory) -> None:
+        """A collection crew empties the bin."""
+        self.set_fill(category, 0.0)
+
+    def override_fill(self, category: WasteCategory, permille: int | None) -> None:
+        """Force the raw fill register (e.g. 1500 for a faulty level sensor); None restores it."""
+        if permille is None:
+            self._fill_override.pop(category, None)
+        else:
+            self._fill_override[category] = permille
+        self._write_bin(category)
+
+    def bins_to_collect(self) -> list[WasteCategory]:
+        return [c for c in reg.BINS if self.fill_pct(c) >= COLLECT_AT_PCT]
+
+    def _write_bin(self, category: WasteCategory) -> None:
+        base = reg.bin_addr(reg.BIN_CODE[category])
+        permille = self._fill_override.get(category, round(self.fill_pct(category) * 10))
+        self.registers[base : base + 4] = [permille, reg.Door.CLOSED, *reg.split_u32(self.total_g[category])]
+
+
+@contextlib.asynccontextmanager
+async def serve_stations(sims: Sequence[StationSim], *, tcp_port: int | None = None,
+                         rtu_path: str | Path | None = None, baudrate: int = 9600) -> AsyncIterator[None]:
+    """Serve `sims` (distinct unit ids) on Modbus TCP 127.0.0.1:`tcp_port` or RTU at `rtu_path`."""
+    if (tcp_port is None) == (rtu_path is None):
+        raise ValueError("give exactly one of tcp_port and rtu_path")
+    devices = [s.device() for s in sims]
+    async with contextlib.AsyncExitStack() as stack:
+        server: ModbusTcpServer | ModbusSerialServer
+        if tcp_port is not None:
+            server = ModbusTcpServer(devices, address=("127.0.0.1", tcp_port))
+        else:
+            server_tty = await stack.enter_async_context(_pty_link(Path(str(rtu_path))))
+            server = ModbusSerialServer(devices, port=server_tty, baudrate=baudrate)
+        await server.serve_forever(background=True)
+        stack.push_async_callback(server.shutdown)
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _pty_link(link: Path) -> AsyncIterator[str]:
+    """Two raw pty pairs with their masters pumped together; `link` -> the client's slave."""
+    loop = asyncio.get_running_loop()
+    master_a, slave_a = os.openpty()
+    master_b, slave_b = os.openpty()
+    fds = (master_a, slave_a, master_b, slave_b)
+    try:
+        for fd in (slave_a, slave_b):
+            tty.setraw(fd)
+        for fd in (master_a, master_b):
+            os.set_blocking(fd, False)
+        loop.add_reader(master_a, _pump, master_a, master_b)
+        loop.add_reader(master_b, _pump, master_b, master_a)
+        link.unlink(missing_ok=True)
+        link.symlink_to(os.ttyname(slave_b))
+        yield os.ttyname(slave_a)
+    finally:
+        for fd in (master_a, master_b):
+            loop.remove_reader(fd)
+        with contextlib.suppress(FileNotFoundError):
+            if link.is_symlink():
+                link.unlink()
+        for fd in fds:
+            os.close(fd)
+
+
+def _pump(src: int, dst: int) -> None:
+    try:
+        data = os.read(src, 4096)
+        while data:
+            data = data[os.write(dst, data):]
+    except (BlockingIOError, InterruptedError):
+        pass
+    except OSError as exc:
+        log.warning("pty pump %d -> %d: %s", src, dst, exc)
+
+
+async def run_station_sim(
+    spec: StationSpec,
+    community: CommunitySpec,
+    *,
+    tcp_port: int | None = None,
+    rtu_path: str | Path | None = None,
+    rate_per_min: float,
+    seed: int,
+    duration_s: float,
+    on_drop: Callable[[Drop], None] | None = None,
+    incidents: Sequence[tuple[float, IncidentKind]] = (),
+    warmup_s: float = 0.0,
+    cooldown_s: float = 0.0,
+    collect_delay_s: float = 2.0,
+    baudrate: int = 9600,
+    stop: asyncio.Event | None = None,
+) -> list[Drop]:
+    """Serve one station and make drops for `duration_s`; return the ledger.
+
+    Drops arrive as a Poisson process of `rate_per_min`, starting after `warmup_s` (time for a
+    driver to take its baseline). `incidents` are (seconds after the warm-up, kind). A bin at
+    >= 95 % is emptied `collect_delay_s` later. The server keeps answering for `cooldown_s`
+    after the last drop so a poller can read it. `stop` ends the run early.
+    """
+    sim = StationSim(spec, community, seed=seed)
+    stop = stop or asyncio.Event()
+    async with serve_stations([sim], tcp_port=tcp_port, rtu_path=rtu_path, baudrate=baudrate):
+        await _simulate(sim, rate_per_min=rate_per_min, duration_s=duration_s, on_drop=on_drop,
+                        incidents=incidents, warmup_s=warmup_s, collect_delay_s=collect_delay_s, stop=stop)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), cooldown_s)
+    return sim.ledger
+
+
+async def _simulate(sim: StationSim, *, rate_per_min: float, duration_s: float,
+                    on_drop: Callable[[Drop], None] | None, incidents: Sequence[tuple[float, IncidentKind]],
+                    warmup_s: float, collect_delay_s: float, stop: asyncio.Event) -> None:
+    """The station's timeline: drops, incidents and collections, until `duration_s` or `stop`."""
+    loop = asyncio.get_running_loop()
+    if await _wait(stop, warmup_s):
+        return
+    start = time.monotonic()
+    pending = sorted(incidents, key=lambda i: i[0])
+    next_drop = sim.rng.expovariate(rate_per_min / 60.0)
+    collections: dict[WasteCategory, asyncio.TimerHandle] = {}
+    try:
+        while not stop.is_set():
+            elapsed = time.monotonic() - start
+            if elapsed >= duration_s:
+                return
+            if pending and pending[0][0] <= elapsed:
+                _, kind = pending.pop(0)
+                entry = _incident(sim, kind, loop)
+                if entry is not None and on_drop:
+                    on_drop(entry)
+            elif next_drop <= elapsed:
+                entry = sim.random_drop()
+                next_drop += sim.rng.expovariate(rate_per_min / 60.0)
+                if on_drop:
+                    on_drop(entry)
+            for category in sim.bins_to_collect():
+                if category not in collections:
+                    collections[category] = loop.call_later(
+                        collect_delay_s, _collect, sim, category, collections)
+            wake = min([next_drop, duration_s] + [t for t, _ in pending[:1]])
+            if await _wait(stop, max(0.0, wake - (time.monotonic() - start))):
+                return
+    finally:
+        for handle in collections.values():
+            handle.cancel()
+
+
+def _collect(sim: StationSim, category: WasteCategory,
+             pending: dict[WasteCategory, asyncio.TimerHandle]) -> None:
+    sim.collect(category)
+    pending.pop(category, None)
+
+
+def _incident(sim: StationSim, kind: IncidentKind, loop: asyncio.AbstractEventLoop) -> Drop | None:
+    log.info("%s: incident %s", sim.spec.id, kind)
+    if kind == "wrong_bin":
+        return sim.random_drop(incident="wrong_bin")
+    category = sim.rng.choice(reg.BINS)
+    if kind == "full_bin":
+        sim.set_fill(category, 100.0)
+    elif kind == "out_of_range":
+        sim.override_fill(category, 1500)
+        loop.call_later(OUT_OF_RANGE_HOLD_S, sim.override_fill, category, None)
+    return None
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True when `stop` was set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
