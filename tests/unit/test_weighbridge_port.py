@@ -1,0 +1,57 @@
+"""The transport: a missing port is retried with a device_status, bytes become tickets."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from contract import DeviceStatus, Weighing, decode
+from edge.config import parse_config
+from edge.devices.weighbridge_port import WeighbridgePort
+from edge.outbox import Outbox
+from firmware_sim.weighbridge import encode_toledo
+
+
+def make(tmp_path: Path) -> tuple[WeighbridgePort, Outbox]:
+    cfg = parse_config(
+        {
+            "site_id": "s1",
+            "outbox": {"path": str(tmp_path / "o.db")},
+            "vehicles": [{"plate": "桂B12345", "tare_kg": 12000, "rated_gross_kg": 31000}],
+            "devices": [{"id": "wb-1", "port": str(tmp_path / "missing"), "anpr_port": None}],
+        }
+    )
+    outbox = Outbox(cfg.outbox.path)
+    return WeighbridgePort(cfg, cfg.devices[0], outbox), outbox
+
+
+def test_missing_port_reports_offline_and_retries(tmp_path: Path) -> None:
+    port, outbox = make(tmp_path)
+    stop = threading.Event()
+    th = threading.Thread(target=port.run, args=(stop,))
+    th.start()
+    th.join(0.5)
+    stop.set()
+    th.join(5)
+    assert not th.is_alive()
+    [row] = outbox.pending()
+    status = decode(row.payload)
+    assert isinstance(status, DeviceStatus) and status.state.value == "offline"
+    assert status.last_error and "missing" in status.last_error
+    assert row.topic == "ws/v1/s1/weighbridge/wb-1/device_status"
+
+
+def test_bytes_to_ticket_in_outbox(tmp_path: Path) -> None:
+    port, outbox = make(tmp_path)
+    port.workflow.on_plate(0.0, "桂B12345")
+    t = 0.0
+    weights = [0] * 3 + [10000, 20000] + [28000] * 15 + [10000] + [0] * 4
+    for w in weights:
+        t += 0.1
+        port.feed(t, encode_toledo(w, division_kg=20)[:9])
+        port.feed(t, encode_toledo(w, division_kg=20)[9:] + b"\x00junk")
+    [row] = outbox.pending()
+    ticket = decode(row.payload)
+    assert isinstance(ticket, Weighing) and ticket.net_kg == 16000 and ticket.msg_id == row.msg_id
+    assert ticket.ticket_id == f"wb-1-{outbox.epoch}-1" and row.topic == "ws/v1/s1/weighbridge/wb-1/weighing"
+    assert port.workflow.frame_errors == len(weights)
