@@ -281,3 +281,35 @@ def test_private_lifecycle_up_down_reset(tmp_path: Path) -> None:
         assert (run_dir / "kafka" / "server.properties").is_file()  # config and logs are kept
     finally:
         run_services("down", env=env, timeout=120)
+
+
+INFLUX18_BIN = REPO_ROOT / "deploy" / "local" / ".cache" / "influxdb-1.8.10" / "bin" / "influxd"
+
+
+@pytest.mark.skipif(
+    not (INFLUX18_BIN.parent.parent / ".built").is_file(),
+    reason="InfluxDB 1.8 not built (WS_INFLUX_IMPL=1.8 deploy/local/services.sh up influxdb builds it)",
+)
+def test_influxdb_18_answers_v2_write_api(tmp_path: Path) -> None:
+    env = {**private_env(tmp_path / "run"), "WS_INFLUX_IMPL": "1.8"}
+    base = f"http://127.0.0.1:{env['WS_INFLUX_PORT']}"
+    try:
+        res = run_services("up", "influxdb", env=env, timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert "v1.8.10" in res.stderr
+        req = urllib.request.Request(f"{base}/query", data=b"q=CREATE+DATABASE+wastestream", method="POST")
+        urllib.request.urlopen(req, timeout=10).close()
+        req = urllib.request.Request(
+            f"{base}/api/v2/write?bucket=wastestream/autogen&precision=s",
+            data=b"fill_level,site=s1 pct=42.5 1700000000",
+            headers={"Authorization": "Token :"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 204
+        q = urllib.parse.urlencode({"db": "wastestream", "q": "SELECT pct FROM fill_level"})
+        with urllib.request.urlopen(f"{base}/query?{q}", timeout=10) as r:
+            values = json.loads(r.read())["results"][0]["series"][0]["values"]
+        assert values == [["2023-11-14T22:13:20Z", 42.5]]
+    finally:
+        run_services("down", "influxdb", env=env, timeout=60)
