@@ -1,0 +1,72 @@
+"""The Faust app: Kafka topics from the contract, the tables, and the worker entry point.
+
+Values are raw bytes: agents decode them with `contract.decode`, so the contract
+module stays the one schema (Faust's model system is not used). State lives in
+changelog-backed tables with the in-memory store (rebuilt from the changelog at
+start). Analyses are registered by importing their module from `stream/agents/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+if __name__ == "__main__":
+    # Run the app of the importable module `stream.app` (the one agents register on), not a copy.
+    sys.exit(importlib.import_module("stream.app").main())
+
+import faust
+
+from contract.topics import DEADLETTER_TOPIC, KAFKA_TOPICS
+from stream.topics_admin import ensure_topics
+from wastestream.settings import load_settings
+
+settings = load_settings()
+_web_port = os.environ.get("WS_FAUST_WEB_PORT", "")
+_session_timeout_s = float(os.environ.get("WS_FAUST_SESSION_TIMEOUT_S", "60"))
+"""How long Kafka waits for a silent worker before reassigning its partitions."""
+
+app = faust.App(
+    settings.faust_app_id,
+    broker=f"kafka://{settings.kafka_bootstrap}",
+    store="memory://",
+    topic_replication_factor=1,
+    topic_partitions=settings.kafka_partitions,
+    key_serializer="raw",
+    value_serializer="raw",
+    consumer_auto_offset_reset="earliest",  # a new app (or group) must not skip what is already in Kafka
+    web_enabled=bool(_web_port),
+    web_port=int(_web_port or 6066),
+    web_host="127.0.0.1",
+    producer_acks=-1,
+    broker_session_timeout=_session_timeout_s,
+    broker_heartbeat_interval=min(3.0, _session_timeout_s / 3),
+)
+
+weighings_topic = app.topic(KAFKA_TOPICS["weighing"], key_type=bytes, value_type=bytes)
+deadletter_topic = app.topic(DEADLETTER_TOPIC, key_type=bytes, value_type=bytes)
+
+
+async def send_deadletter(record: bytes) -> None:
+    """Produce one dead-letter record and wait until Kafka has it."""
+    future = await deadletter_topic.send(value=record)
+    await future
+
+
+AGENT_MODULES = ("stream.agents.tonnage",)
+for _module in AGENT_MODULES:
+    importlib.import_module(_module)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run Faust's CLI (`worker -l info`, ...) after making sure the source topics exist."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["worker"]:
+        asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions))
+    sys.argv = ["wastestream-worker", *args]
+    app.main()
+    return 0
+
