@@ -107,6 +107,11 @@ class Rates(msgspec.Struct, forbid_unknown_fields=True):
     frame_hz: PositiveFloat = 10.0
     stable_s: PositiveFloat = 2.5
     min_load_fraction: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.4
+    frame_fault_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.1
+    double_weigh_window_s: PositiveFloat = 600.0
+    """The edge flags a plate weighed twice within this window; a demo that compresses a day
+    into minutes shrinks it, so that only the injected double weighings are flagged."""
+    """Chance per visit of a torn frame and, separately, of a bad checksum on the serial line."""
     deposits_per_station_per_min: PositiveFloat = 6.0
     truck_report_interval_s: PositiveFloat = 10.0
 
@@ -160,4 +165,4 @@ def _check(scenario: Scenario, path: Path) -> None:
             raise ScenarioError(f"{path}: vehicle {v.plate}: tare_kg must be below rated_gross_kg")
     for f in scenario.weighbridge_sites():
         if not scenario.vehicles_for(f):
-            raise ScenarioError(f"{path}: facility {f.id} has weighbridges but no vehicle carries {f.accepts}")
+            raise ScenarioError(f"{path}: facility {f.id} has weighbridges but no vehicle for {f.accepts}")
