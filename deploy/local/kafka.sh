@@ -82,7 +82,7 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 
 log.dirs=${KF_DATA}
-num.partitions=4
+num.partitions=${WS_KAFKA_PARTITIONS:-4}
 default.replication.factor=1
 auto.create.topics.enable=false
 delete.topic.enable=true

@@ -12,6 +12,9 @@
 WS_LOCAL_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WS_REPO_ROOT=$(cd "$WS_LOCAL_DIR/../.." && pwd)
 WS_RUN_DIR=${WS_RUN_DIR:-$WS_REPO_ROOT/.run}
+# Absolute, so that pid/config markers do not depend on the caller's working directory.
+mkdir -p "$WS_RUN_DIR" || { printf 'services: run-dir: cannot create %s\n' "$WS_RUN_DIR" >&2; exit 1; }
+WS_RUN_DIR=$(cd "$WS_RUN_DIR" && pwd)
 WS_HOST=127.0.0.1
 export WS_RUN_DIR
 
