@@ -88,7 +88,11 @@ class IoModuleError(Exception):
 
 
 class TruckIoClient:
-    """Polls one I/O module. Connection errors raise `IoModuleError`; the caller retries."""
+    """Polls one I/O module. Connection errors raise `IoModuleError`; the caller retries.
+
+    pymodbus's own background reconnect is off (reconnect_delay=0) so that one loop, the
+    caller's, owns retries and their backoff.
+    """
 
     def __init__(
         self,
@@ -104,9 +108,13 @@ class TruckIoClient:
         self.unit_id = unit_id
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
         if transport == "tcp":
-            self._client = AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=0)
+            self._client = AsyncModbusTcpClient(
+                host, port=port, timeout=timeout, retries=0, reconnect_delay=0
+            )
         else:
-            self._client = AsyncModbusSerialClient(serial_port, baudrate=baudrate, timeout=timeout, retries=0)
+            self._client = AsyncModbusSerialClient(
+                serial_port, baudrate=baudrate, timeout=timeout, retries=0, reconnect_delay=0
+            )
 
     async def read(self) -> IoReading | IoError:
         if not self._client.connected and not await self._client.connect():
