@@ -1,0 +1,1 @@
+"""Alerts: raised by the analysis agents (make_alert), managed and pushed by the alert service."""
