@@ -1,9 +1,17 @@
 """Exactly-once effects on at-least-once input: de-duplication by msg_id, per device.
 
 Why this works: msg_id = `device:epoch:seq` with (epoch, seq) growing per device, and
-Kafka is keyed by device, so one partition holds a device's messages in order. So the
-last (epoch, seq) seen per device is enough: anything at or below it is a duplicate
-(an MQTT or Kafka redelivery, or a replay after a crash).
+Kafka is keyed by device, so one partition holds a device's messages in the order the
+bridge produced them. So the last (epoch, seq) seen per device is nearly enough:
+anything at or below it is a duplicate (an MQTT or Kafka redelivery, a replay after a
+crash). "Nearly", because order can break before Kafka: a message held in a crashed
+bridge's MQTT session (shared subscription: its successors went to another bridge), a
+Kafka send retried by the bridge, an edge redelivery. Dropping such a late message as
+"<= last" would lose it. So the state also keeps the *gaps*: sequence numbers skipped
+below `last` within the last `WINDOW` of the device. A late message that fills a gap
+is new; anything else at or below `last` is a duplicate. In-order traffic has no gaps,
+so the state stays tiny; a permanent hole (a message the edge dropped) ages out of the
+window.
 
 The Faust caveat: a worker killed abruptly may already have written its table
 changelog but not committed its Kafka offsets, so the same messages are processed
@@ -23,13 +31,15 @@ points were not yet in InfluxDB when the worker died.
 Residual risks: (1) a device whose epoch goes backwards (outbox rebuilt with a clock
 set in the past) would have everything dropped as duplicates: counted and logged at
 WARNING; (2) a ticket for a day older than `KEEP_DAYS` before the device's newest day
-updates no total (logged), since its running total has been pruned; (3) exactness
-assumes one producer order per device (true for the bridge: key = device).
+updates no total (logged), since its running total has been pruned; (3) a message
+arriving more than `WINDOW` sequence numbers late (or, for a device first seen at seq >
+`INITIAL_GAPS`, one older than that first message) is taken for a duplicate.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,15 +47,23 @@ from contract.msgid import MsgKey
 
 log = logging.getLogger(__name__)
 
+WINDOW = 1000
+"""How far below the newest seq a late (reordered) message is still recognised as new."""
+
+INITIAL_GAPS = 64
+"""A device (or epoch) first seen at seq <= this may still deliver seqs 1.. late; beyond, history
+before the stream started is not tracked (it would be a window of gaps that never fill)."""
+
 KEEP_DAYS = 40
 """Daily running totals kept per device: late tickets up to this old still update their day."""
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 
 
-def is_duplicate(last: tuple[int, int] | None, key: MsgKey) -> bool:
-    """True when (epoch, seq) is not after the last one seen for the device."""
-    return last is not None and (key.epoch, key.seq) <= last
+def is_duplicate(last: tuple[int, int] | None, key: MsgKey, gaps: AbstractSet[tuple[int, int]] = frozenset()
+                 ) -> bool:
+    """True when (epoch, seq) is not after the last one seen for the device and fills no gap."""
+    return last is not None and (key.epoch, key.seq) <= last and (key.epoch, key.seq) not in gaps
 
 
 @dataclass
@@ -53,6 +71,8 @@ class DeviceState:
     """What the stream remembers per device: the dedup mark and its daily running totals."""
 
     last: tuple[int, int] | None = None
+    gaps: set[tuple[int, int]] = field(default_factory=set)
+    """(epoch, seq) skipped below `last` and not seen yet, within `WINDOW` of it."""
     days: dict[str, tuple[float, int]] = field(default_factory=dict)
     """`site|category|day_ns` -> (net kg, tickets)."""
 
@@ -63,11 +83,13 @@ class DeviceState:
         last = data.get("last")
         return cls(
             last=(int(last[0]), int(last[1])) if last else None,
+            gaps={(int(e), int(s)) for e, s in data.get("gaps", ())},
             days={k: (float(v[0]), int(v[1])) for k, v in data.get("days", {}).items()},
         )
 
     def to_json(self) -> dict[str, Any]:
         return {"last": list(self.last) if self.last else None,
+                "gaps": sorted([e, s] for e, s in self.gaps),
                 "days": {k: [kg, n] for k, (kg, n) in self.days.items()}}
 
     def total(self, day_key: str) -> tuple[float, int]:
@@ -75,9 +97,9 @@ class DeviceState:
 
     def accept(self, key: MsgKey, day_key: str, net_kg: float) -> bool:
         """Record a message; False (and no change) when it is a duplicate."""
-        if is_duplicate(self.last, key):
+        if is_duplicate(self.last, key, self.gaps):
             return False
-        self.last = (key.epoch, key.seq)
+        self._advance(key)
         day_ns = _day_ns(day_key)
         newest = max([day_ns, *map(_day_ns, self.days)])
         if day_ns <= newest - KEEP_DAYS * NS_PER_DAY:
@@ -87,6 +109,23 @@ class DeviceState:
         self.days[day_key] = (kg + net_kg, n + 1)
         self.days = {k: v for k, v in self.days.items() if _day_ns(k) > newest - KEEP_DAYS * NS_PER_DAY}
         return True
+
+    def _advance(self, key: MsgKey) -> None:
+        """Mark `key` seen: fill its gap, or move `last` up and remember what was skipped."""
+        point = (key.epoch, key.seq)
+        if self.last is not None and point <= self.last:
+            self.gaps.discard(point)
+            return
+        if self.last is not None and key.epoch == self.last[0]:
+            start = max(self.last[1] + 1, key.seq - WINDOW)
+        else:  # first message of a device or epoch: its predecessors are gaps only if near seq 1
+            start = 1 if key.seq <= INITIAL_GAPS + 1 else key.seq
+        self.gaps.update((key.epoch, s) for s in range(start, key.seq))
+        self.last = point
+        floor = key.seq - WINDOW
+        self.gaps = {g for g in self.gaps if g[0] != key.epoch or g[1] >= floor}
+        if len(self.gaps) > WINDOW:  # gaps of older epochs: keep the newest
+            self.gaps = set(sorted(self.gaps)[-WINDOW:])
 
 
 def _day_ns(day_key: str) -> int:

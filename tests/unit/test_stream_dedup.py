@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from contract.msgid import MsgKey
-from stream.dedup import KEEP_DAYS, NS_PER_DAY, DeviceState, is_duplicate
+from stream.dedup import KEEP_DAYS, NS_PER_DAY, WINDOW, DeviceState, is_duplicate
 
 DAY = 1_772_323_200 * 1_000_000_000
 
@@ -51,3 +51,41 @@ def test_old_days_are_pruned_and_too_late_tickets_do_not_reset_totals() -> None:
     assert old not in s.days and s.total(new) == (5.0, 1)
     assert s.accept(key(3), old, 1.0)  # new message, but its day is out of the window
     assert old not in s.days
+
+
+def test_late_message_that_fills_a_gap_is_new_once() -> None:
+    s = DeviceState()
+    dk = f"a|kitchen|{DAY}"
+    for seq in (1, 2, 5, 6):  # 3 and 4 held up in a crashed bridge's session
+        assert s.accept(key(seq), dk, 1.0)
+    assert s.gaps == {(1, 3), (1, 4)}
+    assert s.accept(key(4), dk, 1.0)
+    assert not s.accept(key(4), dk, 1.0)
+    assert not s.accept(key(6), dk, 1.0)
+    assert s.accept(key(3), dk, 1.0)
+    assert s.gaps == set() and s.total(dk) == (6.0, 6)
+
+
+def test_first_message_near_start_leaves_gaps_for_reordered_predecessors() -> None:
+    s = DeviceState()
+    dk = f"a|kitchen|{DAY}"
+    assert s.accept(key(3), dk, 1.0)
+    assert s.accept(key(1), dk, 1.0) and s.accept(key(2), dk, 1.0)
+    assert not s.accept(key(2), dk, 1.0)
+    late_start = DeviceState()
+    assert late_start.accept(key(5000), dk, 1.0)
+    assert late_start.gaps == set()  # history before the stream started is not tracked
+
+
+def test_gaps_are_bounded_by_the_window_and_survive_json() -> None:
+    s = DeviceState()
+    dk = f"a|kitchen|{DAY}"
+    s.accept(key(1), dk, 1.0)
+    s.accept(key(10), dk, 1.0)
+    s.accept(key(10 + WINDOW + 5), dk, 1.0)
+    assert all(seq >= 5 + 10 for _, seq in s.gaps) and len(s.gaps) <= WINDOW
+    again = DeviceState.from_json(json.loads(json.dumps(s.to_json())))
+    assert again == s
+    new_epoch = DeviceState.from_json(s.to_json())
+    assert new_epoch.accept(key(1, epoch=2), dk, 1.0)
+    assert new_epoch.accept(key(12, epoch=1), dk, 1.0) is False  # aged out of the window
