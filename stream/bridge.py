@@ -273,6 +273,10 @@ class Bridge:
         self._stopped.set()
 
 
+_LEVELS = {"crit": logging.CRITICAL, "critical": logging.CRITICAL, "error": logging.ERROR,
+           "warn": logging.WARNING, "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
+
+
 def _install_signal_handlers(bridge: Bridge) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -291,9 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="stable per bridge instance: it names the persistent MQTT session")
     parser.add_argument("--group", default=MQTT_SHARE_GROUP, help="MQTT shared-subscription group")
     parser.add_argument("--receive-maximum", type=int, default=1000)
-    parser.add_argument("-l", "--loglevel", default="info")
+    parser.add_argument("-l", "--loglevel", default="info", choices=sorted(_LEVELS),
+                        help="as for the worker: crit, error, warn, info, debug")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=_LEVELS[args.loglevel], format=fmt)
     config = BridgeConfig(client_id=args.client_id, group=args.group, receive_maximum=args.receive_maximum)
     asyncio.run(_amain(config))
     return 0
