@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -105,3 +106,30 @@ def test_unreachable_influx_retries_then_deadletters_without_hanging(settings: S
     assert all("InfluxDB write to influx-v1:http://127.0.0.1:9" in str(r["reason"]) for r in records)
     assert sum(int(r["points"]) for r in records) == 10  # type: ignore[call-overload]
     assert "沪A1234" in str(records[0]["payload"])
+
+
+def _has_v2_write(url: str) -> bool:
+    try:
+        request = urllib.request.Request(f"{url}/api/v2/write?bucket=x", data=b"", method="POST")
+        urllib.request.urlopen(request, timeout=5)
+    except urllib.error.HTTPError as exc:  # 1.8 answers 404 "database not found"; 1.6 "page not found"
+        return exc.code != 404 or b"database not found" in exc.read()
+    except OSError:
+        return False
+    return True
+
+
+def test_v2_transport_when_the_server_has_it(settings: Settings) -> None:
+    """Runs against InfluxDB 1.8+/2.x (deploy/local WS_INFLUX_IMPL=1.8); 1.6 has no /api/v2/write."""
+    if not _has_v2_write(settings.influx_url):
+        pytest.skip("this InfluxDB has no /api/v2/write (1.6)")
+    query = urllib.parse.urlencode({"q": f'CREATE DATABASE "{settings.influx_db}"'})
+    request = urllib.request.Request(f"{settings.influx_url}/query?{query}", method="POST")
+    urllib.request.urlopen(request, timeout=10)
+    v2 = dataclasses.replace(settings, influx_api="v2", influx_db=f"{settings.influx_db}/autogen")
+    batch = tickets(100)
+    asyncio.run(write_all(v2, batch))
+    assert sums(settings) == {
+        site: (sum(w.net_kg for w in batch if w.site_id == site), sum(1 for w in batch if w.site_id == site))
+        for site in {w.site_id for w in batch}
+    }
