@@ -20,6 +20,8 @@ if __name__ == "__main__":
 
 import faust
 
+from contract.codec import encode
+from contract.events import Alert
 from contract.topics import DEADLETTER_TOPIC, KAFKA_TOPICS
 from stream.topics_admin import ensure_topics
 from wastestream.settings import load_settings
@@ -48,11 +50,18 @@ app = faust.App(
 
 weighings_topic = app.topic(KAFKA_TOPICS["weighing"], key_type=bytes, value_type=bytes)
 deadletter_topic = app.topic(DEADLETTER_TOPIC, key_type=bytes, value_type=bytes)
+alerts_topic = app.topic(KAFKA_TOPICS["alert"], key_type=bytes, value_type=bytes)
 
 
 async def send_deadletter(record: bytes) -> None:
     """Produce one dead-letter record and wait until Kafka has it."""
     future = await deadletter_topic.send(value=record)
+    await future
+
+
+async def send_alert(alert: Alert) -> None:
+    """Raise an alert: to ws.alerts keyed by its deterministic id; the alert service takes it from there."""
+    future = await alerts_topic.send(key=alert.alert_id.encode(), value=encode(alert))
     await future
 
 
