@@ -17,16 +17,16 @@ from contract.msgid import make_msg_id, parse_msg_id
 from contract.topics import DEADLETTER_TOPIC, KAFKA_TOPICS, kafka_topic, mqtt_topic, parse_mqtt_topic
 
 __all__ = [
+    "DEADLETTER_TOPIC",
+    "KAFKA_TOPICS",
     "SCHEMA_VERSION",
     "Alert",
     "AnyEvent",
     "BinLevel",
     "ContractError",
-    "DEADLETTER_TOPIC",
     "Deposit",
     "DeviceStatus",
     "Envelope",
-    "KAFKA_TOPICS",
     "TruckTelemetry",
     "WasteCategory",
     "Weighing",
@@ -35,6 +35,6 @@ __all__ = [
     "kafka_topic",
     "make_msg_id",
     "mqtt_topic",
-    "parse_msg_id",
     "parse_mqtt_topic",
+    "parse_msg_id",
 ]

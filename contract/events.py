@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -30,7 +30,7 @@ Latitude = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
 Longitude = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
 
 
-class WasteCategory(str, enum.Enum):
+class WasteCategory(enum.StrEnum):
     """National four-way household sort plus the other streams sites weigh."""
 
     KITCHEN = "kitchen"  # 厨余
@@ -43,17 +43,17 @@ class WasteCategory(str, enum.Enum):
     HAZARDOUS_INDUSTRIAL = "hazardous_industrial"
 
 
-class Direction(str, enum.Enum):
+class Direction(enum.StrEnum):
     INBOUND = "in"
     OUTBOUND = "out"
 
 
-class TareSource(str, enum.Enum):
+class TareSource(enum.StrEnum):
     MEASURED = "measured"  # truck weighed empty on exit
     REGISTERED = "registered"  # tare from the vehicle registry
 
 
-class WeighingFlag(str, enum.Enum):
+class WeighingFlag(enum.StrEnum):
     """Anti-cheat and integrity flags an indicator or the edge raises on a ticket."""
 
     UNSTABLE_CAPTURE = "unstable_capture"
@@ -64,30 +64,30 @@ class WeighingFlag(str, enum.Enum):
     CLOCK_SKEW = "clock_skew"
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     CORRECT = "correct"
     INCORRECT = "incorrect"
     UNCHECKED = "unchecked"
 
 
-class VerdictSource(str, enum.Enum):
+class VerdictSource(enum.StrEnum):
     CAMERA = "camera"
     INSPECTOR = "inspector"
     NONE = "none"
 
 
-class DeviceState(str, enum.Enum):
+class DeviceState(enum.StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
 
 
-class AlertState(str, enum.Enum):
+class AlertState(enum.StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
     CLOSED = "closed"
 
 
-class Severity(str, enum.Enum):
+class Severity(enum.StrEnum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
@@ -193,8 +193,8 @@ class Alert(Envelope, frozen=True, tag="alert"):
     state: AlertState = AlertState.OPEN
 
 
-DeviceEvent = Union[Weighing, Deposit, BinLevel, TruckTelemetry, DeviceStatus]
-AnyEvent = Union[Weighing, Deposit, BinLevel, TruckTelemetry, DeviceStatus, Alert]
+DeviceEvent = Weighing | Deposit | BinLevel | TruckTelemetry | DeviceStatus
+AnyEvent = Weighing | Deposit | BinLevel | TruckTelemetry | DeviceStatus | Alert
 
 EVENT_TYPES: dict[str, type[Envelope]] = {
     cls.event: cls for cls in (Weighing, Deposit, BinLevel, TruckTelemetry, DeviceStatus, Alert)

@@ -19,8 +19,10 @@ MINI_CITY = Path(__file__).parent.parent / "fixtures" / "mini_city.yaml"
 pytestmark = pytest.mark.integration
 
 
-def test_weighings_arrive_in_influxdb_exactly_once(live_services: Settings, unique: str, tmp_path: Path) -> None:
-    settings = dataclasses.replace(live_services, influx_db=f"ws_e2e_{unique}", faust_app_id=f"ws-e2e-{unique}")
+def test_weighings_arrive_in_influxdb_exactly_once(live_services: Settings, unique: str,
+                                                   tmp_path: Path) -> None:
+    settings = dataclasses.replace(live_services, influx_db=f"ws_e2e_{unique}",
+                                   faust_app_id=f"ws-e2e-{unique}")
     pipeline = Pipeline(settings, tmp_path)
     try:
         result = run_city(pipeline, MINI_CITY, duration=25, drain_timeout=60)
