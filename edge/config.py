@@ -16,9 +16,14 @@ Schema (every key not marked optional is required; unknown keys are errors)::
     outbox: {path: str, max_messages: int = 100000, when_full: drop_oldest | reject_new}
     vehicles:                         # registry, optional
       - {plate, tare_kg, rated_gross_kg, category, origin}
-    devices:
+    household_key_file: str | null   # HMAC key for station household pseudonyms (never commit one) ...
+    household_key_env: str | null    # ... or an env var; stations inherit it unless they set their own
+    status_interval_s: float = 60    # device_status heartbeat per device and for the agent itself
+    device_backoff_max_s: float = 30 # a failing device driver is restarted with 1 s .. this backoff
+    clock: {max_skew_s: float = 300, not_before: "2024-01-01T00:00:00Z"}
+    devices:                          # a list tagged by `kind`; `kind` defaults to weighbridge
       - id: str                       # contract Ident, unique in the site
-        kind: weighbridge             # only kind implemented so far
+        kind: weighbridge
         port: str                     # indicator serial port (a pty symlink in the simulator)
         anpr_port: str | null         # plate camera line port: `PLATE <plate>\\r\\n`, UTF-8
         baudrate: 9600, parity: N|E|O, bytesize: 7|8, stopbits: 1|2
@@ -29,6 +34,14 @@ Schema (every key not marked optional is required; unknown keys are errors)::
         stable: {tolerance_kg: 20, hold_s: 1.0}
         double_weigh_window_s: 600
         tare_deviation_kg: 500        # |measured - registered| above this flags tare_deviation
+      - id: str
+        kind: sorting_station         # every key of edge.devices.sorting_station.SortingStationConfig
+        community_id: str             # but site_id (taken from the site), e.g. transport: tcp|rtu,
+        host: str, port: int          # serial_port, unit_id, poll_s, fill_step_pct, heartbeat_s
+      - id: str
+        kind: truck                   # every key of edge.devices.truck_terminal.TruckTerminalConfig
+        plate: str                    # but site_id, e.g. gps_port, io_transport, io_host, io_port,
+        gps_port: str                 # io_unit_id, io_poll_s, report_interval_s, load_step_kg
 
 Relative paths are resolved against the current directory, like every other CLI path.
 A bad file raises ConfigError whose message names the key path, e.g. `$.devices[0].baudrate`.
@@ -37,13 +50,16 @@ A bad file raises ConfigError whose message names the key path, e.g. `$.devices[
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 import yaml
 
 from contract.events import Ident, WasteCategory
+from edge.devices.sorting_station import SortingStationConfig
+from edge.devices.truck_terminal import TruckTerminalConfig
 
 PositiveKg = Annotated[float, msgspec.Meta(gt=0)]
 
@@ -104,10 +120,10 @@ class StableConfig(Base, frozen=True):
     hold_s: PositiveKg = 1.0
 
 
-class WeighbridgeDevice(Base, frozen=True):
+class WeighbridgeDevice(Base, frozen=True, tag_field="kind", tag="weighbridge"):
+    kind: ClassVar[str] = "weighbridge"
     id: Ident
     port: str
-    kind: Literal["weighbridge"] = "weighbridge"
     anpr_port: str | None = None
     baudrate: Annotated[int, msgspec.Meta(ge=50)] = 9600
     parity: Literal["N", "E", "O"] = "N"
@@ -122,8 +138,33 @@ class WeighbridgeDevice(Base, frozen=True):
     tare_deviation_kg: Annotated[float, msgspec.Meta(ge=0)] = 500.0
 
 
-DeviceConfig = WeighbridgeDevice
-"""Union of device kinds; grows a tagged union as kinds are added."""
+class SortingStationDevice(
+    SortingStationConfig, frozen=True, kw_only=True, forbid_unknown_fields=True,
+    tag_field="kind", tag="sorting_station",
+):
+    """The driver's own config (so it is passed to the driver as is); site_id is filled in from the site."""
+
+    kind: ClassVar[str] = "sorting_station"
+
+
+class TruckDevice(
+    TruckTerminalConfig, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind", tag="truck",
+):
+    """The truck terminal driver's config; site_id is filled in from the site."""
+
+    kind: ClassVar[str] = "truck"
+
+
+DeviceConfig = WeighbridgeDevice | SortingStationDevice | TruckDevice
+"""Tagged by `kind`; every device config has `id` and a class-level `kind`."""
+
+
+class ClockConfig(Base, frozen=True):
+    """Bounds for device timestamps (see edge/clock.py)."""
+
+    max_skew_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    not_before: datetime = datetime(2024, 1, 1, tzinfo=UTC)
+    """Earlier timestamps mean an unset clock (a box without RTC battery boots in 1970)."""
 
 
 class SiteConfig(Base, frozen=True):
@@ -132,6 +173,11 @@ class SiteConfig(Base, frozen=True):
     devices: Annotated[list[DeviceConfig], msgspec.Meta(min_length=1)]
     mqtt: MqttConfig = msgspec.field(default_factory=MqttConfig)
     vehicles: list[Vehicle] = msgspec.field(default_factory=list)
+    household_key_file: str | None = None
+    household_key_env: str | None = None
+    status_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    device_backoff_max_s: Annotated[float, msgspec.Meta(ge=1)] = 30.0
+    clock: ClockConfig = msgspec.field(default_factory=ClockConfig)
 
     def __post_init__(self) -> None:
         ids = [d.id for d in self.devices]
@@ -147,9 +193,37 @@ class SiteConfig(Base, frozen=True):
         return {v.plate: v for v in self.vehicles}
 
 
+def _fill_devices(data: object) -> object:
+    """Defaults that depend on the site: `kind` weighbridge, `site_id`, the household key source.
+
+    Works on a copy of the raw mapping so that key paths in errors stay those of the file.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("devices"), list):
+        return data
+    site_keys = {k: data[k] for k in ("household_key_file", "household_key_env") if data.get(k)}
+    devices: list[Any] = []
+    for i, raw in enumerate(data["devices"]):
+        if not isinstance(raw, dict):
+            devices.append(raw)
+            continue
+        device = {"kind": "weighbridge", **raw}
+        if device["kind"] in ("sorting_station", "truck"):
+            if "site_id" in device:
+                raise ConfigError(f"`$.devices[{i}].site_id`: a device takes site_id from the site")
+            device["site_id"] = data.get("site_id")
+        if device["kind"] == "sorting_station" and not (
+            device.get("household_key_file") or device.get("household_key_env")
+        ):
+            device.update(site_keys)
+        devices.append(device)
+    return {**data, "devices": devices}
+
+
 def parse_config(data: object, source: str = "<config>") -> SiteConfig:
     try:
-        return msgspec.convert(data, SiteConfig, strict=True)
+        return msgspec.convert(_fill_devices(data), SiteConfig, strict=True)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     except (msgspec.ValidationError, ValueError) as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

@@ -7,6 +7,10 @@ restarts and never repeats. Rows are replayed in insertion order. When `max_mess
 are pending, `when_full` decides: `drop_oldest` (default: fresh data matters more on a
 long outage) or `reject_new`; either way the loss is logged and counted in `dropped`.
 Thread-safe: the MQTT network thread acks while device threads append.
+
+A small key/value `state` table holds driver state that must move with the messages it
+produced (a sorting station's drop cursor): `put_batch` commits both in one transaction, so a
+crash can neither lose the events of an advanced cursor nor re-send those of an old one.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,7 +41,11 @@ CREATE TABLE IF NOT EXISTS messages (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+Build = Callable[[str, int], bytes]
+"""build(msg_id, seq) -> payload"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,36 +108,64 @@ class Outbox:
             self._db.execute("SELECT last_seq FROM seqs WHERE device_id = ?", (device_id,)).fetchone()[0]
         )
 
-    def put(self, device_id: str, topic: str, build: Callable[[str, int], bytes]) -> Entry | None:
+    def put(self, device_id: str, topic: str, build: Build) -> Entry | None:
         """Store one message; `build(msg_id, seq)` makes the payload, inside the same transaction.
 
         Returns None under `reject_new` when full (nothing stored, no seq used, counted as dropped).
         """
+        return self.put_batch([(device_id, topic, build)])[0]
+
+    def put_batch(
+        self, items: Sequence[tuple[str, str, Build]], state: Mapping[str, str] | None = None
+    ) -> list[Entry | None]:
+        """Store several messages and `state` updates atomically (all or nothing), in order."""
+        entries: list[Entry | None] = []
         with self._tx():
-            depth = self._depth()
-            if depth >= self.max_messages:
-                excess = depth - self.max_messages + 1
-                if self.when_full == "reject_new":
-                    self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'dropped'")
-                    log.error("outbox full (%d messages): rejected a new message for %s", depth, topic)
-                    return None
+            for device_id, topic, build in items:
+                entries.append(self._put_locked(device_id, topic, build))
+            for key, value in (state or {}).items():
                 self._db.execute(
-                    "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)",
-                    (excess,),
+                    "INSERT INTO state VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value),
                 )
-                self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (excess,))
-                log.error("outbox full (%d messages): dropped the oldest %d", depth, excess)
-            seq = self._next_seq(device_id)
-            msg_id = make_msg_id(device_id, self.epoch, seq)
-            payload = build(msg_id, seq)
-            cur = self._db.execute(
-                "INSERT INTO messages (device_id, seq, msg_id, topic, payload) VALUES (?, ?, ?, ?, ?)",
-                (device_id, seq, msg_id, topic, payload),
+        if any(e is not None for e in entries):
+            for callback in self._listeners:
+                callback()
+        return entries
+
+    def _put_locked(self, device_id: str, topic: str, build: Build) -> Entry | None:
+        depth = self._depth()
+        if depth >= self.max_messages:
+            excess = depth - self.max_messages + 1
+            if self.when_full == "reject_new":
+                self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'dropped'")
+                log.error("outbox full (%d messages): rejected a new message for %s", depth, topic)
+                return None
+            self._db.execute(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)",
+                (excess,),
             )
-            entry = Entry(int(cur.lastrowid or 0), device_id, seq, msg_id, topic, payload)
-        for callback in self._listeners:
-            callback()
-        return entry
+            self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (excess,))
+            log.error("outbox full (%d messages): dropped the oldest %d", depth, excess)
+        seq = self._next_seq(device_id)
+        msg_id = make_msg_id(device_id, self.epoch, seq)
+        payload = build(msg_id, seq)
+        cur = self._db.execute(
+            "INSERT INTO messages (device_id, seq, msg_id, topic, payload) VALUES (?, ?, ?, ?, ?)",
+            (device_id, seq, msg_id, topic, payload),
+        )
+        return Entry(int(cur.lastrowid or 0), device_id, seq, msg_id, topic, payload)
+
+    def get_state(self, key: str) -> str | None:
+        """A value stored by `put_batch(..., state=...)`, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def last_seqs(self) -> dict[str, int]:
+        """The last seq allocated per device id (how many messages each device has produced)."""
+        with self._lock:
+            return {r[0]: int(r[1]) for r in self._db.execute("SELECT device_id, last_seq FROM seqs")}
 
     def pending(self, after_id: int = 0, limit: int = 100) -> list[Entry]:
         """Stored messages with id > after_id, oldest first."""
