@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_sim.scenario import DEFAULT_SCENARIO, load_scenario
+from wastestream.badinput import deadletters_since, publish_bad_messages
 from wastestream.influxql import influxql
 from wastestream.pipeline import Pipeline, PipelineError, services, services_running
 from wastestream.settings import Settings, load_settings
@@ -90,6 +91,7 @@ def render_table(expected: dict[str, FacilityTotals], got: dict[str, FacilityTot
 class SliceResult:
     expected: dict[str, FacilityTotals]
     got: dict[str, FacilityTotals]
+    since_ms: int = 0
 
 
 def run_city(pipeline: Pipeline, scenario_path: Path, duration: float, drain_timeout: float,
@@ -112,11 +114,24 @@ def run_city(pipeline: Pipeline, scenario_path: Path, duration: float, drain_tim
         time.sleep(0.2)
     for site_config in sorted((pipeline.run_dir / "edge").glob("*.yaml")):
         pipeline.start(f"edge-{site_config.stem}", "edge", "run", "--config", str(site_config))
+    publish_bad_messages(pipeline.settings)
     pipeline.wait(sim, timeout=duration + 120)
     expected = ledger_totals(pipeline.run_dir / "sim" / "ledger.jsonl")
     log.info("simulator done (%d truck visits); draining", sum(t.tickets for t in expected.values()))
     got = wait_for_drain(pipeline.settings, expected, since_ns, drain_timeout)
-    return SliceResult(expected, got)
+    return SliceResult(expected, got, since_ns // 1_000_000)
+
+
+def print_bad_input(settings: Settings, run_dir: Path, since_ms: int) -> None:
+    """Bad input is not silently dropped: frame errors logged at the edge, bad messages dead-lettered."""
+    frame_errors = sum(log_file.read_text(errors="replace").count("frame error")
+                       for log_file in (run_dir / "logs").glob("edge-*.log"))
+    print(f"\nBad input: {frame_errors} torn or bad-checksum serial frames rejected and logged by the edge "
+          f"agents (grep 'frame error' in the edge logs)")
+    records = deadletters_since(settings, since_ms)
+    print(f"Dead-letter topic ws.deadletter since the start: {len(records)} record(s)")
+    for record in records[:10]:
+        print(f"  - {record.get('topic')}: {record.get('reason')}")
 
 
 def run_demo(duration: float, scenario_path: Path, keep_services: bool, drain_timeout: float) -> int:
@@ -136,6 +151,7 @@ def run_demo(duration: float, scenario_path: Path, keep_services: bool, drain_ti
         table, ok = render_table(result.expected, result.got, names)
         print("\nTonnage per facility: sent by the simulator vs read back from InfluxDB (InfluxQL)\n")
         print(table)
+        print_bad_input(settings, run_dir, result.since_ms)
         print(f"\nlogs: {run_dir / 'logs'}")
         return 0 if ok else 1
     finally:
