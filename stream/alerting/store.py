@@ -1,0 +1,355 @@
+"""The alert lifecycle store: SQLite (WAL) in the run dir, the one source of truth for alerts.
+
+Why SQLite: alerts are few (tens per hour in a city), must survive restarts with their
+history (who acknowledged what, when), and the service is one process per city. Every
+method is one transaction, so a crash leaves either all of an alert's effects or none;
+the Kafka offset is committed only after `ingest` returns (at-least-once in, exactly-once
+in effect, because a replayed alert_id is a no-op).
+
+Tables:
+- `alerts`      primary alerts (the ones pushed) and their lifecycle state and repeat count
+- `repeats`     alerts suppressed by cool-down, linked to the primary they repeat
+- `evidence`    msg_ids per primary alert (a repeat's evidence is appended to its primary)
+- `events`      every change: raise, repeat, ack, close; with actor, note and time
+- `push_jobs`   one per (alert, channel): pending / sent / failed, next attempt time (durable queue)
+- `deliveries`  one row per delivery attempt: channel, status, HTTP code, error, time
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from contract.events import Alert
+from stream.sinks.line_protocol import to_ns
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY, kind TEXT NOT NULL, severity TEXT NOT NULL,
+    site_id TEXT NOT NULL, device_id TEXT NOT NULL, subject TEXT NOT NULL, summary TEXT NOT NULL,
+    lat REAL, lon REAL, raised_at TEXT NOT NULL, raised_ns INTEGER NOT NULL,
+    state TEXT NOT NULL, count INTEGER NOT NULL DEFAULT 1, last_seen_at TEXT NOT NULL,
+    received_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_by_subject ON alerts(kind, subject, raised_ns);
+CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts(state, raised_ns);
+CREATE TABLE IF NOT EXISTS repeats (
+    alert_id TEXT PRIMARY KEY, parent_id TEXT NOT NULL REFERENCES alerts(alert_id),
+    raised_at TEXT NOT NULL, summary TEXT NOT NULL, received_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evidence (
+    alert_id TEXT NOT NULL REFERENCES alerts(alert_id), msg_id TEXT NOT NULL,
+    source_alert TEXT NOT NULL, PRIMARY KEY (alert_id, msg_id)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL REFERENCES alerts(alert_id),
+    action TEXT NOT NULL, from_state TEXT, to_state TEXT NOT NULL, actor TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '', at TEXT NOT NULL, at_ns INTEGER NOT NULL,
+    exported INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS events_unexported ON events(exported) WHERE exported = 0;
+CREATE TABLE IF NOT EXISTS push_jobs (
+    alert_id TEXT NOT NULL REFERENCES alerts(alert_id), channel TEXT NOT NULL,
+    status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '', updated_at TEXT NOT NULL,
+    PRIMARY KEY (alert_id, channel)
+);
+CREATE INDEX IF NOT EXISTS push_jobs_due ON push_jobs(status, next_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, channel TEXT NOT NULL,
+    attempt INTEGER NOT NULL, status TEXT NOT NULL, http_code INTEGER, error TEXT NOT NULL DEFAULT '',
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_alert ON deliveries(alert_id);
+"""
+
+OPEN, ACKNOWLEDGED, CLOSED = "open", "acknowledged", "closed"
+
+TRANSITIONS: dict[str, tuple[set[str], str]] = {
+    "ack": ({OPEN}, ACKNOWLEDGED),
+    "close": ({OPEN, ACKNOWLEDGED}, CLOSED),
+}
+"""action -> (states it may start from, state it leads to)."""
+
+
+class Outcome(enum.StrEnum):
+    NEW = "new"  # stored, pushed
+    DUPLICATE = "duplicate"  # alert_id already known (a replay): nothing changes
+    SUPPRESSED = "suppressed"  # within the cool-down of an open alert: recorded, not pushed
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: Outcome
+    primary_id: str
+    """The alert that was (or will be) pushed: itself when NEW, the repeated one otherwise."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+class TransitionError(ValueError):
+    """An action the alert's state does not allow (HTTP 409); the message says why."""
+
+
+@dataclass(frozen=True)
+class PushJob:
+    alert_id: str
+    channel: str
+    attempts: int
+
+
+def utc_iso(ns: int | None = None) -> str:
+    ns = time.time_ns() if ns is None else ns
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AlertStore:
+    """One connection, used from one thread (the service's event loop); short transactions."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # durable before the Kafka offset is committed
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _tx(self) -> sqlite3.Connection:
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def _run(self, fn: Any, *args: Any) -> Any:
+        db = self._tx()
+        try:
+            result = fn(db, *args)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    # --- ingest ---------------------------------------------------------------------------
+
+    def ingest(self, alert: Alert, cooldown_s: float, channels: Sequence[str]) -> IngestResult:
+        """Store one alert from the stream: new (push jobs for `channels`), duplicate, or repeat."""
+        return self._run(self._ingest, alert, cooldown_s, channels)  # type: ignore[no-any-return]
+
+    def _ingest(self, db: sqlite3.Connection, a: Alert, cooldown_s: float,
+                channels: Sequence[str]) -> IngestResult:
+        known = db.execute(
+            "SELECT alert_id AS p FROM alerts WHERE alert_id = ? "
+            "UNION ALL SELECT parent_id FROM repeats WHERE alert_id = ?", (a.alert_id, a.alert_id)
+        ).fetchone()
+        if known is not None:
+            return IngestResult(Outcome.DUPLICATE, known["p"])
+        raised_ns, now_ns = to_ns(a.ts), time.time_ns()
+        now, raised = utc_iso(now_ns), utc_iso(raised_ns)
+        primary = db.execute(
+            "SELECT alert_id, state FROM alerts WHERE kind = ? AND subject = ? AND state != ? "
+            "AND abs(raised_ns - ?) < ? ORDER BY raised_ns DESC LIMIT 1",
+            (a.kind, a.subject, CLOSED, raised_ns, int(cooldown_s * 1e9)),
+        ).fetchone()
+        if primary is not None:
+            pid = primary["alert_id"]
+            db.execute("INSERT INTO repeats VALUES (?, ?, ?, ?, ?)",
+                       (a.alert_id, pid, raised, a.summary, now))
+            db.execute("UPDATE alerts SET count = count + 1, last_seen_at = max(last_seen_at, ?), "
+                       "updated_at = ? WHERE alert_id = ?", (raised, now, pid))
+            self._add_evidence(db, pid, a.alert_id, a.evidence)
+            self._event(db, pid, "repeat", primary["state"], primary["state"], "stream",
+                        f"repeat {a.alert_id}", now_ns)
+            return IngestResult(Outcome.SUPPRESSED, pid)
+        db.execute(
+            "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+            (a.alert_id, a.kind, a.severity.value, a.site_id, a.device_id, a.subject, a.summary,
+             a.lat, a.lon, raised, raised_ns, OPEN, raised, now, now),
+        )
+        self._add_evidence(db, a.alert_id, a.alert_id, a.evidence)
+        self._event(db, a.alert_id, "raise", None, OPEN, "stream", "", now_ns)
+        db.executemany(
+            "INSERT INTO push_jobs VALUES (?, ?, 'pending', 0, ?, '', ?)",
+            [(a.alert_id, ch, 0.0, now) for ch in channels],
+        )
+        return IngestResult(Outcome.NEW, a.alert_id)
+
+    @staticmethod
+    def _add_evidence(db: sqlite3.Connection, alert_id: str, source: str, msg_ids: Iterable[str]) -> None:
+        db.executemany("INSERT OR IGNORE INTO evidence VALUES (?, ?, ?)",
+                       [(alert_id, m, source) for m in msg_ids])
+
+    @staticmethod
+    def _event(db: sqlite3.Connection, alert_id: str, action: str, from_state: str | None,
+               to_state: str, actor: str, note: str, at_ns: int) -> None:
+        db.execute(
+            "INSERT INTO events (alert_id, action, from_state, to_state, actor, note, at, at_ns) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (alert_id, action, from_state, to_state, actor, note, utc_iso(at_ns), at_ns),
+        )
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def transition(self, alert_id: str, action: str, officer: str, note: str = "") -> dict[str, Any]:
+        """Acknowledge or close; NotFound, or TransitionError with the reason."""
+        if action not in TRANSITIONS:
+            raise TransitionError(f"unknown action {action!r}")
+        if not officer.strip():
+            raise ValueError("officer is required")
+        self._run(self._transition, alert_id, action, officer.strip(), note)
+        return self.get(alert_id)
+
+    def _transition(self, db: sqlite3.Connection, alert_id: str, action: str, officer: str,
+                    note: str) -> None:
+        row = db.execute("SELECT state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        if row is None:
+            parent = db.execute("SELECT parent_id FROM repeats WHERE alert_id = ?", (alert_id,)).fetchone()
+            if parent is not None:
+                raise TransitionError(f"{alert_id} is a repeat of {parent['parent_id']}; act on that alert")
+            raise NotFound(alert_id)
+        allowed, target = TRANSITIONS[action]
+        if row["state"] not in allowed:
+            raise TransitionError(f"cannot {action} an alert that is {row['state']}")
+        now_ns = time.time_ns()
+        db.execute("UPDATE alerts SET state = ?, updated_at = ? WHERE alert_id = ?",
+                   (target, utc_iso(now_ns), alert_id))
+        self._event(db, alert_id, action, row["state"], target, officer, note, now_ns)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def get(self, alert_id: str) -> dict[str, Any]:
+        """One alert with its evidence, repeats, events and delivery records; NotFound if unknown."""
+        row = self._db.execute("SELECT * FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        if row is None:
+            parent = self._db.execute("SELECT parent_id FROM repeats WHERE alert_id = ?",
+                                      (alert_id,)).fetchone()
+            if parent is None:
+                raise NotFound(alert_id)
+            return {**self.get(parent["parent_id"]), "requested_id": alert_id}
+        q = self._db.execute
+        out = _public(dict(row))
+        out["evidence"] = [r["msg_id"] for r in q(
+            "SELECT msg_id FROM evidence WHERE alert_id = ? ORDER BY rowid", (alert_id,))]
+        out["repeats"] = [dict(r) for r in q(
+            "SELECT alert_id, raised_at, summary, received_at FROM repeats WHERE parent_id = ? "
+            "ORDER BY raised_at", (alert_id,))]
+        out["events"] = [dict(r) for r in q(
+            "SELECT action, from_state, to_state, actor, note, at FROM events WHERE alert_id = ? "
+            "ORDER BY id", (alert_id,))]
+        out["deliveries"] = [dict(r) for r in q(
+            "SELECT channel, attempt, status, http_code, error, at FROM deliveries WHERE alert_id = ? "
+            "ORDER BY id", (alert_id,))]
+        out["push"] = [dict(r) for r in q(
+            "SELECT channel, status, attempts, last_error FROM push_jobs WHERE alert_id = ? "
+            "ORDER BY channel", (alert_id,))]
+        return out
+
+    def alert(self, alert_id: str) -> dict[str, Any]:
+        """The alert row only (what a push message needs)."""
+        row = self._db.execute("SELECT * FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+        if row is None:
+            raise NotFound(alert_id)
+        return _public(dict(row))
+
+    def find(self, state: str | None = None, kind: str | None = None, site: str | None = None,
+             limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first."""
+        where, args = [], []
+        for column, value in (("state", state), ("kind", kind), ("site_id", site)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._db.execute(sql + " ORDER BY raised_ns DESC LIMIT ?", (*args, limit))
+        return [_public(dict(r)) for r in rows]
+
+    def stats(self, since_ns: int | None = None, until_ns: int | None = None) -> dict[str, Any]:
+        """Counts by state of alerts raised in [since, until) and 办结率 = closed / all (None if none)."""
+        lo, hi = since_ns or 0, until_ns or 2**62
+        counts = {OPEN: 0, ACKNOWLEDGED: 0, CLOSED: 0}
+        for r in self._db.execute("SELECT state, count(*) AS n FROM alerts WHERE raised_ns >= ? "
+                                  "AND raised_ns < ? GROUP BY state", (lo, hi)):
+            counts[r["state"]] = r["n"]
+        total = sum(counts.values())
+        repeats = self._db.execute(
+            "SELECT count(*) FROM repeats JOIN alerts ON repeats.parent_id = alerts.alert_id "
+            "WHERE raised_ns >= ? AND raised_ns < ?", (lo, hi)).fetchone()[0]
+        return {
+            **counts, "total": total, "repeats_suppressed": repeats,
+            "closure_rate": round(counts[CLOSED] / total, 4) if total else None,
+            "since": utc_iso(lo) if since_ns else None, "until": utc_iso(hi) if until_ns else None,
+        }
+
+    # --- push queue ------------------------------------------------------------------------
+
+    def due_jobs(self, now: float, limit: int, exclude: set[tuple[str, str]]) -> list[PushJob]:
+        rows = self._db.execute(
+            "SELECT alert_id, channel, attempts FROM push_jobs WHERE status = 'pending' AND next_at <= ? "
+            "ORDER BY next_at LIMIT ?", (now, limit + len(exclude)))
+        jobs = [PushJob(r["alert_id"], r["channel"], r["attempts"]) for r in rows]
+        return [j for j in jobs if (j.alert_id, j.channel) not in exclude][:limit]
+
+    def next_due(self) -> float | None:
+        row = self._db.execute("SELECT min(next_at) FROM push_jobs WHERE status = 'pending'").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def record_delivery(self, job: PushJob, *, ok: bool, http_code: int | None, error: str,
+                        retry_at: float | None) -> None:
+        """One attempt: a `deliveries` row, and the job becomes sent, pending again (retry_at) or failed."""
+        attempt = job.attempts + 1
+        status = "sent" if ok else ("retry" if retry_at is not None else "failed")
+        now = utc_iso()
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO deliveries (alert_id, channel, attempt, status, http_code, error, at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (job.alert_id, job.channel, attempt, status, http_code, error, now))
+            job_status = "pending" if status == "retry" else status
+            db.execute("UPDATE push_jobs SET status = ?, attempts = ?, next_at = ?, last_error = ?, "
+                       "updated_at = ? WHERE alert_id = ? AND channel = ?",
+                       (job_status, attempt, retry_at or 0.0, error, now, job.alert_id, job.channel))
+
+        self._run(write)
+
+    def orphan_jobs(self, channels: set[str]) -> int:
+        """Fail pending jobs for channels no longer configured (a config change), so they do not linger."""
+        def write(db: sqlite3.Connection) -> int:
+            marks = ",".join("?" * len(channels)) or "''"
+            cur = db.execute(f"UPDATE push_jobs SET status = 'failed', last_error = 'channel not configured' "
+                             f"WHERE status = 'pending' AND channel NOT IN ({marks})", tuple(channels))
+            return cur.rowcount
+
+        return int(self._run(write))
+
+    # --- InfluxDB export --------------------------------------------------------------------
+
+    def unexported_events(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events not yet written to InfluxDB, joined with their alert (for the `alert` point)."""
+        rows = self._db.execute(
+            "SELECT e.id, e.action, e.to_state, e.at_ns, a.alert_id, a.kind, a.severity, a.site_id, "
+            "a.subject, a.lat, a.lon, a.raised_ns, a.count FROM events e JOIN alerts a USING (alert_id) "
+            "WHERE e.exported = 0 ORDER BY e.id LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+    def mark_exported(self, event_ids: Sequence[int]) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany("UPDATE events SET exported = 1 WHERE id = ?", [(i,) for i in event_ids])
+
+        self._run(write)
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    row.pop("raised_ns", None)
+    return row
