@@ -67,47 +67,34 @@ def is_duplicate(last: tuple[int, int] | None, key: MsgKey, gaps: AbstractSet[tu
 
 
 @dataclass
-class DeviceState:
-    """What the stream remembers per device: the dedup mark and its daily running totals."""
+class SeqMark:
+    """The de-duplication mark alone: last (epoch, seq) seen and the gaps below it.
+
+    Analyses embed it in their own per-device state (see `DeviceState`, and the sorting
+    station's state) so mark and aggregates are always one table value.
+    """
 
     last: tuple[int, int] | None = None
     gaps: set[tuple[int, int]] = field(default_factory=set)
     """(epoch, seq) skipped below `last` and not seen yet, within `WINDOW` of it."""
-    days: dict[str, tuple[float, int]] = field(default_factory=dict)
-    """`site|category|day_ns` -> (net kg, tickets)."""
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> DeviceState:
-        if not data:
-            return cls()
+    def mark_from_json(self, data: dict[str, Any]) -> None:
         last = data.get("last")
-        return cls(
-            last=(int(last[0]), int(last[1])) if last else None,
-            gaps={(int(e), int(s)) for e, s in data.get("gaps", ())},
-            days={k: (float(v[0]), int(v[1])) for k, v in data.get("days", {}).items()},
-        )
+        self.last = (int(last[0]), int(last[1])) if last else None
+        self.gaps = {(int(e), int(s)) for e, s in data.get("gaps", ())}
 
-    def to_json(self) -> dict[str, Any]:
-        return {"last": list(self.last) if self.last else None,
-                "gaps": sorted([e, s] for e, s in self.gaps),
-                "days": {k: [kg, n] for k, (kg, n) in self.days.items()}}
+    def mark_to_json(self) -> dict[str, Any]:
+        return {"last": list(self.last) if self.last else None, "gaps": sorted([e, s] for e, s in self.gaps)}
 
-    def total(self, day_key: str) -> tuple[float, int]:
-        return self.days.get(day_key, (0.0, 0))
+    def seen(self, key: MsgKey) -> bool:
+        """True when `key` was already recorded (a duplicate)."""
+        return is_duplicate(self.last, key, self.gaps)
 
-    def accept(self, key: MsgKey, day_key: str, net_kg: float) -> bool:
-        """Record a message; False (and no change) when it is a duplicate."""
-        if is_duplicate(self.last, key, self.gaps):
+    def record(self, key: MsgKey) -> bool:
+        """Mark `key` seen; False (and no change) when it is a duplicate."""
+        if self.seen(key):
             return False
         self._advance(key)
-        day_ns = _day_ns(day_key)
-        newest = max([day_ns, *map(_day_ns, self.days)])
-        if day_ns <= newest - KEEP_DAYS * NS_PER_DAY:
-            log.warning("ticket %s for a day beyond the %d-day window: per-ticket point only", key, KEEP_DAYS)
-            return True
-        kg, n = self.total(day_key)
-        self.days[day_key] = (kg + net_kg, n + 1)
-        self.days = {k: v for k, v in self.days.items() if _day_ns(k) > newest - KEEP_DAYS * NS_PER_DAY}
         return True
 
     def _advance(self, key: MsgKey) -> None:
@@ -126,6 +113,51 @@ class DeviceState:
         self.gaps = {g for g in self.gaps if g[0] != key.epoch or g[1] >= floor}
         if len(self.gaps) > WINDOW:  # gaps of older epochs: keep the newest
             self.gaps = set(sorted(self.gaps)[-WINDOW:])
+
+
+@dataclass
+class DeviceState(SeqMark):
+    """What the stream remembers per weighbridge: the dedup mark and its daily running totals."""
+
+    days: dict[str, tuple[float, int]] = field(default_factory=dict)
+    """`site|category|day_ns` -> (net kg, tickets); day_ns = start of the local day."""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> DeviceState:
+        state = cls()
+        if data:
+            state.mark_from_json(data)
+            state.days = {k: (float(v[0]), int(v[1])) for k, v in data.get("days", {}).items()}
+        return state
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.mark_to_json(), "days": {k: [kg, n] for k, (kg, n) in self.days.items()}}
+
+    def total(self, day_key: str) -> tuple[float, int]:
+        return self.days.get(day_key, (0.0, 0))
+
+    def site_day_total(self, site_id: str, day_ns: int) -> tuple[float, int]:
+        """This device's (net kg, tickets) at `site_id` on the day starting `day_ns`, all categories."""
+        kg, n = 0.0, 0
+        for k, (k_kg, k_n) in self.days.items():
+            site, _, day = k.split("|")
+            if site == site_id and int(day) == day_ns:
+                kg, n = kg + k_kg, n + k_n
+        return kg, n
+
+    def accept(self, key: MsgKey, day_key: str, net_kg: float) -> bool:
+        """Record a message; False (and no change) when it is a duplicate."""
+        if not self.record(key):
+            return False
+        day_ns = _day_ns(day_key)
+        newest = max([day_ns, *map(_day_ns, self.days)])
+        if day_ns <= newest - KEEP_DAYS * NS_PER_DAY:
+            log.warning("ticket %s for a day beyond the %d-day window: per-ticket point only", key, KEEP_DAYS)
+            return True
+        kg, n = self.total(day_key)
+        self.days[day_key] = (kg + net_kg, n + 1)
+        self.days = {k: v for k, v in self.days.items() if _day_ns(k) > newest - KEEP_DAYS * NS_PER_DAY}
+        return True
 
 
 def _day_ns(day_key: str) -> int:

@@ -1,0 +1,43 @@
+"""Weighbridge integrity (pure): one alert per anti-cheat flag on a ticket.
+
+The flags are raised by the indicator or the edge (double weighing, unstable capture, tare
+deviation, gross above rating, remote-control jump, clock skew); the stream turns each into
+an alert `weighbridge_<flag>`. This runs inside the tonnage step rather than as its own
+agent: it then shares the tonnage de-duplication mark, so a duplicated ticket raises
+nothing twice, with no second consumer or table.
+"""
+
+from __future__ import annotations
+
+from contract.events import Alert, Severity, Weighing, WeighingFlag
+from stream.alerting.make import make_alert
+
+SEVERITY: dict[WeighingFlag, Severity] = {f: Severity.WARNING for f in WeighingFlag}
+SEVERITY[WeighingFlag.OVER_RATING] = Severity.CRITICAL
+
+WHAT: dict[WeighingFlag, str] = {
+    WeighingFlag.DOUBLE_WEIGHING: "weighed twice within minutes",
+    WeighingFlag.UNSTABLE_CAPTURE: "captured on an unstable weight",
+    WeighingFlag.TARE_DEVIATION: "tare far from the registered tare",
+    WeighingFlag.OVER_RATING: "gross above the vehicle's rating",
+    WeighingFlag.REMOTE_JUMP: "weight jumped as if remote-controlled",
+    WeighingFlag.CLOCK_SKEW: "indicator clock skewed",
+}
+
+
+def kind(flag: WeighingFlag) -> str:
+    return f"weighbridge_{flag.value}"
+
+
+def integrity_alerts(w: Weighing) -> list[Alert]:
+    """One alert per distinct flag; dedup key msg_id|flag, evidence the ticket."""
+    return [
+        make_alert(
+            kind(flag), SEVERITY[flag], site_id=w.site_id, device_id=w.device_id,
+            subject=w.device_id if flag == WeighingFlag.CLOCK_SKEW else w.plate,
+            summary=f"ticket {w.ticket_id} of {w.plate} at {w.site_id}/{w.device_id}: {WHAT[flag]} "
+                    f"(gross {w.gross_kg:g} kg, tare {w.tare_kg:g} kg, net {w.net_kg:g} kg)",
+            evidence=[w.msg_id], ts=w.ts, dedup_key=f"{w.msg_id}|{flag.value}",
+        )
+        for flag in dict.fromkeys(w.flags)
+    ]
