@@ -65,7 +65,7 @@ async def send_alert(alert: Alert) -> None:
     await future
 
 
-AGENT_MODULES = ("stream.agents.tonnage",)
+AGENT_MODULES = ("stream.agents.tonnage", "stream.agents.sorting")
 for _module in AGENT_MODULES:
     importlib.import_module(_module)
 
