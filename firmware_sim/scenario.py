@@ -53,12 +53,22 @@ class VehicleSpec(msgspec.Struct, forbid_unknown_fields=True):
     origin: Ident
 
 
+class StationIncidentSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """A station incident (see firmware_sim.sorting_station): `at_s` seconds after the warm-up."""
+
+    kind: Literal["wrong_bin", "full_bin", "out_of_range"]
+    at_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    name: str | None = None
+    """Named so a test can look for the alert it should raise."""
+
+
 class StationSpec(msgspec.Struct, forbid_unknown_fields=True):
     """A smart sorting station (four bins) reached over Modbus TCP or RTU."""
 
     id: Ident
     transport: Literal["tcp", "rtu"] = "tcp"
     unit_id: Annotated[int, msgspec.Meta(ge=1, le=247)] = 1
+    incidents: list[StationIncidentSpec] = []
 
 
 class CommunitySpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -86,6 +96,17 @@ class DisposalSiteSpec(msgspec.Struct, forbid_unknown_fields=True):
     polygon: list[GeoPoint]
 
 
+class TruckIncidentSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """A truck incident (see firmware_sim.truck.Incident); times are simulated seconds after the lead."""
+
+    kind: Literal["dump_outside", "uncovered", "bad_checksum", "torn_sentence", "gps_loss"]
+    at_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    duration_s: PositiveFloat = 20.0
+    at_fraction: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    drop_fraction: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
+    name: str | None = None
+
+
 class TruckSpec(msgspec.Struct, forbid_unknown_fields=True):
     """A muck truck (渣土车) terminal: GPS on serial, lid/bed/load on an I/O module."""
 
@@ -98,6 +119,9 @@ class TruckSpec(msgspec.Struct, forbid_unknown_fields=True):
     tare_kg: PositiveFloat = 15000
     load_kg: PositiveFloat = 14000
     speed_kmh: PositiveFloat = 40
+    time_scale: PositiveFloat = 1.0
+    """Simulated seconds per real second, so a trip fits in a demo minute (GPS time runs as fast)."""
+    incidents: list[TruckIncidentSpec] = []
 
 
 class Rates(msgspec.Struct, forbid_unknown_fields=True):
@@ -134,6 +158,16 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
     def weighbridge_sites(self) -> list[FacilitySpec]:
         return [f for f in self.facilities if f.weighbridges]
 
+    def station_sites(self) -> list[CommunitySpec]:
+        return [c for c in self.communities if c.stations]
+
+    def fleets(self) -> dict[str, list[TruckSpec]]:
+        """Trucks grouped by origin: one edge site per construction site's fleet."""
+        fleets: dict[str, list[TruckSpec]] = {}
+        for truck in self.trucks:
+            fleets.setdefault(truck.origin, []).append(truck)
+        return fleets
+
 
 DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "liuzhou.yaml"
 
@@ -163,6 +197,13 @@ def _check(scenario: Scenario, path: Path) -> None:
     for v in scenario.vehicles:
         if v.tare_kg >= v.rated_gross_kg:
             raise ScenarioError(f"{path}: vehicle {v.plate}: tare_kg must be below rated_gross_kg")
+    devices = [st.id for c in scenario.communities for st in c.stations] + [t.id for t in scenario.trucks]
+    dupes = sorted({i for i in devices + ids if (devices + ids).count(i) > 1})
+    if dupes:
+        raise ScenarioError(f"{path}: duplicate station or truck ids {dupes}")
+    sites = {t.disposal_site for t in scenario.trucks} - {d.id for d in scenario.disposal_sites}
+    if sites:
+        raise ScenarioError(f"{path}: trucks go to unknown disposal sites {sorted(sites)}")
     for f in scenario.weighbridge_sites():
         if not scenario.vehicles_for(f):
             raise ScenarioError(f"{path}: facility {f.id} has weighbridges but no vehicle for {f.accepts}")

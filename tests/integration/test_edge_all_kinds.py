@@ -88,7 +88,7 @@ def test_one_agent_all_kinds(tmp_path: Path) -> None:
     received: list[Envelope] = []
     subscribed = threading.Event()
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"it-sub-{site}", protocol=mqtt.MQTTv5)
-    sub.on_message = lambda c, u, msg: received.append(decode(msg.payload))
+    sub.on_message = lambda c, u, msg: received.append(decode(bytes(msg.payload)))
     sub.on_subscribe = lambda *a: subscribed.set()
     sub.connect(SETTINGS.mqtt_host, SETTINGS.mqtt_port)
     sub.subscribe(f"ws/v1/{site}/#", qos=1)
@@ -108,15 +108,17 @@ def test_one_agent_all_kinds(tmp_path: Path) -> None:
                             rtu_path=dev / "ss-rtu", rate_per_min=40, seed=2, duration_s=12, warmup_s=3,
                             cooldown_s=2, on_drop=drops.append),
         ]
+        station_tasks = [asyncio.create_task(run) for run in stations]
         truck = run_truck_sim(TRUCK, gps_path=dev / "gps", io_port=io_port, seed=3, time_scale=40)
         wb = run_weighbridge(dev / "wb-1", dev / "wb-1-anpr", "toledo",
                              [TruckVisit("桂B12345", 28000, tare_kg=12000, rated_gross_kg=31000)],
                              lead_s=3, stable_s=2.0, ramp_s=0.8, gap_s=1.0)
-        results = await asyncio.gather(wb, truck, *stations)
+        tickets, truck_ledger = await asyncio.gather(wb, truck)
+        await asyncio.gather(*station_tasks)
         await asyncio.sleep(3)  # the last polls, a heartbeat
         stop.set()
         await asyncio.wait_for(agent, 20)
-        return results[0], results[1]
+        return tickets, truck_ledger
 
     try:
         tickets, truck_ledger = asyncio.run(scenario())
