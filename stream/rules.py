@@ -79,6 +79,8 @@ class TransportRules(Base, frozen=True):
     uncovered_min_s: NonNeg = 60.0
     load_drop_kg: NonNeg = 3000.0
     corridor_tolerance_m: NonNeg = 200.0
+    loaded_kg: NonNeg = 1000.0
+    """Above this the truck counts as loaded: sealed-rate km and the start of a manifest trip."""
 
 
 class ManifestRules(Base, frozen=True):
