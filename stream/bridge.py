@@ -11,6 +11,11 @@ everything else (validation, producing, acking) runs on the loop. In-flight mess
 are bounded by the MQTT 5 Receive Maximum we announce (the broker stops sending when
 that many are unacked) and, for QoS 0 traffic, by blocking paho's thread at a high
 watermark, which stops it reading from the socket.
+
+Security (production broker): TLS when a CA file is configured (the broker's name is checked
+against its certificate), username/password (the password read from a file or env var when the
+client is made), or a client certificate for the broker's mutual-TLS listener. Each comes from
+the settings (WS_MQTT_*) and can be overridden by a flag; see `main`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
@@ -114,6 +120,14 @@ class Bridge:
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         client.reconnect_delay_set(min_delay=1, max_delay=10)
+        settings = self.config.settings
+        if settings.mqtt_tls_ca:
+            client.tls_set(ca_certs=settings.mqtt_tls_ca, certfile=settings.mqtt_tls_cert or None,
+                           keyfile=settings.mqtt_tls_key or None)
+        elif settings.mqtt_tls_cert:
+            raise ValueError("an MQTT client certificate needs the CA too (WS_MQTT_TLS_CA / --tls-ca)")
+        if settings.mqtt_username:
+            client.username_pw_set(settings.mqtt_username, settings.mqtt_password())
         return client
 
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
@@ -289,18 +303,39 @@ async def _amain(config: BridgeConfig) -> None:
     await bridge.run()
 
 
+_FLAG_SETTINGS = {"mqtt_host": "mqtt_host", "mqtt_port": "mqtt_port", "username": "mqtt_username",
+                  "password_file": "mqtt_password_file", "tls_ca": "mqtt_tls_ca",
+                  "tls_cert": "mqtt_tls_cert", "tls_key": "mqtt_tls_key"}
+
+
+def settings_from_args(args: argparse.Namespace, settings: Settings) -> Settings:
+    """The settings with every MQTT flag given on the command line taking precedence."""
+    given = {field: getattr(args, flag) for flag, field in _FLAG_SETTINGS.items()
+             if getattr(args, flag, None) is not None}
+    return dataclasses.replace(settings, **given)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wastestream bridge", description="MQTT → Kafka bridge")
     parser.add_argument("--client-id", default=f"ws-bridge-{socket.gethostname()}",
                         help="stable per bridge instance: it names the persistent MQTT session")
     parser.add_argument("--group", default=MQTT_SHARE_GROUP, help="MQTT shared-subscription group")
     parser.add_argument("--receive-maximum", type=int, default=1000)
+    mq = parser.add_argument_group("MQTT broker (each defaults to its WS_MQTT_* environment variable)")
+    mq.add_argument("--mqtt-host", help="WS_MQTT_HOST")
+    mq.add_argument("--mqtt-port", type=int, help="WS_MQTT_PORT")
+    mq.add_argument("--username", help="WS_MQTT_USERNAME")
+    mq.add_argument("--password-file", help="WS_MQTT_PASSWORD_FILE (first line); or set WS_MQTT_PASSWORD")
+    mq.add_argument("--tls-ca", help="WS_MQTT_TLS_CA: CA file; enables TLS")
+    mq.add_argument("--tls-cert", help="WS_MQTT_TLS_CERT: client certificate (mutual TLS)")
+    mq.add_argument("--tls-key", help="WS_MQTT_TLS_KEY: its private key")
     parser.add_argument("-l", "--loglevel", default="info", choices=sorted(_LEVELS),
                         help="as for the worker: crit, error, warn, info, debug")
     args = parser.parse_args(argv)
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=_LEVELS[args.loglevel], format=fmt)
-    config = BridgeConfig(client_id=args.client_id, group=args.group, receive_maximum=args.receive_maximum)
+    config = BridgeConfig(client_id=args.client_id, group=args.group, receive_maximum=args.receive_maximum,
+                          settings=settings_from_args(args, load_settings()))
     asyncio.run(_amain(config))
     return 0
 

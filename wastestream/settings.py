@@ -2,6 +2,11 @@
 
 The local services listen on loopback on non-default ports so they never collide with
 a system Mosquitto, Kafka or InfluxDB on a developer's machine.
+
+MQTT security (production broker, deploy/production/mosquitto): TLS is on when WS_MQTT_TLS_CA
+is set; a client certificate (WS_MQTT_TLS_CERT/KEY) is for the broker's mutual-TLS listener.
+The password is read from WS_MQTT_PASSWORD_FILE (preferred: a mounted secret) or
+WS_MQTT_PASSWORD, when the client connects; it is never part of the repr.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ class Settings:
     run_dir: Path = field(default_factory=lambda: Path(_env("WS_RUN_DIR", str(REPO_ROOT / ".run"))))
     mqtt_host: str = field(default_factory=lambda: _env("WS_MQTT_HOST", "127.0.0.1"))
     mqtt_port: int = field(default_factory=lambda: int(_env("WS_MQTT_PORT", "18830")))
+    mqtt_username: str = field(default_factory=lambda: _env("WS_MQTT_USERNAME", ""))
+    mqtt_password_file: str = field(default_factory=lambda: _env("WS_MQTT_PASSWORD_FILE", ""))
+    mqtt_password_env: str = field(default_factory=lambda: _env("WS_MQTT_PASSWORD", ""), repr=False)
+    mqtt_tls_ca: str = field(default_factory=lambda: _env("WS_MQTT_TLS_CA", ""))
+    mqtt_tls_cert: str = field(default_factory=lambda: _env("WS_MQTT_TLS_CERT", ""))
+    mqtt_tls_key: str = field(default_factory=lambda: _env("WS_MQTT_TLS_KEY", ""))
     kafka_bootstrap: str = field(default_factory=lambda: _env("WS_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
     kafka_partitions: int = field(default_factory=lambda: int(_env("WS_KAFKA_PARTITIONS", "4")))
     influx_url: str = field(default_factory=lambda: _env("WS_INFLUX_URL", "http://127.0.0.1:18086"))
@@ -30,6 +41,15 @@ class Settings:
     influx_org: str = field(default_factory=lambda: _env("WS_INFLUX_ORG", "wastestream"))
     influx_token: str = field(default_factory=lambda: _env("WS_INFLUX_TOKEN", ""))
     faust_app_id: str = field(default_factory=lambda: _env("WS_FAUST_APP_ID", "wastestream"))
+
+    def mqtt_password(self) -> str | None:
+        """The MQTT password: first line of the password file, else WS_MQTT_PASSWORD, else None."""
+        if self.mqtt_password_file:
+            lines = Path(self.mqtt_password_file).read_text(encoding="utf-8").splitlines()
+            if not lines or not lines[0].strip():
+                raise ValueError(f"MQTT password file {self.mqtt_password_file} is empty")
+            return lines[0].strip()
+        return self.mqtt_password_env or None
 
 
 def load_settings() -> Settings:
