@@ -9,6 +9,10 @@
   callback with the reason. Never blocks forever, never drops silently.
 - `on_done` callbacks run after a point's batch is stored (or dead-lettered), so the
   caller can commit its Kafka offset only then: a crash re-delivers, never loses.
+- Measures its own latency: when InfluxDB acknowledges a batch, the age of a sample of its
+  points (now − point timestamp; for event-time points that is device-to-InfluxDB latency)
+  is recorded, and every `latency_interval_s` a `pipeline_latency` point per measurement
+  (p50/p99/max, count) is written, so dashboards see it without a separate probe.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import collections
 import contextlib
 import inspect
 import logging
+import math
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -158,6 +165,72 @@ class SinkConfig:
     backoff_max_s: float = 5.0
     deadletter_chunk_bytes: int = 512 * 1024
     """Kafka's default message limit is 1 MB; a big failed batch is split into records below it."""
+    latency_interval_s: float = 5.0
+    """How often a `pipeline_latency` point is written per measurement; 0 turns the measurement off."""
+    latency_sample_every: int = 4
+    """Record the age of one stored point in this many: cheap, yet enough samples for a p99."""
+    latency_max_samples: int = 20_000
+    """Per measurement and interval; further samples in that interval are skipped (bounded memory)."""
+
+
+LATENCY_MEASUREMENT = "pipeline_latency"
+
+
+def percentile(sorted_values: list[int] | list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of an ascending list; NaN when empty."""
+    if not sorted_values:
+        return math.nan
+    rank = math.ceil(q / 100 * len(sorted_values))
+    return float(sorted_values[min(len(sorted_values), max(rank, 1)) - 1])
+
+
+class LatencyRecorder:
+    """Ages of stored points (ns), sampled, per measurement; summarised into points every interval.
+
+    Works on the encoded lines (measurement = text before the first `,` or space, timestamp =
+    after the last space), so the hot path of `write()` gains nothing; the cost is one slice
+    and one `int()` per sampled line when a batch is acknowledged.
+    """
+
+    def __init__(self, config: SinkConfig, host: str | None = None, worker: str | None = None) -> None:
+        self.every = max(1, config.latency_sample_every)
+        self.max_samples = config.latency_max_samples
+        self.host = host or socket.gethostname()
+        self.worker = worker or str(os.getpid())
+        self._samples: dict[str, list[int]] = {}
+
+    def record(self, lines: list[str], now_ns: int) -> None:
+        for line in lines[:: self.every]:
+            end = line.find(" ")
+            comma = line.find(",", 0, end)
+            measurement = line[: comma if comma > 0 else end]
+            samples = self._samples.get(measurement)
+            if samples is None:
+                if measurement == LATENCY_MEASUREMENT:
+                    continue
+                samples = self._samples[measurement] = []
+            if len(samples) < self.max_samples:
+                try:
+                    samples.append(now_ns - int(line[line.rfind(" ") + 1:]))
+                except ValueError:
+                    continue
+
+    def take_points(self, now_ns: int) -> list[Point]:
+        """One `pipeline_latency` point per measurement seen since the last call; resets."""
+        points = []
+        for measurement, samples in self._samples.items():
+            if not samples:
+                continue
+            samples.sort()
+            points.append(Point(
+                LATENCY_MEASUREMENT,
+                {"measurement": measurement, "host": self.host, "worker": self.worker},
+                {"p50_ms": percentile(samples, 50) / 1e6, "p99_ms": percentile(samples, 99) / 1e6,
+                 "max_ms": samples[-1] / 1e6, "count": len(samples) * self.every},
+                now_ns,
+            ))
+        self._samples = {}
+        return points
 
 
 @dataclass
@@ -186,6 +259,8 @@ class InfluxSink:
         self._unfinished = 0
         self._task: asyncio.Task[None] | None = None
         self._warn = RateLimitedLog(log, per_interval=5)
+        self.latency = LatencyRecorder(self.config) if self.config.latency_interval_s > 0 else None
+        self._latency_due = time.monotonic() + self.config.latency_interval_s
 
     async def start(self) -> None:
         await self.transport.prepare()
@@ -228,6 +303,20 @@ class InfluxSink:
                 n = min(len(self._buf), self.config.batch_size)
                 batch = [self._buf.popleft() for _ in range(n)]
                 await self._deliver(batch)
+            if self.latency is not None and time.monotonic() >= self._latency_due:
+                self._latency_due = time.monotonic() + self.config.latency_interval_s
+                await self._write_latency()
+
+    async def _write_latency(self) -> None:
+        """Best effort: telemetry is never retried or dead-lettered, and never holds up data."""
+        assert self.latency is not None
+        points = self.latency.take_points(time.time_ns())
+        if not points:
+            return
+        try:
+            await self.transport.write("\n".join(to_line(p) for p in points).encode("utf-8"))
+        except WriteError as exc:
+            self._warn.warning("pipeline_latency write failed (%s); dropped", exc)
 
     async def _deliver(self, batch: list[tuple[str, OnDone | None]]) -> None:
         lines = [line for line, _ in batch]
@@ -253,6 +342,8 @@ class InfluxSink:
         while True:
             try:
                 await self.transport.write(body)
+                if self.latency is not None:
+                    self.latency.record(lines, time.time_ns())
                 self.stats.points += len(lines)
                 self.stats.batches += 1
                 return True
