@@ -65,7 +65,8 @@ async def send_alert(alert: Alert) -> None:
     await future
 
 
-AGENT_MODULES = ("stream.agents.tonnage", "stream.agents.sorting")
+AGENT_MODULES = ("stream.agents.tonnage", "stream.agents.sorting",
+                 "stream.agents.transport", "stream.agents.manifest")
 for _module in AGENT_MODULES:
     importlib.import_module(_module)
 
