@@ -14,6 +14,7 @@ class AnprLineReader:
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._discarding = False  # inside an over-long line: drop to its end, not read its tail
         self.errors = 0
 
     def feed(self, chunk: bytes) -> list[str]:
@@ -23,11 +24,16 @@ class AnprLineReader:
             end = self._buf.find(b"\n")
             if end < 0:
                 if len(self._buf) > MAX_LINE:
-                    self._reject(bytes(self._buf), "line too long")
+                    if not self._discarding:
+                        self._reject(bytes(self._buf), "line too long")
                     self._buf.clear()
+                    self._discarding = True
                 return plates
             line = bytes(self._buf[:end]).rstrip(b"\r")
             del self._buf[: end + 1]
+            if self._discarding:
+                self._discarding = False
+                continue
             plate = parse_anpr_line(line)
             if plate is None:
                 if line.strip():
