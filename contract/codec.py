@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -10,6 +11,11 @@ from contract.events import SCHEMA_VERSION, AnyEvent, Envelope
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 """No contract message comes near this; larger payloads are rejected unread."""
+
+TS_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+TS_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+"""Outside these, `ts` is garbage, not a skewed clock (the edge flags those): InfluxDB stores
+nothing after 2262-04-11 (int64 ns) and converting year 1 or 9999 between zones overflows."""
 
 E = TypeVar("E", bound=Envelope)
 
@@ -41,6 +47,10 @@ def decode(payload: bytes | str, type_: type[E] | None = None) -> E | AnyEvent:
         raise ContractError(f"inconsistent message: {exc}") from None
     if event.schema != SCHEMA_VERSION:
         raise ContractError(f"schema version {event.schema} is not {SCHEMA_VERSION}")
+    if event.ts < TS_MIN:
+        raise ContractError(f"ts {event.ts.isoformat()} is before {TS_MIN:%Y-%m-%d}")
+    if event.ts >= TS_MAX:
+        raise ContractError(f"ts {event.ts.isoformat()} is after {TS_MAX:%Y-%m-%d}")
     return event
 
 
