@@ -10,7 +10,7 @@
 #   OUTDIR/clients/ID.crt ID.key         CN = ID; with the broker's client-cert mode the CN is the
 #                                        MQTT username, so for an edge agent ID = its site id
 #
-# Default identities when none are given: bridge alerts enforcement.
+# Default identities when none are given: bridge alerts officer.
 # Environment: WS_PKI_DAYS (825), WS_PKI_CA_DAYS (3650), WS_PKI_SERVER_NAMES (e.g.
 # "mqtt.city.example,10.0.0.5"), WS_PKI_FORCE_SERVER=1 to re-issue the server cert (new names).
 # Keys are EC P-256, mode 0600. OUTDIR must not be inside the repository's tracked tree: the
@@ -27,7 +27,7 @@ usage() {
 out=$1
 shift
 ids=("$@")
-((${#ids[@]})) || ids=(bridge alerts enforcement)
+((${#ids[@]})) || ids=(bridge alerts officer)
 
 days=${WS_PKI_DAYS:-825}
 ca_days=${WS_PKI_CA_DAYS:-3650}

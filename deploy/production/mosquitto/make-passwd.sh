@@ -4,7 +4,8 @@
 #   make-passwd.sh SECRETS_DIR PASSWD_FILE [NEW_ACCOUNT ...]
 #
 # SECRETS_DIR/<account>.secret holds that account's password (first line). Accounts are edge
-# agents (account = site id, see ./acl) and the services: bridge, alerts, enforcement.
+# agents (account = site id, see ./acl) and the services: bridge, alerts, officer. The name
+# `enforcement` is refused: the ACL's site pattern would let that account write alerts.
 # NEW_ACCOUNTs that have no secret file yet get a random one (openssl rand); existing ones are
 # kept, so running it again after adding a site re-hashes everything and rotates nothing.
 # The same secret file is what the client reads (edge site config `mqtt.password_file`, the
@@ -27,7 +28,7 @@ passwd_bin=${MOSQUITTO_PASSWD:-$(command -v mosquitto_passwd || true)}
 [[ -n "$passwd_bin" ]] || { printf 'make-passwd: mosquitto_passwd not found (apt install mosquitto)\n' >&2; exit 1; }
 
 account_ok() {  # a contract Ident: also keeps '/', '+', '#' and ':' out of ACL patterns and the file
-  [[ "$1" =~ ^[A-Za-z0-9_.-]{1,64}$ ]]
+  [[ "$1" =~ ^[A-Za-z0-9_.-]{1,64}$ && "$1" != enforcement ]]
 }
 
 umask 077

@@ -1,0 +1,592 @@
+"""The production broker config, run for real: TLS only, no anonymous, per-site ACL, edge + bridge over TLS.
+
+A private Mosquitto runs deploy/production/mosquitto/{mosquitto.conf,acl} with only the
+`/mosquitto/` paths and the listener ports substituted (`localize_mosquitto_conf`, checked by
+tests/unit/test_deploy.py), on a PKI from deploy/pki/make-pki.sh and a password file from
+make-passwd.sh. Each security property is one test. The last tests run the edge agent and the
+bridge over TLS to the real local Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from contract import encode, mqtt_topic
+from contract.events import DeviceState, DeviceStatus
+from stream.topics_admin import ensure_topics
+from wastestream.settings import REPO_ROOT, Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+PROD = REPO_ROOT / "deploy" / "production"
+MOSQUITTO_DIR = PROD / "mosquitto"
+MAKE_PKI = REPO_ROOT / "deploy" / "pki" / "make-pki.sh"
+MAKE_PASSWD = MOSQUITTO_DIR / "make-passwd.sh"
+NOT_AUTHORIZED = 135
+BAD_CREDENTIALS = 134
+
+
+def localize_mosquitto_conf(text: str, root: Path, password_port: int, cert_port: int) -> str:
+    """The production config with its /mosquitto/ tree under `root` and loopback ports: nothing else."""
+    text = text.replace("/mosquitto/", f"{root}/")
+    text, n1 = re.subn(r"(?m)^listener 8883$", f"listener {password_port} 127.0.0.1", text)
+    text, n2 = re.subn(r"(?m)^listener 8884$", f"listener {cert_port} 127.0.0.1", text)
+    assert (n1, n2) == (1, 1), "the production config must have exactly the listeners 8883 and 8884"
+    return text
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    root: Path
+    pki: Path
+    secrets: Path
+    port: int  # TLS + password
+    cert_port: int  # mutual TLS
+    site_a: str
+    site_b: str
+    log: Path
+
+    def secret(self, account: str) -> str:
+        return (self.secrets / f"{account}.secret").read_text().strip()
+
+    def client_cert(self, ident: str) -> tuple[str, str]:
+        return str(self.pki / "clients" / f"{ident}.crt"), str(self.pki / "clients" / f"{ident}.key")
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    for p in [path, *path.rglob("*")]:
+        shutil.chown(p, user, user)
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[Broker]:
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        pytest.skip("mosquitto not installed (deploy/local/services.sh up installs it)")
+    run = uuid.uuid4().hex[:6]
+    site_a, site_b = f"sec-{run}-a", f"sec-{run}-b"
+    # Not under pytest's tmp (mode 0700 parents): Mosquitto started as root drops to user mosquitto.
+    root = Path(tempfile.mkdtemp(prefix="ws-security-"))
+    pki, secrets = root / "pki", root / "client-secrets"
+    env = {**os.environ, "WS_PKI_SERVER_NAMES": "mqtt.test.invalid"}
+    subprocess.run(
+        ["bash", str(MAKE_PKI), str(pki), site_a, site_b, "bridge"],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=30,
+    )
+    (root / "secrets").mkdir()
+    (root / "config").mkdir()
+    (root / "data").mkdir()
+    subprocess.run(
+        [
+            "bash",
+            str(MAKE_PASSWD),
+            str(secrets),
+            str(root / "secrets" / "passwd"),
+            site_a,
+            site_b,
+            "bridge",
+            "alerts",
+            "officer",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    for name in ("ca.crt", "server.crt", "server.key"):
+        shutil.copy(pki / name, root / "secrets" / name)
+    shutil.copy(MOSQUITTO_DIR / "acl", root / "config" / "acl")
+    port, cert_port = free_port(), free_port()
+    conf = root / "config" / "mosquitto.conf"
+    conf.write_text(
+        localize_mosquitto_conf((MOSQUITTO_DIR / "mosquitto.conf").read_text(), root, port, cert_port)
+    )
+    if os.geteuid() == 0:
+        _chown_tree(root / "secrets", "mosquitto")
+        _chown_tree(root / "config", "mosquitto")
+        _chown_tree(root / "data", "mosquitto")
+        os.chmod(root, 0o755)
+    log = root / "mosquitto.log"
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            assert proc.poll() is None, f"mosquitto exited: {log.read_text()[-2000:]}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                socket.create_connection(("127.0.0.1", cert_port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"mosquitto not listening: {log.read_text()[-2000:]}"
+                time.sleep(0.1)
+        yield Broker(root, pki, secrets, port, cert_port, site_a, site_b, log)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- a small synchronous MQTT 5 client ----------------------------------------------------------
+
+
+class Client:
+    """paho MQTT 5 over TLS, with the outcomes (CONNACK, PUBACK, SUBACK codes, messages) recorded."""
+
+    def __init__(
+        self,
+        b: Broker,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        cert: str | None = None,
+        cert_files: tuple[str, str] | None = None,
+        port: int | None = None,
+        tls: bool = True,
+        ca: str | None = None,
+        protocol: MQTTProtocolVersion = mqtt.MQTTv5,
+    ) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"sectest-{uuid.uuid4().hex[:8]}", protocol=protocol
+        )
+        self.port = port or b.port
+        if tls:
+            certfile, keyfile = cert_files or (b.client_cert(cert) if cert else (None, None))
+            self.client.tls_set(ca_certs=ca or str(b.pki / "ca.crt"), certfile=certfile, keyfile=keyfile)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.connack: ReasonCode | None = None
+        self.connected = threading.Event()
+        self.closed = threading.Event()
+        self.pubacks: dict[int, int] = {}
+        self.subacks: dict[int, list[int]] = {}
+        self.messages: list[tuple[str, bytes]] = []
+        self._event = threading.Condition()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a: self.closed.set()
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        self.connack = reason
+        self.connected.set()
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
+        with self._event:
+            self.pubacks[mid] = reason.value
+            self._event.notify_all()
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, reasons: list[ReasonCode], _p: Any) -> None:
+        with self._event:
+            self.subacks[mid] = [r.value for r in reasons]
+            self._event.notify_all()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._event:
+            self.messages.append((msg.topic, bytes(msg.payload)))
+            self._event.notify_all()
+
+    def connect(self, timeout: float = 10) -> ReasonCode | None:
+        """The CONNACK reason, or None when the connection failed before it (e.g. TLS handshake)."""
+        try:
+            self.client.connect("localhost", self.port, keepalive=30)
+        except (OSError, ssl.SSLError):
+            return None
+        self.client.loop_start()
+        deadline = time.monotonic() + timeout
+        while not self.connected.is_set() and not self.closed.is_set() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.connack
+
+    def publish(self, topic: str, payload: bytes, timeout: float = 5) -> int:
+        """Publish at QoS 1 and return the PUBACK reason code."""
+        info = self.client.publish(topic, payload, qos=1)
+        with self._event:
+            assert self._event.wait_for(lambda: info.mid in self.pubacks, timeout), f"no PUBACK for {topic}"
+            return self.pubacks[info.mid]
+
+    def subscribe(self, topic: str, timeout: float = 5) -> list[int]:
+        _, mid = self.client.subscribe(topic, qos=1)
+        assert mid is not None
+        with self._event:
+            assert self._event.wait_for(lambda: mid in self.subacks, timeout), f"no SUBACK for {topic}"
+            return self.subacks[mid]
+
+    def wait_message(self, marker: bytes, timeout: float = 5) -> bool:
+        with self._event:
+            return self._event.wait_for(lambda: any(marker in p for _, p in self.messages), timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def status_payload(site: str, device: str, marker: str) -> bytes:
+    return encode(
+        DeviceStatus(
+            msg_id=f"{device}:1:{uuid.uuid4().hex[:6]}",
+            device_id=device,
+            site_id=site,
+            ts=datetime.now(UTC),
+            state=DeviceState.ONLINE,
+            last_error=marker,
+        )
+    )
+
+
+def topic(site: str, device: str = "wb-1") -> str:
+    return mqtt_topic(site, "weighbridge", device, "device_status")
+
+
+@pytest.fixture
+def bridge_sub(broker: Broker) -> Iterator[Client]:
+    """A subscriber with the bridge's credentials on the bridge's shared subscription."""
+    sub = Client(broker, username="bridge", password=broker.secret("bridge"))
+    assert sub.connect() == 0
+    assert sub.subscribe(f"$share/sec{uuid.uuid4().hex[:6]}/ws/v1/+/+/+/+") == [1]
+    yield sub
+    sub.close()
+
+
+# --- who may connect -----------------------------------------------------------------------------
+
+
+def test_anonymous_clients_are_refused(broker: Broker) -> None:
+    v5 = Client(broker)
+    assert v5.connect() == NOT_AUTHORIZED
+    v5.close()
+    v311 = Client(broker, protocol=mqtt.MQTTv311)
+    rc = v311.connect()
+    assert rc is not None and rc.is_failure  # CONNACK 5 "not authorised"
+    v311.close()
+
+
+def test_plaintext_is_refused_on_the_tls_port(broker: Broker) -> None:
+    plain = Client(broker, username=broker.site_a, password=broker.secret(broker.site_a), tls=False)
+    assert plain.connect(timeout=3) is None  # no CONNACK: the broker only speaks TLS there
+    plain.close()
+
+
+def test_wrong_password_is_refused(broker: Broker) -> None:
+    for user, password in [
+        (broker.site_a, "not-the-password"),
+        (broker.site_a, broker.secret(broker.site_b)),
+        ("nobody", "x"),
+    ]:
+        c = Client(broker, username=user, password=password)
+        assert c.connect() in (NOT_AUTHORIZED, BAD_CREDENTIALS), user
+        c.close()
+    ok = Client(broker, username=broker.site_a, password=broker.secret(broker.site_a))
+    assert ok.connect() == 0
+    ok.close()
+
+
+def test_server_certificate_is_checked_by_clients(broker: Broker, tmp_path: Path) -> None:
+    """A client that trusts another CA refuses our broker (and so would refuse an impostor)."""
+    subprocess.run(
+        ["bash", str(MAKE_PKI), str(tmp_path / "other")], check=True, capture_output=True, timeout=30
+    )
+    c = Client(
+        broker,
+        username=broker.site_a,
+        password=broker.secret(broker.site_a),
+        ca=str(tmp_path / "other" / "ca.crt"),
+    )
+    assert c.connect(timeout=3) is None
+    c.close()
+
+
+def test_mutual_tls_port_requires_a_certificate_of_our_ca(broker: Broker, tmp_path: Path) -> None:
+    no_cert = Client(
+        broker, port=broker.cert_port, username=broker.site_a, password=broker.secret(broker.site_a)
+    )
+    assert no_cert.connect(timeout=3) is None  # handshake fails: a password alone does not get in
+    no_cert.close()
+    subprocess.run(
+        ["bash", str(MAKE_PKI), str(tmp_path / "rogue"), broker.site_a],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    rogue_dir = tmp_path / "rogue" / "clients"
+    rogue = Client(
+        broker,
+        port=broker.cert_port,
+        cert_files=(str(rogue_dir / f"{broker.site_a}.crt"), str(rogue_dir / f"{broker.site_a}.key")),
+    )
+    assert rogue.connect(timeout=3) is None  # same CN, wrong CA
+    rogue.close()
+
+
+# --- what a site may do --------------------------------------------------------------------------
+
+
+def test_site_cannot_publish_as_another_site(broker: Broker, bridge_sub: Client) -> None:
+    a = Client(broker, username=broker.site_a, password=broker.secret(broker.site_a))
+    assert a.connect() == 0
+    spoof = uuid.uuid4().hex.encode()
+    own = uuid.uuid4().hex.encode()
+    assert (
+        a.publish(topic(broker.site_b), status_payload(broker.site_b, "wb-1", spoof.decode()))
+        == NOT_AUTHORIZED
+    )
+    assert a.publish("ws/v1/enforcement/alerts/critical", spoof) == NOT_AUTHORIZED
+    assert a.publish(topic(broker.site_a), status_payload(broker.site_a, "wb-1", own.decode())) == 0
+    a.close()
+    # Same publisher, in order: once its own message is through, the spoofed one would have been too.
+    assert bridge_sub.wait_message(own)
+    assert not any(spoof in p for _, p in bridge_sub.messages)
+
+
+def test_site_cannot_publish_as_another_site_with_a_client_certificate(
+    broker: Broker, bridge_sub: Client
+) -> None:
+    # The certificate's CN is the username; a username/password sent alongside is ignored.
+    a = Client(broker, port=broker.cert_port, cert=broker.site_a, username=broker.site_b, password="ignored")
+    assert a.connect() == 0
+    spoof, own = uuid.uuid4().hex.encode(), uuid.uuid4().hex.encode()
+    assert (
+        a.publish(topic(broker.site_b), status_payload(broker.site_b, "wb-1", spoof.decode()))
+        == NOT_AUTHORIZED
+    )
+    assert a.publish(topic(broker.site_a), status_payload(broker.site_a, "wb-1", own.decode())) == 0
+    a.close()
+    assert bridge_sub.wait_message(own)
+    assert not any(spoof in p for _, p in bridge_sub.messages)
+
+
+def test_site_reads_nothing(broker: Broker, bridge_sub: Client) -> None:
+    """Mosquitto's acl_file grants every SUBSCRIBE (SUBACK 1) and checks `read` on each delivery
+    (eclipse-mosquitto/mosquitto#2296): the property to show is that nothing is ever delivered."""
+    a = Client(broker, username=broker.site_a, password=broker.secret(broker.site_a))
+    assert a.connect() == 0
+    for filt in ("ws/v1/#", f"ws/v1/{broker.site_a}/#", "$share/x/ws/v1/#", "#", "$SYS/#"):
+        codes = a.subscribe(filt)
+        assert codes in ([1], [NOT_AUTHORIZED]), (filt, codes)  # 135 if a future broker denies at SUBACK
+    b = Client(broker, username=broker.site_b, password=broker.secret(broker.site_b))
+    assert b.connect() == 0
+    marks = [uuid.uuid4().hex.encode() for _ in range(2)]
+    assert b.publish(topic(broker.site_b), status_payload(broker.site_b, "wb-1", marks[0].decode())) == 0
+    assert a.publish(topic(broker.site_a), status_payload(broker.site_a, "wb-1", marks[1].decode())) == 0
+    assert bridge_sub.wait_message(marks[0]) and bridge_sub.wait_message(marks[1])
+    time.sleep(0.3)
+    assert a.messages == []
+    a.close()
+    b.close()
+
+
+def test_services_are_confined(broker: Broker) -> None:
+    alerts = Client(broker, username="alerts", password=broker.secret("alerts"))
+    officer = Client(broker, username="officer", password=broker.secret("officer"))
+    assert alerts.connect() == 0 and officer.connect() == 0
+    assert officer.subscribe("ws/v1/enforcement/#") == [1]
+    mark = uuid.uuid4().hex.encode()
+    assert alerts.publish("ws/v1/enforcement/alerts/critical", mark) == 0
+    assert officer.wait_message(mark)
+    assert alerts.publish(topic(broker.site_a), b"x") == NOT_AUTHORIZED  # cannot pose as a device
+    assert officer.publish("ws/v1/enforcement/alerts/critical", b"x") == NOT_AUTHORIZED
+    bridge = Client(broker, username="bridge", password=broker.secret("bridge"))
+    assert bridge.connect() == 0
+    assert bridge.publish(topic(broker.site_a), b"x") == NOT_AUTHORIZED
+    for c in (alerts, officer, bridge):
+        c.close()
+
+
+def test_make_passwd_refuses_the_enforcement_namespace_as_an_account(tmp_path: Path) -> None:
+    """`pattern write ws/v1/%u/#` would let an account named `enforcement` forge alerts."""
+    done = subprocess.run(
+        ["bash", str(MAKE_PASSWD), str(tmp_path / "s"), str(tmp_path / "passwd"), "enforcement"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and "bad account name" in done.stderr
+    assert not (tmp_path / "passwd").exists()
+
+
+def test_compose_healthcheck_command_works_against_this_broker(broker: Broker) -> None:
+    """The broker's compose healthcheck: a TLS CONNECT without credentials is answered 'not authorised'."""
+    compose = yaml.safe_load((PROD / "docker-compose.yml").read_text())
+    test = compose["services"]["mosquitto"]["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    cmd = test[1].replace("/mosquitto/", f"{broker.root}/").replace("-p 8883", f"-p {broker.port}")
+    assert subprocess.run(["sh", "-c", cmd], timeout=15).returncode == 0
+    stopped = cmd.replace(f"-p {broker.port}", f"-p {free_port()}")
+    assert subprocess.run(["sh", "-c", stopped], timeout=15, capture_output=True).returncode != 0
+
+
+# --- edge agent and bridge over TLS, end to end to Kafka -----------------------------------------
+
+
+async def _end_offsets(bootstrap: str, topic_name: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        parts = [TopicPartition(topic_name, p) for p in consumer.partitions_for_topic(topic_name) or ()]
+        return dict(await consumer.end_offsets(parts))
+    finally:
+        await consumer.stop()
+
+
+async def _find(
+    bootstrap: str, offsets: dict[TopicPartition, int], marker: bytes, timeout: float
+) -> bytes | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        for tp, off in offsets.items():
+            consumer.seek(tp, off)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for r in records:
+                    if marker in (r.value or b""):
+                        return bytes(r.value or b"")
+        return None
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_bridge(broker: Broker, live_services: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m stream.bridge` with the TLS/credential flags, as production runs it."""
+    asyncio.run(ensure_topics(live_services.kafka_bootstrap, live_services.kafka_partitions))
+    run = uuid.uuid4().hex[:6]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WS_MQTT_")}
+    log = broker.root / "bridge.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "stream.bridge",
+                "--client-id",
+                f"sec-bridge-{run}",
+                "--group",
+                f"sec{run}",
+                "--mqtt-host",
+                "localhost",
+                "--mqtt-port",
+                str(broker.port),
+                "--username",
+                "bridge",
+                "--password-file",
+                str(broker.secrets / "bridge.secret"),
+                "--tls-ca",
+                str(broker.pki / "ca.crt"),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while "subscribed to" not in log.read_text():
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, f"bridge did not connect: {log.read_text()[-2000:]}"
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.mark.parametrize("mode", ["password", "client-cert"])
+def test_edge_agent_and_bridge_over_tls_to_kafka(
+    broker: Broker, tls_bridge: subprocess.Popen[bytes], live_services: Settings, mode: str
+) -> None:
+    """`python -m edge.agent` (TLS in its site config) → broker → bridge (TLS flags) → ws.device-status."""
+    site = broker.site_a
+    master, slave = pty.openpty()  # the weighbridge's serial line: idle, the agent's own status is enough
+    mqtt_cfg: dict[str, Any] = {"host": "localhost", "tls": {"ca_file": str(broker.pki / "ca.crt")}}
+    if mode == "password":
+        mqtt_cfg |= {
+            "port": broker.port,
+            "username": site,
+            "password_file": str(broker.secrets / f"{site}.secret"),
+        }
+    else:
+        crt, key = broker.client_cert(site)
+        mqtt_cfg |= {"port": broker.cert_port}
+        mqtt_cfg["tls"] |= {"cert_file": crt, "key_file": key}
+    cfg = {
+        "site_id": site,
+        "mqtt": mqtt_cfg,
+        "outbox": {"path": str(broker.root / f"outbox-{mode}.db")},
+        "devices": [{"id": f"wb-{mode}", "kind": "weighbridge", "port": os.ttyname(slave)}],
+    }
+    cfg_path = broker.root / f"site-{mode}.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    bootstrap = live_services.kafka_bootstrap
+    offsets = asyncio.run(_end_offsets(bootstrap, "ws.device-status"))
+    log = broker.root / f"edge-{mode}.log"
+    with log.open("wb") as out:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "edge.agent", "--config", str(cfg_path)],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # The agent says `online` for itself ({site}-edge) on every connect.
+        found = asyncio.run(_find(bootstrap, offsets, f'"device_id":"{site}-edge"'.encode(), timeout=20))
+        assert found is not None, f"no status in Kafka; edge log: {log.read_text()[-1500:]}"
+        assert b'"state":"online"' in found
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(15)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait(5)
+        os.close(master)
+        os.close(slave)
+    assert "refused" not in log.read_text()
+    assert tls_bridge.poll() is None
