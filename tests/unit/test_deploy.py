@@ -1,0 +1,183 @@
+"""What can be checked of deploy/production without Docker: compose, unit file, broker config, scripts."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.test_security import MOSQUITTO_DIR, localize_mosquitto_conf
+from wastestream.settings import REPO_ROOT
+
+PROD = REPO_ROOT / "deploy" / "production"
+COMPOSE = yaml.safe_load((PROD / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+SECRET_WORDS = re.compile(r"(PASSWORD|TOKEN|SECRET|_KEY)\b", re.I)
+
+
+def test_compose_has_the_whole_stack() -> None:
+    assert {"mosquitto", "kafka", "influxdb", "grafana", "worker", "alerts"} <= set(SERVICES)
+    assert len([s for s in SERVICES if s.startswith("bridge-")]) >= 2
+    assert SERVICES["worker"]["deploy"]["replicas"] == "${WS_WORKERS:-2}"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_has_an_image_a_healthcheck_and_a_restart_policy(name: str) -> None:
+    svc = SERVICES[name]
+    assert "image" in svc or "build" in svc
+    assert svc["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
+    assert svc["restart"] == "unless-stopped"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_no_inline_secrets(name: str) -> None:
+    """A secret-looking variable may only name a file (…_FILE / a /run/secrets path), never hold a value."""
+    env = SERVICES[name].get("environment", {})
+    assert isinstance(env, dict), "environment as a mapping, so it can be checked"
+    for key, value in env.items():
+        if SECRET_WORDS.search(key):
+            assert key.endswith("FILE") and str(value).startswith("/run/secrets/"), (key, value)
+    for arg in SERVICES[name].get("command", []):
+        assert not re.search(r"--password(?!-file)", str(arg)), arg
+
+
+def test_secrets_are_files_outside_the_repository() -> None:
+    for name, spec in COMPOSE["secrets"].items():
+        assert spec["file"].startswith("${WS_SECRETS_DIR:-./secrets}/"), name
+    ignored = (PROD / ".gitignore").read_text().split()
+    assert "secrets/" in ignored and ".env" in ignored
+    for path in [*PROD.rglob("*"), *(REPO_ROOT / "deploy" / "pki").rglob("*")]:
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert "PRIVATE KEY-----" not in text and "$7$101$" not in text, path
+
+
+def test_every_used_secret_is_declared() -> None:
+    declared = set(COMPOSE["secrets"])
+    for name, svc in SERVICES.items():
+        assert set(svc.get("secrets", [])) <= declared, name
+        for value in svc.get("environment", {}).values():
+            for used in re.findall(r"/run/secrets/(\w+)", str(value)):
+                assert used in svc.get("secrets", []), (name, used)
+
+
+def test_only_tls_mqtt_and_grafana_are_published() -> None:
+    published = {name: svc["ports"] for name, svc in SERVICES.items() if "ports" in svc}
+    assert set(published) == {"mosquitto", "grafana"}
+    assert [p.split(":")[-1] for p in published["mosquitto"]] == ["8883", "8884"]
+
+
+def test_env_example_has_no_secret_values() -> None:
+    for line in (PROD / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key = line.split("=", 1)[0]
+            assert not SECRET_WORDS.search(key), key
+
+
+def test_grafana_provisioning() -> None:
+    ds = yaml.safe_load((PROD / "grafana/provisioning/datasources/influxdb.yaml").read_text())["datasources"][
+        0
+    ]
+    assert ds["type"] == "influxdb" and ds["url"] == "http://influxdb:8086"
+    assert "version" not in ds.get("jsonData", {})  # InfluxQL (the default), not Flux
+    assert ds["secureJsonData"]["password"].startswith("$__file{/run/secrets/")
+    dash = yaml.safe_load((PROD / "grafana/provisioning/dashboards/wastestream.yaml").read_text())
+    path = dash["providers"][0]["options"]["path"]
+    mounts = SERVICES["grafana"]["volumes"]
+    assert f"../../dashboards:{path}:ro" in mounts
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+
+
+def test_influxdb_init_creates_the_dbrp_mapping() -> None:
+    script = (PROD / "influxdb/init-dbrp.sh").read_text()
+    assert "influx v1 dbrp create" in script and "--default" in script
+    assert any(
+        v.endswith("/docker-entrypoint-initdb.d/10-dbrp.sh:ro") for v in SERVICES["influxdb"]["volumes"]
+    )
+
+
+def test_broker_in_compose_is_the_tested_config() -> None:
+    """Compose mounts exactly the files tests/integration/test_security.py runs."""
+    mounts = SERVICES["mosquitto"]["volumes"]
+    assert "./mosquitto/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro" in mounts
+    assert "./mosquitto/acl:/mosquitto/config/acl:ro" in mounts
+    assert MOSQUITTO_DIR == PROD / "mosquitto"
+
+
+def test_the_security_test_changes_only_paths_and_ports() -> None:
+    prod = (MOSQUITTO_DIR / "mosquitto.conf").read_text().splitlines()
+    local = localize_mosquitto_conf("\n".join(prod), Path("/tmp/x"), 1111, 2222).splitlines()
+    assert len(prod) == len(local)
+    changed = [(a, b) for a, b in zip(prod, local, strict=True) if a != b]
+    assert changed
+    for a, b in changed:
+        assert a.replace("/mosquitto/", "/tmp/x/") == b or (a, b) in {
+            ("listener 8883", "listener 1111 127.0.0.1"),
+            ("listener 8884", "listener 2222 127.0.0.1"),
+        }, (a, b)
+
+
+def test_broker_config_is_tls_only_and_closed() -> None:
+    lines = [ln.strip() for ln in (MOSQUITTO_DIR / "mosquitto.conf").read_text().splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    assert "allow_anonymous false" in lines and "per_listener_settings false" in lines
+    listeners = [i for i, ln in enumerate(lines) if ln.startswith("listener ")]
+    assert [lines[i] for i in listeners] == ["listener 8883", "listener 8884"]
+    for start, end in zip(listeners, [*listeners[1:], len(lines)], strict=True):
+        block = lines[start:end]
+        assert any(ln.startswith("certfile ") for ln in block) and any(
+            ln.startswith("keyfile ") for ln in block
+        )
+    assert "require_certificate true" in lines[listeners[1] :]
+    assert "use_identity_as_username true" in lines[listeners[1] :]
+
+
+def test_acl_confines_sites_to_their_own_prefix() -> None:
+    acl = [
+        ln.strip() for ln in (MOSQUITTO_DIR / "acl").read_text().splitlines() if ln.strip() and ln[0] != "#"
+    ]
+    patterns = [ln for ln in acl if ln.startswith("pattern")]
+    assert patterns == ["pattern write ws/v1/%u/#"]
+    assert "topic read ws/v1/#" in acl[acl.index("user bridge") :]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    unit = tmp_path / "wastestream-edge@.service"
+    unit.write_text((PROD / "systemd" / "wastestream-edge@.service").read_text())
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "wastestream-edge@site-a.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    problems = [
+        ln
+        for ln in (done.stdout + done.stderr).splitlines()
+        if ln.strip() and "/opt/wastestream/venv/bin/python is not executable" not in ln
+    ]
+    assert problems == []  # the only complaint allowed: the venv is not installed on this machine
+
+
+def test_systemd_unit_essentials() -> None:
+    import configparser
+
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(PROD / "systemd" / "wastestream-edge@.service")
+    svc = parser["Service"]
+    assert svc["ExecStart"].endswith("--config /etc/wastestream/%i.yaml")
+    assert svc["Restart"] == "always" and svc["NoNewPrivileges"] == "yes" and svc["ProtectSystem"] == "strict"
+    assert svc["User"] != "root" and svc["StateDirectory"] == "wastestream/%i"
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_scripts_are_shellcheck_clean() -> None:
+    scripts = [*PROD.rglob("*.sh"), *(REPO_ROOT / "deploy" / "pki").glob("*.sh")]
+    assert len(scripts) >= 5
+    done = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout
