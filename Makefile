@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DURATION ?= 60
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: demo test unit integration services services-down lint schema bench clean
 
@@ -31,6 +32,9 @@ test: $(STAMP) services
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -ra tests/unit $(PYTEST_ARGS)
+
+bench: $(STAMP) services
+	$(BIN)/wastestream bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -68,6 +68,12 @@ def _alerts(args: argparse.Namespace, rest: list[str]) -> int:
     return main(rest)
 
 
+def _bench(args: argparse.Namespace, rest: list[str]) -> int:
+    from wastestream.bench.run import main
+
+    return main(rest)
+
+
 def _services(args: argparse.Namespace, rest: list[str]) -> int:
     script = REPO_ROOT / "deploy" / "local" / "services.sh"
     return subprocess.call(["bash", str(script), *rest])
@@ -81,6 +87,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, list[str]], int], str]] 
     "topics": (_topics, "create the Kafka topics of the contract (idempotent)"),
     "demo": (_demo, "the whole pipeline on simulated devices for DURATION seconds, then a tonnage table"),
     "alerts": (_alerts, "alert service for enforcement: serve | list | show | ack | close | stats"),
+    "bench": (_bench, "throughput and latency of the pipeline against raw limits and a naive baseline"),
     "services": (_services, "local Mosquitto, Kafka, InfluxDB: up | down | status | reset"),
     "schema": (_schema, "print the JSON Schema of the message contract (for device vendors)"),
 }

@@ -1,0 +1,161 @@
+"""Load generator: many simulated weighbridges publishing valid contract `Weighing` messages.
+
+Several OS processes (one Python MQTT client tops out well below what the broker takes),
+each a paho client at QoS 1 speaking for `devices` devices in turn. Every message is what a
+real device sends: a per-device `msg_id` (`device:epoch:seq`, seq from 1), its own topic, and
+`ts` = the moment it was sent, so the sink's latency (now − ts) is device-to-InfluxDB.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from contract.codec import encode
+from contract.events import Direction, WasteCategory, Weighing
+from contract.msgid import make_msg_id
+from contract.topics import mqtt_topic
+
+CATEGORIES = (WasteCategory.KITCHEN, WasteCategory.RESIDUAL, WasteCategory.RECYCLABLE,
+              WasteCategory.CONSTRUCTION)
+MAX_BACKLOG = 20_000
+"""Unacknowledged publishes at which a publisher waits: memory stays bounded when the broker lags."""
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """One publisher process. `rate` is msg/s for this process; 0 means as fast as it can."""
+
+    host: str
+    port: int
+    prefix: str
+    """Device ids are `{prefix}d{i}`: unique per run, step and process, so seqs start afresh."""
+    devices: int
+    sites: int
+    rate: float
+    duration_s: float
+    start_at: float
+    """Wall-clock start, so all processes of a step begin together after their imports."""
+    epoch: int = 1
+    topic_root: str | None = None
+    """None: the contract topic ws/v1/{site}/weighbridge/{device}/weighing; else `{root}/{site}/{device}`."""
+    max_messages: int = 10_000_000
+    ack_timeout_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    prefix: str
+    sent: int
+    acked: int
+    first_send: float
+    last_send: float
+    last_ack: float
+
+
+def weighing(device: str, site: str, epoch: int, seq: int, ts: datetime) -> Weighing:
+    """A valid ticket; weights vary with seq so sums are not trivially constant."""
+    gross = 20_000.0 + (seq % 97) * 50.0
+    tare = 12_000.0
+    return Weighing(
+        msg_id=make_msg_id(device, epoch, seq), device_id=device, site_id=site, ts=ts,
+        ticket_id=f"T{epoch}-{seq}", plate=f"B{seq % 10000:05d}", direction=Direction.INBOUND,
+        gross_kg=gross, tare_kg=tare, net_kg=gross - tare, category=CATEGORIES[seq % len(CATEGORIES)],
+        origin=f"area-{seq % 7}",
+    )
+
+
+def device_ids(spec: LoadSpec) -> list[tuple[str, str, str]]:
+    """(device, site, topic) for each simulated device of a publisher."""
+    out = []
+    for i in range(spec.devices):
+        device, site = f"{spec.prefix}d{i}", f"{spec.prefix}s{i % max(1, spec.sites)}"
+        topic = (mqtt_topic(site, "weighbridge", device, "weighing") if spec.topic_root is None
+                 else f"{spec.topic_root}/{site}/{device}")
+        out.append((device, site, topic))
+    return out
+
+
+def publish(spec: LoadSpec) -> LoadResult:
+    """Publish at `spec.rate` for `spec.duration_s` (bounded by `max_messages`), then await acks."""
+    acked = 0
+    last_ack = 0.0
+
+    def on_publish(_c: mqtt.Client, _u: object, _mid: int, _rc: object, _p: object) -> None:
+        nonlocal acked, last_ack
+        acked += 1
+        last_ack = time.time()
+
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                         client_id=f"bench-pub-{spec.prefix}", protocol=mqtt.MQTTv5)
+    client.on_publish = on_publish
+    client.max_inflight_messages_set(100)
+    client.max_queued_messages_set(0)
+    client.connect(spec.host, spec.port, keepalive=30)
+    client.loop_start()
+    devices = device_ids(spec)
+    seqs = [0] * len(devices)
+    sent, first_send, last_send = 0, 0.0, 0.0
+    time.sleep(max(0.0, spec.start_at - time.time()))
+    t0 = time.time()
+    try:
+        while sent < spec.max_messages:
+            now = time.time()
+            elapsed = now - t0
+            if elapsed >= spec.duration_s:
+                break
+            due = spec.max_messages - sent if spec.rate <= 0 else int(spec.rate * elapsed) + 1 - sent
+            if due <= 0 or sent - acked >= MAX_BACKLOG:
+                time.sleep(0.002)
+                continue
+            for _ in range(min(due, 500)):
+                k = sent % len(devices)
+                device, site, topic = devices[k]
+                seqs[k] += 1
+                payload = encode(weighing(device, site, spec.epoch, seqs[k], datetime.now(UTC)))
+                client.publish(topic, payload, qos=1)
+                sent += 1
+            if not first_send:
+                first_send = now
+            last_send = time.time()
+        deadline = time.time() + spec.ack_timeout_s
+        while acked < sent and time.time() < deadline:
+            time.sleep(0.01)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return LoadResult(spec.prefix, sent, acked, first_send, last_send, last_ack)
+
+
+class LoadGen:
+    """Run several publisher processes in the background; poll `done()`, then `results()`."""
+
+    def __init__(self, specs: list[LoadSpec]) -> None:
+        self.specs = specs
+        self._pool = ProcessPoolExecutor(len(specs), mp_context=multiprocessing.get_context("spawn"))
+        self._futures: list[Future[LoadResult]] = [self._pool.submit(publish, s) for s in specs]
+
+    def done(self) -> bool:
+        return all(f.done() for f in self._futures)
+
+    def results(self, timeout: float) -> list[LoadResult]:
+        try:
+            return [f.result(timeout) for f in self._futures]
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def specs_for(host: str, port: int, prefix: str, rate: float, duration_s: float, procs: int,
+              devices: int, *, topic_root: str | None = None, start_delay_s: float = 2.0) -> list[LoadSpec]:
+    """Split a total rate and device count over `procs` publisher processes."""
+    start_at = time.time() + start_delay_s
+    per_rate = rate / procs if rate > 0 else 0.0
+    per_devices = max(1, devices // procs)
+    return [LoadSpec(host, port, f"{prefix}p{i}", per_devices, max(1, per_devices // 10), per_rate,
+                     duration_s, start_at, topic_root=topic_root) for i in range(procs)]

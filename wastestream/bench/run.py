@@ -1,0 +1,456 @@
+"""`wastestream bench`: full-pipeline throughput and latency against raw limits and a naive baseline.
+
+One run, one machine: (1) the raw limit of Mosquitto, Kafka and InfluxDB alone, (2) the naive
+one-script baseline, (3) the pipeline (bridges ×N, Faust workers ×M as child processes, a
+fresh Faust app id and InfluxDB database per run) at increasing offered load. Each step's
+sustained throughput is the slope of `count(net_kg)` in InfluxDB (InfluxQL) over the step's
+steady part; latency is the sinks' own `pipeline_latency` (device `ts` → InfluxDB ack).
+Prints a table and the ratios; writes result.json and a PNG plot. A benchmark measures: it
+asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from wastestream.bench.loadgen import LoadGen, specs_for
+from wastestream.bench.stats import rate_between, weighted_median
+from wastestream.influxql import InfluxQueryError, influxql
+from wastestream.pipeline import Pipeline, PipelineError, services, services_running
+from wastestream.settings import Settings, load_settings
+
+log = logging.getLogger("wastestream.bench")
+
+RESULT_SCHEMA = "wastestream-bench/1"
+STEP_KEYS = ("offered_msg_per_s", "sent", "acked", "publish_rate", "sustained_msg_per_s", "delivered",
+             "drained", "drain_s", "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "cpu_pct",
+             "machine_cpu_pct", "saturated")
+"""Every step record has these keys (tests/unit/test_bench_result.py checks the file against them)."""
+SATURATION = 0.85
+"""A step delivering less than this share of what was published is past the pipeline's knee."""
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    steps: list[float]
+    step_s: float = 20.0
+    warmup_s: float = 5.0
+    workers: int = 2
+    bridges: int = 2
+    publishers: int = 2
+    devices: int = 2000
+    raw_s: float = 8.0
+    raw_procs: int = 2
+    naive_rate: float = 2500.0
+    naive_s: float = 12.0
+    drain_timeout_s: float = 45.0
+    skip_raw: bool = False
+    skip_naive: bool = False
+    keep_going: bool = False
+    keep_db: bool = False
+    py_spy: str = ""
+    profile_step: int = -1
+
+
+# --- measuring helpers ----------------------------------------------------------------------
+
+def _cpu_ticks(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _machine_ticks() -> tuple[int, int]:
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, Any]:
+    return {"t": time.monotonic(), "machine": _machine_ticks(),
+            "procs": {name: _cpu_ticks(pid) for name, pid in pids.items()}}
+
+
+def cpu_between(a: dict[str, Any], b: dict[str, Any]) -> tuple[dict[str, float], float]:
+    """Per process CPU % of one core, and the whole machine's busy % (all engineers' work included)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    wall = max(1e-6, b["t"] - a["t"])
+    procs = {}
+    for name, t0 in a["procs"].items():
+        t1 = b["procs"].get(name)
+        if t0 is not None and t1 is not None:
+            procs[name] = round(100 * (t1 - t0) / hz / wall, 1)
+    busy = b["machine"][0] - a["machine"][0]
+    total = max(1, b["machine"][1] - a["machine"][1])
+    return procs, round(100 * busy / total, 1)
+
+
+def service_pids() -> dict[str, int]:
+    out = services("status").stdout
+    return {name: int(pid) for name, pid in re.findall(r"(\w+): running \(pid (\d+)", out)}
+
+
+def delivered(settings: Settings, prefix: str) -> int:
+    try:
+        rows = influxql(settings, f"SELECT count(net_kg) FROM weighing WHERE device =~ /^{prefix}/")
+    except InfluxQueryError as exc:
+        if "database not found" in str(exc):
+            return 0  # the workers create it when they start
+        raise
+    return int(rows[0]["count"]) if rows else 0
+
+
+def step_latency(settings: Settings, start_ns: int, end_ns: int) -> dict[str, float]:
+    """Combine the sinks' 5 s windows: p50 = count-weighted median of window p50s; p99 = worst window."""
+    rows = influxql(settings, "SELECT p50_ms, p99_ms, max_ms, \"count\" FROM pipeline_latency WHERE "
+                              f"\"measurement\" = 'weighing' AND time >= {start_ns} AND time <= {end_ns}")
+    if not rows:
+        return {"latency_p50_ms": math.nan, "latency_p99_ms": math.nan, "latency_max_ms": math.nan,
+                "latency_windows": 0}
+    return {"latency_p50_ms": weighted_median([(r["p50_ms"], r["count"]) for r in rows]),
+            "latency_p99_ms": max(r["p99_ms"] for r in rows),
+            "latency_max_ms": max(r["max_ms"] for r in rows), "latency_windows": len(rows)}
+
+
+async def _skip_backlog(bootstrap: str, group: str, topic: str) -> int:
+    """Commit the new consumer group at the end of `topic`: the bench must not replay others' data."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    tps = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit({tp: ends[tp] for tp in tps})
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def _delete_topics(bootstrap: str, prefix: str) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
+
+
+def _wait_until(predicate: Any, timeout: float, what: str, pipeline: Pipeline) -> float:
+    started = time.monotonic()
+    while not predicate():
+        pipeline.check_alive()
+        if time.monotonic() - started > timeout:
+            raise PipelineError(f"{what} not within {timeout:.0f} s")
+        time.sleep(1.0)
+    return time.monotonic() - started
+
+
+def _py_spy(exe: str, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """Sample a child for `seconds` (collapsed stacks, for a flame graph or a top-N by self time)."""
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                             "--rate", "100", "--format", "raw", "--nonblocking", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+# --- the pipeline ---------------------------------------------------------------------------
+
+def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str, run_dir: Path) -> list[dict[str, Any]]:
+    pipeline = Pipeline(settings, run_dir, env={"APP_DATADIR": str(run_dir / "faust-data")})
+    steps: list[dict[str, Any]] = []
+    try:
+        pipeline.wait(pipeline.start("topics", "topics"), timeout=120)
+        skipped = asyncio.run(_skip_backlog(settings.kafka_bootstrap, settings.faust_app_id, "ws.weighings"))
+        log.info("consumer group %s starts at the end of ws.weighings (%d records skipped)",
+                 settings.faust_app_id, skipped)
+        for i in range(cfg.workers):
+            pipeline.start(f"worker-{i}", "worker", "-l", "warn", "--without-web")
+        for i in range(cfg.bridges):
+            pipeline.start(f"bridge-{i}", "bridge", "--client-id", f"wsbench-{run_id}-{i}",
+                           "--group", f"wsbench{run_id}", "-l", "warn")
+        pids = {p.name: p.popen.pid for p in pipeline.processes if p.name != "topics"}
+        pids.update(service_pids())
+        # Warm-up: the workers have joined (rebalance done) once a trickle of messages reaches InfluxDB.
+        warm = LoadGen(specs_for(settings.mqtt_host, settings.mqtt_port, f"w{run_id}", 50, 3, 1, 10))
+        acked = sum(r.acked for r in warm.results(timeout=60))
+        waited = _wait_until(lambda: delivered(settings, f"w{run_id}") >= acked, 240,
+                             "warm-up messages in InfluxDB", pipeline)
+        print(f"  pipeline ready ({cfg.workers} workers, {cfg.bridges} bridges; warm-up took {waited:.0f} s)")
+        for i, rate in enumerate(cfg.steps):
+            step = run_step(cfg, settings, pipeline, pids, run_id, run_dir, i, rate)
+            steps.append(step)
+            print(_step_row(step), flush=True)
+            if step["saturated"] and not cfg.keep_going:
+                print("  saturated: stopping the ramp (--keep-going to continue)")
+                break
+    finally:
+        pipeline.stop_all()
+    return steps
+
+
+def run_step(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict[str, int], run_id: str,
+             run_dir: Path, index: int, rate: float) -> dict[str, Any]:
+    prefix = f"b{run_id}s{index}"
+    specs = specs_for(settings.mqtt_host, settings.mqtt_port, prefix, rate, cfg.step_s, cfg.publishers,
+                      cfg.devices)
+    start, end = specs[0].start_at, specs[0].start_at + cfg.step_s
+    load = LoadGen(specs)
+    spies = []
+    if cfg.py_spy and index == cfg.profile_step:
+        time.sleep(max(0.0, start + cfg.warmup_s - time.time()))
+        for name in ("worker-0", "bridge-0"):
+            spies.append(_py_spy(cfg.py_spy, pids[name], cfg.step_s - cfg.warmup_s,
+                                 run_dir / f"profile-{name}-step{index}.txt"))
+    time.sleep(max(0.0, start + cfg.warmup_s - time.time()))
+    cpu0 = cpu1 = cpu_snapshot(pids)
+    samples: list[tuple[float, int]] = []
+    deadline = end + 90
+    while time.time() < deadline and not (load.done() and time.time() > end):
+        samples.append((time.time(), delivered(settings, prefix)))
+        if time.time() <= end:
+            cpu1 = cpu_snapshot(pids)
+        pipeline.check_alive()
+        time.sleep(1.0)
+    results = load.results(timeout=60)
+    sent, acked = sum(r.sent for r in results), sum(r.acked for r in results)
+    drain_started = time.monotonic()
+    count = delivered(settings, prefix)
+    while count < acked and time.monotonic() - drain_started < cfg.drain_timeout_s:
+        time.sleep(1.0)
+        count = delivered(settings, prefix)
+    drain_s = time.monotonic() - drain_started
+    for spy in spies:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            spy.wait(30)
+    sustained = rate_between(samples, start + cfg.warmup_s, end)
+    span = max(r.last_send for r in results) - min(r.first_send for r in results)
+    publish_rate = sent / span if span > 0 else 0.0
+    procs, machine = cpu_between(cpu0, cpu1)
+    step = {
+        "offered_msg_per_s": rate, "sent": sent, "acked": acked, "publish_rate": round(publish_rate, 1),
+        "sustained_msg_per_s": round(sustained, 1), "delivered": count, "drained": count >= acked,
+        "drain_s": round(drain_s, 1),
+        **step_latency(settings, int((start + cfg.warmup_s) * 1e9), int(end * 1e9)),
+        "cpu_pct": procs, "machine_cpu_pct": machine,
+    }
+    step["saturated"] = bool(not step["drained"] or not sustained >= SATURATION * min(rate, publish_rate))
+    return step
+
+
+# --- report ---------------------------------------------------------------------------------
+
+def _fmt(x: Any, spec: str = ".0f") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def _step_row(s: dict[str, Any]) -> str:
+    return (f"  {_fmt(s['offered_msg_per_s']):>8} {_fmt(s['publish_rate']):>9} "
+            f"{_fmt(s['sustained_msg_per_s']):>10} {_fmt(s['latency_p50_ms']):>8} "
+            f"{_fmt(s['latency_p99_ms']):>8} {s['delivered']:>9}/{s['acked']:<9} "
+            f"{'yes' if s['drained'] else 'NO':>7} {_fmt(s['machine_cpu_pct']):>5}%"
+            f"{'  saturated' if s['saturated'] else ''}")
+
+
+STEP_HEADER = (f"  {'offered':>8} {'published':>9} {'sustained':>10} {'p50 ms':>8} {'p99 ms':>8} "
+               f"{'in DB/acked':>19} {'drained':>7} {'CPU':>6}")
+
+
+def summarise_run(raw: dict[str, Any], naive: dict[str, Any] | None,
+                  steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The headline: best sustained step, slowest raw component, and the two ratios."""
+    summary: dict[str, Any] = {"pipeline_msg_per_s": math.nan}
+    if steps:
+        best = max(steps, key=lambda s: -1.0 if math.isnan(s["sustained_msg_per_s"])
+                   else s["sustained_msg_per_s"])
+        summary.update(pipeline_msg_per_s=best["sustained_msg_per_s"], at_offered=best["offered_msg_per_s"],
+                       latency_p50_ms=best["latency_p50_ms"], latency_p99_ms=best["latency_p99_ms"])
+    if raw:
+        slowest = min(raw.values(), key=lambda r: r["msg_per_s"])
+        summary.update(slowest_raw=slowest["component"], slowest_raw_msg_per_s=slowest["msg_per_s"],
+                       ratio_vs_slowest_raw=summary["pipeline_msg_per_s"] / slowest["msg_per_s"])
+    if naive and naive.get("msg_per_s"):
+        summary.update(naive_msg_per_s=naive["msg_per_s"],
+                       ratio_vs_naive=summary["pipeline_msg_per_s"] / naive["msg_per_s"])
+    return summary
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = result["steps"]
+    offered = [s["offered_msg_per_s"] for s in steps]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax1.plot(offered, [s["sustained_msg_per_s"] for s in steps], "o-", label="pipeline (sustained)")
+    ax1.plot(offered, offered, ":", color="grey", label="offered")
+    if result.get("naive"):
+        ax1.axhline(result["naive"]["msg_per_s"], color="red", ls="--", label="naive baseline")
+    for name, r in result.get("raw", {}).items():
+        if r["msg_per_s"] < 4 * max(offered or [1]):
+            ax1.axhline(r["msg_per_s"], ls="-.", lw=0.8, label=f"raw {name}")
+    ax1.set(xlabel="offered load (msg/s)", ylabel="reaching InfluxDB (msg/s)", title="Throughput")
+    ax1.legend(fontsize=8)
+    ax2.plot(offered, [s["latency_p50_ms"] for s in steps], "o-", label="p50")
+    ax2.plot(offered, [s["latency_p99_ms"] for s in steps], "s-", label="p99")
+    ax2.set_yscale("log")
+    ax2.set(xlabel="offered load (msg/s)", ylabel="device → InfluxDB latency (ms)", title="Latency")
+    ax2.legend(fontsize=8)
+    fig.suptitle(f"wastestream bench {result['run_id']} ({result['machine']['cpus']} CPUs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
+    from wastestream.bench import naive, raw
+
+    base = load_settings()
+    run_id = f"{time.strftime('%H%M%S')}{os.getpid() % 1000:03d}"
+    run_dir = out_dir or base.run_dir / "bench" / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    db = f"wsbench_{run_id}"
+    settings = dataclasses.replace(base, influx_db=db, faust_app_id=f"wsbench-{run_id}")
+    if not services_running():
+        print("services: starting Mosquitto, Kafka, InfluxDB ...")
+        services("up")
+    print(f"bench {run_id}: database {db}, app {settings.faust_app_id}, output {run_dir}")
+    result: dict[str, Any] = {
+        "schema": RESULT_SCHEMA, "run_id": run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
+        "config": dataclasses.asdict(cfg), "raw": {}, "naive": None, "steps": [], "summary": {},
+    }
+    try:
+        if not cfg.skip_raw:
+            print("raw limits (each service alone):")
+            for measure in (lambda: raw.raw_mosquitto(settings, run_id, cfg.raw_s, cfg.raw_procs),
+                            lambda: raw.raw_kafka(settings, run_id, cfg.raw_s),
+                            lambda: raw.raw_influx(settings, db, cfg.raw_s)):
+                r = measure()
+                result["raw"][r.component] = raw.as_dict(r)
+                print(f"  {r.component:<10} {r.msg_per_s:>10.0f} msg/s  {r.detail}", flush=True)
+        if not cfg.skip_naive:
+            result["naive"] = naive.run_naive(settings, run_id, db, cfg.naive_rate, cfg.naive_s, 1)
+            n = result["naive"]
+            print(f"naive baseline (one paho callback, one HTTP write per message): "
+                  f"{n['msg_per_s']:.0f} msg/s at {n['offered_msg_per_s']:.0f} offered; "
+                  f"latency p50 {n['p50_ms']:.0f} ms, p99 {n['p99_ms']:.0f} ms", flush=True)
+        print(f"pipeline: steps of {cfg.step_s:.0f} s (first {cfg.warmup_s:.0f} s not counted)")
+        print(STEP_HEADER, flush=True)
+        result["steps"] = run_pipeline(cfg, settings, run_id, run_dir)
+    finally:
+        result["summary"] = summarise_run(result["raw"], result["naive"], result["steps"])
+        (run_dir / "result.json").write_text(json.dumps(_nan_to_none(result), indent=2))
+        if result["steps"]:
+            plot(result, run_dir / "bench.png")
+        _cleanup(settings, run_id, db, cfg.keep_db)
+    s = result["summary"]
+    print(f"\npipeline sustained: {_fmt(s.get('pipeline_msg_per_s'))} msg/s "
+          f"(p50 {_fmt(s.get('latency_p50_ms'))} ms, p99 {_fmt(s.get('latency_p99_ms'))} ms)")
+    if "ratio_vs_slowest_raw" in s:
+        print(f"pipeline / slowest raw component ({s['slowest_raw']}, "
+              f"{s['slowest_raw_msg_per_s']:.0f} msg/s): {s['ratio_vs_slowest_raw']:.3f}")
+    if "ratio_vs_naive" in s:
+        print(f"pipeline / naive baseline ({s['naive_msg_per_s']:.0f} msg/s): {s['ratio_vs_naive']:.2f}")
+    print(f"result: {run_dir / 'result.json'}  plot: {run_dir / 'bench.png'}")
+    return result
+
+
+def _cleanup(settings: Settings, run_id: str, db: str, keep_db: bool) -> None:
+    """Drop what the run created in the shared services (its database and Kafka topics)."""
+    with contextlib.suppress(InfluxQueryError):
+        if not keep_db:
+            influxql(settings, f'DROP DATABASE "{db}"')
+    with contextlib.suppress(Exception):
+        asyncio.run(_delete_topics(settings.kafka_bootstrap, settings.faust_app_id))
+    with contextlib.suppress(Exception):
+        asyncio.run(_delete_topics(settings.kafka_bootstrap, f"wsbench.raw.{run_id}"))
+
+
+def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
+    p = argparse.ArgumentParser(prog="wastestream bench", description=__doc__.splitlines()[0])
+    p.add_argument("--steps", default="250,500,1000,2000,4000",
+                   help="offered msg/s per step, comma-separated")
+    p.add_argument("--step-seconds", type=float, default=20.0)
+    p.add_argument("--warmup", type=float, default=5.0, help="seconds at the start of a step not counted")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--bridges", type=int, default=2)
+    p.add_argument("--publishers", type=int, default=2, help="load generator processes")
+    p.add_argument("--devices", type=int, default=2000, help="simulated weighbridges per step")
+    p.add_argument("--raw-seconds", type=float, default=8.0)
+    p.add_argument("--raw-procs", type=int, default=2, help="publisher and subscriber processes for raw MQTT")
+    p.add_argument("--naive-rate", type=float, default=2500.0)
+    p.add_argument("--naive-seconds", type=float, default=12.0)
+    p.add_argument("--drain-timeout", type=float, default=45.0)
+    p.add_argument("--skip-raw", action="store_true")
+    p.add_argument("--skip-naive", action="store_true")
+    p.add_argument("--keep-going", action="store_true", help="run every step even past saturation")
+    p.add_argument("--keep-db", action="store_true", help="keep the run's InfluxDB database")
+    p.add_argument("--py-spy", default=shutil.which("py-spy") or "",
+                   help="py-spy executable for --profile-step")
+    p.add_argument("--profile-step", type=int, default=-1,
+                   help="profile worker-0 and bridge-0 during this step")
+    p.add_argument("--out", type=Path, help="output directory (default .run/bench/<time>)")
+    a = p.parse_args(argv)
+    cfg = BenchConfig(
+        steps=[float(x) for x in a.steps.split(",") if x.strip()][:20], step_s=a.step_seconds,
+        warmup_s=min(a.warmup, a.step_seconds / 2), workers=a.workers, bridges=a.bridges,
+        publishers=a.publishers, devices=a.devices, raw_s=a.raw_seconds, raw_procs=a.raw_procs,
+        naive_rate=a.naive_rate, naive_s=a.naive_seconds, drain_timeout_s=a.drain_timeout,
+        skip_raw=a.skip_raw, skip_naive=a.skip_naive, keep_going=a.keep_going, keep_db=a.keep_db,
+        py_spy=a.py_spy if a.profile_step >= 0 else "", profile_step=a.profile_step,
+    )
+    return cfg, a.out
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, out = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_bench(cfg, out)
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; its child processes are stopped")
+        return 130
+    except PipelineError as exc:
+        print(f"bench: {exc}")
+        return 1
+    return 0
