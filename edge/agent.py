@@ -32,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -173,6 +174,7 @@ class Agent:
         now = time.monotonic()
         self.health = {d.id: Health(now, _stale_after(d)) for d in config.devices}
         self.last_error: str | None = None
+        self.stored: Counter[tuple[str, str]] = Counter()  # (device, event) -> events stored
         self.stop = asyncio.Event()
         self._threads_stop = threading.Event()
         self._ports: dict[str, WeighbridgePort] = {}
@@ -189,6 +191,7 @@ class Agent:
             topic = mqtt_topic(self.site_id, kind, device_id, event.event)
             items.append((device_id, topic, _builder(event)))
         self.outbox.put_batch(items, state)
+        self.stored.update((device_id, e.event) for e in events)
 
     def emit_for(self, device: DeviceConfig) -> Callable[[Envelope], Awaitable[None]]:
         async def emit(event: Envelope) -> None:
@@ -294,12 +297,19 @@ class Agent:
             beat = now >= next_beat
             if beat:
                 next_beat = max(next_beat + self.config.status_interval_s, now)
+                self._log_activity()
             items = self.status_batch(heartbeat=beat, now=now)
             if items:
                 try:
                     await asyncio.to_thread(self.outbox.put_batch, items)
                 except Exception:
                     log.exception("could not store device statuses")
+
+    def _log_activity(self) -> None:
+        """One line per heartbeat: what the drivers produced so far (tickets log themselves)."""
+        if self.stored:
+            counts = ", ".join(f"{d} {e} {n}" for (d, e), n in sorted(self.stored.items()))
+            log.info("stored since start: %s; outbox depth %d", counts, self.outbox.depth())
 
     # -- lifecycle
     async def run(self, flush_timeout: float = 5.0) -> None:
@@ -321,6 +331,7 @@ class Agent:
             self.stop.set()
             self._threads_stop.set()
             await asyncio.gather(*tasks, status, return_exceptions=True)
+            self._log_activity()
             await asyncio.to_thread(self.session.stop, flush_timeout)
             self.outbox.close()
             for name in DRIVER_LOGGERS:
