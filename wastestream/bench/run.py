@@ -177,7 +177,7 @@ def _wait_until(predicate: Any, timeout: float, what: str, pipeline: Pipeline) -
 def _py_spy(exe: str, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     """Sample a child for `seconds` (collapsed stacks, for a flame graph or a top-N by self time)."""
     return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)),
-                             "--rate", "100", "--format", "raw", "--nonblocking", "--output", str(out)],
+                             "--rate", "100", "--format", "raw", "--idle", "--nonblocking", "--output", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 

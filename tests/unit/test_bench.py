@@ -1,0 +1,102 @@
+"""The benchmark's pure parts: percentile math, load-generator messages, result file shape."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+from contract.codec import decode, encode
+from contract.events import Weighing
+from contract.msgid import parse_msg_id
+from contract.topics import parse_mqtt_topic
+from stream.sinks.influx import LatencyRecorder, SinkConfig
+from stream.validation import Routed, validate
+from wastestream.bench.loadgen import LoadSpec, device_ids, weighing
+from wastestream.bench.run import RESULT_SCHEMA, STEP_KEYS, _nan_to_none, plot, summarise_run
+from wastestream.bench.stats import percentile, rate_between, summarise, weighted_median
+
+
+def test_nearest_rank_percentiles() -> None:
+    values = list(range(1, 101))  # 1..100
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile(values, 0) == 1
+    assert percentile([7], 99) == 7
+    assert math.isnan(percentile([], 50))
+
+
+def test_summarise_and_weighted_median() -> None:
+    s = summarise([5.0, 1.0, 3.0])
+    assert (s["p50_ms"], s["max_ms"], s["samples"]) == (3.0, 5.0, 3.0)
+    assert weighted_median([(10.0, 1), (20.0, 100), (30.0, 1)]) == 20.0
+    assert math.isnan(weighted_median([]))
+
+
+def test_rate_between_uses_samples_inside_the_window() -> None:
+    samples = [(0.0, 0), (1.0, 50), (2.0, 150), (3.0, 250), (4.0, 260)]
+    assert rate_between(samples, 1.0, 3.0) == 100.0
+    assert math.isnan(rate_between(samples, 10.0, 20.0))
+
+
+def spec(**kw: object) -> LoadSpec:
+    base: dict[str, object] = dict(host="127.0.0.1", port=1, prefix="b123s0p1", devices=30, sites=3,
+                                   rate=10.0, duration_s=1.0, start_at=0.0)
+    base.update(kw)
+    return LoadSpec(**base)  # type: ignore[arg-type]
+
+
+def test_loadgen_messages_are_valid_contract_messages_the_bridge_routes() -> None:
+    devices = device_ids(spec())
+    assert len({d for d, _, _ in devices}) == 30 and len({s for _, s, _ in devices}) == 3
+    for seq, (device, site, topic) in enumerate(devices, start=1):
+        payload = encode(weighing(device, site, 1, seq, datetime.now(UTC)))
+        event = decode(payload)
+        assert isinstance(event, Weighing)
+        assert parse_msg_id(event.msg_id) == (device, 1, seq)
+        assert parse_mqtt_topic(topic).device_id == device
+        assert isinstance(validate(topic, payload), Routed)  # exactly what the bridge accepts
+
+
+def test_loadgen_topic_root_for_raw_and_naive_runs() -> None:
+    (_, site, topic), *_ = device_ids(spec(topic_root="wsbench/x/naive"))
+    assert topic == f"wsbench/x/naive/{site}/b123s0p1d0"
+
+
+def test_sink_latency_recorder_samples_ages_per_measurement() -> None:
+    rec = LatencyRecorder(SinkConfig(latency_sample_every=1), host="h", worker="w")
+    now = 10_000_000_000
+    rec.record([f"weighing,site=s v=1 {now - 2_000_000}", f"weighing,site=s v=1 {now - 4_000_000}",
+                f"tonnage_daily v=1 {now - 5}", f"pipeline_latency,m=x p50_ms=1 {now}"], now)
+    points = {p.tags["measurement"]: p for p in rec.take_points(now)}
+    assert set(points) == {"weighing", "tonnage_daily"}
+    w = points["weighing"]
+    assert w.fields["p50_ms"] == 2.0 and w.fields["max_ms"] == 4.0 and w.fields["count"] == 2
+    assert w.tags == {"measurement": "weighing", "host": "h", "worker": "w"}
+    assert rec.take_points(now) == []  # reset after each interval
+
+
+def result_fixture() -> dict[str, object]:
+    step = {k: 1.0 for k in STEP_KEYS} | {"cpu_pct": {"worker-0": 90.0}, "drained": True, "saturated": False,
+                                            "sent": 10, "acked": 10, "delivered": 10}
+    raw = {"kafka": {"component": "kafka", "msg_per_s": 50_000.0, "delivered": 1, "detail": {}},
+           "mosquitto": {"component": "mosquitto", "msg_per_s": 10_000.0, "delivered": 1, "detail": {}}}
+    naive = {"msg_per_s": 1000.0, "p50_ms": math.nan}
+    return {"schema": RESULT_SCHEMA, "run_id": "x", "machine": {"cpus": 2}, "config": {}, "raw": raw,
+            "naive": naive, "steps": [step], "summary": summarise_run(raw, naive, [step])}
+
+
+def test_result_file_schema_and_plot(tmp_path: Path) -> None:
+    result = result_fixture()
+    summary = result["summary"]
+    assert isinstance(summary, dict)
+    assert summary["slowest_raw"] == "mosquitto"
+    assert summary["ratio_vs_slowest_raw"] == 1.0 / 10_000 and summary["ratio_vs_naive"] == 1.0 / 1000
+    text = json.dumps(_nan_to_none(result), allow_nan=False)  # strict JSON: NaN becomes null
+    loaded = json.loads(text)
+    assert loaded["naive"]["p50_ms"] is None
+    assert set(STEP_KEYS) <= set(loaded["steps"][0])
+    plot(result, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").stat().st_size > 1000
