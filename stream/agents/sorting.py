@@ -22,7 +22,7 @@ from typing import Any
 import faust
 
 from contract.codec import ContractError, decode
-from contract.events import BinLevel, Deposit, Envelope
+from contract.events import Alert, BinLevel, Deposit, Envelope
 from contract.msgid import MsgKey, parse_msg_id
 from contract.topics import KAFKA_TOPICS
 from stream.agents.sorting_state import (
@@ -34,7 +34,8 @@ from stream.agents.sorting_state import (
     sorting_daily_point,
     station_day_key,
 )
-from stream.app import app, send_alert, send_deadletter, settings
+from stream.app import app, send_deadletter, settings
+from stream.app import send_alert as _send_alert
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
 from stream.rules import load_rules
@@ -48,7 +49,7 @@ rules = load_rules()
 deposits_topic = app.topic(KAFKA_TOPICS["deposit"], key_type=bytes, value_type=bytes)
 bin_levels_topic = app.topic(KAFKA_TOPICS["bin_level"], key_type=bytes, value_type=bytes)
 
-_json = faust.Schema(key_serializer="json", value_serializer="json")
+_json: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
 station_state = app.Table(
     "sorting-station-state", default=None, partitions=settings.kafka_partitions, schema=_json,
     help="per station: last (epoch, seq) seen and its counters per local day; see stream/dedup.py",
@@ -57,6 +58,13 @@ bin_state = app.Table(
     "sorting-bin-state", default=None, partitions=settings.kafka_partitions, schema=_json,
     help="per station: per bin, the last reading applied and the msg_id that started a full cycle",
 )
+
+
+async def send_alert(alert: Alert) -> None:
+    """`stream.app.send_alert`, logged: the log line counts what THIS worker raised (ws.alerts is
+    shared, and every app replaying the topics re-raises the same ids)."""
+    await _send_alert(alert)
+    log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
 
 
 class Counters:
