@@ -23,6 +23,8 @@ class InfluxExporter:
         self.store, self.sink, self.interval_s = store, sink, interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        """Checked by the loop: Python 3.11's wait_for can swallow a cancel that races a wake-up."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -32,6 +34,8 @@ class InfluxExporter:
         self._task = asyncio.create_task(self._run(), name="alert-influx-export")
 
     async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -50,7 +54,7 @@ class InfluxExporter:
         return len(done)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.export_once()
             except Exception:

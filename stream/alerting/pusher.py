@@ -37,6 +37,8 @@ class Pusher:
         self._wake = asyncio.Event()
         self._in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        """Checked by the loop: Python 3.11's wait_for can swallow a cancel that races a wake-up."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -49,6 +51,8 @@ class Pusher:
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Let running sends finish briefly; unfinished ones stay pending and resume at next start."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -62,7 +66,7 @@ class Pusher:
                 await channel.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             free = self.max_in_flight - len(self._in_flight)
             if free > 0:
                 for job in self.store.due_jobs(self._clock(), free, set(self._in_flight)):
