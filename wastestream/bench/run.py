@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wastestream.bench.city import CityModel
 from wastestream.bench.loadgen import LoadGen, specs_for
 from wastestream.bench.stats import rate_between, weighted_median
 from wastestream.influxql import InfluxQueryError, influxql
@@ -57,6 +58,7 @@ class BenchConfig:
     naive_rate: float = 2500.0
     naive_s: float = 12.0
     drain_timeout_s: float = 45.0
+    backlog: int = 6000
     skip_raw: bool = False
     skip_naive: bool = False
     keep_going: bool = False
@@ -127,9 +129,8 @@ def step_latency(settings: Settings, start_ns: int, end_ns: int) -> dict[str, fl
             "latency_max_ms": max(r["max_ms"] for r in rows), "latency_windows": len(rows)}
 
 
-async def _skip_backlog(bootstrap: str, group: str, topic: str) -> int:
-    """Commit the new consumer group at the end of `topic`: the bench must not replay others' data."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def _topic_partitions(bootstrap: str, topic: str) -> list[Any]:
+    from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -138,7 +139,14 @@ async def _skip_backlog(bootstrap: str, group: str, topic: str) -> int:
         described = await admin.describe_topics([topic])
     finally:
         await admin.close()
-    tps = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
+    return [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
+
+
+async def _skip_backlog(bootstrap: str, group: str, topic: str) -> int:
+    """Commit the new consumer group at the end of `topic`: the bench must not replay others' data."""
+    from aiokafka import AIOKafkaConsumer
+
+    tps = await _topic_partitions(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -177,15 +185,18 @@ def _wait_until(predicate: Any, timeout: float, what: str, pipeline: Pipeline) -
 def _py_spy(exe: str, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     """Sample a child for `seconds` (collapsed stacks, for a flame graph or a top-N by self time)."""
     return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)),
-                             "--rate", "100", "--format", "raw", "--idle", "--nonblocking", "--output", str(out)],
+                             "--rate", "100", "--format", "raw", "--idle", "--nonblocking",
+                             "--output", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
 # --- the pipeline ---------------------------------------------------------------------------
 
-def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str, run_dir: Path) -> list[dict[str, Any]]:
+def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
+                 run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     pipeline = Pipeline(settings, run_dir, env={"APP_DATADIR": str(run_dir / "faust-data")})
     steps: list[dict[str, Any]] = []
+    drain: dict[str, Any] | None = None
     try:
         pipeline.wait(pipeline.start("topics", "topics"), timeout=120)
         skipped = asyncio.run(_skip_backlog(settings.kafka_bootstrap, settings.faust_app_id, "ws.weighings"))
@@ -211,9 +222,72 @@ def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str, run_dir: Pat
             if step["saturated"] and not cfg.keep_going:
                 print("  saturated: stopping the ramp (--keep-going to continue)")
                 break
+        if cfg.backlog > 0:
+            drain = run_worker_drain(cfg, settings, pipeline, pids, run_id)
     finally:
         pipeline.stop_all()
-    return steps
+    return steps, drain
+
+
+async def _end_offsets(bootstrap: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer
+
+    tps = await _topic_partitions(bootstrap, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+def run_worker_drain(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict[str, int],
+                     run_id: str) -> dict[str, Any]:
+    """The workers alone: stop them, queue `backlog` messages in Kafka, restart them, time the drain.
+
+    Neither the load generator nor the bridges run while it is timed, so this is the Faust
+    stage's own capacity (and its CPU per message) on this machine.
+    """
+    workers = [p for p in pipeline.processes if p.name.startswith("worker-")]
+    for proc in workers:
+        pipeline.stop(proc)
+        pipeline.processes.remove(proc)
+    prefix = f"k{run_id}"
+    before = asyncio.run(_end_offsets(settings.kafka_bootstrap, "ws.weighings"))
+    load = LoadGen(specs_for(settings.mqtt_host, settings.mqtt_port, prefix, 2000, cfg.backlog / 2000,
+                             cfg.publishers, cfg.devices))
+    acked = sum(r.acked for r in load.results(timeout=cfg.backlog / 2000 + 60))
+    _wait_until(lambda: asyncio.run(_end_offsets(settings.kafka_bootstrap, "ws.weighings")) - before >= acked,
+                120, "backlog in Kafka", pipeline)
+    for i in range(cfg.workers):
+        proc = pipeline.start(f"worker-{i}", "worker", "-l", "warn", "--without-web")
+        pids[f"worker-{i}"] = proc.popen.pid
+    started = time.time()
+    cpu0 = cpu_snapshot(pids)
+    samples: list[tuple[float, int]] = []
+    deadline = time.monotonic() + cfg.drain_timeout_s + 120
+    count = 0
+    while count < acked and time.monotonic() < deadline:
+        count = delivered(settings, prefix)
+        samples.append((time.time(), count))
+        pipeline.check_alive()
+        time.sleep(1.0)
+    cpu1 = cpu_snapshot(pids)
+    procs, machine = cpu_between(cpu0, cpu1)
+    # The slope between 10 % and 90 % of the backlog leaves out start-up (rebalance, table recovery).
+    t10 = next((t for t, c in samples if c >= 0.1 * acked), math.nan)
+    t90 = next((t for t, c in samples if c >= 0.9 * acked), math.nan)
+    rate = rate_between(samples, t10, t90) if not math.isnan(t10 + t90) else math.nan
+    worker_cpu_s = sum(v for k, v in procs.items() if k.startswith("worker-")) / 100 * (cpu1["t"] - cpu0["t"])
+    out = {"backlog": acked, "delivered": count, "msg_per_s": round(rate, 1), "workers": cfg.workers,
+           "seconds_to_drain": round(samples[-1][0] - started, 1) if samples else math.nan,
+           "worker_cpu_ms_per_msg": round(1000 * worker_cpu_s / count, 2) if count else math.nan,
+           "cpu_pct": procs, "machine_cpu_pct": machine}
+    print(f"  workers alone (drain of a {acked}-message backlog): {_fmt(out['msg_per_s'])} msg/s, "
+          f"{_fmt(out['worker_cpu_ms_per_msg'], '.2f')} ms worker CPU per message, "
+          f"machine {machine:.0f}% busy")
+    return out
 
 
 def run_step(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict[str, int], run_id: str,
@@ -358,6 +432,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
         "schema": RESULT_SCHEMA, "run_id": run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
         "config": dataclasses.asdict(cfg), "raw": {}, "naive": None, "steps": [], "summary": {},
+        "city_model": CityModel().summary(), "workers_drain": None,
     }
     try:
         if not cfg.skip_raw:
@@ -376,7 +451,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
                   f"latency p50 {n['p50_ms']:.0f} ms, p99 {n['p99_ms']:.0f} ms", flush=True)
         print(f"pipeline: steps of {cfg.step_s:.0f} s (first {cfg.warmup_s:.0f} s not counted)")
         print(STEP_HEADER, flush=True)
-        result["steps"] = run_pipeline(cfg, settings, run_id, run_dir)
+        result["steps"], result["workers_drain"] = run_pipeline(cfg, settings, run_id, run_dir)
     finally:
         result["summary"] = summarise_run(result["raw"], result["naive"], result["steps"])
         (run_dir / "result.json").write_text(json.dumps(_nan_to_none(result), indent=2))
@@ -391,6 +466,12 @@ def run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
               f"{s['slowest_raw_msg_per_s']:.0f} msg/s): {s['ratio_vs_slowest_raw']:.3f}")
     if "ratio_vs_naive" in s:
         print(f"pipeline / naive baseline ({s['naive_msg_per_s']:.0f} msg/s): {s['ratio_vs_naive']:.2f}")
+    city = result["city_model"]
+    pipeline_rate = s.get("pipeline_msg_per_s")
+    if isinstance(pipeline_rate, float) and not math.isnan(pipeline_rate):
+        peak = city["peak_total_msg_per_s"]
+        print(f"city model ({CityModel().population:,} people, wastestream/bench/city.py): busiest minute "
+              f"~{peak:.0f} msg/s; pipeline sustained / city peak = {pipeline_rate / peak:.2f}")
     print(f"result: {run_dir / 'result.json'}  plot: {run_dir / 'bench.png'}")
     return result
 
@@ -421,6 +502,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
     p.add_argument("--naive-rate", type=float, default=2500.0)
     p.add_argument("--naive-seconds", type=float, default=12.0)
     p.add_argument("--drain-timeout", type=float, default=45.0)
+    p.add_argument("--backlog", type=int, default=6000,
+                   help="messages queued in Kafka for the workers-alone drain (0: skip it)")
     p.add_argument("--skip-raw", action="store_true")
     p.add_argument("--skip-naive", action="store_true")
     p.add_argument("--keep-going", action="store_true", help="run every step even past saturation")
@@ -435,7 +518,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
         steps=[float(x) for x in a.steps.split(",") if x.strip()][:20], step_s=a.step_seconds,
         warmup_s=min(a.warmup, a.step_seconds / 2), workers=a.workers, bridges=a.bridges,
         publishers=a.publishers, devices=a.devices, raw_s=a.raw_seconds, raw_procs=a.raw_procs,
-        naive_rate=a.naive_rate, naive_s=a.naive_seconds, drain_timeout_s=a.drain_timeout,
+        naive_rate=a.naive_rate, naive_s=a.naive_seconds, drain_timeout_s=a.drain_timeout, backlog=a.backlog,
         skip_raw=a.skip_raw, skip_naive=a.skip_naive, keep_going=a.keep_going, keep_db=a.keep_db,
         py_spy=a.py_spy if a.profile_step >= 0 else "", profile_step=a.profile_step,
     )
