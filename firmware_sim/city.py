@@ -34,7 +34,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,15 +180,24 @@ def fleet_site_id(origin: str) -> str:
     return f"fleet-{origin}"
 
 
+def truck_clock_span_s(spec: TruckSpec, duration: float) -> float:
+    """Simulated seconds a truck drives in a run: its GPS clock ends at the wall clock, so it
+    starts this far in the past (late data, as after a long outage; never data from the future)."""
+    return (LEAD_S + duration) * spec.time_scale
+
+
 def fleet_site_config(scenario: Scenario, origin: str, trucks: list[TruckSpec], run_dir: Path,
-                      settings: Settings, ports: dict[str, int]) -> dict[str, Any]:
+                      settings: Settings, ports: dict[str, int], duration: float = 0.0) -> dict[str, Any]:
     """The edge agent's config for one fleet: each terminal's GPS pty and I/O module port.
 
     Report interval and I/O poll shrink with the truck's time_scale so that a dump (10 simulated
-    seconds) is still seen and reported as it happens.
+    seconds) is still seen and reported as it happens. A time-compressed truck's GPS clock starts
+    in the past (see truck_clock_span_s), so the fleet's skew bound is widened by that span.
     """
     interval = scenario.rates.truck_report_interval_s
-    return {**_common(fleet_site_id(origin), run_dir, settings), "devices": [
+    span = max((truck_clock_span_s(t, duration) for t in trucks), default=0.0)
+    return {**_common(fleet_site_id(origin), run_dir, settings),
+            "clock": {"max_skew_s": round(300 + span)}, "devices": [
         {"id": t.id, "kind": "truck", "plate": t.plate, "gps_port": str(run_dir / "dev" / f"{t.id}-gps"),
          "io_port": ports[t.id], "io_poll_s": round(max(0.05, min(0.5, 2.0 / t.time_scale)), 3),
          "report_interval_s": round(max(0.5, interval / t.time_scale), 3)}
@@ -197,11 +206,11 @@ def fleet_site_config(scenario: Scenario, origin: str, trucks: list[TruckSpec], 
 
 
 def write_site_configs(scenario: Scenario, run_dir: Path, settings: Settings,
-                       ports: dict[str, int]) -> list[Path]:
+                       ports: dict[str, int], duration: float = 0.0) -> list[Path]:
     """Every edge site config of the city, one YAML per site under <run_dir>/edge/."""
     configs = [edge_site_config(scenario, f, run_dir, settings) for f in scenario.weighbridge_sites()]
     configs += [station_site_config(c, run_dir, settings, ports) for c in scenario.station_sites()]
-    configs += [fleet_site_config(scenario, origin, trucks, run_dir, settings, ports)
+    configs += [fleet_site_config(scenario, origin, trucks, run_dir, settings, ports, duration)
                 for origin, trucks in scenario.fleets().items()]
     paths = []
     for config in configs:
@@ -304,7 +313,8 @@ async def run_truck(scenario: Scenario, spec: TruckSpec, index: int, run_dir: Pa
         return await truck_sim.run_truck_sim(
             spec, gps_path=run_dir / "dev" / f"{spec.id}-gps", io_port=ports[spec.id],
             seed=scenario.seed + index, duration_s=(LEAD_S + duration) * scale, time_scale=scale,
-            incidents=incidents, on_event=on_event)
+            incidents=incidents, on_event=on_event,
+            start_utc=datetime.now(UTC) - timedelta(seconds=truck_clock_span_s(spec, duration)))
     finally:
         for entry in entries:
             ledger.truck(fleet_site_id(spec.origin), spec, entry, names.get(entry.kind))
@@ -315,7 +325,7 @@ async def run_city(scenario: Scenario, run_dir: Path, duration: float, settings:
     for sub in ("dev", "edge", "sim"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     ports = assign_ports(scenario)
-    write_site_configs(scenario, run_dir, settings, ports)
+    write_site_configs(scenario, run_dir, settings, ports, duration)
     ledger = Ledger(run_dir / "sim" / "ledger.jsonl")
     ramp, stable, gap = visit_pacing(scenario)
     until = time.monotonic() + LEAD_S + duration

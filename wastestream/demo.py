@@ -35,7 +35,7 @@ def ledger_totals(ledger: Path) -> dict[str, FacilityTotals]:
     if ledger.exists():
         for line in ledger.read_text(encoding="utf-8").splitlines():
             visit = json.loads(line)
-            if visit.get("expect_ticket", True):
+            if visit.get("kind") == "weighing" and visit.get("expect_ticket", True):
                 t = totals[visit["site_id"]]
                 t.tickets += 1
                 t.net_kg += visit["net_kg"]
@@ -43,7 +43,9 @@ def ledger_totals(ledger: Path) -> dict[str, FacilityTotals]:
 
 
 def influx_totals(settings: Settings, since_ns: int) -> dict[str, FacilityTotals]:
-    """Tonnage per facility as InfluxDB has it: one point per ticket, so count and sum are exact."""
+    """Tonnage per facility as InfluxDB has it: one point per ticket, so count and sum are exact.
+
+    Callers keep only their own facilities: other runs may share the database."""
     rows = influxql(
         settings,
         f"SELECT count(net_kg) AS tickets, sum(net_kg) AS net_kg FROM weighing "
@@ -119,6 +121,8 @@ def run_city(pipeline: Pipeline, scenario_path: Path, duration: float, drain_tim
     expected = ledger_totals(pipeline.run_dir / "sim" / "ledger.jsonl")
     log.info("simulator done (%d truck visits); draining", sum(t.tickets for t in expected.values()))
     got = wait_for_drain(pipeline.settings, expected, since_ns, drain_timeout)
+    sites = {f.id for f in load_scenario(scenario_path).weighbridge_sites()}
+    got = {site: totals for site, totals in got.items() if site in sites}
     return SliceResult(expected, got, since_ns // 1_000_000)
 
 
