@@ -92,7 +92,13 @@ class MqttConfig(Base, frozen=True):
     def password(self) -> str | None:
         """Read the password from its file or env var at connect time (never stored in config)."""
         if self.password_file:
-            return Path(self.password_file).read_text(encoding="utf-8").splitlines()[0].strip()
+            try:
+                lines = Path(self.password_file).read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ConfigError(f"mqtt.password_file: cannot read {self.password_file}: {exc}") from None
+            if not lines or not lines[0].strip():
+                raise ConfigError(f"mqtt.password_file: {self.password_file} is empty")
+            return lines[0].strip()
         if self.password_env:
             value = os.environ.get(self.password_env)
             if value is None:

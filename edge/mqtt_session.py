@@ -58,7 +58,7 @@ class MqttSession:
         self.connects = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._acks: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
         self._high_water = 0  # last outbox row id handed to paho
         self._pump: threading.Thread | None = None
@@ -186,7 +186,7 @@ class MqttSession:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._acks.put((mid, reason_code.is_failure))
+        self._acks.put((mid, str(reason_code) if reason_code.is_failure else None))
         self._wake.set()
 
     # the pump thread
@@ -213,8 +213,11 @@ class MqttSession:
                 continue  # a status message, not an outbox row
             if failed:
                 self.refused += 1
-                log.error("broker refused outbox row %d; dropped", row)
-            self.outbox.ack(row)
+                log.error("broker refused outbox row %d (%s): kept in the outbox's refused table; "
+                          "check the broker ACL (username must be the site id)", row, failed)
+                self.outbox.refuse(row, f"PUBACK {failed}")
+            else:
+                self.outbox.ack(row)
 
     def _send_more(self) -> None:
         room = self.cfg.max_inflight - len(self._inflight)

@@ -42,6 +42,15 @@ CREATE TABLE IF NOT EXISTS messages (
     payload BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS refused (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    refused_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 """
 
 Build = Callable[[str, int], bytes]
@@ -181,6 +190,21 @@ class Outbox:
         """The broker has the message (PUBACK): forget it."""
         with self._tx():
             self._db.execute("DELETE FROM messages WHERE id = ?", (entry_id,))
+
+    def refuse(self, entry_id: int, reason: str) -> None:
+        """The broker refused the message (a PUBACK failure, e.g. 135 not authorized): keep it in
+        the edge's dead-letter table with the reason instead of retrying forever or losing it."""
+        with self._tx():
+            self._db.execute(
+                "INSERT OR IGNORE INTO refused (id, device_id, msg_id, topic, payload, reason)"
+                " SELECT id, device_id, msg_id, topic, payload, ? FROM messages WHERE id = ?",
+                (reason, entry_id),
+            )
+            self._db.execute("DELETE FROM messages WHERE id = ?", (entry_id,))
+
+    def refused_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM refused").fetchone()[0])
 
     def _depth(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])

@@ -131,3 +131,15 @@ def test_survives_kill_9(tmp_path: Path) -> None:
     last_seq = max(seqs + [parse_msg_id(m).seq for _, m in confirmed])
     nxt = ob.put("wb-1", "t", body)
     assert nxt is not None and nxt.seq > last_seq
+
+
+def test_refused_messages_are_kept_with_their_reason(tmp_path: Path) -> None:
+    """A PUBACK failure (e.g. an ACL denial) must not lose the event: it moves to `refused`."""
+    box = Outbox(tmp_path / "o.db")
+    entry = box.put("wb-1", "ws/v1/s/weighbridge/wb-1/weighing", lambda msg_id, seq: msg_id.encode())
+    assert entry is not None
+    box.refuse(entry.id, "PUBACK Not authorized")
+    assert box.depth() == 0
+    assert box.refused_count() == 1
+    row = box._db.execute("SELECT msg_id, reason FROM refused").fetchone()
+    assert row == (entry.msg_id, "PUBACK Not authorized")
