@@ -154,3 +154,15 @@ def test_alert_point_is_deterministic() -> None:
     assert "count=2i" in line and 'alert_id="illegal_dumping:0123456789abcdef"' in line
     closed = to_line(alert_point({**event, "action": "close", "to_state": "closed"}))
     assert ",state=closed " in closed and closed.endswith(f" {99 + id_offset_ns(ALERT['alert_id'])}")
+
+
+def test_example_config_loads() -> None:
+    from pathlib import Path
+
+    from stream.alerting.config import load_config
+
+    config = load_config(Path(__file__).parents[2] / "stream" / "alerting" / "alerts.example.yaml")
+    assert [c.name for c in config.channels] == ["city-platform", "zf-dingtalk", "zf-wecom", "terminals"]
+    assert config.routes("illegal_dumping", "critical") == ["city-platform", "zf-dingtalk", "zf-wecom",
+                                                            "terminals"]
+    assert config.cooldown_by_kind["device_offline"] == 3600
