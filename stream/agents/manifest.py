@@ -75,12 +75,12 @@ async def weighings_to_manifest(stream: Any) -> None:
         try:
             w = decode(event.value, Weighing)
         except ContractError:
-            manual.ack(event)
+            await manual.ack(event)
             continue
         assert isinstance(w, Weighing)
         await send_event(weighing_event(w))
         WATERMARK.observe(to_ns(w.ts), time.time())
-        manual.ack(event)
+        await manual.ack(event)
 
 
 def _acker(stream: Any, event: Any) -> Any:
@@ -98,7 +98,7 @@ async def manifest_matcher(stream: Any) -> None:
                 e = _decoder.decode(event.value)
             except msgspec.DecodeError as exc:
                 log.error("bad manifest event %r: %s", event.value[:200], exc)
-                manual.ack(event)
+                await manual.ack(event)
                 continue
             if e.type != "check":
                 WATERMARK.observe(e.ts_ns, time.time())
@@ -106,11 +106,12 @@ async def manifest_matcher(stream: Any) -> None:
             out = step(state, e, rules)
             for alert in out.alerts:
                 await send_alert(alert)
+                log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
             if not out.duplicate:
                 state.partition = event.message.partition
                 plate_state[e.plate] = state.to_json()
             if not out.points:
-                manual.ack(event)
+                await manual.ack(event)
             for point in out.points[:-1]:
                 await sink.write(point)
             if out.points:

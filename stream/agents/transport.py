@@ -64,7 +64,9 @@ async def process(payload: bytes, sink: InfluxSink, ack: Any) -> None:
         log.warning("dead-lettering a ws.truck-telemetry record: %s", exc)
         topic = KAFKA_TOPICS["truck_telemetry"]
         await send_deadletter(deadletter_record(str(exc), f"kafka:{topic}", payload))
-        ack()
+        result = ack()
+        if hasattr(result, "__await__"):
+            await result
         return
     assert isinstance(t, TruckTelemetry)
     state = TruckState.from_json(truck_state.get(t.device_id))
@@ -72,6 +74,7 @@ async def process(payload: bytes, sink: InfluxSink, ack: Any) -> None:
     for alert in out.alerts:
         await send_alert(alert)
         Counters.alerts += 1
+        log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
     for event in out.manifest_events:
         await manifest.send_event(event)
     if out.duplicate:

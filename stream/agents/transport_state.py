@@ -325,8 +325,8 @@ def local_day_start(ts: datetime, tz: str) -> datetime:
 
 
 def _distance(state: TruckState, t: TruckTelemetry, ts_ns: int, rules: Rules) -> None:
-    state.seg_sealed = state.seg_sealed and t.lid_closed
     if not t.gps_fix:
+        state.seg_sealed = state.seg_sealed and t.lid_closed  # a lid opened in a GPS gap unseals the gap
         return
     last = state.last_fix
     if last is not None and ts_ns > last.ts_ns:

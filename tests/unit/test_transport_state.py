@@ -197,7 +197,7 @@ def test_sealed_rate_distance_math() -> None:
     truck = Truck()
     truck.report(0, (24.0, 109.0))
     truck.report(60, (24.009, 109.0))  # loaded, lid closed: sealed km
-    truck.report(120, (24.018, 109.0), lid_closed=False)  # segment starts closed: still sealed
+    truck.report(120, (24.018, 109.0), lid_closed=False)  # opened here (reported at once): 60-120 sealed
     truck.report(180, (24.027, 109.0))  # segment started open: loaded, not sealed
     truck.report(240, (24.036, 109.0), gps_fix=False, lid_closed=False)  # no fix; lid open in between
     truck.report(300, (24.045, 109.0))  # 2 km segment, not sealed
@@ -205,8 +205,8 @@ def test_sealed_rate_distance_math() -> None:
     truck.report(420, (24.063, 109.0), load_kg=0.0)  # empty: not loaded km
     daily = next(p for p in truck.outs[-1].points if p.measurement == "transport_daily")
     assert daily.fields["loaded_km"] == pytest.approx(6 * 1.00075, rel=1e-3)
-    assert daily.fields["sealed_km"] == pytest.approx(2 * 1.00075, rel=1e-3)
-    assert daily.fields["sealed_pct"] == pytest.approx(100 / 3)
+    assert daily.fields["sealed_km"] == pytest.approx(3 * 1.00075, rel=1e-3)  # 0-60, 60-120, 300-360
+    assert daily.fields["sealed_pct"] == pytest.approx(50.0)
     assert daily.ts_ns == int(datetime(2025, 4, 30, 16, tzinfo=UTC).timestamp()) * 10**9  # 00:00 Beijing
     assert local_day_start(T0, "Asia/Shanghai").utcoffset() == timedelta(hours=8)
 
