@@ -60,8 +60,13 @@ async def send_deadletter(record: bytes) -> None:
 
 
 async def send_alert(alert: Alert) -> None:
-    """Raise an alert: to ws.alerts keyed by its deterministic id; the alert service takes it from there."""
-    future = await alerts_topic.send(key=alert.alert_id.encode(), value=encode(alert))
+    """Raise an alert on ws.alerts; the alert service takes it from there.
+
+    Keyed by kind and subject, not by alert id: repeats of one incident land on one partition
+    in order, so the alert service's cool-down pages for the first occurrence, not a later one.
+    """
+    key = f"{alert.kind}|{alert.subject}".encode()
+    future = await alerts_topic.send(key=key, value=encode(alert))
     await future
 
 
