@@ -100,3 +100,15 @@ def test_result_file_schema_and_plot(tmp_path: Path) -> None:
     assert set(STEP_KEYS) <= set(loaded["steps"][0])
     plot(result, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").stat().st_size > 1000
+
+
+def test_city_model_scales_with_population() -> None:
+    from wastestream.bench.city import CityModel
+
+    city = CityModel()
+    summary = city.summary()
+    assert summary["devices"] == {"sorting_station": 3571, "truck": 2880, "weighbridge": 60}
+    total = summary["peak_total_msg_per_s"]
+    assert isinstance(total, float) and 300 < total < 700
+    half = CityModel(population=2_000_000).summary()["peak_total_msg_per_s"]
+    assert isinstance(half, float) and abs(half - total / 2) < 5  # all but the fixed weighbridges scale

@@ -65,6 +65,9 @@ class BenchConfig:
     keep_db: bool = False
     py_spy: str = ""
     profile_step: int = -1
+    worker_env: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Extra environment for the children, e.g. Faust settings (STREAM_WAIT_EMPTY, PRODUCER_LINGER)
+    to measure a tuning without editing the app."""
 
 
 # --- measuring helpers ----------------------------------------------------------------------
@@ -196,8 +199,8 @@ def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
                  run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     # A short session timeout: a worker the drain phase restarts (or kills) leaves the group in
     # seconds, not the 60 s default, so the others do not stall waiting for its partitions.
-    pipeline = Pipeline(settings, run_dir, env={"APP_DATADIR": str(run_dir / "faust-data"),
-                                                "WS_FAUST_SESSION_TIMEOUT_S": "10"})
+    env = {"APP_DATADIR": str(run_dir / "faust-data"), "WS_FAUST_SESSION_TIMEOUT_S": "10", **cfg.worker_env}
+    pipeline = Pipeline(settings, run_dir, env=env)
     steps: list[dict[str, Any]] = []
     drain: dict[str, Any] | None = None
     try:
@@ -519,6 +522,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
                    help="py-spy executable for --profile-step")
     p.add_argument("--profile-step", type=int, default=-1,
                    help="profile worker-0 and bridge-0 during this step")
+    p.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="environment for the bridges and workers (repeatable), e.g. PRODUCER_LINGER=0.005")
     p.add_argument("--out", type=Path, help="output directory (default .run/bench/<time>)")
     a = p.parse_args(argv)
     cfg = BenchConfig(
@@ -528,6 +533,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
         naive_rate=a.naive_rate, naive_s=a.naive_seconds, drain_timeout_s=a.drain_timeout, backlog=a.backlog,
         skip_raw=a.skip_raw, skip_naive=a.skip_naive, keep_going=a.keep_going, keep_db=a.keep_db,
         py_spy=a.py_spy if a.profile_step >= 0 else "", profile_step=a.profile_step,
+        worker_env=dict(kv.split("=", 1) for kv in a.worker_env if "=" in kv),
     )
     return cfg, a.out
 
