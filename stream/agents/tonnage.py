@@ -21,7 +21,7 @@ by construction. Tables exist only where the stream must act (capacity alerts).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -119,13 +119,22 @@ async def process(payload: bytes, sink: InfluxSink, ack: Callable[[], Any]) -> N
                          w.msg_id, state.last, Counters.duplicates)
     day_ns = local_day_start_ns(w.ts, rules.timezone)
     site_kg, site_tickets = state.site_day_total(w.site_id, day_ns)
+    done = ack
     if site_tickets:  # 0: a ticket too old for the kept days (per-ticket point only)
         total = DeviceDayTotal(w.site_id, w.device_id, day_ns, site_kg, site_tickets, w.msg_id, to_ns(w.ts))
         sent = await site_totals_topic.send(key=w.site_id.encode(), value=total.encode())
-        await sent
+        done = _after(sent, ack)  # not awaited here: one Kafka round trip per ticket would cap throughput
     kg, tickets = state.total(dk)
     await sink.write(weighing_point(w))
-    await sink.write(daily_point(w, kg, tickets, rules.timezone), on_done=ack)
+    await sink.write(daily_point(w, kg, tickets, rules.timezone), on_done=done)
+
+
+def _after(sent: Awaitable[Any], ack: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
+    """An ack that waits until Kafka also has the forwarded total (so a crash before re-sends it)."""
+    async def done() -> None:
+        await sent
+        await _maybe_await(ack())
+    return done
 
 
 async def process_site_total(payload: bytes, sink: InfluxSink, ack: Callable[[], Any]) -> None:

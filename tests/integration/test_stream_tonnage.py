@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,7 +69,12 @@ async def produce(settings: Settings, events: list[Weighing]) -> None:
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, WS_INFLUX_DB=settings.influx_db, WS_FAUST_APP_ID=settings.faust_app_id,
+    """Faust's CLI starts its web server whatever the app says: a free port, so workers run side by side."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, WS_FAUST_WEB_PORT=str(port), WS_INFLUX_DB=settings.influx_db,
+               WS_FAUST_APP_ID=settings.faust_app_id,
                WS_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, WS_INFLUX_URL=settings.influx_url,
                WS_FAUST_SESSION_TIMEOUT_S="8")  # a kill -9'd member is evicted quickly
     with open(log, "ab") as out:
