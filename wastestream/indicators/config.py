@@ -1,0 +1,192 @@
+"""A city's indicator table (指标体系) as config: one YAML file per city, validated with msgspec.
+
+Each indicator row carries what the plan prints (Chinese name, unit, baseline, 2023/2025
+targets, the ★ mark) and a citation `file:Lnn` into the seed documents, plus how it is fed:
+`computed` (a formula id in `wastestream.indicators.formulas.FORMULAS`) or `manual` (GDP,
+surveys, ...: a value from a separate manual-inputs file, shown as such in the report).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+import yaml
+
+CITIES_DIR = Path(__file__).parent / "cities"
+SOURCE_RE = re.compile(r"^(?P<file>\d{3}_[0-9a-f]{16}\.txt):L(?P<line>\d+)(?:[–-]L?(?P<end>\d+))?$")
+RISING_TEXTS = ("逐年提高",)
+"""Text targets meaning "rising every year": judged against the previous period's value."""
+
+Comparator = Literal["≥", "≤", "=", ">", "<"]
+Year = Annotated[int, msgspec.Meta(ge=2000, le=2100)]
+
+
+class IndicatorConfigError(ValueError):
+    """A city table or manual-inputs file that cannot be used; the message names file and row."""
+
+
+class Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class Baseline(Base, frozen=True, kw_only=True):
+    """The plan's baseline: a number for a year, or the source's own mark ("–", "未统计", "/")."""
+
+    value: float | None = None
+    year: Year | None = None
+    text: str | None = None
+
+    def label(self) -> str:
+        if self.value is not None:
+            return f"{self.value:g}" + (f" ({self.year})" if self.year else "")
+        return self.text or "–"
+
+
+class Target(Base, frozen=True, kw_only=True):
+    """One target year: numeric with a comparator, or a text target (e.g. 逐年提高)."""
+
+    year: Year
+    value: float | None = None
+    cmp: Comparator = "≥"
+    text: str | None = None
+
+    @property
+    def rising(self) -> bool:
+        return self.value is None and (self.text or "") in RISING_TEXTS
+
+    def label(self) -> str:
+        if self.value is not None:
+            return f"{self.cmp} {self.value:g}" + (f" ({self.text})" if self.text else "")
+        return self.text or "–"
+
+
+class Indicator(Base, frozen=True, kw_only=True):
+    id: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*$")]
+    name_zh: str
+    name_en: str
+    unit: str
+    mandatory: bool = False
+    """★ in the plan's table."""
+    baseline: Baseline = Baseline(text="–")
+    targets: list[Target] = []
+    source: str
+    feed: Literal["computed", "manual"]
+    formula: str | None = None
+    note: str = ""
+
+    def target_for(self, year: int) -> Target | None:
+        """The target that applies to a period in `year`: the first target year ≥ it, else the last."""
+        ordered = sorted(self.targets, key=lambda t: t.year)
+        return next((t for t in ordered if t.year >= year), ordered[-1] if ordered else None)
+
+
+class CityTable(Base, frozen=True, kw_only=True):
+    city: Annotated[str, msgspec.Meta(pattern=r"^[a-z]+$")]
+    name_zh: str
+    name_en: str
+    plan: str
+    plan_source: str
+    baseline_year: Year
+    note: str = ""
+    indicators: list[Indicator]
+
+    def indicator(self, indicator_id: str) -> Indicator | None:
+        return next((i for i in self.indicators if i.id == indicator_id), None)
+
+
+class ManualInput(Base, frozen=True, kw_only=True):
+    value: float
+    year: Year | None = None
+    source: str = ""
+    """Who supplied it (statistics bureau, survey, ...)."""
+
+
+class ManualInputs(Base, frozen=True, kw_only=True):
+    """`indicators:` manual values by indicator id; `params:` e.g. population for per-capita."""
+
+    indicators: dict[str, ManualInput] = {}
+    params: dict[str, float] = {}
+
+
+def city_path(city: str) -> Path:
+    return CITIES_DIR / f"{city}.yaml"
+
+
+def available_cities() -> list[str]:
+    return sorted(p.stem for p in CITIES_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise IndicatorConfigError(f"{path}: cannot read: {exc}") from None
+
+
+def load_city(city_or_path: str | Path) -> CityTable:
+    """Load and validate a city table by name (`liuzhou`) or path; errors name the file and row."""
+    path = Path(city_or_path) if str(city_or_path).endswith(".yaml") else city_path(str(city_or_path))
+    if not path.exists():
+        raise IndicatorConfigError(f"no indicator table {path} (cities: {', '.join(available_cities())})")
+    try:
+        table = msgspec.convert(_read_yaml(path), CityTable)
+    except msgspec.ValidationError as exc:
+        raise IndicatorConfigError(f"{path}: {exc}") from None
+    problems = validate_table(table)
+    if problems:
+        raise IndicatorConfigError(f"{path}: " + "; ".join(problems))
+    return table
+
+
+def validate_table(table: CityTable) -> list[str]:
+    """Checks a schema cannot express: ids unique, feed/formula agree, units match, targets well formed."""
+    from wastestream.indicators.formulas import FORMULAS
+
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, ind in enumerate(table.indicators):
+        where = f"indicators[{i}] ({ind.id})"
+        if ind.id in seen:
+            problems.append(f"{where}: duplicate id")
+        seen.add(ind.id)
+        if not SOURCE_RE.match(ind.source):
+            problems.append(f"{where}: source {ind.source!r} is not `NNN_<hash>.txt:L<n>`")
+        if ind.feed == "computed":
+            formula = FORMULAS.get(ind.formula or "")
+            if formula is None:
+                problems.append(f"{where}: computed needs a formula, one of {', '.join(sorted(FORMULAS))}")
+            elif formula.unit != ind.unit:
+                problems.append(f"{where}: unit {ind.unit!r} but formula {ind.formula} gives {formula.unit!r}")
+        elif ind.formula:
+            problems.append(f"{where}: a manual indicator has no formula")
+        for t in ind.targets:
+            if t.value is None and not t.text:
+                problems.append(f"{where}: target {t.year} needs a value or a text")
+        if ind.baseline.value is None and not ind.baseline.text:
+            problems.append(f"{where}: baseline needs a value or the source's text (–, 未统计, /)")
+    if not SOURCE_RE.match(table.plan_source):
+        problems.append(f"plan_source {table.plan_source!r} is not `NNN_<hash>.txt:L<n>`")
+    return problems
+
+
+def load_manual(path: Path | str | None) -> ManualInputs:
+    """Manual inputs (GDP-based, survey, population): a YAML file kept apart from the site data."""
+    if path is None:
+        return ManualInputs()
+    path = Path(path)
+    try:
+        return msgspec.convert(_read_yaml(path) or {}, ManualInputs)
+    except msgspec.ValidationError as exc:
+        raise IndicatorConfigError(f"{path}: {exc}") from None
+
+
+def parse_source(source: str) -> tuple[str, int, int]:
+    """`000_x.txt:L51` or `...:L436–450` -> (file, first line, last line)."""
+    m = SOURCE_RE.match(source)
+    if not m:
+        raise IndicatorConfigError(f"bad source citation {source!r}")
+    first = int(m["line"])
+    return m["file"], first, int(m["end"] or first)

@@ -1,0 +1,142 @@
+"""The site data of one period, read from InfluxDB with InfluxQL (a few GROUP BY queries).
+
+Formulas (formulas.py) are pure functions of a `PeriodData`, so each can be tested with a tiny
+hand-made dataset; this module is the only one that talks to InfluxDB.
+
+Event-time measurements (`weighing`, `deposit`, `bin_level`) are filtered on `[start, end)`
+exactly. Daily measurements (`transport_daily`, `facility_load`) are stamped at the local
+midnight that starts their day, so their filter starts at the local midnight of `start`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from wastestream.influxql import influxql
+from wastestream.settings import Settings
+
+
+@dataclass
+class Tonnage:
+    net_kg: float = 0.0
+    tickets: int = 0
+
+
+@dataclass
+class CommunitySorting:
+    correct: int = 0
+    incorrect: int = 0
+    unchecked: int = 0
+    kg: float = 0.0
+    households: int = 0
+    """Distinct pseudonymous households that deposited in the period (anonymous drops excluded)."""
+    stations: set[str] = field(default_factory=set)
+    """Stations (devices) that reported a deposit or a fill level in the period: live stations."""
+
+    @property
+    def checked(self) -> int:
+        return self.correct + self.incorrect
+
+    @property
+    def deposits(self) -> int:
+        return self.correct + self.incorrect + self.unchecked
+
+
+@dataclass
+class PeriodData:
+    start: datetime
+    end: datetime
+    tonnage: dict[tuple[str, str], Tonnage] = field(default_factory=dict)
+    """(site, category) -> net kg and tickets (`weighing`)."""
+    peak_load_pct: dict[str, float] = field(default_factory=dict)
+    """site -> highest daily load % of design capacity (`facility_load`)."""
+    sorting: dict[str, CommunitySorting] = field(default_factory=dict)
+    """community -> deposits by verdict, households, live stations (`deposit`, `bin_level`)."""
+    loaded_km: float | None = None
+    sealed_km: float | None = None
+    """Σ over trucks and days (`transport_daily`); None when the measurement has no data."""
+    trucks: int = 0
+    manifests: dict[str, int] = field(default_factory=dict)
+    """status (matched / mismatch / missing) -> count (`manifest`)."""
+
+    @property
+    def days(self) -> float:
+        """Length of the period in days (fractional: a 10-minute demo is 10/1440 of a day)."""
+        return max((self.end - self.start).total_seconds(), 1.0) / 86400.0
+
+    def net_t(self, sites: set[str] | None = None, categories: set[str] | None = None) -> float:
+        """Σ net tonnes over the chosen sites and categories (None: all)."""
+        return sum(t.net_kg for (s, c), t in self.tonnage.items()
+                   if (sites is None or s in sites) and (categories is None or c in categories)) / 1000.0
+
+    def tickets(self, sites: set[str] | None = None, categories: set[str] | None = None) -> int:
+        return sum(t.tickets for (s, c), t in self.tonnage.items()
+                   if (sites is None or s in sites) and (categories is None or c in categories))
+
+
+def ns(ts: datetime) -> int:
+    return int(ts.timestamp() * 1_000_000) * 1000
+
+
+def local_midnight(ts: datetime, tz: str) -> datetime:
+    local = ts.astimezone(ZoneInfo(tz))
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def fetch_period(settings: Settings, start: datetime, end: datetime, *, timezone: str = "Asia/Shanghai",
+                 sites: set[str] | None = None) -> PeriodData:
+    """Read everything the formulas need for `[start, end)`; `sites` keeps only those facilities."""
+    data = PeriodData(start, end)
+    where = f"time >= {ns(start)} AND time < {ns(end)}"
+    day_where = f"time >= {ns(local_midnight(start, timezone))} AND time < {ns(end)}"
+
+    for row in influxql(settings, f'SELECT sum("net_kg") AS net_kg, count("net_kg") AS tickets FROM "weighing" '
+                                  f"WHERE {where} GROUP BY \"site\", \"category\""):
+        if sites is None or row["site"] in sites:
+            data.tonnage[(row["site"], row["category"])] = Tonnage(float(row["net_kg"] or 0), int(row["tickets"]))
+
+    for row in influxql(settings, f'SELECT max("load_pct") AS peak FROM "facility_load" WHERE {day_where} '
+                                  f'GROUP BY "site"'):
+        if row.get("peak") is not None and (sites is None or row["site"] in sites):
+            data.peak_load_pct[row["site"]] = float(row["peak"])
+
+    sorting: dict[str, CommunitySorting] = defaultdict(CommunitySorting)
+    for row in influxql(settings, f'SELECT count("kg") AS n, sum("kg") AS kg FROM "deposit" WHERE {where} '
+                                  f'GROUP BY "community", "device", "verdict"'):
+        c = sorting[row["community"]]
+        n = int(row["n"])
+        verdict = row.get("verdict", "unchecked")
+        if verdict == "correct":
+            c.correct += n
+        elif verdict == "incorrect":
+            c.incorrect += n
+        else:
+            c.unchecked += n
+        c.kg += float(row["kg"] or 0)
+        c.stations.add(row["device"])
+    for row in influxql(settings, f'SELECT count(distinct("household")) AS hh FROM "deposit" WHERE {where} '
+                                  f'GROUP BY "community"'):
+        sorting[row["community"]].households = int(row["hh"])
+    for row in influxql(settings, f'SELECT count("fill_pct") AS n FROM "bin_level" WHERE {where} '
+                                  f'GROUP BY "community", "device"'):
+        sorting[row["community"]].stations.add(row["device"])
+    data.sorting = dict(sorting)
+
+    rows = influxql(settings, f'SELECT sum("loaded_km") AS loaded, sum("sealed_km") AS sealed FROM '
+                              f'"transport_daily" WHERE {day_where} GROUP BY "device"')
+    if rows:
+        data.loaded_km = sum(float(r["loaded"] or 0) for r in rows)
+        data.sealed_km = sum(float(r["sealed"] or 0) for r in rows)
+        data.trucks = len({r["device"] for r in rows})
+    for row in influxql(settings, f'SELECT count("left_kg") AS n FROM "manifest" WHERE {where} GROUP BY "status"'):
+        data.manifests[row["status"]] = int(row["n"])
+    return data
+
+
+def period_of_days(day: datetime, days: int) -> tuple[datetime, datetime]:
+    """`days` local days starting at the local midnight of `day`."""
+    start = day.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=days)
