@@ -46,3 +46,13 @@ schema: $(STAMP)
 clean:
 	bash deploy/local/services.sh down || true
 	rm -rf .run
+
+# The indicator report of the last day (REPORT_FROM, REPORT_ARGS) as HTML, then a PNG of it rendered
+# by headless Chromium (installed with apt-get if missing) to check that it looks right.
+.PHONY: report-screenshot
+report-screenshot: REPORT_FROM ?= now-1d
+report-screenshot: REPORT_DIR ?= .run/report
+report-screenshot: $(STAMP) services
+	$(BIN)/wastestream report --from $(REPORT_FROM) --out $(REPORT_DIR)/report.html $(REPORT_ARGS)
+	$(BIN)/python -m wastestream.report.screenshot $(REPORT_DIR)/report.html $(REPORT_DIR)/report.png
+	@echo "screenshot: $(REPORT_DIR)/report.png"

@@ -74,6 +74,18 @@ def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     return main(rest)
 
 
+def _report(args: argparse.Namespace, rest: list[str]) -> int:
+    from wastestream.report.cli import report_main
+
+    return report_main(rest)
+
+
+def _indicators(args: argparse.Namespace, rest: list[str]) -> int:
+    from wastestream.report.cli import indicators_main
+
+    return indicators_main(rest)
+
+
 def _services(args: argparse.Namespace, rest: list[str]) -> int:
     script = REPO_ROOT / "deploy" / "local" / "services.sh"
     return subprocess.call(["bash", str(script), *rest])
@@ -88,6 +100,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, list[str]], int], str]] 
     "demo": (_demo, "the whole pipeline on simulated devices for DURATION seconds, then a tonnage table"),
     "alerts": (_alerts, "alert service for enforcement: serve | list | show | ack | close | stats"),
     "bench": (_bench, "throughput and latency of the pipeline against raw limits and a naive baseline"),
+    "report": (_report, "self-contained HTML indicator report for a period: --from --to --out [--city]"),
+    "indicators": (_indicators, "the city's indicators for a period against the plan's targets"),
     "services": (_services, "local Mosquitto, Kafka, InfluxDB: up | down | status | reset"),
     "schema": (_schema, "print the JSON Schema of the message contract (for device vendors)"),
 }

@@ -159,7 +159,8 @@ def validate_table(table: CityTable) -> list[str]:
             if formula is None:
                 problems.append(f"{where}: computed needs a formula, one of {', '.join(sorted(FORMULAS))}")
             elif formula.unit != ind.unit:
-                problems.append(f"{where}: unit {ind.unit!r} but formula {ind.formula} gives {formula.unit!r}")
+                problems.append(f"{where}: unit {ind.unit!r} but formula {ind.formula} "
+                                f"gives {formula.unit!r}")
         elif ind.formula:
             problems.append(f"{where}: a manual indicator has no formula")
         for t in ind.targets:

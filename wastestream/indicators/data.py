@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from wastestream.influxql import influxql
@@ -81,30 +82,40 @@ def ns(ts: datetime) -> int:
     return int(ts.timestamp() * 1_000_000) * 1000
 
 
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
 def local_midnight(ts: datetime, tz: str) -> datetime:
     local = ts.astimezone(ZoneInfo(tz))
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def fetch_period(settings: Settings, start: datetime, end: datetime, *, timezone: str = "Asia/Shanghai",
-                 sites: set[str] | None = None) -> PeriodData:
+                 sites: set[str] | None = None, timeout: float = 60.0) -> PeriodData:
     """Read everything the formulas need for `[start, end)`; `sites` keeps only those facilities."""
     data = PeriodData(start, end)
     where = f"time >= {ns(start)} AND time < {ns(end)}"
     day_where = f"time >= {ns(local_midnight(start, timezone))} AND time < {ns(end)}"
+    site_where = ""
+    if sites is not None:
+        match = " OR ".join(f"\"site\" = '{_quote(s)}'" for s in sorted(sites))
+        site_where = f"({match}) AND " if sites else "\"site\" = '' AND "
 
-    for row in influxql(settings, f'SELECT sum("net_kg") AS net_kg, count("net_kg") AS tickets FROM "weighing" '
-                                  f"WHERE {where} GROUP BY \"site\", \"category\""):
-        if sites is None or row["site"] in sites:
-            data.tonnage[(row["site"], row["category"])] = Tonnage(float(row["net_kg"] or 0), int(row["tickets"]))
+    def query(q: str) -> list[dict[str, Any]]:
+        return influxql(settings, q, timeout=timeout)
 
-    for row in influxql(settings, f'SELECT max("load_pct") AS peak FROM "facility_load" WHERE {day_where} '
-                                  f'GROUP BY "site"'):
+    for row in query(f'SELECT sum("net_kg") AS net_kg, count("net_kg") AS tickets FROM "weighing" '
+                     f'WHERE {site_where}{where} GROUP BY "site", "category"'):
+        data.tonnage[(row["site"], row["category"])] = Tonnage(float(row["net_kg"] or 0), int(row["tickets"]))
+
+    for row in query(f'SELECT max("load_pct") AS peak FROM "facility_load" WHERE {site_where}{day_where} '
+                     f'GROUP BY "site"'):
         if row.get("peak") is not None and (sites is None or row["site"] in sites):
             data.peak_load_pct[row["site"]] = float(row["peak"])
 
     sorting: dict[str, CommunitySorting] = defaultdict(CommunitySorting)
-    for row in influxql(settings, f'SELECT count("kg") AS n, sum("kg") AS kg FROM "deposit" WHERE {where} '
+    for row in query(f'SELECT count("kg") AS n, sum("kg") AS kg FROM "deposit" WHERE {where} '
                                   f'GROUP BY "community", "device", "verdict"'):
         c = sorting[row["community"]]
         n = int(row["n"])
@@ -117,21 +128,21 @@ def fetch_period(settings: Settings, start: datetime, end: datetime, *, timezone
             c.unchecked += n
         c.kg += float(row["kg"] or 0)
         c.stations.add(row["device"])
-    for row in influxql(settings, f'SELECT count(distinct("household")) AS hh FROM "deposit" WHERE {where} '
+    for row in query(f'SELECT count(distinct("household")) AS hh FROM "deposit" WHERE {where} '
                                   f'GROUP BY "community"'):
         sorting[row["community"]].households = int(row["hh"])
-    for row in influxql(settings, f'SELECT count("fill_pct") AS n FROM "bin_level" WHERE {where} '
+    for row in query(f'SELECT count("fill_pct") AS n FROM "bin_level" WHERE {where} '
                                   f'GROUP BY "community", "device"'):
         sorting[row["community"]].stations.add(row["device"])
     data.sorting = dict(sorting)
 
-    rows = influxql(settings, f'SELECT sum("loaded_km") AS loaded, sum("sealed_km") AS sealed FROM '
+    rows = query(f'SELECT sum("loaded_km") AS loaded, sum("sealed_km") AS sealed FROM '
                               f'"transport_daily" WHERE {day_where} GROUP BY "device"')
     if rows:
         data.loaded_km = sum(float(r["loaded"] or 0) for r in rows)
         data.sealed_km = sum(float(r["sealed"] or 0) for r in rows)
         data.trucks = len({r["device"] for r in rows})
-    for row in influxql(settings, f'SELECT count("left_kg") AS n FROM "manifest" WHERE {where} GROUP BY "status"'):
+    for row in query(f'SELECT count("left_kg") AS n FROM "manifest" WHERE {where} GROUP BY "status"'):
         data.manifests[row["status"]] = int(row["n"])
     return data
 

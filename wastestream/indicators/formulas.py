@@ -114,7 +114,8 @@ def incineration_rate(ctx: Context) -> Computed:
     """
     burnt = ctx.data.net_t(sites_of(ctx.rules, {"incineration"}), HOUSEHOLD)
     disposed = ctx.data.net_t(sites_of(ctx.rules, DISPOSAL_KINDS), HOUSEHOLD)
-    return Computed(_pct(burnt, disposed), {"incinerated_t": round(burnt, 3), "disposed_t": round(disposed, 3)})
+    return Computed(_pct(burnt, disposed),
+                    {"incinerated_t": round(burnt, 3), "disposed_t": round(disposed, 3)})
 
 
 def incineration_capacity_share(ctx: Context) -> Computed:
@@ -177,7 +178,8 @@ def construction_resource_rate(ctx: Context) -> Computed:
     """
     recycled = ctx.data.net_t(sites_of(ctx.rules, {"construction_recycling"}), {"construction"})
     total = ctx.data.net_t(None, {"construction"})
-    return Computed(_pct(recycled, total), {"recycled_t": round(recycled, 3), "construction_t": round(total, 3)})
+    return Computed(_pct(recycled, total),
+                    {"recycled_t": round(recycled, 3), "construction_t": round(total, 3)})
 
 
 def sorting_coverage(ctx: Context) -> Computed:
