@@ -22,6 +22,7 @@ from tests.integration.test_stream_tonnage_analytics import (
     q,
     run_id,  # noqa: F401  (fixture)
     settings,  # noqa: F401  (fixture)
+    skip_history,
     start_worker,
     stop,
     wait_until,
@@ -59,6 +60,7 @@ def test_sorting_accuracy_participation_and_alerts(settings: Settings, run_id: s
     ]
     levels = [lvl(r, "st1", 8, 40), lvl(r, "st1", 9, 91), lvl(r, "st1", 10, 95), lvl(r, "st1", 11, 10),
               lvl(r, "st1", 12, 93), lvl(r, "st2", 4, 85, WasteCategory.RECYCLABLE)]
+    skip_history(settings, "weighing", "deposit", "bin_level", "truck_telemetry")
     start = alert_offsets(settings)
     events: list[Envelope] = [*deposits, *levels, *deposits, levels[1], levels[4]]  # all duplicated
     asyncio.run(produce(settings, events))

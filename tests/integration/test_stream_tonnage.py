@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from contract import Weighing, encode
 from contract.events import Direction, WasteCategory
 from stream.topics_admin import ensure_topics
+from tests.integration.test_stream_tonnage_analytics import skip_history
 from wastestream.influxql import influxql
 from wastestream.settings import REPO_ROOT, Settings, load_settings
 
@@ -128,6 +129,7 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
 
 
 def test_worker_sums_exactly_despite_duplicates(settings: Settings, run_id: str, tmp_path: Path) -> None:
+    skip_history(settings, "weighing", "deposit", "bin_level", "truck_telemetry")
     events = tickets(run_id, devices=4, per_device=50)
     with_dups = events + events[::7] + events[:10]
     asyncio.run(produce(settings, with_dups))
@@ -141,6 +143,7 @@ def test_worker_sums_exactly_despite_duplicates(settings: Settings, run_id: str,
 
 
 def test_totals_exact_after_kill_9_and_restart(settings: Settings, run_id: str, tmp_path: Path) -> None:
+    skip_history(settings, "weighing", "deposit", "bin_level", "truck_telemetry")
     first = tickets(run_id, devices=2, per_device=40)
     asyncio.run(produce(settings, first))
     log = tmp_path / "worker.log"
