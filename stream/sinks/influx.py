@@ -303,13 +303,14 @@ class InfluxSink:
                 n = min(len(self._buf), self.config.batch_size)
                 batch = [self._buf.popleft() for _ in range(n)]
                 await self._deliver(batch)
-            if self.latency is not None and time.monotonic() >= self._latency_due:
-                self._latency_due = time.monotonic() + self.config.latency_interval_s
-                await self._write_latency()
+                await self._write_latency()  # also inside: under load the buffer never empties
+            await self._write_latency()
 
     async def _write_latency(self) -> None:
-        """Best effort: telemetry is never retried or dead-lettered, and never holds up data."""
-        assert self.latency is not None
+        """When due; best effort: telemetry is never retried or dead-lettered, never holds up data."""
+        if self.latency is None or time.monotonic() < self._latency_due:
+            return
+        self._latency_due = time.monotonic() + self.config.latency_interval_s
         points = self.latency.take_points(time.time_ns())
         if not points:
             return

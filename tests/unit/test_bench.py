@@ -112,3 +112,46 @@ def test_city_model_scales_with_population() -> None:
     assert isinstance(total, float) and 300 < total < 700
     half = CityModel(population=2_000_000).summary()["peak_total_msg_per_s"]
     assert isinstance(half, float) and abs(half - total / 2) < 5  # all but the fixed weighbridges scale
+
+
+def test_sink_writes_pipeline_latency_points_while_busy() -> None:
+    import asyncio
+    import time
+
+    from stream.sinks.influx import InfluxSink
+    from stream.sinks.line_protocol import Point
+
+    class Slow:
+        target = "fake"
+
+        def __init__(self) -> None:
+            self.bodies: list[bytes] = []
+
+        async def prepare(self) -> None:
+            pass
+
+        async def write(self, body: bytes) -> None:
+            await asyncio.sleep(0.01)
+            self.bodies.append(body)
+
+        async def close(self) -> None:
+            pass
+
+    async def scenario() -> list[bytes]:
+        transport = Slow()
+        sink = InfluxSink(transport, deadletter=lambda r: asyncio.sleep(0),
+                          config=SinkConfig(batch_size=5, flush_ms=10, latency_interval_s=0.05,
+                                            latency_sample_every=1))
+        await sink.start()
+        for i in range(300):  # faster than the transport: the buffer stays non-empty
+            await sink.write(Point("weighing", {"site": "s"}, {"v": float(i)}, time.time_ns()))
+        await sink.flush(10)
+        await sink.stop()
+        return transport.bodies
+
+    bodies = asyncio.run(asyncio.wait_for(scenario(), 20))
+    latency = [b for b in bodies if b.startswith(b"pipeline_latency")]
+    assert len(latency) >= 3  # one per interval even though the buffer never emptied in between
+    assert b"measurement=weighing" in latency[0] and b"p99_ms=" in latency[0]
+    data_lines = sum(len(b.split(b"\n")) for b in bodies if not b.startswith(b"pipeline_latency"))
+    assert data_lines == 300  # telemetry never replaces or drops data
