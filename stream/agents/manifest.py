@@ -17,6 +17,7 @@ events. A plate whose truck never reports again is still checked.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -78,9 +79,26 @@ async def weighings_to_manifest(stream: Any) -> None:
             await manual.ack(event)
             continue
         assert isinstance(w, Weighing)
-        await send_event(weighing_event(w))
+        e = weighing_event(w)
+        # Pipelined: ack once Kafka has it, without waiting here (a backlog of tickets would
+        # otherwise take one broker round trip each).
+        future = await manifest_topic.send(key=e["plate"].encode(), value=_encoder.encode(e))
+        asyncio.ensure_future(future).add_done_callback(_ack_when_sent(manual, event))
         WATERMARK.observe(to_ns(w.ts), time.time())
-        await manual.ack(event)
+
+
+def _ack_when_sent(stream: Any, event: Any) -> Any:
+    def done(future: Any) -> None:
+        if future.cancelled() or future.exception() is not None:
+            log.error("manifest event not sent; offset stays unacked (re-delivered after a restart)")
+            return
+        _pending.add(asyncio.ensure_future(stream.ack(event)))
+        for task in [t for t in _pending if t.done()]:
+            _pending.discard(task)
+    return done
+
+
+_pending: set[asyncio.Future[Any]] = set()
 
 
 def _acker(stream: Any, event: Any) -> Any:
