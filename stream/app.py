@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["worker"]:
         asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions))
+        if not _web_port and "--with-web" not in args:
+            args.append("--without-web")  # Faust's CLI would bind 6066 anyway; workers share a host
     sys.argv = ["wastestream-worker", *args]
     app.main()
     return 0
