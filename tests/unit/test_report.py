@@ -1,0 +1,137 @@
+"""The HTML report: sections, inline SVG, no external URLs, alert log with evidence links."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from contract.events import Severity
+from stream.alerting.make import make_alert
+from stream.alerting.store import AlertStore
+from wastestream.indicators.alerts import from_store
+from wastestream.indicators.data import CommunitySorting, PeriodData, Tonnage
+from wastestream.report import build
+from wastestream.report.svg import Bar, bar_chart
+from wastestream.settings import Settings
+
+START = datetime(2025, 6, 1, 0, 0, tzinfo=UTC)
+END = START + timedelta(hours=6)
+
+
+def fake_period(settings: Settings, start: datetime, end: datetime, **kw: object) -> PeriodData:
+    return PeriodData(
+        start, end,
+        tonnage={("lz-jm-incinerator", "residual"): Tonnage(80_000, 8),
+                 ("lz-jm-food", "kitchen"): Tonnage(20_000, 4),
+                 ("lz-jm-landfill", "residual"): Tonnage(5_000, 1),
+                 ("lzh-brick", "construction"): Tonnage(30_000, 2),
+                 ("xx-unknown", "construction"): Tonnage(10_000, 1)},
+        peak_load_pct={"lz-jm-incinerator": 14.2},
+        sorting={"cz-wuxing": CommunitySorting(correct=90, incorrect=10, unchecked=3, kg=120.5, households=70,
+                                               stations={"ss-1", "ss-2"}),
+                 "yf-baisha": CommunitySorting(correct=40, incorrect=20, households=30, stations={"ss-3"})},
+        loaded_km=20.0, sealed_km=15.0, trucks=2, manifests={"matched": 3, "mismatch": 1})
+
+
+@pytest.fixture
+def alerts_db(tmp_path: Path) -> Path:
+    path = tmp_path / "alerts" / "alerts.db"
+    store = AlertStore(path)
+    dump = make_alert("illegal_dumping", Severity.CRITICAL, site_id="trk-z8801", device_id="trk-z8801",
+                      subject="桂BZ8801", summary="load dropped 9 t outside every disposal site",
+                      evidence=["trk-z8801:1:41", "trk-z8801:1:42"], ts=START + timedelta(hours=1),
+                      dedup_key="a", lat=24.41, lon=109.41)
+    full = make_alert("bin_full", Severity.WARNING, site_id="cz-wuxing", device_id="ss-1", subject="ss-1",
+                      summary="kitchen bin 95 %", evidence=["ss-1:1:7"], ts=START + timedelta(hours=2),
+                      dedup_key="b")
+    late = make_alert("bin_full", Severity.WARNING, site_id="cz-wuxing", device_id="ss-2", subject="ss-2",
+                      summary="outside the period", evidence=["ss-2:1:9"], ts=END + timedelta(hours=1),
+                      dedup_key="c")
+    for a in (dump, full, late):
+        store.ingest(a, cooldown_s=0, channels=[])
+    store.transition(dump.alert_id, "ack", "王警官")
+    store.transition(dump.alert_id, "close", "王警官", "fined")
+    store.close()
+    return path
+
+
+@pytest.fixture
+def report(tmp_path: Path, alerts_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(build, "fetch_period", fake_period)
+    out = build.build_report(Settings(run_dir=tmp_path), START, END, tmp_path / "r" / "report.html",
+                             alerts_db=alerts_db, alerts_base_url="https://alerts.example.gov.cn/api/")
+    return out.read_text(encoding="utf-8")
+
+
+def test_alert_store_read_only_and_period(alerts_db: Path) -> None:
+    log = from_store(alerts_db, START, END)
+    assert [a.kind for a in log.alerts] == ["bin_full", "illegal_dumping"]  # newest first, late one excluded
+    dump = log.alerts[1]
+    assert dump.state == "closed" and dump.closed_by == "王警官" and dump.acked_by == "王警官"
+    assert dump.evidence == ["trk-z8801:1:41", "trk-z8801:1:42"]
+
+
+def test_sections_present(report: str) -> None:
+    for heading in ("一、指标对照目标", "二、设施吨位", "三、分类投放", "四、渣土车", "五、告警与执法记录"):
+        assert heading in report
+    assert "柳州市“无废城市”建设指标报告" in report and "Liuzhou" in report
+
+
+def test_self_contained(report: str) -> None:
+    assert report.count("<svg") >= 2
+    # no external asset: no src/href to http(s) except the alert evidence links, no @import, no <script src>
+    assert not re.search(r"""(src|srcset)\s*=\s*["']?(https?:)?//""", report)
+    assert "@import" not in report and "<link" not in report and "<script" not in report
+    external = set(re.findall(r'href="(https?://[^"]+)"', report))
+    assert external and all(u.startswith("https://alerts.example.gov.cn/api/alerts/") for u in external)
+    assert "url(" not in report
+
+
+def test_indicator_rows_with_status_and_sources(report: str) -> None:
+    assert "000_12da04b4ff6fd9b5.txt:L51" in report and "001_ae4b6fe49ab368be.txt:L717" in report
+    # accuracy (90 + 40) / (100 + 60) = 81.25 % < 90: not met; coverage 2/2 = 100 %: met
+    assert "81.2" in report or "81.3" in report
+    assert "未达标 · not met" in report and "达标 · met" in report
+    assert "手工录入 manual" in report and "逐年提高" in report
+
+
+def test_tonnage_and_capacity(report: str) -> None:
+    # incinerator: 80 t in 6 h = 320 t/d of 2250 t/d = 14.2 %
+    assert "lz-jm-incinerator" in report and "14.2" in report
+    assert "xx-unknown" in report and "not in rules" in report
+
+
+def test_alert_log_with_evidence_links(report: str) -> None:
+    assert "违规倾倒" in report and "垃圾桶满溢" in report and "严重" in report
+    assert "王警官" in report and "trk-z8801:1:41" in report
+    assert 'href="https://alerts.example.gov.cn/api/alerts/illegal_dumping:' in report
+    assert "outside the period" not in report
+    assert "办结率 50.0%" in report
+
+
+def test_muck_trucks(report: str) -> None:
+    assert "75.0%" in report and "15.00 / 20.00" in report
+
+
+def test_no_data_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build, "fetch_period", lambda s, a, b, **kw: PeriodData(a, b))
+    html = build.build_report(Settings(run_dir=tmp_path), START, END, tmp_path / "empty.html",
+                              city="foshan").read_text(encoding="utf-8")
+    assert "本期无过磅数据" in html and "No alert service data" in html and "四、渣土车" not in html
+    assert "无数据 · no data" in html
+
+
+def test_naive_times_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        build.build_report(Settings(run_dir=tmp_path), START.replace(tzinfo=None), END, tmp_path / "x.html")
+
+
+def test_bar_chart_escapes_and_scales() -> None:
+    svg = bar_chart([Bar("<a>", [("residual", 50.0), ("kitchen", 50.0)]), Bar("b", [("residual", 25.0)])],
+                    title="t & u", unit="t", reference=80, reference_label="target")
+    assert "&lt;a&gt;" in svg and "t &amp; u" in svg and "<a>" not in svg
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert 'class="ref"' in svg
