@@ -21,6 +21,9 @@ from wastestream.report import build_report
 from wastestream.report.screenshot import ScreenshotError, ensure_chromium, screenshot
 from wastestream.settings import Settings
 
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+
 def _post(settings: Settings, path: str, params: dict[str, str], body: bytes = b"") -> None:
     url = f"{settings.influx_url}{path}?{urllib.parse.urlencode(params)}"
     with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=60) as resp:
