@@ -7,6 +7,7 @@ Services are started if they are not running and stopped again afterwards if we 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import time
@@ -14,10 +15,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.topics import KAFKA_TOPICS
 from firmware_sim.scenario import DEFAULT_SCENARIO, load_scenario
 from wastestream.badinput import deadletters_since, publish_bad_messages
 from wastestream.influxql import influxql
-from wastestream.pipeline import Pipeline, PipelineError, services, services_running
+from wastestream.pipeline import Pipeline, PipelineError, commit_group_at_end, services, services_running
 from wastestream.settings import Settings, load_settings
 
 log = logging.getLogger("wastestream.demo")
@@ -97,9 +99,17 @@ class SliceResult:
 
 
 def run_city(pipeline: Pipeline, scenario_path: Path, duration: float, drain_timeout: float,
-             *, workers: int = 1, bridges: int = 1) -> SliceResult:
-    """Start stream workers, bridges, the simulator and one edge agent per site; drain; compare."""
+             *, workers: int = 1, bridges: int = 1, skip_backlog: bool = True) -> SliceResult:
+    """Start stream workers, bridges, the simulator and one edge agent per site; drain; compare.
+
+    With `skip_backlog` the workers' consumer group starts at the end of the device topics, so
+    the run processes its own traffic, not what earlier runs left in Kafka.
+    """
     pipeline.wait(pipeline.start("topics", "topics"), timeout=120)
+    if skip_backlog:
+        sources = [topic for event, topic in KAFKA_TOPICS.items() if event != "alert"]
+        asyncio.run(commit_group_at_end(pipeline.settings.kafka_bootstrap,
+                                        pipeline.settings.faust_app_id, sources))
     for i in range(workers):
         pipeline.start(f"worker-{i}", "worker", "-l", "info")
     for i in range(bridges):

@@ -28,6 +28,29 @@ class PipelineError(RuntimeError):
     pass
 
 
+async def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
+    """Give consumer `group` committed offsets at the end of `topics`: it reads only what comes next.
+
+    A new group (a fresh Faust app id) otherwise starts at the earliest offset and first replays
+    every record retained in the shared topics: right for a new production deployment, wrong
+    for a demo or a test that wants to see its own traffic.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for topic in topics
+               for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if tps:
+            ends = await consumer.end_offsets(tps)
+            consumer.assign(tps)
+            await consumer.commit(dict(ends))
+    finally:
+        await consumer.stop()
+
+
 def services(action: str, *names: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run deploy/local/services.sh; raise PipelineError with its one-line reason on failure."""
     result = subprocess.run(
