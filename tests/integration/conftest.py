@@ -1,0 +1,189 @@
+"""`city_run`: one small city through the REAL pipeline, shared by the dashboard and report tests.
+
+Runs tests/fixtures/dash_city.yaml (weighbridges, sorting stations and muck trucks, with
+incidents) once per session: simulator → edge agents → Mosquitto → bridge → Kafka → Faust
+worker → InfluxDB, plus the alert service (`wastestream alerts serve`) so the `alert`
+measurement is written too. Everything it writes goes to its own InfluxDB database and Faust
+app id; the alert service reads ws.alerts as its own consumer group, starting from the end of
+the topic at the start of the run (so other tests' earlier alerts are not in this database).
+
+Signature (stable): the fixture yields a `CityRun` named tuple
+`(settings, run_dir, ledger, time_range)`:
+- `settings`: Settings whose `influx_db` holds this run's points (query with `influxql`);
+- `run_dir`: the run's directory (`sim/ledger.jsonl`, `logs/`, `rules.yaml`, `alerts.db`);
+- `ledger`: the simulator's truth, the JSON records of `sim/ledger.jsonl` (firmware_sim/city.py);
+- `time_range`: `(start_ns, end_ns)`, epoch ns, covering every point of the run: it starts at
+  the Asia/Shanghai midnight of the earliest point's day (daily points are stamped there; truck
+  GPS clocks run ahead of the wall clock and end at "now", so points reach back before the run).
+
+The InfluxDB database holds only this city's points: the worker writes into a staging database
+and the points of this city's sites are copied over (SELECT INTO, tags kept), because other
+tests' and benchmarks' records on the shared Kafka topics reach this run's worker too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from contract.topics import KAFKA_TOPICS
+from firmware_sim.scenario import Scenario, load_scenario
+from stream.rules import DEFAULT_RULES
+from wastestream.demo import run_city
+from wastestream.influxql import InfluxQueryError, influxql
+from wastestream.pipeline import Pipeline
+from wastestream.settings import Settings
+
+DASH_CITY = Path(__file__).parent.parent / "fixtures" / "dash_city.yaml"
+DURATION_S = 35.0
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+SITE_RE = "/^(fleet-)?d-/"  # the dash city's facilities, communities and truck fleets
+
+
+class CityRun(NamedTuple):
+    settings: Settings
+    run_dir: Path
+    ledger: list[dict[str, Any]]
+    time_range: tuple[int, int]
+
+
+def local_midnight_ns(ts_ns: int) -> int:
+    """Start of the Asia/Shanghai day of `ts_ns`: daily points (tonnage_daily, ...) are stamped there."""
+    local = datetime.fromtimestamp(ts_ns / 1e9, SHANGHAI)
+    return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()) * 10**9
+
+
+def write_rules(scenario: Scenario, path: Path) -> Path:
+    """The Liuzhou rules with this scenario's facilities, communities and trucks (same thresholds)."""
+    rules = yaml.safe_load(DEFAULT_RULES.read_text(encoding="utf-8"))
+    rules["facilities"] = [{"id": f.id, "kind": f.kind, "capacity_t_per_day": f.capacity_t_per_day}
+                           for f in scenario.facilities]
+    rules["communities"] = [{"id": c.id, "households": c.households} for c in scenario.communities]
+    rules["disposal_sites"] = [{"id": d.id, "polygon": [[p.lat, p.lon] for p in d.polygon]}
+                               for d in scenario.disposal_sites]
+    rules["trucks"] = [{"plate": t.plate, "hours": [0, 24]} for t in scenario.trucks]
+    path.write_text(yaml.safe_dump(rules, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+async def _commit_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
+    """Give `group` committed offsets at the end of `topics`: it then reads only what comes next.
+
+    A new group would otherwise start at the earliest offset and replay every other test's and
+    benchmark's records still retained in the shared topics (slow, and not this city's data)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for topic in topics
+               for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        await consumer.commit(dict(ends))
+    finally:
+        await consumer.stop()
+
+
+def _query(settings: Settings, query: str) -> list[dict[str, Any]]:
+    """`influxql` tolerating a slow InfluxDB (other tests load it): empty, and callers poll again."""
+    try:
+        return influxql(settings, query, timeout=30)
+    except InfluxQueryError:
+        return []
+
+
+def _wait_for(settings: Settings, ledger: list[dict[str, Any]], timeout: float) -> None:
+    """Until InfluxDB has every ticket and deposit the simulator made and some alerts (or timeout)."""
+    tickets = sum(1 for r in ledger if r["kind"] == "weighing" and r.get("expect_ticket", True))
+    deposits = sum(1 for r in ledger if r["kind"] == "deposit")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = {m: sum(int(r["n"]) for r in _query(settings, f'SELECT count("{f}") AS n FROM "{m}" '
+                                                            f"WHERE site =~ {SITE_RE} GROUP BY site"))
+               for m, f in (("weighing", "net_kg"), ("deposit", "kg"), ("alert", "alert_id"))}
+        if got["weighing"] >= tickets and got["deposit"] >= deposits and got["alert"] > 0:
+            break
+        time.sleep(1.0)
+    time.sleep(5.0)  # daily running totals and facility_load are rewritten after the last event
+
+
+def _copy_city(source: Settings, target: Settings) -> None:
+    """Copy this city's points (its sites only; all of pipeline_latency, written by its own worker)
+    into the target database, tags kept as tags: concurrent producers on the shared Kafka topics
+    (other tests, benchmarks) also reach the run's worker, and city-wide panels must add up."""
+    post(target, f'CREATE DATABASE "{target.influx_db}"')
+    for row in _query(source, "SHOW MEASUREMENTS"):
+        m = row["name"]
+        keys = {r["tagKey"] for r in _query(source, f'SHOW TAG KEYS FROM "{m}"')}
+        where = f"WHERE site =~ {SITE_RE}" if "site" in keys else ""
+        post(source, f'SELECT * INTO "{target.influx_db}"."autogen"."{m}" FROM "{m}" {where} GROUP BY *')
+
+
+def post(settings: Settings, query: str) -> None:
+    """A statement InfluxDB 1.x takes only by POST (CREATE, DROP, SELECT INTO)."""
+    params = urllib.parse.urlencode({"db": settings.influx_db, "q": query})
+    request = urllib.request.Request(f"{settings.influx_url}/query?{params}", method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        body = json.load(response)
+    errors = [r["error"] for r in body.get("results", []) if "error" in r]
+    if errors:
+        raise InfluxQueryError(f"{query!r}: {errors[0]}")
+
+
+@pytest.fixture(scope="session")
+def city_run(live_services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CityRun]:
+    """The dash city through the real pipeline, once per session (about two minutes)."""
+    unique = uuid.uuid4().hex[:8]
+    staging = dataclasses.replace(live_services, influx_db=f"ws_dash_stage_{unique}",
+                                  faust_app_id=f"ws-dash-{unique}")
+    settings = dataclasses.replace(staging, influx_db=f"ws_dash_{unique}")
+    run_dir = tmp_path_factory.mktemp("city_run")
+    scenario = load_scenario(DASH_CITY)
+    rules = write_rules(scenario, run_dir / "rules.yaml")
+    group = f"ws-alerts-dash-{unique}"
+    (run_dir / "alerts.yaml").write_text(yaml.safe_dump({
+        "kafka_group": group, "api": {"port": 0, "token": {"value": "dash-token"}},
+        "link_base_url": "http://127.0.0.1/alerts/",
+    }), encoding="utf-8")
+    pipeline = Pipeline(staging, run_dir, env={"WS_RULES": str(rules)})
+    started_ns = time.time_ns()
+    try:
+        pipeline.wait(pipeline.start("topics", "topics"), timeout=120)
+        topics = list(KAFKA_TOPICS.values())
+        asyncio.run(_commit_at_end(staging.kafka_bootstrap, staging.faust_app_id, topics))
+        asyncio.run(_commit_at_end(staging.kafka_bootstrap, group, [KAFKA_TOPICS["alert"]]))
+        pipeline.start("alerts", "alerts", "serve", "--config", str(run_dir / "alerts.yaml"),
+                       "--db", str(run_dir / "alerts.db"), "--port", "0")
+        with contextlib.suppress(InfluxQueryError):  # its drain poll may time out on a loaded InfluxDB
+            run_city(pipeline, DASH_CITY, duration=DURATION_S, drain_timeout=90)
+        ledger = [json.loads(line) for line in
+                  (run_dir / "sim" / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
+        _wait_for(staging, ledger, timeout=90)
+    finally:
+        pipeline.stop_all()
+    _copy_city(staging, settings)
+    fastest = max((t.time_scale for t in scenario.trucks), default=1.0)
+    lead = int(fastest * (DURATION_S + 60) * 1e9)  # GPS time ahead of the wall clock, ending at now
+    end_ns = time.time_ns() + 60 * 10**9
+    yield CityRun(settings, run_dir, ledger, (local_midnight_ns(started_ns - lead - 60 * 10**9), end_ns))
+    if not os.environ.get("WS_KEEP_TEST_DB"):
+        for db in (staging, settings):
+            with contextlib.suppress(OSError, InfluxQueryError):  # best effort: a leftover is harmless
+                post(db, f'DROP DATABASE "{db.influx_db}"')
