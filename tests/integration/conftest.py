@@ -46,7 +46,7 @@ from firmware_sim.scenario import Scenario, load_scenario
 from stream.rules import DEFAULT_RULES
 from wastestream.demo import run_city
 from wastestream.influxql import InfluxQueryError, influxql
-from wastestream.pipeline import Pipeline
+from wastestream.pipeline import Pipeline, commit_group_at_end
 from wastestream.settings import Settings
 
 DASH_CITY = Path(__file__).parent.parent / "fixtures" / "dash_city.yaml"
@@ -79,26 +79,6 @@ def write_rules(scenario: Scenario, path: Path) -> Path:
     rules["trucks"] = [{"plate": t.plate, "hours": [0, 24]} for t in scenario.trucks]
     path.write_text(yaml.safe_dump(rules, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
-
-
-async def _commit_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
-    """Give `group` committed offsets at the end of `topics`: it then reads only what comes next.
-
-    A new group would otherwise start at the earliest offset and replay every other test's and
-    benchmark's records still retained in the shared topics (slow, and not this city's data)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for topic in topics
-               for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        ends = await consumer.end_offsets(tps)
-        consumer.assign(tps)
-        await consumer.commit(dict(ends))
-    finally:
-        await consumer.stop()
 
 
 def _query(settings: Settings, query: str) -> list[dict[str, Any]]:
@@ -166,9 +146,8 @@ def city_run(live_services: Settings, tmp_path_factory: pytest.TempPathFactory) 
     started_ns = time.time_ns()
     try:
         pipeline.wait(pipeline.start("topics", "topics"), timeout=120)
-        topics = list(KAFKA_TOPICS.values())
-        asyncio.run(_commit_at_end(staging.kafka_bootstrap, staging.faust_app_id, topics))
-        asyncio.run(_commit_at_end(staging.kafka_bootstrap, group, [KAFKA_TOPICS["alert"]]))
+        # the alert service reads ws.alerts from now on (run_city does the same for the workers)
+        asyncio.run(commit_group_at_end(staging.kafka_bootstrap, group, [KAFKA_TOPICS["alert"]]))
         pipeline.start("alerts", "alerts", "serve", "--config", str(run_dir / "alerts.yaml"),
                        "--db", str(run_dir / "alerts.db"), "--port", "0")
         with contextlib.suppress(InfluxQueryError):  # its drain poll may time out on a loaded InfluxDB
