@@ -82,9 +82,35 @@ class SeqMark:
         last = data.get("last")
         self.last = (int(last[0]), int(last[1])) if last else None
         self.gaps = {(int(e), int(s)) for e, s in data.get("gaps", ())}
+        if self.last is not None and data.get("gapmask"):
+            epoch, top = self.last
+            mask = int(data["gapmask"], 16)
+            while mask:
+                low = mask & -mask
+                self.gaps.add((epoch, top - low.bit_length()))
+                mask ^= low
 
     def mark_to_json(self) -> dict[str, Any]:
-        return {"last": list(self.last) if self.last else None, "gaps": sorted([e, s] for e, s in self.gaps)}
+        """Gaps of the current epoch as a hex bitmask below `last` (bit i = seq last-1-i).
+
+        A device interleaves event types in one sequence, so a topic sees every other seq
+        as a gap: a mask is ~30x smaller in the changelog than a list of pairs."""
+        if self.last is None:
+            return {"last": None}
+        epoch, top = self.last
+        mask = 0
+        other: list[list[int]] = []
+        for e, seq in self.gaps:
+            if e == epoch and 0 < top - seq <= WINDOW:
+                mask |= 1 << (top - seq - 1)
+            else:
+                other.append([e, seq])
+        out: dict[str, Any] = {"last": [epoch, top]}
+        if mask:
+            out["gapmask"] = format(mask, "x")
+        if other:
+            out["gaps"] = sorted(other)
+        return out
 
     def seen(self, key: MsgKey) -> bool:
         """True when `key` was already recorded (a duplicate)."""
