@@ -208,8 +208,11 @@ def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
         skipped = asyncio.run(_skip_backlog(settings.kafka_bootstrap, settings.faust_app_id, "ws.weighings"))
         log.info("consumer group %s starts at the end of ws.weighings (%d records skipped)",
                  settings.faust_app_id, skipped)
+        # `-l info`, as in production: at warn/error Faust's spinner handler puts the ROOT logger at
+        # DEBUG (faust/worker.py _setup_spinner_handler), so every aiokafka debug record is built.
+        # `--without-web`: the CLI default turns Faust's web server on (0.0.0.0:6066, one per host).
         for i in range(cfg.workers):
-            pipeline.start(f"worker-{i}", "worker", "-l", "warn", "--without-web")
+            pipeline.start(f"worker-{i}", "worker", "-l", "info", "--without-web")
         for i in range(cfg.bridges):
             pipeline.start(f"bridge-{i}", "bridge", "--client-id", f"wsbench-{run_id}-{i}",
                            "--group", f"wsbench{run_id}", "-l", "warn")
@@ -267,7 +270,7 @@ def run_worker_drain(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, p
     _wait_until(lambda: asyncio.run(_end_offsets(settings.kafka_bootstrap, "ws.weighings")) - before >= acked,
                 120, "backlog in Kafka", pipeline)
     for i in range(cfg.workers):
-        proc = pipeline.start(f"worker-{i}", "worker", "-l", "warn", "--without-web")
+        proc = pipeline.start(f"worker-{i}", "worker", "-l", "info", "--without-web")
         pids[f"worker-{i}"] = proc.popen.pid
     started = time.time()
     cpu0 = cpu_snapshot(pids)
