@@ -86,6 +86,12 @@ def _indicators(args: argparse.Namespace, rest: list[str]) -> int:
     return indicators_main(rest)
 
 
+def _dashboards(args: argparse.Namespace, rest: list[str]) -> int:
+    from dashboards.cli import main
+
+    return main(rest)
+
+
 def _services(args: argparse.Namespace, rest: list[str]) -> int:
     script = REPO_ROOT / "deploy" / "local" / "services.sh"
     return subprocess.call(["bash", str(script), *rest])
@@ -102,6 +108,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, list[str]], int], str]] 
     "bench": (_bench, "throughput and latency of the pipeline against raw limits and a naive baseline"),
     "report": (_report, "self-contained HTML indicator report for a period: --from --to --out [--city]"),
     "indicators": (_indicators, "the city's indicators for a period against the plan's targets"),
+    "dashboards": (_dashboards, "Grafana dashboards as code: generate | push --url --token"),
     "services": (_services, "local Mosquitto, Kafka, InfluxDB: up | down | status | reset"),
     "schema": (_schema, "print the JSON Schema of the message contract (for device vendors)"),
 }
