@@ -46,6 +46,14 @@ def _local(ts: datetime | str, tz: str) -> str:
     return ts.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _kind_zh(kind: str) -> str:
+    """Chinese name of an alert kind; agents prefix some kinds (`weighbridge_double_weighing`)."""
+    name = kind_name(kind)
+    if name == kind and "_" in kind:
+        name = kind_name(kind.split("_", 1)[1])
+    return name
+
+
 def _status_badge(r: IndicatorResult) -> str:
     css = "s-" + r.status.value.replace(" ", "-").replace("?", "")
     return f'<span class="badge {css}">{STATUS_ZH[r.status]} · {escape(r.status.value)}</span>'
@@ -202,12 +210,13 @@ def alerts_section(log: AlertLog | None, base_url: str, tz: str) -> str:
             f"<br><small>+{len(a.evidence) - 6} more</small>" if len(a.evidence) > 6 else "")
         rows.append(
             f'<tr><td class="mono"><a href="{escape(url)}">{escape(a.alert_id)}</a></td>'
-            f"<td><b>{escape(kind_name(a.kind))}</b><br><small>{escape(a.kind)}</small></td>"
+            f"<td><b>{escape(_kind_zh(a.kind))}</b><br><small>{escape(a.kind)}</small></td>"
             f'<td class="sev-{escape(a.severity)}">{escape(severity_name(a.severity))}<br>'
             f"<small>{escape(a.severity)}</small></td>"
             f"<td>{_local(a.raised_at, tz)}</td><td>{place}</td><td>{escape(a.subject)}<br>"
             f"<small>{escape(a.summary)}</small>{f' <small>(×{a.count})</small>' if a.count > 1 else ''}</td>"
-            f"<td>{STATE_ZH.get(a.state, a.state)}<br><small>{escape(a.state)}</small></td><td>{who}</td>"
+            f'<td class="nw">{STATE_ZH.get(a.state, a.state)}<br>'
+            f"<small>{escape(a.state)}</small></td><td>{who}</td>"
             f'<td class="mono">{evidence}</td></tr>')
     return (head + summary + "<table><thead><tr><th>告警编号 Alert id</th><th>类型 Kind</th>"
             "<th>级别 Severity</th><th>时间 Time</th><th>地点 Place</th><th>对象 Subject</th>"

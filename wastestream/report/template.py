@@ -25,6 +25,7 @@ h2 small, th small, td small { color: var(--muted); font-weight: normal; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 10px; }
 th, td { border-bottom: 1px solid var(--line); padding: 5px 6px; text-align: left; vertical-align: top; }
 th { background: var(--band); font-size: 12px; }
+td.nw { white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr { break-inside: avoid; }
 .badge { display: inline-block; border-radius: 10px; padding: 1px 8px; font-size: 11px; font-weight: bold;
