@@ -10,7 +10,7 @@ the topic at the start of the run (so other tests' earlier alerts are not in thi
 Signature (stable): the fixture yields a `CityRun` named tuple
 `(settings, run_dir, ledger, time_range)`:
 - `settings`: Settings whose `influx_db` holds this run's points (query with `influxql`);
-- `run_dir`: the run's directory (`sim/ledger.jsonl`, `logs/`, `rules.yaml`, `alerts.db`);
+- `run_dir`: the run's directory (`sim/ledger.jsonl`, `logs/`, `rules.yaml`, `alerts.db`, `city_run.json`);
 - `ledger`: the simulator's truth, the JSON records of `sim/ledger.jsonl` (firmware_sim/city.py);
 - `time_range`: `(start_ns, end_ns)`, epoch ns, covering every point of the run: it starts at
   the Asia/Shanghai midnight of the earliest point's day (daily points are stamped there; truck
@@ -19,6 +19,9 @@ Signature (stable): the fixture yields a `CityRun` named tuple
 The InfluxDB database holds only this city's points: the worker writes into a staging database
 and the points of this city's sites are copied over (SELECT INTO, tags kept), because other
 tests' and benchmarks' records on the shared Kafka topics reach this run's worker too.
+
+Development: with WS_KEEP_TEST_DB=1 the databases are kept; WS_CITY_RUN_REUSE=<run_dir> then
+reuses that run instead of making a new one.
 """
 
 from __future__ import annotations
@@ -112,7 +115,8 @@ def _copy_city(source: Settings, target: Settings) -> None:
     for row in _query(source, "SHOW MEASUREMENTS"):
         m = row["name"]
         keys = {r["tagKey"] for r in _query(source, f'SHOW TAG KEYS FROM "{m}"')}
-        where = f"WHERE site =~ {SITE_RE}" if "site" in keys else ""
+        key = next((k for k in ("site", "origin") if k in keys), None)  # manifest: origin
+        where = f'WHERE "{key}" =~ {SITE_RE}' if key else ""
         post(source, f'SELECT * INTO "{target.influx_db}"."autogen"."{m}" FROM "{m}" {where} GROUP BY *')
 
 
@@ -130,6 +134,14 @@ def post(settings: Settings, query: str) -> None:
 @pytest.fixture(scope="session")
 def city_run(live_services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CityRun]:
     """The dash city through the real pipeline, once per session (about two minutes)."""
+    reuse = os.environ.get("WS_CITY_RUN_REUSE")  # a kept run's dir (with WS_KEEP_TEST_DB): no new run
+    if reuse:
+        saved = json.loads((Path(reuse) / "city_run.json").read_text(encoding="utf-8"))
+        lines = (Path(reuse) / "sim" / "ledger.jsonl").read_text(encoding="utf-8").splitlines()
+        ledger = [json.loads(line) for line in lines]
+        yield CityRun(dataclasses.replace(live_services, influx_db=saved["influx_db"]), Path(reuse), ledger,
+                      tuple(saved["time_range"]))
+        return
     unique = uuid.uuid4().hex[:8]
     staging = dataclasses.replace(live_services, influx_db=f"ws_dash_stage_{unique}",
                                   faust_app_id=f"ws-dash-{unique}")
@@ -161,7 +173,10 @@ def city_run(live_services: Settings, tmp_path_factory: pytest.TempPathFactory) 
     fastest = max((t.time_scale for t in scenario.trucks), default=1.0)
     lead = int(fastest * (DURATION_S + 60) * 1e9)  # GPS time ahead of the wall clock, ending at now
     end_ns = time.time_ns() + 60 * 10**9
-    yield CityRun(settings, run_dir, ledger, (local_midnight_ns(started_ns - lead - 60 * 10**9), end_ns))
+    run = CityRun(settings, run_dir, ledger, (local_midnight_ns(started_ns - lead - 60 * 10**9), end_ns))
+    (run_dir / "city_run.json").write_text(json.dumps({"influx_db": settings.influx_db,
+                                                       "time_range": run.time_range}), encoding="utf-8")
+    yield run
     if not os.environ.get("WS_KEEP_TEST_DB"):
         for db in (staging, settings):
             with contextlib.suppress(OSError, InfluxQueryError):  # best effort: a leftover is harmless
