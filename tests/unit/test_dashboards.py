@@ -1,4 +1,4 @@
-"""Dashboards as code: the committed JSON is what the code generates; every query is InfluxQL on our datasource."""
+"""Dashboards as code: the committed JSON is what the code generates; queries are raw InfluxQL."""
 
 from __future__ import annotations
 
