@@ -10,16 +10,21 @@ import argparse
 import asyncio
 import json
 import logging
+import secrets
+import socket
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from contract.topics import KAFKA_TOPICS
 from firmware_sim.scenario import DEFAULT_SCENARIO, load_scenario
+from stream.rules import DEFAULT_RULES
 from wastestream.badinput import deadletters_since, publish_bad_messages
 from wastestream.influxql import influxql
 from wastestream.pipeline import Pipeline, PipelineError, commit_group_at_end, services, services_running
+from wastestream.report.build import build_report
 from wastestream.settings import Settings, load_settings
 
 log = logging.getLogger("wastestream.demo")
@@ -98,8 +103,34 @@ class SliceResult:
     since_ms: int = 0
 
 
+DEMO_ALERTS_CONFIG = """\
+# The demo's alert service: pushes to enforcement terminals over MQTT on the local broker.
+kafka_topic: ws.alerts
+kafka_group: {group}
+link_base_url: http://127.0.0.1:{port}/alerts/
+db_path: {db}
+api: {{host: 127.0.0.1, port: {port}, token: {{env: WS_ALERTS_TOKEN}}}}
+channels:
+  - {{type: mqtt, name: terminals, host: {mqtt_host}, port: {mqtt_port},
+     topic: "ws/v1/enforcement/alerts/{{severity}}", qos: 1}}
+"""
+
+
+def start_alert_service(pipeline: Pipeline, port: int) -> None:
+    """`wastestream alerts serve` with a demo config: its own Kafka group, starting at the end."""
+    group = f"{pipeline.settings.faust_app_id}-alerts"
+    config = pipeline.run_dir / "alerts.yaml"
+    config.write_text(DEMO_ALERTS_CONFIG.format(
+        group=group, port=port, db=pipeline.run_dir / "alerts.db",
+        mqtt_host=pipeline.settings.mqtt_host, mqtt_port=pipeline.settings.mqtt_port), encoding="utf-8")
+    asyncio.run(commit_group_at_end(pipeline.settings.kafka_bootstrap, group, [KAFKA_TOPICS["alert"]]))
+    pipeline.env.setdefault("WS_ALERTS_TOKEN", secrets.token_hex(16))
+    pipeline.start("alerts", "alerts", "serve", "--config", str(config), "--port", str(port))
+
+
 def run_city(pipeline: Pipeline, scenario_path: Path, duration: float, drain_timeout: float,
-             *, workers: int = 1, bridges: int = 1, skip_backlog: bool = True) -> SliceResult:
+             *, workers: int = 1, bridges: int = 1, skip_backlog: bool = True,
+             alerts_port: int | None = None) -> SliceResult:
     """Start stream workers, bridges, the simulator and one edge agent per site; drain; compare.
 
     With `skip_backlog` the workers' consumer group starts at the end of the device topics, so
@@ -114,6 +145,8 @@ def run_city(pipeline: Pipeline, scenario_path: Path, duration: float, drain_tim
         pipeline.start(f"worker-{i}", "worker", "-l", "info")
     for i in range(bridges):
         pipeline.start(f"bridge-{i}", "bridge", "--client-id", f"ws-bridge-{i}")
+    if alerts_port:
+        start_alert_service(pipeline, alerts_port)
     since_ns = time.time_ns()
     sim = pipeline.start("sim", "sim", "--scenario", str(scenario_path), "--run-dir", str(pipeline.run_dir),
                          "--duration", str(duration))
@@ -143,12 +176,21 @@ def print_bad_input(settings: Settings, run_dir: Path, since_ms: int) -> None:
     print(f"\nBad input: {frame_errors} torn or bad-checksum serial frames rejected and logged by the edge "
           f"agents (grep 'frame error' in the edge logs)")
     records = deadletters_since(settings, since_ms)
-    print(f"Dead-letter topic ws.deadletter since the start: {len(records)} record(s)")
-    for record in records[:10]:
-        print(f"  - {record.get('topic')}: {record.get('reason')}")
+    distinct = {(r.get("topic"), r.get("reason"), r.get("payload")): r for r in records}
+    print(f"Dead-letter topic ws.deadletter since the start: {len(records)} record(s), "
+          f"{len(distinct)} distinct (MQTT QoS 1 is at-least-once: a redelivery is recorded again)")
+    for topic, reason, _ in list(distinct)[:10]:
+        print(f"  - {topic}: {reason}")
 
 
-def run_demo(duration: float, scenario_path: Path, keep_services: bool, drain_timeout: float) -> int:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_demo(duration: float, scenario_path: Path, keep_services: bool, drain_timeout: float,
+             rules_path: Path = DEFAULT_RULES) -> int:
     settings = load_settings()
     run_dir = settings.run_dir / "demo" / time.strftime("%Y%m%d-%H%M%S")
     scenario = load_scenario(scenario_path)
@@ -156,17 +198,25 @@ def run_demo(duration: float, scenario_path: Path, keep_services: bool, drain_ti
     started_services = not services_running()
     print("services: starting Mosquitto, Kafka, InfluxDB ..." if started_services else "services: running")
     services("up")
-    pipeline = Pipeline(settings, run_dir)
+    pipeline = Pipeline(settings, run_dir, env={"WS_RULES": str(rules_path)})
+    start = datetime.now(UTC)
+    alerts_port = free_port()
     bridges = sum(len(f.weighbridges) for f in scenario.facilities)
     print(f"demo: {len(scenario.weighbridge_sites())} facilities, {bridges} weighbridges, "
           f"{duration:.0f} s of traffic; logs in {run_dir / 'logs'}")
     try:
-        result = run_city(pipeline, scenario_path, duration, drain_timeout)
+        result = run_city(pipeline, scenario_path, duration, drain_timeout, alerts_port=alerts_port)
         table, ok = render_table(result.expected, result.got, names)
         print("\nTonnage per facility: sent by the simulator vs read back from InfluxDB (InfluxQL)\n")
         print(table)
         print_bad_input(settings, run_dir, result.since_ms)
-        print(f"\nlogs: {run_dir / 'logs'}")
+        time.sleep(3)  # the last alerts reach the alert service's store
+        report = build_report(settings, start, datetime.now(UTC), run_dir / "report.html",
+                              alerts_db=run_dir / "alerts.db", rules_path=rules_path,
+                              alerts_base_url=f"http://127.0.0.1:{alerts_port}",
+                              sites={f.id for f in scenario.facilities})
+        print(f"\nReport (indicators against the plan targets, tonnage, sorting, alerts): {report}")
+        print(f"logs: {run_dir / 'logs'}")
         return 0 if ok else 1
     finally:
         pipeline.stop_all()
