@@ -34,10 +34,11 @@ OPEN_ALERTS = """SELECT sum("n") AS "open" FROM
   (SELECT count("alert_id") AS "n" FROM "alert" WHERE "state" = 'open' AND $timeFilter),
   (SELECT count("alert_id") * -1 AS "n" FROM "alert" WHERE "state" = 'closed' AND $timeFilter)"""
 CLOSURE = """SELECT sum("closed") / sum("raised") * 100 AS "closure_pct" FROM
-  (SELECT count("alert_id") AS "raised" FROM "alert" WHERE "state" = 'open' AND $timeFilter),
-  (SELECT count("alert_id") * 0 AS "closed" FROM "alert" WHERE "state" = 'open' AND $timeFilter),
+  (SELECT count("alert_id") AS "raised", count("alert_id") * 0 AS "closed" FROM "alert"
+   WHERE "state" = 'open' AND $timeFilter),
   (SELECT count("alert_id") AS "closed" FROM "alert" WHERE "state" = 'closed' AND $timeFilter)"""
-"""The `* 0` subquery gives `closed` a row when nothing is closed yet (0 %, not "no data")."""
+"""The `* 0` column gives `closed` a value when nothing is closed yet (0 %, not "no data");
+InfluxDB 1.6 drops it if it comes from a subquery of its own."""
 
 
 def indicator(title: str, query: str, target: Target | None, unit: str = "percent") -> stat.Panel:

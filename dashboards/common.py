@@ -55,13 +55,14 @@ def constant(name: str, value: str) -> dashboard.ConstantVariable:
     return dashboard.ConstantVariable(name).value(value)
 
 
-def tag_variable(name: str, label: str, measurement: str, key: str) -> dashboard.QueryVariable:
+def tag_variable(name: str, label: str, measurement: str | None, key: str) -> dashboard.QueryVariable:
     """A multi-select variable over one tag's values (InfluxQL SHOW TAG VALUES), "All" included."""
+    source = f'FROM "{measurement}" ' if measurement else ""
     return (
         dashboard.QueryVariable(name)
         .label(label)
         .datasource(DATASOURCE)
-        .query(f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "{key}"')
+        .query(f'SHOW TAG VALUES {source}WITH KEY = "{key}"')
         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(True)

@@ -19,7 +19,7 @@ def build() -> dashboard.Dashboard:
     d = board(UID, "wastestream · Devices",
               "Edge devices: status, outboxes, errors, freshness; pipeline latency.", time_from="now-6h")
     return (
-        d.with_variable(tag_variable("site", "edge site", "device_status", "site"))
+        d.with_variable(tag_variable("site", "edge site", None, "site"))
         .with_panel(table_panel("Device status (last report)", Query(
             'SELECT last("online") AS "online", last("outbox_depth") AS "outbox_depth", '
             f'last("last_error") AS "last_error" FROM "device_status" WHERE {STATUS} '

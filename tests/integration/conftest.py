@@ -3,9 +3,10 @@
 Runs tests/fixtures/dash_city.yaml (weighbridges, sorting stations and muck trucks, with
 incidents) once per session: simulator → edge agents → Mosquitto → bridge → Kafka → Faust
 worker → InfluxDB, plus the alert service (`wastestream alerts serve`) so the `alert`
-measurement is written too. Everything it writes goes to its own InfluxDB database and Faust
-app id; the alert service reads ws.alerts as its own consumer group, starting from the end of
-the topic at the start of the run (so other tests' earlier alerts are not in this database).
+measurement is written too; one of the city's alerts is then closed and another acknowledged
+through the alert API, so all three lifecycle states are in the data. Everything it writes
+goes to its own InfluxDB database and Faust app id; the workers and the alert service start
+at the end of the shared Kafka topics (earlier runs' records are not replayed).
 
 Signature (stable): the fixture yields a `CityRun` named tuple
 `(settings, run_dir, ledger, time_range)`:
@@ -31,6 +32,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
+import sqlite3
 import time
 import urllib.parse
 import urllib.request
@@ -55,6 +58,7 @@ from wastestream.settings import Settings
 DASH_CITY = Path(__file__).parent.parent / "fixtures" / "dash_city.yaml"
 DURATION_S = 35.0
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+ALERTS_TOKEN = "dash-token"
 SITE_RE = "/^(fleet-)?d-/"  # the dash city's facilities, communities and truck fleets
 
 
@@ -107,6 +111,27 @@ def _wait_for(settings: Settings, ledger: list[dict[str, Any]], timeout: float) 
     time.sleep(5.0)  # daily running totals and facility_load are rewritten after the last event
 
 
+def _officer_actions(run_dir: Path, settings: Settings, timeout: float = 30.0) -> None:
+    """Close one of this city's alerts and acknowledge another through the alert API (as an
+    officer would), so the lifecycle states (closed, acknowledged) are in InfluxDB too."""
+    port = re.search(r"alerts API on http://[\d.]+:(\d+)", (run_dir / "logs" / "alerts.log").read_text())
+    assert port, "the alert service did not log its API address"
+    with sqlite3.connect(run_dir / "alerts.db") as db:
+        ids = [r[0] for r in db.execute("SELECT alert_id, site_id FROM alerts WHERE state = 'open' "
+                                        "ORDER BY alert_id") if re.match(SITE_RE.strip("/"), r[1])]
+    for alert_id, action in zip(ids, ("close", "ack"), strict=False):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port.group(1)}/alerts/{urllib.parse.quote(alert_id)}/{action}",
+            data=json.dumps({"officer": "dash-test", "note": "city_run fixture"}).encode(), method="POST",
+            headers={"Authorization": f"Bearer {ALERTS_TOKEN}", "Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and ids:
+        if _query(settings, "SELECT count(alert_id) AS n FROM alert WHERE state = 'closed'"):
+            break
+        time.sleep(1.0)
+
+
 def _copy_city(source: Settings, target: Settings) -> None:
     """Copy this city's points (its sites only; all of pipeline_latency, written by its own worker)
     into the target database, tags kept as tags: concurrent producers on the shared Kafka topics
@@ -151,7 +176,7 @@ def city_run(live_services: Settings, tmp_path_factory: pytest.TempPathFactory) 
     rules = write_rules(scenario, run_dir / "rules.yaml")
     group = f"ws-alerts-dash-{unique}"
     (run_dir / "alerts.yaml").write_text(yaml.safe_dump({
-        "kafka_group": group, "api": {"port": 0, "token": {"value": "dash-token"}},
+        "kafka_group": group, "api": {"port": 0, "token": {"value": ALERTS_TOKEN}},
         "link_base_url": "http://127.0.0.1/alerts/",
     }), encoding="utf-8")
     pipeline = Pipeline(staging, run_dir, env={"WS_RULES": str(rules)})
@@ -167,6 +192,8 @@ def city_run(live_services: Settings, tmp_path_factory: pytest.TempPathFactory) 
         ledger = [json.loads(line) for line in
                   (run_dir / "sim" / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
         _wait_for(staging, ledger, timeout=90)
+        _officer_actions(run_dir, staging)
+        time.sleep(2.0)  # the acknowledgement's point too
     finally:
         pipeline.stop_all()
     _copy_city(staging, settings)

@@ -59,7 +59,7 @@ def test_template_variables_are_show_tag_values() -> None:
     for model in dashboards().values():
         for var in model["templating"]["list"]:
             if var["type"] == "query":
-                assert var["query"].startswith("SHOW TAG VALUES FROM "), var
+                assert var["query"].startswith("SHOW TAG VALUES "), var
                 assert var["datasource"]["uid"] == "wastestream-influx"
                 seen.add(var["name"])
     assert wanted <= seen
