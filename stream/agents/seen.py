@@ -1,8 +1,8 @@
-"""The de-duplication mark of stream/dedup.py, as a field that any analysis's state can embed.
+"""The de-duplication mark of stream/dedup.py as a JSON dict that any analysis's state embeds.
 
 Why: each analysis keeps ONE table value per key holding both this mark and its own state
-(see the stream/dedup.py docstring), so the mark has to travel inside that value. The gap
-logic itself is dedup.py's; this only gives it a JSON-able shape and a one-call `accept`.
+(see the stream/dedup.py docstring), so the mark travels inside that value. The logic and
+the JSON shape are dedup.py's `SeqMark`; this is only the one-call `accept`.
 """
 
 from __future__ import annotations
@@ -10,22 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from contract.msgid import MsgKey
-from stream.dedup import DeviceState, is_duplicate
-
-
-class _Mark(DeviceState):
-    def advance(self, key: MsgKey) -> None:
-        self._advance(key)
+from stream.dedup import SeqMark
 
 
 def accept(mark: dict[str, Any], key: MsgKey) -> bool:
     """Record `key` in `mark` (mutated in place); False (and no change) when it is a duplicate."""
-    base = DeviceState.from_json(mark)
-    state = _Mark(last=base.last, gaps=base.gaps)
-    if is_duplicate(state.last, key, state.gaps):
+    state = SeqMark()
+    state.mark_from_json(mark)
+    if not state.record(key):
         return False
-    state.advance(key)
-    data = state.to_json()
     mark.clear()
-    mark.update(last=data["last"], gaps=data["gaps"])
+    mark.update(state.mark_to_json())
     return True

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contract import encode
 from contract.events import Envelope, TruckTelemetry
-from contract.topics import KAFKA_TOPICS
+from contract.topics import ALL_KAFKA_TOPICS, KAFKA_TOPICS
 from stream.topics_admin import ensure_topics
 from wastestream.influxql import influxql
 from wastestream.settings import REPO_ROOT, Settings, load_settings
@@ -51,6 +51,7 @@ def settings(run_id: str) -> Iterator[Settings]:
 
 async def produce(settings: Settings, events: Sequence[Envelope]) -> None:
     await ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions)
+    await skip_backlog(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
@@ -59,6 +60,26 @@ async def produce(settings: Settings, events: Sequence[Envelope]) -> None:
         await producer.flush()
     finally:
         await producer.stop()
+
+
+async def skip_backlog(settings: Settings) -> None:
+    """Commit the source topics' current end offsets for the worker's group (= Faust app id).
+
+    The shared topics hold every earlier run's data (at times 100k+ tickets of a load test);
+    a fresh app would replay all of it (auto_offset_reset=earliest) before reaching ours.
+    """
+    from aiokafka.structs import OffsetAndMetadata
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.faust_app_id,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(t, p) for t in ALL_KAFKA_TOPICS for p in range(settings.kafka_partitions)]
+        consumer.assign(parts)
+        end = await consumer.end_offsets(parts)
+        await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in end.items()})
+    finally:
+        await consumer.stop()
 
 
 def free_port() -> int:
