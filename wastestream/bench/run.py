@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from contract.topics import ALL_KAFKA_TOPICS
 from wastestream.bench.city import CityModel
 from wastestream.bench.loadgen import LoadGen, specs_for
 from wastestream.bench.stats import rate_between, weighted_median
@@ -205,8 +206,11 @@ def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
     drain: dict[str, Any] | None = None
     try:
         pipeline.wait(pipeline.start("topics", "topics"), timeout=120)
-        skipped = asyncio.run(_skip_backlog(settings.kafka_bootstrap, settings.faust_app_id, "ws.weighings"))
-        log.info("consumer group %s starts at the end of ws.weighings (%d records skipped)",
+        # Every contract topic, not just ws.weighings: any registered agent that chokes on someone
+        # else's old record would otherwise hold every rebalance of the run (Faust wait_empty).
+        skipped = sum(asyncio.run(_skip_backlog(settings.kafka_bootstrap, settings.faust_app_id, topic))
+                      for topic in ALL_KAFKA_TOPICS)
+        log.info("consumer group %s starts at the end of the contract topics (%d records skipped)",
                  settings.faust_app_id, skipped)
         # `-l info`, as in production: at warn/error Faust's spinner handler puts the ROOT logger at
         # DEBUG (faust/worker.py _setup_spinner_handler), so every aiokafka debug record is built.
