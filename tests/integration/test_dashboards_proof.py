@@ -514,16 +514,25 @@ def _needs_device_status(res: dict[str, Rows], t: Truth) -> None:
         pytest.skip("device_status is not written by the pipeline yet (stream/agents/device_health.py)")
 
 
+def _devices(t: Truth) -> set[str]:
+    bridges = {b.id for f in t.scenario.facilities for b in f.weighbridges}
+    return bridges | _stations(t) | {tr.id for tr in t.scenario.trucks}
+
+
 @check("ws-devices", "Device status (last report)", range_only=True)
 def _(res: dict[str, Rows], t: Truth) -> None:
     _needs_device_status(res, t)
-    columns(res["A"], "site", "device", "outbox_depth")
+    columns(res["A"], "site", "device", "online", "outbox_depth", "last_error")
+    assert {r["device"] for r in res["A"]} >= _devices(t), "every device reports its status"
+    assert all(isinstance(r["online"], bool) and r["outbox_depth"] >= 0 for r in res["A"])
 
 
 @check("ws-devices", "Outbox depth", range_only=True)
 def _(res: dict[str, Rows], t: Truth) -> None:
     _needs_device_status(res, t)
     columns(res["A"], "device", "max")
+    assert {r["device"] for r in res["A"]} >= _devices(t)
+    assert all(r["max"] >= 0 for r in res["A"])
 
 
 @check("ws-devices", "Data freshness: weighbridges (last ticket)")
