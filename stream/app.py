@@ -71,7 +71,7 @@ async def send_alert(alert: Alert) -> None:
 
 
 AGENT_MODULES = ("stream.agents.tonnage", "stream.agents.sorting",
-                 "stream.agents.transport", "stream.agents.manifest")
+                 "stream.agents.transport", "stream.agents.manifest", "stream.agents.device_health")
 for _module in AGENT_MODULES:
     importlib.import_module(_module)
 

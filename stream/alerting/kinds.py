@@ -22,6 +22,13 @@ KIND_NAMES: dict[str, str] = {
     "unstable_capture": "非稳定称重",
     "tare_deviation": "皮重异常",
     "remote_jump": "遥控作弊嫌疑",
+    # raised by stream/agents/integrity.py as weighbridge_<flag>
+    "weighbridge_double_weighing": "重复过磅",
+    "weighbridge_unstable_capture": "非稳定称重",
+    "weighbridge_tare_deviation": "皮重异常",
+    "weighbridge_over_rating": "超载",
+    "weighbridge_remote_jump": "遥控作弊嫌疑",
+    "weighbridge_clock_skew": "地磅时钟偏差",
     "device_offline": "设备离线",
     "stuck_sensor": "传感器卡滞",
     "outbox_growing": "数据积压",

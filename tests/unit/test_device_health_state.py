@@ -1,0 +1,146 @@
+"""Device health (pure): Last-Will offline, silence, re-arm, outbox threshold, duplicates, points."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from contract.events import Alert, DeviceState, DeviceStatus
+from contract.msgid import parse_msg_id
+from stream.agents.device_health_state import Health, on_check, on_status
+from stream.alerting.make import alert_id
+from stream.rules import DeviceHealthRules, Rules
+from stream.sinks.line_protocol import to_line
+
+RULES = Rules(city="t", device_health=DeviceHealthRules(offline_after_s=300, outbox_growing_depth=100))
+T0 = datetime(2025, 5, 1, 2, 0, tzinfo=UTC)
+NS = 1_000_000_000
+
+
+class Device:
+    """One device's table value, fed statuses (arrival at T0 + `at` s) and checks."""
+
+    def __init__(self, device: str = "wb1", site: str = "s1") -> None:
+        self.h, self.device, self.site, self.seq = Health(), device, site, 0
+        self.alerts: list[Alert] = []
+
+    def status(self, at: float, state: str = "online", depth: int = 0, seq: int | None = None,
+               ts_at: float | None = None, error: str | None = None) -> tuple[str, bool]:
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        msg_id = f"{self.device}:1:{seq}"
+        s = DeviceStatus(msg_id=msg_id, device_id=self.device, site_id=self.site,
+                         ts=T0 + timedelta(seconds=at if ts_at is None else ts_at),
+                         state=DeviceState(state), outbox_depth=depth, last_error=error)
+        out = on_status(self.h, s, parse_msg_id(msg_id), ns(at), RULES)
+        assert len(out.points) == 1
+        self.alerts += out.alerts
+        return msg_id, out.duplicate
+
+    def check(self, at: float) -> list[Alert]:
+        out = on_check(self.h, self.device, ns(at), RULES)
+        assert not out.points
+        self.alerts += out.alerts
+        return out.alerts
+
+
+def ns(at: float) -> int:
+    return int((T0 + timedelta(seconds=at)).timestamp()) * NS
+
+
+def test_last_will_offline_raises_once_per_episode_and_online_rearms() -> None:
+    edge = Device("s1-edge")
+    will = f"s1-edge:1:{edge.seq + 1}"
+    edge.seq += 1  # the Last-Will's seq is reserved at connect time: it arrives after later seqs
+    edge.status(0)
+    edge.status(60)
+    _, dup = edge.status(90, "offline", seq=1, ts_at=-1, error="connection lost (last will)")
+    assert not dup, "the Will fills its dedup gap: new, and it is the newest news"
+    assert [a.alert_id for a in edge.alerts] == [alert_id("device_offline", f"s1-edge|{will}")]
+    assert edge.alerts[0].evidence == (will,) and "last will" in edge.alerts[0].summary
+    assert edge.alerts[0].ts == T0 + timedelta(seconds=90)  # heard, not the Will's stale ts
+    assert edge.h.state == "offline"
+    edge.status(95, "offline")
+    assert edge.check(1000) == []  # already in an offline episode: silence adds nothing
+    assert len(edge.alerts) == 1
+    edge.status(1100)  # online again: re-armed
+    second, _ = edge.status(1200, "offline")
+    assert [a.alert_id for a in edge.alerts][1:] == [alert_id("device_offline", f"s1-edge|{second}")]
+
+
+def test_silence_after_offline_after_s_then_rearmed_when_heard() -> None:
+    d = Device()
+    last, _ = d.status(0)
+    assert d.check(299) == []
+    [alert] = d.check(300)
+    assert alert.alert_id == alert_id("device_offline", f"wb1|silent-after|{last}")
+    assert alert.ts == T0 + timedelta(seconds=300) and alert.evidence == (last,)
+    assert d.check(600) == [] and d.check(300) == []  # repeated or replayed checks: once
+    d.status(700)
+    assert d.check(800) == []
+    last, _ = d.status(900)
+    [again] = d.check(1300)
+    assert again.alert_id == alert_id("device_offline", f"wb1|silent-after|{last}")
+
+
+def test_never_heard_is_never_silent_and_check_replay_gives_the_same_id() -> None:
+    assert on_check(Health(), "x", ns(10**6), RULES).alerts == []
+    a, b = Device(), Device()
+    a.status(0)
+    b.status(0)
+    assert [x.alert_id for x in a.check(400)] == [x.alert_id for x in b.check(500)]
+
+
+def test_device_first_heard_offline_alerts() -> None:
+    d = Device("st1")
+    msg, _ = d.status(0, "offline", error="serial port missing")
+    assert [a.alert_id for a in d.alerts] == [alert_id("device_offline", f"st1|{msg}")]
+
+
+def test_outbox_growing_threshold_and_rearm_below_half() -> None:
+    edge = Device("s1-edge")
+    edge.status(0, depth=99)
+    assert edge.alerts == []
+    first, _ = edge.status(60, depth=100)
+    edge.status(120, depth=400)
+    edge.status(180, depth=51)  # not below half: same episode
+    edge.status(240, depth=120)
+    assert [a.alert_id for a in edge.alerts] == [alert_id("outbox_growing", f"s1-edge|{first}")]
+    assert edge.alerts[0].kind == "outbox_growing" and edge.alerts[0].severity == "warning"
+    edge.status(300, depth=49)  # below half: re-armed
+    second, _ = edge.status(360, depth=100)
+    assert [a.alert_id for a in edge.alerts][1:] == [alert_id("outbox_growing", f"s1-edge|{second}")]
+
+
+def test_outbox_depth_of_other_devices_is_the_sites_outbox_and_not_alerted() -> None:
+    d = Device("wb1")
+    d.status(0, depth=5000)
+    assert d.alerts == []
+
+
+def test_duplicates_change_nothing_and_still_write_their_point() -> None:
+    d = Device()
+    d.status(0)
+    offline, _ = d.status(60, "offline")
+    before = d.h.to_json()
+    _, dup = d.status(61, "online", seq=1)
+    assert dup and d.h.to_json() == before
+    _, dup = d.status(62, "offline", seq=2)
+    assert dup and len(d.alerts) == 1
+    again = Health.from_json(before)
+    out = on_status(again, DeviceStatus(msg_id=offline, device_id="wb1", site_id="s1", ts=T0,
+                                        state=DeviceState.OFFLINE), parse_msg_id(offline), ns(60), RULES)
+    assert out.duplicate and out.alerts == [] and len(out.points) == 1
+
+
+def test_state_roundtrips_through_json_and_point_shape() -> None:
+    d = Device()
+    d.status(0, "offline", depth=7, error="e")
+    assert Health.from_json(d.h.to_json()) == d.h
+    s = DeviceStatus(msg_id="wb1:1:1234567", device_id="wb1", site_id="s1", ts=T0, state=DeviceState.ONLINE,
+                     outbox_depth=3, clock_offset_s=-1.5)
+    out = on_status(Health(), s, parse_msg_id(s.msg_id), ns(0) + 123_456_789, RULES)
+    line = to_line(out.points[0])
+    want_ns = ns(0) + 123_000_000 + 234_567  # arrival ms + the seq's last six digits
+    assert line == ('device_status,device=wb1,site=s1 clock_offset_s=-1.5,last_error="",'
+                    f'msg_id="wb1:1:1234567",online=true,outbox_depth=3i,state="online" {want_ns}')
