@@ -506,7 +506,7 @@ def _cleanup(settings: Settings, run_id: str, db: str, keep_db: bool) -> None:
 
 def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
     p = argparse.ArgumentParser(prog="wastestream bench", description=__doc__.splitlines()[0])
-    p.add_argument("--steps", default="250,500,1000,2000,4000",
+    p.add_argument("--steps", default="100,200,400,800,1600,3200,6400,12800,20000",
                    help="offered msg/s per step, comma-separated")
     p.add_argument("--step-seconds", type=float, default=20.0)
     p.add_argument("--warmup", type=float, default=5.0, help="seconds at the start of a step not counted")
