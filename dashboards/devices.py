@@ -25,9 +25,11 @@ def build() -> dashboard.Dashboard:
             f'last("last_error") AS "last_error" FROM "device_status" WHERE {STATUS} '
             'GROUP BY "site", "device"')
             .table(), w=12))
-        .with_panel(series_panel("Outbox depth", [Query(
-            f'SELECT max("outbox_depth") FROM "device_status" WHERE {STATUS} '
-            'GROUP BY time($__interval), "device" fill(none)').alias("$tag_device")], "none", w=12))
+        .with_panel(series_panel("Outbox depth per edge site", [Query(
+            f'SELECT max("outbox_depth") FROM "device_status" WHERE "device" =~ /-edge$/ AND {STATUS} '
+            'GROUP BY time($__interval), "site" fill(none)').alias("$tag_site")], "none", w=12,
+            description="The site's store-and-forward outbox (every status of a site carries it; "
+                        "read from the edge agent's own status, device {site}-edge)."))
         .with_panel(table_panel("Data freshness: weighbridges (last ticket)", Query(
             'SELECT last("net_kg") AS "net_kg" FROM "weighing" WHERE $timeFilter GROUP BY "site", "device"')
             .table(), w=8))

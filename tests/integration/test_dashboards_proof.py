@@ -527,11 +527,13 @@ def _(res: dict[str, Rows], t: Truth) -> None:
     assert all(isinstance(r["online"], bool) and r["outbox_depth"] >= 0 for r in res["A"])
 
 
-@check("ws-devices", "Outbox depth", range_only=True)
+@check("ws-devices", "Outbox depth per edge site", range_only=True)
 def _(res: dict[str, Rows], t: Truth) -> None:
     _needs_device_status(res, t)
-    columns(res["A"], "device", "max")
-    assert {r["device"] for r in res["A"]} >= _devices(t)
+    columns(res["A"], "site", "max")
+    sites = {f.id for f in t.scenario.weighbridge_sites()} | {c.id for c in t.scenario.station_sites()} \
+        | {f"fleet-{origin}" for origin in t.scenario.fleets()}
+    assert {r["site"] for r in res["A"]} == sites
     assert all(r["max"] >= 0 for r in res["A"])
 
 
