@@ -42,7 +42,9 @@ STEP_KEYS = ("offered_msg_per_s", "sent", "acked", "publish_rate", "sustained_ms
              "machine_cpu_pct", "saturated")
 """Every step record has these keys (tests/unit/test_bench_result.py checks the file against them)."""
 SATURATION = 0.85
-"""A step delivering less than this share of what was published is past the pipeline's knee."""
+"""A step delivering less than this share of what was published is past the pipeline's knee ..."""
+CATCH_UP_S = 5.0
+"""... when it also needs more than this after the step's last publish to deliver everything."""
 
 
 @dataclasses.dataclass
@@ -352,7 +354,10 @@ def run_step(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dic
         **step_latency(settings, int((start + cfg.warmup_s) * 1e9), int(end * 1e9)),
         "cpu_pct": procs, "machine_cpu_pct": machine,
     }
-    step["saturated"] = bool(not step["drained"] or not sustained >= SATURATION * min(rate, publish_rate))
+    # Both signs, so one slow poll or a short stall does not end the ramp: it delivered less than
+    # was published AND needed more than CATCH_UP_S after the last publish to catch up (or never did).
+    behind = not sustained >= SATURATION * min(rate, publish_rate)
+    step["saturated"] = bool(not step["drained"] or (behind and drain_s > CATCH_UP_S))
     return step
 
 
