@@ -12,7 +12,9 @@ import asyncio
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import Any
 
 if __name__ == "__main__":
     # Run the app of the importable module `stream.app` (the one agents register on), not a copy.
@@ -31,7 +33,23 @@ _web_port = os.environ.get("WS_FAUST_WEB_PORT", "")
 _session_timeout_s = float(os.environ.get("WS_FAUST_SESSION_TIMEOUT_S", "60"))
 """How long Kafka waits for a silent worker before reassigning its partitions."""
 
-app = faust.App(
+
+class App(faust.App):
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        """An agent crashed: drop its traceback's frame locals, so the event in hand can be freed.
+
+        Why: Faust keeps the crash reason (exception → traceback → the agent's frames → the
+        event), and the consumer tracks unacked messages in a weak set: a message whose agent
+        crashed stays "unacked" forever, so `wait_empty` (on SIGTERM and on every rebalance)
+        waits for it until the worker is SIGKILLed. It is still NOT acked: Faust commits only
+        up to the first unacked offset, so it is redelivered after a restart (at-least-once).
+        Line numbers stay in the traceback that Faust logs next.
+        """
+        traceback.clear_frames(exc.__traceback__)
+        await super()._on_agent_error(agent, exc)
+
+
+app = App(
     settings.faust_app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     store="memory://",
