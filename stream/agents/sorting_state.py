@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contract.events import Alert, BinLevel, Deposit, Severity, Verdict
-from contract.msgid import MsgKey
+from contract.msgid import MsgKey, parse_msg_id
 from stream.agents.localday import day_label, local_day_start_ns
 from stream.alerting.make import make_alert
 from stream.dedup import KEEP_DAYS, NS_PER_DAY, SeqMark
@@ -176,7 +176,17 @@ def deposit_point(d: Deposit) -> Point:
         fields["household"] = d.household
     tags = {"site": d.site_id, "community": d.community_id, "device": d.device_id, "bin": d.bin.value,
             "verdict": d.verdict.value}
-    return Point(DEPOSIT, tags, fields, to_ns(d.ts))
+    return Point(DEPOSIT, tags, fields, deposit_time_ns(d))
+
+
+def deposit_time_ns(d: Deposit) -> int:
+    """The deposit's time plus its seq (mod 1000) in nanoseconds.
+
+    A station reports the drops it saw since the last poll with the same `ts` (the registers
+    carry no drop time); two same-bin, same-verdict drops would share a series and a timestamp
+    and one would overwrite the other. `ts` has microsecond resolution, so the sub-microsecond
+    seq offset keeps drops apart and stays deterministic (a replay still overwrites itself)."""
+    return to_ns(d.ts) + parse_msg_id(d.msg_id).seq % 1000
 
 
 def sorting_daily_point(d: Deposit, c: DayCounts, tz: str) -> Point:

@@ -17,7 +17,6 @@ ranges only; see RANGE_ONLY.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import sqlite3
@@ -232,49 +231,6 @@ def _(res: dict[str, Rows], t: Truth) -> None:
     assert only(res["A"])["accuracy_pct"] == approx(pct(correct, checked))
 
 
-def _collided(t: Truth) -> int:
-    """Deposit points lost to a known pipeline bug, or 0 if the loss is not explained by it.
-
-    The edge stamps every drop it reads in one poll with the same `ts`
-    (edge/devices/sorting_station.py), and a deposit point's series + time is (station, bin,
-    verdict, ts): two drops of one bin and verdict caught in one poll are one point, the later
-    overwrites the earlier. Explained when, for each (station, bin, verdict), the points missing
-    are at most the ledger's pairs of such drops within 2 s of each other."""
-    start, end = t.run.time_range
-    rows = influxql(t.run.settings, f'SELECT count("kg") AS "n" FROM "deposit" WHERE time >= {start} '
-                                    f'AND time <= {end} GROUP BY "device", "bin", "verdict"')
-    got = {(r["device"], r["bin"], r["verdict"]): r["n"] for r in rows}
-    times: dict[tuple[str, str, str], list[datetime]] = defaultdict(list)
-    for d in t.deposits:
-        times[(d["device_id"], d["bin"], d["verdict"])].append(datetime.fromisoformat(d["ts"]))
-    if set(got) - set(times):
-        return 0
-    lost = 0
-    for key, ts in times.items():
-        ts.sort()
-        missing = len(ts) - got.get(key, 0)
-        close = sum(1 for a, b in itertools.pairwise(ts) if (b - a).total_seconds() <= 2)
-        if not 0 <= missing <= close:
-            return 0
-        lost += missing
-    return lost
-
-
-def exact_unless_collided(t: Truth, shortfall: int, assertion: Callable[[], None], *, count: bool) -> None:
-    """Run the exact check; if it fails only by deposits lost to the bug above, xfail naming it.
-
-    `shortfall`: ledger total minus the panel's total; for a count it must equal the points
-    lost, for distinct households it may be less. Any other difference still fails."""
-    try:
-        assertion()
-    except AssertionError:
-        lost = _collided(t)
-        if lost and (shortfall == lost if count else 0 < shortfall <= lost):
-            pytest.xfail(f"{lost} deposit point(s) overwritten in InfluxDB: drops read in one edge poll "
-                         "share one ts (edge/devices/sorting_station.py); a pipeline bug, not this query")
-        raise
-
-
 def _households(deposits: Rows) -> dict[str, set[str]]:
     out: dict[str, set[str]] = defaultdict(set)
     for d in deposits:
@@ -291,7 +247,7 @@ def _(res: dict[str, Rows], t: Truth) -> None:
 
     def exact() -> None:
         assert got == approx(pct(households, registered))
-    exact_unless_collided(t, households - round(got * registered / 100), exact, count=False)
+    exact()
 
 
 @check("ws-city-overview", indicator_title("Sealed transport (%)"), range_only=True)
@@ -432,7 +388,7 @@ def _(res: dict[str, Rows], t: Truth) -> None:
 
     def exact() -> None:
         assert got == expected
-    exact_unless_collided(t, sum(expected.values()) - sum(got.values()), exact, count=False)
+    exact()
 
 
 @check("ws-sorting", "Deposits per hour by community")
@@ -445,7 +401,7 @@ def _(res: dict[str, Rows], t: Truth) -> None:
 
     def exact() -> None:
         assert got == expected
-    exact_unless_collided(t, expected.total() - got.total(), exact, count=True)
+    exact()
 
 
 @check("ws-sorting", "Deposits by bin and verdict")
@@ -459,7 +415,7 @@ def _(res: dict[str, Rows], t: Truth) -> None:
     def exact() -> None:
         assert {k: r["deposits"] for k, r in got.items()} == dict(count)
         assert {k: r["kg"] for k, r in got.items()} == {k: pytest.approx(v, abs=1e-6) for k, v in kg.items()}
-    exact_unless_collided(t, count.total() - sum(r["deposits"] for r in got.values()), exact, count=True)
+    exact()
 
 
 def _stations(t: Truth) -> set[str]:
