@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DURATION ?= 60
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+CHAOS_ARGS ?=
 
-.PHONY: demo test unit integration services services-down lint schema bench clean
+.PHONY: demo test unit integration services services-down lint schema bench chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,11 @@ unit: $(STAMP)
 
 bench: $(STAMP) services
 	$(BIN)/wastestream bench $(BENCH_ARGS)
+
+# Fault injection on PRIVATE services (.run/chaos, ports 28830/29092/28086): kill -9 of each
+# service and process in turn during steady traffic; exact counts per fault (CHAOS_ARGS).
+chaos: $(STAMP)
+	$(BIN)/wastestream chaos $(CHAOS_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

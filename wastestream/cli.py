@@ -74,6 +74,12 @@ def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     return main(rest)
 
 
+def _chaos(args: argparse.Namespace, rest: list[str]) -> int:
+    from wastestream.chaos import main
+
+    return main(rest)
+
+
 def _report(args: argparse.Namespace, rest: list[str]) -> int:
     from wastestream.report.cli import report_main
 
@@ -106,6 +112,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, list[str]], int], str]] 
     "demo": (_demo, "the whole pipeline on simulated devices for DURATION seconds, then a tonnage table"),
     "alerts": (_alerts, "alert service for enforcement: serve | list | show | ack | close | stats"),
     "bench": (_bench, "throughput and latency of the pipeline against raw limits and a naive baseline"),
+    "chaos": (_chaos, "kill -9 each service and process during a steady run; exact counts per fault"),
     "report": (_report, "self-contained HTML indicator report for a period: --from --to --out [--city]"),
     "indicators": (_indicators, "the city's indicators for a period against the plan's targets"),
     "dashboards": (_dashboards, "Grafana dashboards as code: generate | push --url --token"),
