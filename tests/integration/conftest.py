@@ -53,7 +53,7 @@ from stream.rules import DEFAULT_RULES
 from wastestream.demo import run_city
 from wastestream.influxql import InfluxQueryError, influxql
 from wastestream.pipeline import Pipeline, commit_group_at_end
-from wastestream.settings import Settings
+from wastestream.settings import Settings, load_settings
 
 DASH_CITY = Path(__file__).parent.parent / "fixtures" / "dash_city.yaml"
 DURATION_S = 35.0
@@ -208,3 +208,17 @@ def city_run(live_services: Settings, tmp_path_factory: pytest.TempPathFactory) 
         for db in (staging, settings):
             with contextlib.suppress(OSError, InfluxQueryError):  # best effort: a leftover is harmless
                 post(db, f'DROP DATABASE "{db.influx_db}"')
+
+
+@pytest.fixture
+def run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def settings(run_id: str) -> Iterator[Settings]:
+    """Settings with this test's own Faust app id and InfluxDB database (dropped afterwards)."""
+    s = dataclasses.replace(load_settings(), influx_db=f"ws_test_{run_id}", faust_app_id=f"ws-test-{run_id}")
+    yield s
+    query = urllib.parse.urlencode({"q": f'DROP DATABASE "{s.influx_db}"'})
+    urllib.request.urlopen(urllib.request.Request(f"{s.influx_url}/query?{query}", method="POST"), timeout=10)

@@ -20,8 +20,6 @@ from tests.integration.test_stream_tonnage_analytics import (
     expect_alerts,
     produce,
     q,
-    run_id,  # noqa: F401  (fixture)
-    settings,  # noqa: F401  (fixture)
     skip_history,
     start_worker,
     stop,
@@ -48,7 +46,7 @@ def lvl(r: str, st: str, seq: int, fill: float, b: WasteCategory = WasteCategory
                     ts=T0 + timedelta(minutes=seq), community_id=f"cm-{r}", bin=b, fill_pct=fill)
 
 
-def test_sorting_accuracy_participation_and_alerts(settings: Settings, run_id: str,  # noqa: F811
+def test_sorting_accuracy_participation_and_alerts(settings: Settings, run_id: str,
                                                    tmp_path: Path) -> None:
     r = run_id
     deposits = [

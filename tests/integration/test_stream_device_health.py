@@ -19,11 +19,9 @@ from contract.events import DeviceState, DeviceStatus
 from contract.topics import KAFKA_TOPICS
 from stream.alerting.make import alert_id
 from stream.rules import DEFAULT_RULES
-from tests.integration.test_stream_transport import (  # noqa: F401  (fixtures)
+from tests.integration.workerkit import (
     produce,
     read_alerts,
-    run_id,
-    settings,
     start_worker,
     stop,
     wait_until,
@@ -53,7 +51,7 @@ async def send_now(s: Settings, events: list[DeviceStatus]) -> None:
         await producer.stop()
 
 
-def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_id: str,  # noqa: F811
+def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_id: str,
                                                        tmp_path: Path) -> None:
     rules = yaml.safe_load(DEFAULT_RULES.read_text(encoding="utf-8"))
     rules["device_health"] = {"offline_after_s": OFFLINE_AFTER_S, "stuck_after_readings": 30,

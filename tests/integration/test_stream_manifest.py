@@ -14,12 +14,10 @@ import yaml
 
 from contract.events import Direction, WasteCategory, Weighing
 from stream.rules import DEFAULT_RULES
-from tests.integration.test_stream_transport import (  # noqa: F401  (fixtures)
+from tests.integration.workerkit import (
     assert_alerts_once,
     produce,
     read_alerts,
-    run_id,
-    settings,
     start_worker,
     stop,
     wait_until,
@@ -39,7 +37,7 @@ def ticket(run: str, n: int, plate: str, direction: Direction, net: float, ts: d
                     tare_kg=10000.0, net_kg=net, category=WasteCategory.CONSTRUCTION, origin="district-1")
 
 
-def test_manifests_matched_mismatched_missing(settings: Settings, run_id: str,  # noqa: F811
+def test_manifests_matched_mismatched_missing(settings: Settings, run_id: str,
                                               tmp_path: Path) -> None:
     rules = yaml.safe_load(DEFAULT_RULES.read_text(encoding="utf-8"))
     rules["manifest"] = {"tolerance_pct": 5, "timeout_s": TIMEOUT_S}

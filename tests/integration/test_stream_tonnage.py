@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,22 +20,9 @@ from contract.events import Direction, WasteCategory
 from stream.topics_admin import ensure_topics
 from tests.integration.test_stream_tonnage_analytics import skip_history
 from wastestream.influxql import influxql
-from wastestream.settings import REPO_ROOT, Settings, load_settings
+from wastestream.settings import REPO_ROOT, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
-
-
-@pytest.fixture
-def run_id() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-def settings(run_id: str) -> Iterator[Settings]:
-    s = dataclasses.replace(load_settings(), influx_db=f"ws_test_{run_id}", faust_app_id=f"ws-test-{run_id}")
-    yield s
-    query = urllib.parse.urlencode({"q": f'DROP DATABASE "{s.influx_db}"'})
-    urllib.request.urlopen(urllib.request.Request(f"{s.influx_url}/query?{query}", method="POST"), timeout=10)
 
 
 def tickets(run: str, devices: int, per_device: int, seq0: int = 0) -> list[Weighing]:

@@ -8,7 +8,6 @@ EXACTLY the expected alerts on ws.alerts, each once.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import re
 import signal
@@ -16,11 +15,8 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,26 +32,13 @@ from contract.topics import KAFKA_TOPICS
 from stream.alerting.make import alert_id
 from stream.topics_admin import ensure_topics
 from wastestream.influxql import influxql
-from wastestream.settings import REPO_ROOT, Settings, load_settings
+from wastestream.settings import REPO_ROOT, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 TZ = "tz('Asia/Shanghai')"
 DAYS = "time >= '2026-02-28T16:00:00Z' AND time < '2026-03-02T16:00:00Z'"  # 1 and 2 March, Beijing
 MAR1, MAR2 = 1772294400_000_000_000, 1772380800_000_000_000  # 00:00 Beijing of each, in UTC ns
-
-
-@pytest.fixture
-def run_id() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-def settings(run_id: str) -> Iterator[Settings]:
-    s = dataclasses.replace(load_settings(), influx_db=f"ws_test_{run_id}", faust_app_id=f"ws-test-{run_id}")
-    yield s
-    query = urllib.parse.urlencode({"q": f'DROP DATABASE "{s.influx_db}"'})
-    urllib.request.urlopen(urllib.request.Request(f"{s.influx_url}/query?{query}", method="POST"), timeout=10)
 
 
 def write_rules(path: Path, run: str) -> Path:

@@ -4,159 +4,30 @@ exactly its alerts (each once) and its sealed-transport km."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
-import json
 import math
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.parse
-import urllib.request
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from contract import encode
-from contract.events import Envelope, TruckTelemetry
-from contract.topics import ALL_KAFKA_TOPICS, KAFKA_TOPICS
-from stream.topics_admin import ensure_topics
+from contract.events import TruckTelemetry
+from tests.integration.workerkit import (
+    assert_alerts_once,
+    produce,
+    read_alerts,
+    start_worker,
+    stop,
+    wait_until,
+)
 from wastestream.influxql import influxql
-from wastestream.settings import REPO_ROOT, Settings, load_settings
+from wastestream.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-def run_id() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture
-def settings(run_id: str) -> Iterator[Settings]:
-    s = dataclasses.replace(load_settings(), influx_db=f"ws_test_{run_id}", faust_app_id=f"ws-test-{run_id}")
-    yield s
-    query = urllib.parse.urlencode({"q": f'DROP DATABASE "{s.influx_db}"'})
-    urllib.request.urlopen(urllib.request.Request(f"{s.influx_url}/query?{query}", method="POST"), timeout=10)
-
-
-async def produce(settings: Settings, events: Sequence[Envelope]) -> None:
-    await ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions)
-    await skip_backlog(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        for e in events:
-            await producer.send(KAFKA_TOPICS[e.event], encode(e), key=e.device_id.encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-async def skip_backlog(settings: Settings) -> None:
-    """Commit the source topics' current end offsets for the worker's group (= Faust app id).
-
-    The shared topics hold every earlier run's data (at times 100k+ tickets of a load test);
-    a fresh app would replay all of it (auto_offset_reset=earliest) before reaching ours.
-    """
-    from aiokafka.structs import OffsetAndMetadata
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.faust_app_id,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(t, p) for t in ALL_KAFKA_TOPICS for p in range(settings.kafka_partitions)]
-        consumer.assign(parts)
-        end = await consumer.end_offsets(parts)
-        await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in end.items()})
-    finally:
-        await consumer.stop()
-
-
-def free_port() -> int:
-    """Faust binds its web port even when other workers run here; give each worker its own."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_worker(settings: Settings, log: Path, **env: str) -> subprocess.Popen[bytes]:
-    environ = dict(os.environ, WS_INFLUX_DB=settings.influx_db, WS_FAUST_APP_ID=settings.faust_app_id,
-                   WS_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, WS_INFLUX_URL=settings.influx_url,
-                   WS_FAUST_SESSION_TIMEOUT_S="8", WS_FAUST_WEB_PORT=str(free_port()), **env)
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "stream.app", "worker", "-l", "info"],
-                                stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=REPO_ROOT)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, then SIGKILL after 20 s (state is in the changelog either way; see the report)."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
-
-
-async def read_alerts(settings: Settings, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-    """Every alert on ws.alerts so far that `keep` selects (from the beginning, no consumer group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(KAFKA_TOPICS["alert"], p) for p in range(settings.kafka_partitions)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        end = await consumer.end_offsets(parts)
-        out: list[dict[str, Any]] = []
-        while [p for p in parts if await consumer.position(p) < end[p]]:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for records in batch.values():
-                out += [a for a in (json.loads(r.value) for r in records) if keep(a)]
-        return out
-    finally:
-        await consumer.stop()
-
-
-def wait_until(check: Callable[[], Any], timeout: float, proc: subprocess.Popen[bytes], log: Path,
-               what: str) -> Any:
-    """Poll `check` until it returns something truthy; fail with the worker's log tail."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            last = check()
-        except Exception as exc:  # InfluxDB database not created yet, ...
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(1.0)
-    raise AssertionError(f"{what}: last {last!r}; log:\n{log.read_text()[-3000:]}")
-
-
-def assert_alerts_once(alerts: list[dict[str, Any]], kinds: set[str], log: Path) -> dict[str, dict[str, Any]]:
-    """Exactly one alert id per expected kind on ws.alerts, each raised once by OUR worker.
-
-    ws.alerts is shared: any other worker that replays ws.truck-telemetry from the start (a
-    concurrent test, a dev worker) re-sends the same alerts with the same deterministic ids,
-    so "once" is counted in our worker's log, and ws.alerts is checked for the id set.
-    """
-    ids = {a["alert_id"]: a for a in alerts}
-    assert sorted(a["kind"] for a in ids.values()) == sorted(kinds), ids
-    text = log.read_text()
-    for alert_id in ids:
-        assert text.count(f"raised alert {alert_id} ") == 1, alert_id
-    return {a["kind"]: a for a in ids.values()}
 
 
 # ------------------------------------------------------------------------------- the track
