@@ -31,6 +31,7 @@ from contract.msgid import parse_msg_id
 from contract.topics import KAFKA_TOPICS
 from stream.agents.device_health_state import Health, on_check, on_status
 from stream.agents.manifest_state import Watermark
+from stream.agents.runner import acker
 from stream.app import app, send_alert, send_deadletter, settings
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
@@ -133,10 +134,6 @@ async def process_check(payload: bytes) -> None:
         health_table[c.device] = h.to_json()
 
 
-def _acker(stream: Any, event: Any) -> Any:
-    return lambda: stream.ack(event)
-
-
 @app.agent(source_topic)
 async def device_health(stream: Any) -> None:
     sink = InfluxSink(make_transport(settings), send_deadletter)
@@ -150,7 +147,7 @@ async def device_health(stream: Any) -> None:
                 await manual.ack(event)
                 continue
             await process_status(event.value, round(msg.timestamp * 1000) * 1_000_000, msg.partition, sink,
-                                 _acker(manual, event))
+                                 acker(manual, event))
     finally:
         await sink.stop(timeout=10)
         log.info("device_health: %d processed, %d duplicates, %d rejected, %d alerts",

@@ -28,6 +28,7 @@ import msgspec
 from contract.codec import ContractError, decode
 from contract.events import Direction, Weighing
 from stream.agents.manifest_state import Event, PlateState, Watermark, step
+from stream.agents.runner import acker
 from stream.app import app, send_alert, send_deadletter, settings, weighings_topic
 from stream.rules import load_rules
 from stream.sinks.influx import InfluxSink, make_transport
@@ -101,10 +102,6 @@ def _ack_when_sent(stream: Any, event: Any) -> Any:
 _pending: set[asyncio.Future[Any]] = set()
 
 
-def _acker(stream: Any, event: Any) -> Any:
-    return lambda: stream.ack(event)
-
-
 @app.agent(manifest_topic)
 async def manifest_matcher(stream: Any) -> None:
     sink = InfluxSink(make_transport(settings), send_deadletter)
@@ -133,7 +130,7 @@ async def manifest_matcher(stream: Any) -> None:
             for point in out.points[:-1]:
                 await sink.write(point)
             if out.points:
-                await sink.write(out.points[-1], on_done=_acker(manual, event))
+                await sink.write(out.points[-1], on_done=acker(manual, event))
     finally:
         await sink.stop(timeout=10)
 

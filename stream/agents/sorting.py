@@ -25,6 +25,7 @@ from contract.codec import ContractError, decode
 from contract.events import Alert, BinLevel, Deposit, Envelope
 from contract.msgid import MsgKey, parse_msg_id
 from contract.topics import KAFKA_TOPICS
+from stream.agents.runner import run_steps
 from stream.agents.sorting_state import (
     BinState,
     StationState,
@@ -39,7 +40,7 @@ from stream.app import send_alert as _send_alert
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
 from stream.rules import load_rules
-from stream.sinks.influx import InfluxSink, make_transport
+from stream.sinks.influx import InfluxSink
 
 log = logging.getLogger(__name__)
 _dup_log = RateLimitedLog(log, per_interval=10)
@@ -131,29 +132,16 @@ async def process_bin_level(payload: bytes, sink: InfluxSink, ack: Callable[[], 
     await sink.write(bin_level_point(b), on_done=ack)
 
 
-def _acker(stream: Any, event: Any) -> Callable[[], Any]:
-    return lambda: stream.ack(event)
-
-
-async def _run(stream: Any, step: Callable[[bytes, InfluxSink, Callable[[], Any]], Any], name: str) -> None:
-    """Manual ack: an event is acked by its step once InfluxDB has its points."""
-    sink = InfluxSink(make_transport(settings), send_deadletter)
-    await sink.start()
-    manual = stream.noack()
-    try:
-        async for event in manual.events():
-            await step(event.value, sink, _acker(manual, event))
-    finally:
-        await sink.stop(timeout=10)
-        log.info("%s: %d deposits, %d duplicates, %d rejected", name, Counters.deposits,
-                 Counters.duplicates, Counters.rejected)
+def _summary(name: str) -> Callable[[], None]:
+    return lambda: log.info("%s: %d deposits, %d duplicates, %d rejected", name, Counters.deposits,
+                            Counters.duplicates, Counters.rejected)
 
 
 @app.agent(deposits_topic)
 async def sorting(stream: Any) -> None:
-    await _run(stream, process_deposit, "sorting")
+    await run_steps(stream, process_deposit, _summary("sorting"))
 
 
 @app.agent(bin_levels_topic)
 async def bin_levels(stream: Any) -> None:
-    await _run(stream, process_bin_level, "bin_levels")
+    await run_steps(stream, process_bin_level, _summary("bin_levels"))

@@ -32,6 +32,7 @@ from contract.msgid import parse_msg_id
 from contract.topics import KAFKA_TOPICS
 from stream.agents.integrity import integrity_alerts
 from stream.agents.localday import local_day_start_ns
+from stream.agents.runner import run_steps
 from stream.agents.tonnage_points import (
     DeviceDayTotal,
     daily_point,
@@ -46,7 +47,7 @@ from stream.deadletter import deadletter_record
 from stream.dedup import DeviceState
 from stream.logutil import RateLimitedLog
 from stream.rules import load_rules
-from stream.sinks.influx import InfluxSink, make_transport
+from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import to_ns
 
 log = logging.getLogger(__name__)
@@ -157,31 +158,13 @@ async def _maybe_await(result: Any) -> None:
         await result
 
 
-def _acker(stream: Any, event: Any) -> Callable[[], Any]:
-    return lambda: stream.ack(event)
-
-
 @app.agent(weighings_topic)
 async def tonnage(stream: Any) -> None:
-    sink = InfluxSink(make_transport(settings), send_deadletter)
-    await sink.start()
-    manual = stream.noack()
-    try:
-        async for event in manual.events():
-            await process(event.value, sink, _acker(manual, event))
-    finally:
-        await sink.stop(timeout=10)
-        log.info("tonnage: %d processed, %d duplicates, %d rejected",
-                 Counters.processed, Counters.duplicates, Counters.rejected)
+    await run_steps(stream, process, lambda: log.info(
+        "tonnage: %d processed, %d duplicates, %d rejected",
+        Counters.processed, Counters.duplicates, Counters.rejected))
 
 
 @app.agent(site_totals_topic)
 async def facility_load(stream: Any) -> None:
-    sink = InfluxSink(make_transport(settings), send_deadletter)
-    await sink.start()
-    manual = stream.noack()
-    try:
-        async for event in manual.events():
-            await process_site_total(event.value, sink, _acker(manual, event))
-    finally:
-        await sink.stop(timeout=10)
+    await run_steps(stream, process_site_total, lambda: None)

@@ -22,12 +22,13 @@ from contract.events import TruckTelemetry
 from contract.msgid import parse_msg_id
 from contract.topics import KAFKA_TOPICS
 from stream.agents import manifest
+from stream.agents.runner import run_steps
 from stream.agents.transport_state import TruckState, step
 from stream.app import app, send_alert, send_deadletter, settings
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
 from stream.rules import load_rules
-from stream.sinks.influx import InfluxSink, make_transport
+from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import to_ns
 
 log = logging.getLogger(__name__)
@@ -89,19 +90,8 @@ async def process(payload: bytes, sink: InfluxSink, ack: Any) -> None:
     await sink.write(out.points[-1], on_done=ack)
 
 
-def _acker(stream: Any, event: Any) -> Any:
-    return lambda: stream.ack(event)
-
-
 @app.agent(telemetry_topic)
 async def transport(stream: Any) -> None:
-    sink = InfluxSink(make_transport(settings), send_deadletter)
-    await sink.start()
-    manual = stream.noack()
-    try:
-        async for event in manual.events():
-            await process(event.value, sink, _acker(manual, event))
-    finally:
-        await sink.stop(timeout=10)
-        log.info("transport: %d processed, %d duplicates, %d rejected, %d alerts",
-                 Counters.processed, Counters.duplicates, Counters.rejected, Counters.alerts)
+    await run_steps(stream, process, lambda: log.info(
+        "transport: %d processed, %d duplicates, %d rejected, %d alerts",
+        Counters.processed, Counters.duplicates, Counters.rejected, Counters.alerts))
