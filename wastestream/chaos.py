@@ -122,6 +122,7 @@ class Window:
     lost: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     wire: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     duplicated: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    partial: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def private_env(run_dir: Path, mqtt: int, kafka: int, influx: int, unique: str) -> dict[str, str]:
@@ -192,7 +193,18 @@ def at_wire(s: Sent, fault: Fault | None, edge_devices: set[str]) -> bool:
     return s.start_ns <= fault.ready_ns + int(EDGE_SETTLE_S * 1e9) and s.t_ns >= fault.kill_ns
 
 
-def tally(windows: list[Window], sent: list[Sent], points: list[Counted], edge_devices: set[str]) -> None:
+def partial_at_wire(p: Counted, windows: list[Window], edge_devices: set[str], visit_ns: int) -> bool:
+    """A ticket the restarted edge agent made of a visit it saw only part of (its plate line or its
+    stable phase went by while it was off): a real visit, with a weight the agent could not vouch
+    for (plate UNREAD: tare 0; or unstable_capture), not a duplicate made by the pipeline."""
+    if p.kind != "weighing" or p.device not in edge_devices:
+        return False
+    return any(w.fault and w.fault.name == "edge" and w.fault.kill_ns <= p.t_ns
+               <= w.fault.ready_ns + int(EDGE_SETTLE_S * 1e9) + 2 * visit_ns for w in windows)
+
+
+def tally(windows: list[Window], sent: list[Sent], points: list[Counted], edge_devices: set[str],
+          visit_ns: int) -> None:
     """Attribute sent/lost to the window of the record's time, duplicates to the window of the point."""
     def window_of(t_ns: int) -> Window:
         return next((w for w in reversed(windows) if t_ns >= w.start_ns), windows[0])
@@ -208,8 +220,11 @@ def tally(windows: list[Window], sent: list[Sent], points: list[Counted], edge_d
             w.lost[s.kind] += 1
     seen: set[str] = set()
     for p in sorted(points, key=lambda p: (not p.matched, p.t_ns)):
-        if p.msg_id in seen or not p.matched:  # a second copy, or a point nothing sent explains
+        if p.msg_id in seen:  # a second copy
             window_of(p.t_ns).duplicated[p.kind] += 1
+        elif not p.matched:  # a point nothing sent explains
+            w = window_of(p.t_ns)
+            (w.partial if partial_at_wire(p, windows, edge_devices, visit_ns) else w.duplicated)[p.kind] += 1
         seen.add(p.msg_id)
 
 
@@ -308,6 +323,8 @@ class ChaosRun:
             log.warning("chaos: %s restarted in %.1f s", fault.target, took)
             self.sleep(max(0.0, self.per_fault_s - (time.time_ns() - fault.kill_ns) / 1e9))
         log.warning("chaos: faults done; waiting for the simulator")
+        self.windows[-1].end_ns = time.time_ns()
+        self.windows.append(Window("after", self.windows[-1].end_ns, 0))
         p.wait(sim, timeout=duration + 300)
         self.windows[-1].end_ns = time.time_ns()
         return self.drain_and_count(scenario, since_ns, edge_site)
@@ -337,11 +354,27 @@ class ChaosRun:
         time.sleep(5)  # a late replay would show as a duplicate: look once more
         points = read_points(settings, devices, since_ns - 600 * 10**9)
         match(sent, points)
-        tally(self.windows, sent, points, edge_devices)
-        return result_json(self.windows, settings, self.pipeline.run_dir, edge_site)
+        ramp, stable, _ = visit_pacing(scenario)
+        tally(self.windows, sent, points, edge_devices, int((2 * ramp + stable) * 1e9))
+        sites = site_totals(sent, points)
+        return result_json(self.windows, settings, self.pipeline.run_dir, edge_site, sites)
 
 
-def result_json(windows: list[Window], settings: Settings, run_dir: Path, edge_site: str) -> dict[str, Any]:
+def site_totals(sent: list[Sent], points: list[Counted]) -> dict[str, dict[str, float]]:
+    """Per facility / community: what the ledger sent vs InfluxDB's raw count and sum (every point)."""
+    sites: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"sent": 0, "sent_kg": 0.0, "stored": 0, "stored_kg": 0.0})
+    for s in sent:
+        sites[s.site]["sent"] += 1
+        sites[s.site]["sent_kg"] += s.value
+    for p in points:
+        sites[p.site]["stored"] += 1
+        sites[p.site]["stored_kg"] += p.value
+    return {k: {n: round(v, 3) for n, v in d.items()} for k, d in sites.items()}
+
+
+def result_json(windows: list[Window], settings: Settings, run_dir: Path, edge_site: str,
+                sites: dict[str, dict[str, float]]) -> dict[str, Any]:
     rows = []
     for w in windows:
         f = w.fault
@@ -349,11 +382,11 @@ def result_json(windows: list[Window], settings: Settings, run_dir: Path, edge_s
             "fault": w.name, "target": f.target if f else None, "pid": f.pid if f else None,
             "kill": f.kill_ns / 1e9 if f else None, "restart": f.restart_ns / 1e9 if f else None,
             "ready": f.ready_ns / 1e9 if f else None, "window": [w.start_ns / 1e9, w.end_ns / 1e9],
-            **{k: dict(getattr(w, k)) for k in ("sent", "counted", "lost", "wire", "duplicated")},
+            **{k: dict(getattr(w, k)) for k in ("sent", "counted", "lost", "wire", "partial", "duplicated")},
         })
     total = {k: sum(sum(getattr(w, k).values()) for w in windows)
-             for k in ("sent", "counted", "lost", "wire", "duplicated")}
-    return {"run_dir": str(run_dir), "influx_db": settings.influx_db, "edge_site": edge_site,
+             for k in ("sent", "counted", "lost", "wire", "partial", "duplicated")}
+    return {"run_dir": str(run_dir), "influx_db": settings.influx_db, "edge_site": edge_site, "sites": sites,
             "windows": rows, "total": total, "ok": total["lost"] == 0 and total["duplicated"] == 0,
             "alerts": "not exercised: the chaos city has no incidents"}
 
@@ -366,23 +399,33 @@ def render(result: dict[str, Any]) -> str:
     def n(d: dict[str, int]) -> str:
         return f"{sum(d.values())} ({d.get('weighing', 0)}w+{d.get('deposit', 0)}d)"
 
-    head = (f"{'fault':<10} {'killed':>8} {'restarted':>9} {'ready':>8} {'sent':>13} {'counted':>13} "
-            f"{'lost':>5} {'wire':>5} {'dup':>4}  ok")
+    keys = ("lost", "wire", "partial", "duplicated")
+    head = (f"{'fault':<10} {'killed':>8} {'restarted':>9} {'ready':>8} {'sent':>14} {'counted':>14} "
+            f"{'lost':>5} {'wire':>5} {'part':>5} {'dup':>4}  ok")
     lines = [head, "-" * len(head)]
     for r in result["windows"]:
-        lost, wire, dup = (sum(r[k].values()) for k in ("lost", "wire", "duplicated"))
+        lost, wire, part, dup = (sum(r[k].values()) for k in keys)
         lines.append(f"{r['fault']:<10} {_hms(r['kill']):>8} {_hms(r['restart']):>9} {_hms(r['ready']):>8} "
-                     f"{n(r['sent']):>13} {n(r['counted']):>13} {lost:>5} {wire:>5} {dup:>4}  "
+                     f"{n(r['sent']):>14} {n(r['counted']):>14} {lost:>5} {wire:>5} {part:>5} {dup:>4}  "
                      f"{'yes' if lost == 0 and dup == 0 else 'NO'}")
     t = result["total"]
-    lines += ["-" * len(head), f"{'total':<10} {'':>8} {'':>9} {'':>8} {t['sent']:>13} {t['counted']:>13} "
-              f"{t['lost']:>5} {t['wire']:>5} {t['duplicated']:>4}  {'yes' if result['ok'] else 'NO'}", "",
-              "sent: weighings (w) and deposits (d) in the simulator's ledger, by the window of their time;",
-              "counted: matched to exactly one InfluxDB point (device, weight, nearest time); lost: sent,",
-              "never counted, by the pipeline; wire: weighings made while the edge agent of "
-              f"{result['edge_site']} was powered off",
-              "(frames on the serial line nobody read: lost before the pipeline, not by it); dup: a msg_id",
-              "stored twice or a point matching nothing sent.",
+    lines += ["-" * len(head), f"{'total':<10} {'':>8} {'':>9} {'':>8} {t['sent']:>14} {t['counted']:>14} "
+              f"{t['lost']:>5} {t['wire']:>5} {t['partial']:>5} {t['duplicated']:>4}  "
+              f"{'yes' if result['ok'] else 'NO'}", ""]
+    lines.append(f"{'site':<16} {'sent':>6} {'kg sent':>12} {'in InfluxDB':>11} {'kg in InfluxDB':>14}")
+    for site, v in sorted(result["sites"].items()):
+        lines.append(f"{site:<16} {v['sent']:>6.0f} {v['sent_kg']:>12.3f} {v['stored']:>11.0f} "
+                     f"{v['stored_kg']:>14.3f}")
+    lines += ["",
+              "sent: weighings (w) and deposits (d) in the simulator's ledger, by the window of their time.",
+              "counted: matched to exactly one InfluxDB point (same device and weight, nearest time).",
+              "lost: sent and never counted: lost BY THE PIPELINE.",
+              f"wire: weighings on {result['edge_site']}'s weighbridges while its edge agent was off:",
+              "  frames on a serial line nobody read, lost AT THE WIRE before the pipeline (a real RS-232",
+              "  line keeps nothing either). part: a ticket the restarted agent made of a visit it saw only",
+              "  part of (plate line missed: plate UNREAD, tare 0; or no stable phase): a real visit, with",
+              "  a weight the agent flags, not a duplicate. Both appear only in the edge window.",
+              "dup: a msg_id stored twice, or a point that nothing sent explains. The bar: lost 0, dup 0.",
               f"alerts: {result['alerts']}."]
     return "\n".join(lines)
 
