@@ -239,10 +239,23 @@ class ChaosRun:
     pause_s: float = 5.0
     steady_s: float = 15.0
     drain_timeout_s: float = 180.0
+    restart_margin_s: float = 10.0
+    """Per fault, extra simulated traffic: a service's restart (Kafka: ~15 s) may overrun its window."""
     edge_site: str | None = None
     service_env: dict[str, str] | None = None
     windows: list[Window] = field(default_factory=list)
     args: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def bridge_ids(self) -> list[str]:
+        """Per run: a bridge's client id names its persistent MQTT session."""
+        return [f"{self.pipeline.settings.faust_app_id}-bridge-{i}" for i in range(2)]
+
+    def stop(self) -> None:
+        """Stop every child, then end the bridges' sessions (else the broker queues for them)."""
+        from wastestream.bench.run import drop_mqtt_sessions
+
+        self.pipeline.stop_all()
+        drop_mqtt_sessions(self.pipeline.settings, self.bridge_ids())
 
     def start(self, name: str, *args: str) -> Process:
         self.args[name] = args
@@ -292,10 +305,12 @@ class ChaosRun:
                                         [t for e, t in KAFKA_TOPICS.items() if e != "alert"]))
         for i in range(2):
             self.start(f"worker-{i}", "worker", "-l", "info")
-        for i in range(2):
-            self.start(f"bridge-{i}", "bridge", "--client-id", f"ws-chaos-bridge-{i}")
-        # a restart (Kafka: ~15 s) may overrun a window: the sim runs long enough for all of them
-        duration = self.steady_s + len(self.faults) * (self.per_fault_s + 10) + 10
+        # Our own share group: on a shared broker, the default group's offline persistent sessions
+        # (bridges of earlier runs) would each be dealt a share of our devices' messages.
+        group = settings.faust_app_id.replace("-", "")
+        for i, client_id in enumerate(self.bridge_ids()):
+            self.start(f"bridge-{i}", "bridge", "--client-id", client_id, "--group", group)
+        duration = self.steady_s + len(self.faults) * (self.per_fault_s + self.restart_margin_s) + 10
         since_ns = time.time_ns()
         sim = p.start("sim", "sim", "--scenario", str(self.scenario_path), "--run-dir", str(p.run_dir),
                       "--duration", str(duration))
@@ -448,7 +463,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = chaos.run()
     finally:
-        pipeline.stop_all()
+        chaos.stop()
         if not args.keep_services:
             services("down", env=service_env)
     out = pipeline.run_dir / "chaos.json"
