@@ -252,7 +252,7 @@ class ChaosRun:
 
     def stop(self) -> None:
         """Stop every child, then end the bridges' sessions (else the broker queues for them)."""
-        from wastestream.bench.run import drop_mqtt_sessions
+        from wastestream.pipeline import drop_mqtt_sessions
 
         self.pipeline.stop_all()
         drop_mqtt_sessions(self.pipeline.settings, self.bridge_ids())

@@ -144,7 +144,7 @@ def run_city(pipeline: Pipeline, scenario_path: Path, duration: float, drain_tim
     for i in range(workers):
         pipeline.start(f"worker-{i}", "worker", "-l", "info")
     for i in range(bridges):
-        pipeline.start(f"bridge-{i}", "bridge", "--client-id", f"{pipeline.settings.faust_app_id}-bridge-{i}")
+        pipeline.start_bridge(i)
     if alerts_port:
         start_alert_service(pipeline, alerts_port)
     since_ns = time.time_ns()

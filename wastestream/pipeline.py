@@ -70,6 +70,28 @@ def services_running(env: dict[str, str] | None = None) -> bool:
     return services("status", env=env).returncode == 0
 
 
+def drop_mqtt_sessions(settings: Settings, client_ids: list[str]) -> None:
+    """End the bridges' persistent sessions: left behind, Mosquitto would queue every device
+    message for them (up to max_queued_messages each) long after the run."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    for client_id in client_ids:
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        try:
+            client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=10, clean_start=True,
+                           properties=props)
+            client.loop(timeout=1.0)
+            client.disconnect()
+        except OSError as exc:
+            log.warning("could not end MQTT session %s: %s", client_id, exc)
+
+
 @dataclass
 class Process:
     name: str
@@ -85,6 +107,8 @@ class Pipeline:
     run_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
+    mqtt_sessions: list[str] = field(default_factory=list)
+    """Bridge client ids whose persistent MQTT sessions end with the pipeline (see start_bridge)."""
 
     def __post_init__(self) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -119,6 +143,18 @@ class Pipeline:
         log.info("started %s (pid %d), log %s", name, popen.pid, log_path)
         return proc
 
+    def start_bridge(self, index: int) -> Process:
+        """A bridge with a client id and MQTT share group of this pipeline's own (its Faust app id).
+
+        Mosquitto keeps dealing a shared subscription's messages to a member whose persistent
+        session outlives its process: a bridge session left by an earlier run in a common group
+        would swallow a share of this run's messages until it expired. So each run has its own
+        group, and stop_all ends the run's sessions."""
+        client_id = f"{self.settings.faust_app_id}-bridge-{index}"
+        self.mqtt_sessions.append(client_id)
+        return self.start(f"bridge-{index}", "bridge", "--client-id", client_id,
+                          "--group", self.settings.faust_app_id)
+
     def check_alive(self) -> None:
         """Raise if a child died on its own: the demo must not report on a half pipeline."""
         for proc in self.processes:
@@ -145,6 +181,9 @@ class Pipeline:
         for proc in reversed(self.processes):
             self.stop(proc)
         self.processes.clear()
+        if self.mqtt_sessions:
+            drop_mqtt_sessions(self.settings, self.mqtt_sessions)
+            self.mqtt_sessions.clear()
 
     def wait(self, proc: Process, timeout: float) -> int:
         deadline = time.monotonic() + timeout

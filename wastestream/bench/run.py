@@ -31,7 +31,7 @@ from wastestream.bench.city import CityModel
 from wastestream.bench.loadgen import LoadGen, specs_for
 from wastestream.bench.stats import rate_between, weighted_median
 from wastestream.influxql import InfluxQueryError, influxql
-from wastestream.pipeline import Pipeline, PipelineError, services, services_running
+from wastestream.pipeline import Pipeline, PipelineError, drop_mqtt_sessions, services, services_running
 from wastestream.settings import Settings, load_settings
 
 log = logging.getLogger("wastestream.bench")
@@ -250,28 +250,6 @@ def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
         pipeline.stop_all()
         drop_mqtt_sessions(settings, [f"wsbench-{run_id}-{i}" for i in range(cfg.bridges)])
     return steps, drain
-
-
-def drop_mqtt_sessions(settings: Settings, client_ids: list[str]) -> None:
-    """End the bridges' persistent sessions: left behind, Mosquitto would queue every device
-    message for them (up to max_queued_messages each) long after the run."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    for client_id in client_ids:
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 0
-        try:
-            client.connect(settings.mqtt_host, settings.mqtt_port, keepalive=10, clean_start=True,
-                           properties=props)
-            client.loop(timeout=1.0)
-            client.disconnect()
-        except OSError as exc:
-            log.warning("could not end MQTT session %s: %s", client_id, exc)
 
 
 async def _end_offsets(bootstrap: str, topic: str) -> int:
