@@ -11,6 +11,7 @@ Exit codes: 0 healthy, 1 not healthy (reason on stderr), 2 check not available (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sys
@@ -59,10 +60,8 @@ async def _kafka_once(bootstrap: str) -> None:
         await asyncio.wait_for(admin.start(), 8)
         await asyncio.wait_for(admin.list_topics(), 8)
     finally:
-        try:
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(admin.close(), 3)
-        except Exception:
-            pass
 
 
 def check_kafka(bootstrap: str, deadline_s: float, pid: int | None) -> int:
@@ -82,7 +81,7 @@ def check_kafka(bootstrap: str, deadline_s: float, pid: int | None) -> int:
         try:
             asyncio.run(_kafka_once(bootstrap))
             return 0
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception as exc:
             last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= end:
             print(f"kafka not ready: {last}", file=sys.stderr)
