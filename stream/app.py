@@ -25,9 +25,11 @@ import faust
 from contract.codec import encode
 from contract.events import Alert
 from contract.topics import DEADLETTER_TOPIC, KAFKA_TOPICS
+from stream import faust_fixes
 from stream.topics_admin import ensure_topics
 from wastestream.settings import load_settings
 
+faust_fixes.apply()  # never commit past an in-flight message (faust-streaming #606)
 settings = load_settings()
 _web_port = os.environ.get("WS_FAUST_WEB_PORT", "")
 _session_timeout_s = float(os.environ.get("WS_FAUST_SESSION_TIMEOUT_S", "60"))
