@@ -209,6 +209,10 @@ def tally(windows: list[Window], sent: list[Sent], points: list[Counted], edge_d
     def window_of(t_ns: int) -> Window:
         return next((w for w in reversed(windows) if t_ns >= w.start_ns), windows[0])
 
+    for w in windows:  # a recount (after the final worker restart) starts from zero
+        for counter in (w.sent, w.counted, w.lost, w.wire, w.partial, w.duplicated):
+            counter.clear()
+
     for s in sent:
         w = window_of(s.t_ns)
         w.sent[s.kind] += 1
