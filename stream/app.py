@@ -26,11 +26,14 @@ from contract.codec import encode
 from contract.events import Alert
 from contract.topics import DEADLETTER_TOPIC, KAFKA_TOPICS
 from stream import faust_fixes
+from stream.rules import load_rules
 from stream.topics_admin import ensure_topics
 from wastestream.settings import load_settings
 
 faust_fixes.apply()  # never commit past an in-flight message (faust-streaming #606)
 settings = load_settings()
+rules = load_rules()
+"""The city's rules, loaded once per worker at import: a bad file fails the worker at start."""
 _web_port = os.environ.get("WS_FAUST_WEB_PORT", "")
 _session_timeout_s = float(os.environ.get("WS_FAUST_SESSION_TIMEOUT_S", "60"))
 """How long Kafka waits for a silent worker before reassigning its partitions."""

@@ -32,15 +32,13 @@ from contract.topics import KAFKA_TOPICS
 from stream.agents.device_health_state import Health, on_check, on_status
 from stream.agents.manifest_state import Watermark
 from stream.agents.runner import acker
-from stream.app import app, send_alert, send_deadletter, settings
+from stream.app import app, rules, send_alert, send_deadletter, settings
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
-from stream.rules import load_rules
 from stream.sinks.influx import InfluxSink, make_transport
 
 log = logging.getLogger(__name__)
 _dup_log = RateLimitedLog(log, per_interval=10)
-rules = load_rules()
 CHECK_INTERVAL_S = min(5.0, rules.device_health.offline_after_s / 2)
 
 STATUS_TOPIC = KAFKA_TOPICS["device_status"]

@@ -29,13 +29,11 @@ from contract.codec import ContractError, decode
 from contract.events import Direction, Weighing
 from stream.agents.manifest_state import Event, PlateState, Watermark, step
 from stream.agents.runner import acker
-from stream.app import app, send_alert, send_deadletter, settings, weighings_topic
-from stream.rules import load_rules
+from stream.app import app, rules, send_alert, send_deadletter, settings, weighings_topic
 from stream.sinks.influx import InfluxSink, make_transport
 from stream.sinks.line_protocol import to_ns
 
 log = logging.getLogger(__name__)
-rules = load_rules()
 CHECK_INTERVAL_S = 5.0
 
 MANIFEST_TOPIC = f"{settings.faust_app_id}-manifest-events"

@@ -35,17 +35,15 @@ from stream.agents.sorting_state import (
     sorting_daily_point,
     station_day_key,
 )
-from stream.app import app, send_deadletter, settings
+from stream.app import app, rules, send_deadletter, settings
 from stream.app import send_alert as _send_alert
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
-from stream.rules import load_rules
 from stream.sinks.influx import InfluxSink
 
 log = logging.getLogger(__name__)
 _dup_log = RateLimitedLog(log, per_interval=10)
 
-rules = load_rules()
 
 deposits_topic = app.topic(KAFKA_TOPICS["deposit"], key_type=bytes, value_type=bytes)
 bin_levels_topic = app.topic(KAFKA_TOPICS["bin_level"], key_type=bytes, value_type=bytes)

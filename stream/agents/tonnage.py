@@ -41,20 +41,17 @@ from stream.agents.tonnage_points import (
     weighing_point,
 )
 from stream.agents.tonnage_rules import SiteLoad, over_capacity, raw_waste_landfilled
-from stream.app import app, send_deadletter, settings, weighings_topic
+from stream.app import app, rules, send_deadletter, settings, weighings_topic
 from stream.app import send_alert as _send_alert
 from stream.deadletter import deadletter_record
 from stream.dedup import DeviceState
 from stream.logutil import RateLimitedLog
-from stream.rules import load_rules
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import to_ns
 
 log = logging.getLogger(__name__)
 _dup_log = RateLimitedLog(log, per_interval=10)
 
-rules = load_rules()
-"""Loaded at import: a bad rules file fails the worker at start, not mid-stream."""
 
 device_state = app.Table(
     "tonnage-device-state",

@@ -24,16 +24,14 @@ from contract.topics import KAFKA_TOPICS
 from stream.agents import manifest
 from stream.agents.runner import run_steps
 from stream.agents.transport_state import TruckState, step
-from stream.app import app, send_alert, send_deadletter, settings
+from stream.app import app, rules, send_alert, send_deadletter, settings
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
-from stream.rules import load_rules
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import to_ns
 
 log = logging.getLogger(__name__)
 _dup_log = RateLimitedLog(log, per_interval=10)
-rules = load_rules()
 
 telemetry_topic = app.topic(KAFKA_TOPICS["truck_telemetry"], key_type=bytes, value_type=bytes)
 
