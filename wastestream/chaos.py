@@ -316,15 +316,7 @@ class ChaosRun:
             self.start(f"bridge-{i}", "bridge", "--client-id", client_id, "--group", group)
         duration = self.steady_s + len(self.faults) * (self.per_fault_s + self.restart_margin_s) + 10
         since_ns = time.time_ns()
-        sim = p.start("sim", "sim", "--scenario", str(self.scenario_path), "--run-dir", str(p.run_dir),
-                      "--duration", str(duration))
-        ready = p.run_dir / "sim" / "ready"
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            p.check_alive()
-            if time.monotonic() > deadline:
-                raise PipelineError("simulator did not create its devices within 30 s")
-            time.sleep(0.2)
+        sim = p.start_sim(self.scenario_path, duration)
         for config in sorted((p.run_dir / "edge").glob("*.yaml")):
             self.start(f"edge-{config.stem}", "edge", "run", "--config", str(config))
         traffic_ns = time.time_ns() + int(LEAD_S * 1e9)

@@ -148,15 +148,7 @@ def run_city(pipeline: Pipeline, scenario_path: Path, duration: float, drain_tim
     if alerts_port:
         start_alert_service(pipeline, alerts_port)
     since_ns = time.time_ns()
-    sim = pipeline.start("sim", "sim", "--scenario", str(scenario_path), "--run-dir", str(pipeline.run_dir),
-                         "--duration", str(duration))
-    ready = pipeline.run_dir / "sim" / "ready"
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        pipeline.check_alive()
-        if time.monotonic() > deadline:
-            raise PipelineError("simulator did not create its devices within 30 s")
-        time.sleep(0.2)
+    sim = pipeline.start_sim(scenario_path, duration)
     for site_config in sorted((pipeline.run_dir / "edge").glob("*.yaml")):
         pipeline.start(f"edge-{site_config.stem}", "edge", "run", "--config", str(site_config))
     publish_bad_messages(pipeline.settings)

@@ -155,6 +155,19 @@ class Pipeline:
         return self.start(f"bridge-{index}", "bridge", "--client-id", client_id,
                           "--group", self.settings.faust_app_id)
 
+    def start_sim(self, scenario_path: Path, duration: float, ready_timeout: float = 30.0) -> Process:
+        """Start the simulated city and wait until its devices exist (ptys, ports, edge configs)."""
+        sim = self.start("sim", "sim", "--scenario", str(scenario_path), "--run-dir", str(self.run_dir),
+                         "--duration", str(duration))
+        ready = self.run_dir / "sim" / "ready"
+        deadline = time.monotonic() + ready_timeout
+        while not ready.exists():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise PipelineError(f"simulator did not create its devices within {ready_timeout:.0f} s")
+            time.sleep(0.2)
+        return sim
+
     def check_alive(self) -> None:
         """Raise if a child died on its own: the demo must not report on a half pipeline."""
         for proc in self.processes:
