@@ -49,15 +49,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def broker_up() -> bool:
-    try:
-        socket.create_connection((SETTINGS.mqtt_host, SETTINGS.mqtt_port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not broker_up(), reason="Mosquitto is not running (deploy/local)")
+@pytest.mark.usefixtures("live_services")  # the real Mosquitto, started by deploy/local
 def test_one_agent_all_kinds(tmp_path: Path) -> None:
     site = f"it-all-{uuid.uuid4().hex[:6]}"
     key = generate_key()

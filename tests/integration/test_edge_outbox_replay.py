@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -21,15 +20,7 @@ pytestmark = pytest.mark.integration
 SETTINGS = load_settings()
 
 
-def broker_up() -> bool:
-    try:
-        socket.create_connection((SETTINGS.mqtt_host, SETTINGS.mqtt_port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not broker_up(), reason="Mosquitto is not running (deploy/local)")
+@pytest.mark.usefixtures("live_services")  # the real Mosquitto, started by deploy/local
 def test_replay_in_order_after_outage(tmp_path: Path) -> None:
     site = f"it-{uuid.uuid4().hex[:8]}"
     topic = f"ws/v1/{site}/weighbridge/wb-1/weighing"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,15 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 SETTINGS = load_settings()
 
 
-def broker_up() -> bool:
-    try:
-        socket.create_connection((SETTINGS.mqtt_host, SETTINGS.mqtt_port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not broker_up(), reason="Mosquitto is not running (deploy/local)")
+@pytest.mark.usefixtures("live_services")  # the real Mosquitto, started by deploy/local
 @pytest.mark.parametrize("fmt", ["toledo", "xk3190"])
 def test_sim_to_mqtt_tickets(tmp_path: Path, fmt: str) -> None:
     site = f"it-{uuid.uuid4().hex[:8]}"
