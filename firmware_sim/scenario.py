@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
-import yaml
 
 from contract.events import Ident, WasteCategory
+from wastestream.yamlconfig import load_yaml_as
 
 FrameFormat = Literal["toledo", "xk3190"]
 FacilityKind = Literal[
@@ -174,14 +174,7 @@ DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "liuzhou.yaml"
 
 def load_scenario(path: Path | str = DEFAULT_SCENARIO) -> Scenario:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ScenarioError(f"{path}: cannot read scenario: {exc}") from None
-    try:
-        scenario = msgspec.convert(raw, Scenario)
-    except msgspec.ValidationError as exc:
-        raise ScenarioError(f"{path}: {exc}") from None
+    scenario = load_yaml_as(path, Scenario, ScenarioError, "scenario")
     _check(scenario, path)
     return scenario
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
-import yaml
 from shapely.geometry import Point, Polygon
 from shapely.prepared import PreparedGeometry, prep
 
 from contract.events import Ident, WasteCategory
+from wastestream.yamlconfig import load_yaml_as
 
 NonNeg = Annotated[float, msgspec.Meta(ge=0)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -134,14 +134,7 @@ def _prepared(polygon: tuple[tuple[float, float], ...]) -> PreparedGeometry:
 
 def load_rules(path: Path | str | None = None) -> Rules:
     path = Path(path or os.environ.get("WS_RULES") or DEFAULT_RULES)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RulesError(f"{path}: cannot read rules: {exc}") from None
-    try:
-        rules = msgspec.convert(raw, Rules)
-    except msgspec.ValidationError as exc:
-        raise RulesError(f"{path}: {exc}") from None
+    rules = load_yaml_as(path, Rules, RulesError, "rules")
     for fence in [*rules.disposal_sites, *rules.corridors]:
         if len(fence.polygon) < 3:
             raise RulesError(f"{path}: geofence {fence.id} needs at least 3 vertices")
