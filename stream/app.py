@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 import sys
 import traceback
@@ -31,6 +32,7 @@ from stream.topics_admin import ensure_topics
 from wastestream.settings import load_settings
 
 faust_fixes.apply()  # never commit past an in-flight message (faust-streaming #606)
+log = logging.getLogger(__name__)
 settings = load_settings()
 rules = load_rules()
 """The city's rules, loaded once per worker at import: a bad file fails the worker at start."""
@@ -94,6 +96,9 @@ async def send_alert(alert: Alert) -> None:
     key = f"{alert.kind}|{alert.subject}".encode()
     future = await alerts_topic.send(key=key, value=encode(alert))
     await future
+    # Counts what THIS worker raised: ws.alerts is shared, and any app replaying the topics
+    # re-raises the same deterministic ids (tests count these lines).
+    log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
 
 
 AGENT_MODULES = ("stream.agents.tonnage", "stream.agents.sorting",

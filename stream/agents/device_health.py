@@ -102,7 +102,6 @@ async def process_status(payload: bytes, heard_ns: int, partition: int, sink: In
     for alert in out.alerts:
         await send_alert(alert)
         Counters.alerts += 1
-        log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
     if out.duplicate:
         Counters.duplicates += 1
         _dup_log.warning("duplicate %s dropped; %d duplicates so far", s.msg_id, Counters.duplicates)
@@ -127,7 +126,6 @@ async def process_check(payload: bytes) -> None:
     for alert in out.alerts:
         await send_alert(alert)
         Counters.alerts += 1
-        log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
     if out.alerts:
         health_table[c.device] = h.to_json()
 

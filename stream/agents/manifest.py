@@ -119,7 +119,6 @@ async def manifest_matcher(stream: Any) -> None:
             out = step(state, e, rules)
             for alert in out.alerts:
                 await send_alert(alert)
-                log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
             if not out.duplicate:
                 state.partition = event.message.partition
                 plate_state[e.plate] = state.to_json()

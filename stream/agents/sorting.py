@@ -22,7 +22,7 @@ from typing import Any
 import faust
 
 from contract.codec import ContractError, decode
-from contract.events import Alert, BinLevel, Deposit, Envelope
+from contract.events import BinLevel, Deposit, Envelope
 from contract.msgid import MsgKey, parse_msg_id
 from contract.topics import KAFKA_TOPICS
 from stream.agents.runner import run_steps
@@ -35,8 +35,7 @@ from stream.agents.sorting_state import (
     sorting_daily_point,
     station_day_key,
 )
-from stream.app import app, rules, send_deadletter, settings
-from stream.app import send_alert as _send_alert
+from stream.app import app, rules, send_alert, send_deadletter, settings
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
 from stream.sinks.influx import InfluxSink
@@ -57,13 +56,6 @@ bin_state = app.Table(
     "sorting-bin-state", default=None, partitions=settings.kafka_partitions, schema=_json,
     help="per station: per bin, the last reading applied and the msg_id that started a full cycle",
 )
-
-
-async def send_alert(alert: Alert) -> None:
-    """`stream.app.send_alert`, logged: the log line counts what THIS worker raised (ws.alerts is
-    shared, and every app replaying the topics re-raises the same ids)."""
-    await _send_alert(alert)
-    log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
 
 
 class Counters:

@@ -27,7 +27,7 @@ from typing import Any
 import faust
 
 from contract.codec import ContractError, decode
-from contract.events import Alert, Weighing
+from contract.events import Weighing
 from contract.msgid import parse_msg_id
 from contract.topics import KAFKA_TOPICS
 from stream.agents.integrity import integrity_alerts
@@ -41,8 +41,7 @@ from stream.agents.tonnage_points import (
     weighing_point,
 )
 from stream.agents.tonnage_rules import SiteLoad, over_capacity, raw_waste_landfilled
-from stream.app import app, rules, send_deadletter, settings, weighings_topic
-from stream.app import send_alert as _send_alert
+from stream.app import app, rules, send_alert, send_deadletter, settings, weighings_topic
 from stream.deadletter import deadletter_record
 from stream.dedup import DeviceState
 from stream.logutil import RateLimitedLog
@@ -74,13 +73,6 @@ site_load = app.Table(
     schema=faust.Schema(key_serializer="json", value_serializer="json"),
     help="per facility: largest running total per device and local day, and days alerted over capacity",
 )
-
-
-async def send_alert(alert: Alert) -> None:
-    """`stream.app.send_alert`, logged: the log line counts what THIS worker raised (ws.alerts is
-    shared, and every app replaying the topics re-raises the same ids)."""
-    await _send_alert(alert)
-    log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
 
 
 class Counters:

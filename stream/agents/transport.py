@@ -73,7 +73,6 @@ async def process(payload: bytes, sink: InfluxSink, ack: Any) -> None:
     for alert in out.alerts:
         await send_alert(alert)
         Counters.alerts += 1
-        log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
     for event in out.manifest_events:
         await manifest.send_event(event)
     if out.duplicate:
