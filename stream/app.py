@@ -88,17 +88,23 @@ async def send_deadletter(record: bytes) -> None:
 
 
 async def send_alert(alert: Alert) -> None:
-    """Raise an alert on ws.alerts; the alert service takes it from there.
+    """Raise an alert on ws.alerts and wait until Kafka has it; the alert service takes it from there."""
+    await send_alerts([alert])
+
+
+async def send_alerts(alerts: Sequence[Alert]) -> None:
+    """Raise several alerts: all are sent, then all awaited (one round trip for the lot, not N).
 
     Keyed by kind and subject, not by alert id: repeats of one incident land on one partition
     in order, so the alert service's cool-down pages for the first occurrence, not a later one.
     """
-    key = f"{alert.kind}|{alert.subject}".encode()
-    future = await alerts_topic.send(key=key, value=encode(alert))
-    await future
-    # Counts what THIS worker raised: ws.alerts is shared, and any app replaying the topics
-    # re-raises the same deterministic ids (tests count these lines).
-    log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
+    sent = [(alert, await alerts_topic.send(key=f"{alert.kind}|{alert.subject}".encode(), value=encode(alert)))
+            for alert in alerts]
+    for alert, future in sent:
+        await future
+        # Counts what THIS worker raised: ws.alerts is shared, and any app replaying the topics
+        # re-raises the same deterministic ids (tests count these lines).
+        log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
 
 
 AGENT_MODULES = ("stream.agents.tonnage", "stream.agents.sorting",

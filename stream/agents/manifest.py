@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -55,8 +56,14 @@ _decoder = msgspec.json.Decoder(Event)
 
 async def send_event(event: dict[str, Any]) -> None:
     """Re-key one departure/arrival/check by plate and wait until Kafka has it."""
-    future = await manifest_topic.send(key=event["plate"].encode(), value=_encoder.encode(event))
-    await future
+    await send_events([event])
+
+
+async def send_events(events: Sequence[dict[str, Any]]) -> None:
+    """Re-key departures/arrivals/checks by plate: all sent, then all awaited (one round trip)."""
+    futures = [await manifest_topic.send(key=e["plate"].encode(), value=_encoder.encode(e)) for e in events]
+    for future in futures:
+        await future
 
 
 def weighing_event(w: Weighing) -> dict[str, Any]:
