@@ -98,8 +98,8 @@ async def send_alerts(alerts: Sequence[Alert]) -> None:
     Keyed by kind and subject, not by alert id: repeats of one incident land on one partition
     in order, so the alert service's cool-down pages for the first occurrence, not a later one.
     """
-    sent = [(alert, await alerts_topic.send(key=f"{alert.kind}|{alert.subject}".encode(), value=encode(alert)))
-            for alert in alerts]
+    sent = [(a, await alerts_topic.send(key=f"{a.kind}|{a.subject}".encode(), value=encode(a)))
+            for a in alerts]
     for alert, future in sent:
         await future
         # Counts what THIS worker raised: ws.alerts is shared, and any app replaying the topics

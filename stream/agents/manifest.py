@@ -17,7 +17,7 @@ events. A plate whose truck never reports again is still checked.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -27,12 +27,20 @@ import faust
 import msgspec
 
 from contract.codec import ContractError, decode
-from contract.events import Direction, Weighing
+from contract.events import Alert, Direction, Weighing
 from stream.agents.manifest_state import Event, PlateState, Watermark, step
-from stream.agents.runner import acker
-from stream.app import app, rules, send_alert, send_deadletter, settings, weighings_topic
-from stream.sinks.influx import InfluxSink, make_transport
-from stream.sinks.line_protocol import to_ns
+from stream.agents.runner import (
+    BATCH_MAX,
+    BATCH_WITHIN_S,
+    Ack,
+    StateCache,
+    batch_acker,
+    run_batches,
+    write_points,
+)
+from stream.app import app, rules, send_alerts, settings, weighings_topic
+from stream.sinks.influx import InfluxSink
+from stream.sinks.line_protocol import Point, to_ns
 
 log = logging.getLogger(__name__)
 CHECK_INTERVAL_S = 5.0
@@ -76,67 +84,52 @@ def weighing_event(w: Weighing) -> dict[str, Any]:
 
 @app.agent(weighings_topic)
 async def weighings_to_manifest(stream: Any) -> None:
-    """Re-key tickets by plate; invalid ones are the tonnage agent's to dead-letter."""
-    manual = stream.noack()
-    async for event in manual.events():
+    """Re-key tickets by plate, a batch at a time; invalid ones are the tonnage agent's to dead-letter."""
+    async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+        tickets = []
+        for event in events:
+            with contextlib.suppress(ContractError):
+                tickets.append(decode(event.value, Weighing))
+        await send_events([weighing_event(w) for w in tickets if isinstance(w, Weighing)])
+        now = time.time()
+        for w in tickets:
+            WATERMARK.observe(to_ns(w.ts), now)  # after its manifest events are in Kafka
+        await batch_acker(stream, events)()
+
+
+def _dump(state: PlateState) -> Any:
+    return state.to_json()
+
+
+async def match_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
+    """Apply a batch of manifest events to their plates' states (one table write per plate)."""
+    states = StateCache(plate_state, PlateState.from_json, _dump)
+    alerts: list[Alert] = []
+    points: list[Point] = []
+    now = time.time()
+    for event in events:
         try:
-            w = decode(event.value, Weighing)
-        except ContractError:
-            await manual.ack(event)
+            e = _decoder.decode(event.value)
+        except msgspec.DecodeError as exc:
+            log.error("bad manifest event %r: %s", event.value[:200], exc)
             continue
-        assert isinstance(w, Weighing)
-        e = weighing_event(w)
-        # Pipelined: ack once Kafka has it, without waiting here (a backlog of tickets would
-        # otherwise take one broker round trip each).
-        future = await manifest_topic.send(key=e["plate"].encode(), value=_encoder.encode(e))
-        asyncio.ensure_future(future).add_done_callback(_ack_when_sent(manual, event))
-        WATERMARK.observe(to_ns(w.ts), time.time())
-
-
-def _ack_when_sent(stream: Any, event: Any) -> Any:
-    def done(future: Any) -> None:
-        if future.cancelled() or future.exception() is not None:
-            log.error("manifest event not sent; offset stays unacked (re-delivered after a restart)")
-            return
-        _pending.add(asyncio.ensure_future(stream.ack(event)))
-        for task in [t for t in _pending if t.done()]:
-            _pending.discard(task)
-    return done
-
-
-_pending: set[asyncio.Future[Any]] = set()
+        if e.type != "check":
+            WATERMARK.observe(e.ts_ns, now)
+        state = states.get(e.plate)
+        out = step(state, e, rules)
+        alerts.extend(out.alerts)
+        if not out.duplicate:
+            state.partition = event.message.partition
+            states.changed(e.plate, event)
+        points.extend(out.points)
+    await send_alerts(alerts)  # before the table write: a crash re-raises (same ids), never loses
+    states.write()
+    await write_points(sink, points, ack)
 
 
 @app.agent(manifest_topic)
 async def manifest_matcher(stream: Any) -> None:
-    sink = InfluxSink(make_transport(settings), send_deadletter)
-    await sink.start()
-    manual = stream.noack()
-    try:
-        async for event in manual.events():
-            try:
-                e = _decoder.decode(event.value)
-            except msgspec.DecodeError as exc:
-                log.error("bad manifest event %r: %s", event.value[:200], exc)
-                await manual.ack(event)
-                continue
-            if e.type != "check":
-                WATERMARK.observe(e.ts_ns, time.time())
-            state = PlateState.from_json(plate_state.get(e.plate))
-            out = step(state, e, rules)
-            for alert in out.alerts:
-                await send_alert(alert)
-            if not out.duplicate:
-                state.partition = event.message.partition
-                plate_state[e.plate] = state.to_json()
-            if not out.points:
-                await manual.ack(event)
-            for point in out.points[:-1]:
-                await sink.write(point)
-            if out.points:
-                await sink.write(out.points[-1], on_done=acker(manual, event))
-    finally:
-        await sink.stop(timeout=10)
+    await run_batches(stream, match_batch, lambda: None)
 
 
 @app.timer(interval=CHECK_INTERVAL_S)

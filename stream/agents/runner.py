@@ -20,10 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
+
+from faust.streams import _current_event
 
 from contract.codec import ContractError, decode
+from contract.events import Envelope
 from contract.msgid import MsgKey, parse_msg_id
 from stream.app import send_deadletter, settings
 from stream.deadletter import deadletter_record
@@ -41,7 +45,7 @@ Ack = Callable[[], Any]
 Step = Callable[[bytes, InfluxSink, Ack], Awaitable[None]]
 BatchStep = Callable[[Sequence[Any], InfluxSink, Ack], Awaitable[None]]
 S = TypeVar("S")
-M = TypeVar("M")
+M = TypeVar("M", bound=Envelope)
 
 
 def acker(stream: Any, event: Any) -> Ack:
@@ -94,11 +98,10 @@ async def decode_valid(events: Iterable[Any], type_: type[M], topic: str
     rejected: list[bytes] = []
     for event in events:
         try:
-            m = decode(event.value, type_)
-            key = parse_msg_id(m.msg_id)  # type: ignore[attr-defined]
-            if key.device_id != m.device_id:  # type: ignore[attr-defined]
-                raise ContractError(f"msg_id {m.msg_id!r} does not belong to device "  # type: ignore[attr-defined]
-                                    f"{m.device_id!r}")  # type: ignore[attr-defined]
+            m = cast(M, decode(event.value, type_))
+            key = parse_msg_id(m.msg_id)
+            if key.device_id != m.device_id:
+                raise ContractError(f"msg_id {m.msg_id!r} does not belong to device {m.device_id!r}")
         except (ContractError, ValueError) as exc:
             log.warning("dead-lettering a %s record: %s", topic, exc)
             rejected.append(deadletter_record(str(exc), f"kafka:{topic}", event.value))
@@ -114,12 +117,14 @@ class StateCache(Generic[S]):
 
     `load` turns the table's JSON value (or None) into the state object; `dump` back. Why:
     one changelog record per key per batch instead of one per event (see the module doc).
+    `changed(key, event)` takes the event that changed it: Faust writes a key's changelog
+    record to the partition of the event in hand (`current_event()`), which a batch must set.
     """
 
     def __init__(self, table: Any, load: Callable[[Any], S], dump: Callable[[S], Any]) -> None:
         self._table, self._load, self._dump = table, load, dump
         self._states: dict[str, S] = {}
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, Any] = {}
 
     def get(self, key: str) -> S:
         state = self._states.get(key)
@@ -127,13 +132,18 @@ class StateCache(Generic[S]):
             state = self._states[key] = self._load(self._table.get(key))
         return state
 
-    def changed(self, key: str) -> None:
-        self._dirty.add(key)
+    def changed(self, key: str, event: Any) -> None:
+        """Mark `key` for writing; `event` (a Faust event of the key's partition) routes its record."""
+        self._dirty[key] = event
 
     def write(self) -> int:
         """Write every changed state to the table (one changelog record each); how many."""
-        for key in self._dirty:
-            self._table[key] = self._dump(self._states[key])
+        for key, event in self._dirty.items():
+            token = _current_event.set(weakref.ref(event))
+            try:
+                self._table[key] = self._dump(self._states[key])
+            finally:
+                _current_event.reset(token)
         n = len(self._dirty)
         self._dirty.clear()
         return n

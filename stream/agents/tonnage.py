@@ -21,18 +21,16 @@ by construction. Tables exist only where the stream must act (capacity alerts).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
 
-from contract.codec import ContractError, decode
-from contract.events import Weighing
-from contract.msgid import parse_msg_id
+from contract.events import Alert, Weighing
 from contract.topics import KAFKA_TOPICS
 from stream.agents.integrity import integrity_alerts
 from stream.agents.localday import local_day_start_ns
-from stream.agents.runner import run_steps
+from stream.agents.runner import Ack, StateCache, decode_valid, run_batches, write_points
 from stream.agents.tonnage_points import (
     DeviceDayTotal,
     daily_point,
@@ -41,12 +39,11 @@ from stream.agents.tonnage_points import (
     weighing_point,
 )
 from stream.agents.tonnage_rules import SiteLoad, over_capacity, raw_waste_landfilled
-from stream.app import app, rules, send_alert, send_deadletter, settings, weighings_topic
-from stream.deadletter import deadletter_record
+from stream.app import app, rules, send_alerts, settings, weighings_topic
 from stream.dedup import DeviceState
 from stream.logutil import RateLimitedLog
 from stream.sinks.influx import InfluxSink
-from stream.sinks.line_protocol import to_ns
+from stream.sinks.line_protocol import Point, to_ns
 
 log = logging.getLogger(__name__)
 _dup_log = RateLimitedLog(log, per_interval=10)
@@ -81,65 +78,89 @@ class Counters:
     rejected = 0
 
 
-async def process(payload: bytes, sink: InfluxSink, ack: Callable[[], Any]) -> None:
-    """Handle one ws.weighings record; `ack` runs once its effects are durable."""
-    try:
-        w = decode(payload, Weighing)
-        key = parse_msg_id(w.msg_id)
-        if key.device_id != w.device_id:
-            raise ContractError(f"msg_id {w.msg_id!r} does not belong to device {w.device_id!r}")
-    except (ContractError, ValueError) as exc:
-        Counters.rejected += 1
-        log.warning("dead-lettering a ws.weighings record: %s", exc)
-        await send_deadletter(deadletter_record(str(exc), f"kafka:{KAFKA_TOPICS['weighing']}", payload))
-        await _maybe_await(ack())
-        return
-    assert isinstance(w, Weighing)
-    state = DeviceState.from_json(device_state.get(w.device_id))
-    dk = day_key(w, rules.timezone)
-    if state.accept(key, dk, w.net_kg):
-        raw = raw_waste_landfilled(w, rules)
-        for alert in [*integrity_alerts(w), *([raw] if raw else [])]:
-            await send_alert(alert)
-        device_state[w.device_id] = state.to_json()  # dedup mark + total: one changelog record
-        Counters.processed += 1
-    else:
-        Counters.duplicates += 1
-        _dup_log.warning("duplicate %s dropped (last seen %s); %d duplicates so far",
-                         w.msg_id, state.last, Counters.duplicates)
-    day_ns = local_day_start_ns(w.ts, rules.timezone)
-    site_kg, site_tickets = state.site_day_total(w.site_id, day_ns)
-    done = ack
-    if site_tickets:  # 0: a ticket too old for the kept days (per-ticket point only)
-        total = DeviceDayTotal(w.site_id, w.device_id, day_ns, site_kg, site_tickets, w.msg_id, to_ns(w.ts))
-        sent = await site_totals_topic.send(key=w.site_id.encode(), value=total.encode())
-        done = _after(sent, ack)  # not awaited here: one Kafka round trip per ticket would cap throughput
-    kg, tickets = state.total(dk)
-    await sink.write(weighing_point(w))
-    await sink.write(daily_point(w, kg, tickets, rules.timezone), on_done=done)
+def _dump(state: DeviceState) -> Any:
+    return state.to_json()
 
 
-def _after(sent: Awaitable[Any], ack: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
-    """An ack that waits until Kafka also has the forwarded total (so a crash before re-sends it)."""
+async def process_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
+    """Handle a batch of ws.weighings records; `ack` runs once all their effects are durable.
+
+    Per ticket, in order: de-duplicate and add to the device's running totals; a new ticket's
+    alerts are collected. Then (stream/agents/runner.py): alerts sent, one table write per
+    device, each device's latest facility-day total forwarded, the per-ticket points and each
+    device-day's latest total point written; the batch is acked when Kafka and InfluxDB have all.
+    """
+    valid, rejected = await decode_valid(events, Weighing, KAFKA_TOPICS["weighing"])
+    Counters.rejected += rejected
+    states = StateCache(device_state, DeviceState.from_json, _dump)
+    alerts: list[Alert] = []
+    points: list[Point] = []
+    daily: dict[tuple[str, str], Point] = {}
+    forwards: dict[tuple[str, str, int], DeviceDayTotal] = {}
+    tz = rules.timezone
+    for event, w, key in valid:
+        state = states.get(w.device_id)
+        dk = day_key(w, tz)
+        if state.accept(key, dk, w.net_kg):
+            alerts.extend(integrity_alerts(w))
+            raw = raw_waste_landfilled(w, rules)
+            if raw is not None:
+                alerts.append(raw)
+            states.changed(w.device_id, event)  # dedup mark + total: one changelog record per batch
+            Counters.processed += 1
+        else:
+            Counters.duplicates += 1
+            _dup_log.warning("duplicate %s dropped (last seen %s); %d duplicates so far",
+                             w.msg_id, state.last, Counters.duplicates)
+        day_ns = local_day_start_ns(w.ts, tz)
+        site_kg, site_tickets = state.site_day_total(w.site_id, day_ns)
+        if site_tickets:  # 0: a ticket too old for the kept days (per-ticket point only)
+            forwards[(w.site_id, w.device_id, day_ns)] = DeviceDayTotal(
+                w.site_id, w.device_id, day_ns, site_kg, site_tickets, w.msg_id, to_ns(w.ts))
+        kg, tickets = state.total(dk)
+        points.append(weighing_point(w))
+        daily[(w.device_id, dk)] = daily_point(w, kg, tickets, tz)  # one series per device-day
+    await send_alerts(alerts)  # before the table write: a crash re-raises (same ids), never loses
+    states.write()
+    # Not awaited here: the batch's ack waits for them (a crash before re-sends: totals only grow).
+    sent = [await site_totals_topic.send(key=t.site.encode(), value=t.encode()) for t in forwards.values()]
+    points.extend(daily.values())
+    await write_points(sink, points, _after(sent, ack))
+
+
+def _after(sent: Sequence[Awaitable[Any]], ack: Ack) -> Callable[[], Awaitable[None]]:
+    """An ack that also waits until Kafka has the forwarded totals (so a crash before re-sends them)."""
     async def done() -> None:
-        await sent
+        for future in sent:
+            await future
         await _maybe_await(ack())
     return done
 
 
-async def process_site_total(payload: bytes, sink: InfluxSink, ack: Callable[[], Any]) -> None:
-    """Merge one device's day total into its facility's load; alert once when over capacity."""
-    t = DeviceDayTotal.decode(payload)
-    load = SiteLoad.from_json(site_load.get(t.site))
-    load.merge(t)
-    alert = over_capacity(load, t, rules)
-    if alert is not None:
-        await send_alert(alert)  # before the table write: a crash re-raises (same id), never loses
-    site_load[t.site] = load.to_json()
-    kg, tickets, devices = load.total(t.day_ns)
-    facility = rules.facility(t.site)
-    capacity = facility.capacity_t_per_day if facility else None
-    await sink.write(facility_load_point(t.site, t.day_ns, kg, tickets, devices, capacity), on_done=ack)
+def _dump_load(load: SiteLoad) -> Any:
+    return load.to_json()
+
+
+async def process_site_totals(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
+    """Merge devices' day totals into their facility's load; alert once per facility-day over capacity."""
+    loads = StateCache(site_load, SiteLoad.from_json, _dump_load)
+    alerts: list[Alert] = []
+    points: dict[tuple[str, int], Point] = {}
+    for event in events:
+        t = DeviceDayTotal.decode(event.value)
+        load = loads.get(t.site)
+        load.merge(t)
+        alert = over_capacity(load, t, rules)  # marks the day alerted: once per facility and day
+        if alert is not None:
+            alerts.append(alert)
+        loads.changed(t.site, event)
+        kg, tickets, devices = load.total(t.day_ns)
+        facility = rules.facility(t.site)
+        capacity = facility.capacity_t_per_day if facility else None
+        points[(t.site, t.day_ns)] = facility_load_point(t.site, t.day_ns, kg, tickets, devices, capacity)
+    await send_alerts(alerts)  # before the table write: a crash re-raises (same id), never loses
+    loads.write()
+    await write_points(sink, list(points.values()), ack)
 
 
 async def _maybe_await(result: Any) -> None:
@@ -149,11 +170,11 @@ async def _maybe_await(result: Any) -> None:
 
 @app.agent(weighings_topic)
 async def tonnage(stream: Any) -> None:
-    await run_steps(stream, process, lambda: log.info(
+    await run_batches(stream, process_batch, lambda: log.info(
         "tonnage: %d processed, %d duplicates, %d rejected",
         Counters.processed, Counters.duplicates, Counters.rejected))
 
 
 @app.agent(site_totals_topic)
 async def facility_load(stream: Any) -> None:
-    await run_steps(stream, process_site_total, lambda: None)
+    await run_batches(stream, process_site_totals, lambda: None)
