@@ -1,9 +1,10 @@
 """Device health: ws.device-status through the per-device state of device_health_state.py.
 
-One step per record, in partition order: decode, apply to the device's ONE table value
-(dedup mark + state), send its alerts and wait for Kafka, only then write the table, then
-the `device_status` point; the offset is acked once InfluxDB has it (the pattern of
-transport.py: a crash before the table write re-sends the same alert ids).
+In batches (stream/agents/runner.py), each record in partition order: decode, apply to
+the device's ONE table value (dedup mark + state); then the batch's alerts are sent and
+Kafka has them, only then one table write per device, then the `device_status` points;
+the offsets are acked once InfluxDB has them (the pattern of transport.py: a crash before
+the table write re-sends the same alert ids).
 
 Silence: Faust cannot write a table from a timer, so `find_silent_devices` only looks: for
 each device of a partition this worker owns as active that has been silent for
@@ -20,22 +21,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
 import msgspec
 
-from contract.codec import ContractError, decode
-from contract.events import DeviceStatus
-from contract.msgid import parse_msg_id
+from contract.events import Alert, DeviceStatus
 from contract.topics import KAFKA_TOPICS
 from stream.agents.device_health_state import Health, on_check, on_status
 from stream.agents.manifest_state import Watermark
-from stream.agents.runner import acker
-from stream.app import app, rules, send_alert, send_deadletter, settings
-from stream.deadletter import deadletter_record
+from stream.agents.runner import Ack, StateCache, decode_valid, run_batches, write_points
+from stream.app import app, rules, send_alerts, settings
 from stream.logutil import RateLimitedLog
-from stream.sinks.influx import InfluxSink, make_transport
+from stream.sinks.influx import InfluxSink
+from stream.sinks.line_protocol import Point
 
 log = logging.getLogger(__name__)
 _dup_log = RateLimitedLog(log, per_interval=10)
@@ -76,78 +76,69 @@ class Counters:
     alerts = 0
 
 
-async def _ack(ack: Any) -> None:
-    result = ack()
-    if hasattr(result, "__await__"):
-        await result
+async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
+    """One batch of statuses and checks, in partition order, on one `StateCache`.
+
+    A check and a status of one device in the same batch see each other's effects, as they
+    would one at a time. Then the order of runner.py: alerts (Kafka has them), one table
+    write per changed device, the `device_status` points, the ack once InfluxDB has them.
+    """
+    statuses = [e for e in events if e.message.topic != CHECK_TOPIC]
+    valid, rejected = await decode_valid(statuses, DeviceStatus, STATUS_TOPIC)
+    Counters.rejected += rejected
+    decoded = {id(event): (s, key) for event, s, key in valid}
+    states = StateCache(health_table, Health.from_json, Health.to_json)
+    alerts: list[Alert] = []
+    points: list[Point] = []
+    heard_max: int | None = None
+    for event in events:
+        msg = event.message
+        if msg.topic == CHECK_TOPIC:
+            _check(event, states, alerts)
+            continue
+        if id(event) not in decoded:
+            continue  # rejected: already dead-lettered
+        s, key = decoded[id(event)]
+        heard_ns = round(msg.timestamp * 1000) * 1_000_000
+        heard_max = heard_ns if heard_max is None else max(heard_max, heard_ns)
+        h = states.get(s.device_id)
+        out = on_status(h, s, key, heard_ns, rules)
+        alerts += out.alerts
+        if out.duplicate:
+            Counters.duplicates += 1
+            _dup_log.warning("duplicate %s dropped; %d duplicates so far", s.msg_id, Counters.duplicates)
+        else:
+            h.partition = msg.partition
+            states.changed(s.device_id, event)  # mark + state + episodes: one changelog record per batch
+            Counters.processed += 1
+        points += out.points
+    await send_alerts(alerts)
+    Counters.alerts += len(alerts)
+    states.write()
+    if heard_max is not None:  # after the write: the timer judges silence on the table's state
+        WATERMARK.observe(heard_max, time.time())
+    await write_points(sink, points, ack)
 
 
-async def process_status(payload: bytes, heard_ns: int, partition: int, sink: InfluxSink, ack: Any) -> None:
-    """Handle one ws.device-status record; `ack` runs once its point is durable."""
-    try:
-        s = decode(payload, DeviceStatus)
-        key = parse_msg_id(s.msg_id)
-        if key.device_id != s.device_id:
-            raise ContractError(f"msg_id {s.msg_id!r} does not belong to device {s.device_id!r}")
-    except (ContractError, ValueError) as exc:
-        Counters.rejected += 1
-        log.warning("dead-lettering a ws.device-status record: %s", exc)
-        await send_deadletter(deadletter_record(str(exc), f"kafka:{STATUS_TOPIC}", payload))
-        await _ack(ack)
-        return
-    assert isinstance(s, DeviceStatus)
-    WATERMARK.observe(heard_ns, time.time())
-    h = Health.from_json(health_table.get(s.device_id))
-    out = on_status(h, s, key, heard_ns, rules)
-    for alert in out.alerts:
-        await send_alert(alert)
-        Counters.alerts += 1
-    if out.duplicate:
-        Counters.duplicates += 1
-        _dup_log.warning("duplicate %s dropped; %d duplicates so far", s.msg_id, Counters.duplicates)
-    else:
-        h.partition = partition
-        health_table[s.device_id] = h.to_json()  # dedup mark + state + episodes: one changelog record
-        Counters.processed += 1
-    for point in out.points[:-1]:
-        await sink.write(point)
-    await sink.write(out.points[-1], on_done=ack)
-
-
-async def process_check(payload: bytes) -> None:
+def _check(event: Any, states: StateCache[Health], alerts: list[Alert]) -> None:
     """Decide one silence check where the device's state lives."""
+    payload: bytes = event.value
     try:
         c = _check_decoder.decode(payload)
     except msgspec.DecodeError as exc:
         log.error("bad device-health check %r: %s", payload[:200], exc)
         return
-    h = Health.from_json(health_table.get(c.device))
-    out = on_check(h, c.device, c.now_ns, rules)
-    for alert in out.alerts:
-        await send_alert(alert)
-        Counters.alerts += 1
+    out = on_check(states.get(c.device), c.device, c.now_ns, rules)
+    alerts.extend(out.alerts)
     if out.alerts:
-        health_table[c.device] = h.to_json()
+        states.changed(c.device, event)
 
 
 @app.agent(source_topic)
 async def device_health(stream: Any) -> None:
-    sink = InfluxSink(make_transport(settings), send_deadletter)
-    await sink.start()
-    manual = stream.noack()
-    try:
-        async for event in manual.events():
-            msg = event.message
-            if msg.topic == CHECK_TOPIC:
-                await process_check(event.value)
-                await manual.ack(event)
-                continue
-            await process_status(event.value, round(msg.timestamp * 1000) * 1_000_000, msg.partition, sink,
-                                 acker(manual, event))
-    finally:
-        await sink.stop(timeout=10)
-        log.info("device_health: %d processed, %d duplicates, %d rejected, %d alerts",
-                 Counters.processed, Counters.duplicates, Counters.rejected, Counters.alerts)
+    await run_batches(stream, process, lambda: log.info(
+        "device_health: %d processed, %d duplicates, %d rejected, %d alerts",
+        Counters.processed, Counters.duplicates, Counters.rejected, Counters.alerts))
 
 
 @app.timer(interval=CHECK_INTERVAL_S)

@@ -1,10 +1,14 @@
 """Sorting stations: per-deposit points, per-station daily accuracy, bin fill, and their alerts.
 
-`sorting` (ws.deposits, keyed by station device): decode, de-duplicate and count in ONE
-table write (dedup mark + the station's daily counters, stream/dedup.py); a newly
-qualifying `low_sorting_accuracy` is raised BEFORE that write (a crash re-raises the same
-id, never loses it); then the `deposit` and `sorting_daily` points, and the ack once
-InfluxDB has them. Community accuracy and participation are InfluxQL over those points
+Both agents take batches (stream/agents/runner.py says why and in what order).
+
+`sorting` (ws.deposits, keyed by station device): decode, de-duplicate and count each
+deposit in order; ONE table write per station and batch (dedup mark + the station's daily
+counters, stream/dedup.py); newly qualifying `low_sorting_accuracy` alerts are raised
+BEFORE that write (a crash re-raises the same ids, never loses them); then a `deposit`
+point per deposit and the batch's last `sorting_daily` point per station and day (each one
+overwrote the one before it: same series and time), and the ack once InfluxDB has them.
+Community accuracy and participation are InfluxQL over those points
 (stream/agents/sorting_state.py says why).
 
 `bin_levels` (ws.bin-levels, same key): a `bin_level` point per reading and `bin_full` once
@@ -16,18 +20,17 @@ the seqs this station spent on other event types.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faust
 
-from contract.codec import ContractError, decode
-from contract.events import BinLevel, Deposit, Envelope
-from contract.msgid import MsgKey, parse_msg_id
+from contract.events import Alert, BinLevel, Deposit
 from contract.topics import KAFKA_TOPICS
-from stream.agents.runner import run_steps
+from stream.agents.runner import Ack, StateCache, decode_valid, run_batches, write_points
 from stream.agents.sorting_state import (
     BinState,
+    DayCounts,
     StationState,
     bin_level_point,
     deposit_point,
@@ -35,10 +38,10 @@ from stream.agents.sorting_state import (
     sorting_daily_point,
     station_day_key,
 )
-from stream.app import app, rules, send_alert, send_deadletter, settings
-from stream.deadletter import deadletter_record
+from stream.app import app, rules, send_alerts, settings
 from stream.logutil import RateLimitedLog
 from stream.sinks.influx import InfluxSink
+from stream.sinks.line_protocol import Point
 
 log = logging.getLogger(__name__)
 _dup_log = RateLimitedLog(log, per_interval=10)
@@ -64,62 +67,53 @@ class Counters:
     rejected = 0
 
 
-async def _decode(payload: bytes, type_: type[Envelope], event: str,
-                  ack: Callable[[], Any]) -> tuple[Any, MsgKey] | None:
-    """The message and its msg_id key, or None after dead-lettering it (and acking)."""
-    try:
-        m = decode(payload, type_)
-        key = parse_msg_id(m.msg_id)
-        if key.device_id != m.device_id:
-            raise ContractError(f"msg_id {m.msg_id!r} does not belong to device {m.device_id!r}")
-    except (ContractError, ValueError) as exc:
-        Counters.rejected += 1
-        log.warning("dead-lettering a %s record: %s", KAFKA_TOPICS[event], exc)
-        await send_deadletter(deadletter_record(str(exc), f"kafka:{KAFKA_TOPICS[event]}", payload))
-        result = ack()
-        if hasattr(result, "__await__"):
-            await result
-        return None
-    return m, key
-
-
-async def process_deposit(payload: bytes, sink: InfluxSink, ack: Callable[[], Any]) -> None:
-    decoded = await _decode(payload, Deposit, "deposit", ack)
-    if decoded is None:
-        return
-    d, key = decoded
-    assert isinstance(d, Deposit)
-    state = StationState.from_json(station_state.get(d.device_id))
-    dk = station_day_key(d, rules.timezone)
-    if state.accept(key, dk, d):
+async def process_deposits(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
+    """One batch of ws.deposits (runner.py: alerts, then one write per station, then points)."""
+    valid, rejected = await decode_valid(events, Deposit, KAFKA_TOPICS["deposit"])
+    Counters.rejected += rejected
+    states = StateCache(station_state, StationState.from_json, StationState.to_json)
+    alerts: list[Alert] = []
+    points: list[Point] = []
+    daily: dict[tuple[str, str], tuple[Deposit, DayCounts]] = {}  # one series + time: the last point wins
+    for event, d, key in valid:
+        state = states.get(d.device_id)
+        dk = station_day_key(d, rules.timezone)
+        if state.accept(key, dk, d):
+            counts = state.days.get(dk)
+            alert = low_accuracy(counts, d, rules.sorting, rules.timezone) if counts else None
+            if alert is not None:
+                alerts.append(alert)
+            states.changed(d.device_id, event)  # dedup mark + counters: one changelog record per batch
+            Counters.deposits += 1
+        else:
+            Counters.duplicates += 1
+            _dup_log.warning("duplicate deposit %s dropped; %d duplicates so far", d.msg_id,
+                             Counters.duplicates)
+        points.append(deposit_point(d))
         counts = state.days.get(dk)
-        alert = low_accuracy(counts, d, rules.sorting, rules.timezone) if counts else None
+        if counts:
+            daily[(d.device_id, dk)] = d, counts  # only events of this day change these counts
+    await send_alerts(alerts)  # before the table write: a crash re-raises (same ids), never loses
+    states.write()
+    points += [sorting_daily_point(d, counts, rules.timezone) for d, counts in daily.values()]
+    await write_points(sink, points, ack)
+
+
+async def process_bin_levels(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
+    """One batch of ws.bin-levels: `bin_full` alerts, then one write per station, then the points."""
+    valid, rejected = await decode_valid(events, BinLevel, KAFKA_TOPICS["bin_level"])
+    Counters.rejected += rejected
+    states = StateCache(bin_state, BinState.from_json, BinState.to_json)
+    alerts: list[Alert] = []
+    for event, b, key in valid:
+        changed, alert = states.get(b.device_id).apply(key, b, rules.sorting.bin_full_pct)
         if alert is not None:
-            await send_alert(alert)
-        station_state[d.device_id] = state.to_json()  # dedup mark + counters: one changelog record
-        Counters.deposits += 1
-    else:
-        Counters.duplicates += 1
-        _dup_log.warning("duplicate deposit %s dropped; %d duplicates so far", d.msg_id, Counters.duplicates)
-    counts = state.days.get(dk)
-    await sink.write(deposit_point(d), on_done=None if counts else ack)
-    if counts:
-        await sink.write(sorting_daily_point(d, counts, rules.timezone), on_done=ack)
-
-
-async def process_bin_level(payload: bytes, sink: InfluxSink, ack: Callable[[], Any]) -> None:
-    decoded = await _decode(payload, BinLevel, "bin_level", ack)
-    if decoded is None:
-        return
-    b, key = decoded
-    assert isinstance(b, BinLevel)
-    state = BinState.from_json(bin_state.get(b.device_id))
-    changed, alert = state.apply(key, b, rules.sorting.bin_full_pct)
-    if alert is not None:
-        await send_alert(alert)
-    if changed:
-        bin_state[b.device_id] = state.to_json()
-    await sink.write(bin_level_point(b), on_done=ack)
+            alerts.append(alert)
+        if changed:
+            states.changed(b.device_id, event)
+    await send_alerts(alerts)
+    states.write()
+    await write_points(sink, [bin_level_point(b) for _, b, _ in valid], ack)
 
 
 def _summary(name: str) -> Callable[[], None]:
@@ -129,9 +123,9 @@ def _summary(name: str) -> Callable[[], None]:
 
 @app.agent(deposits_topic)
 async def sorting(stream: Any) -> None:
-    await run_steps(stream, process_deposit, _summary("sorting"))
+    await run_batches(stream, process_deposits, _summary("sorting"))
 
 
 @app.agent(bin_levels_topic)
 async def bin_levels(stream: Any) -> None:
-    await run_steps(stream, process_bin_level, _summary("bin_levels"))
+    await run_batches(stream, process_bin_levels, _summary("bin_levels"))

@@ -1,34 +1,35 @@
 """Illegal dumping and transport: every truck report through the per-truck state machine.
 
-One step per report, in order per truck (ws.truck-telemetry is keyed by device): decode,
-run `transport_state.step` on the truck's ONE table value (dedup mark + every episode),
-send its alerts and manifest events and wait for Kafka, only then write the table, then
-the points; the Kafka offset is acked once InfluxDB has them. A crash before the table
-write replays the report and re-sends the same alerts (deterministic ids) and manifest
-events (deduplicated by event id); a crash after it drops the replay as a duplicate,
-whose idempotent position point is simply written again.
+In batches (stream/agents/runner.py), each report in order per truck (ws.truck-telemetry
+is keyed by device): decode, run `transport_state.step` on the truck's ONE table value
+(dedup mark + every episode); then the batch's alerts and manifest events are sent and
+Kafka has them, only then one table write per truck, then the points (a `truck_position`
+per report, the batch's last `transport_daily` per truck and day: each overwrote the one
+before, same series and time); the offsets are acked once InfluxDB has them. A crash
+before the table write replays the reports and re-sends the same alerts (deterministic
+ids) and manifest events (deduplicated by event id); a crash after it drops the replays
+as duplicates, whose idempotent position points are simply written again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
 
-from contract.codec import ContractError, decode
-from contract.events import TruckTelemetry
-from contract.msgid import parse_msg_id
+from contract.events import Alert, TruckTelemetry
 from contract.topics import KAFKA_TOPICS
 from stream.agents import manifest
-from stream.agents.runner import run_steps
-from stream.agents.transport_state import TruckState, step
-from stream.app import app, rules, send_alert, send_deadletter, settings
-from stream.deadletter import deadletter_record
+from stream.agents.runner import Ack, StateCache, decode_valid, run_batches, write_points
+from stream.agents.transport_state import TRANSPORT_DAILY, TruckState, step
+from stream.app import app, rules, send_alerts, settings
 from stream.logutil import RateLimitedLog
 from stream.sinks.influx import InfluxSink
-from stream.sinks.line_protocol import to_ns
+from stream.sinks.line_protocol import Point, to_ns
 
 log = logging.getLogger(__name__)
 _dup_log = RateLimitedLog(log, per_interval=10)
@@ -51,44 +52,40 @@ class Counters:
     alerts = 0
 
 
-async def process(payload: bytes, sink: InfluxSink, ack: Any) -> None:
-    """Handle one ws.truck-telemetry record; `ack` runs once its effects are durable."""
-    try:
-        t = decode(payload, TruckTelemetry)
-        key = parse_msg_id(t.msg_id)
-        if key.device_id != t.device_id:
-            raise ContractError(f"msg_id {t.msg_id!r} does not belong to device {t.device_id!r}")
-    except (ContractError, ValueError) as exc:
-        Counters.rejected += 1
-        log.warning("dead-lettering a ws.truck-telemetry record: %s", exc)
-        topic = KAFKA_TOPICS["truck_telemetry"]
-        await send_deadletter(deadletter_record(str(exc), f"kafka:{topic}", payload))
-        result = ack()
-        if hasattr(result, "__await__"):
-            await result
-        return
-    assert isinstance(t, TruckTelemetry)
-    state = TruckState.from_json(truck_state.get(t.device_id))
-    out = step(state, t, key, rules)
-    for alert in out.alerts:
-        await send_alert(alert)
-        Counters.alerts += 1
-    for event in out.manifest_events:
-        await manifest.send_event(event)
-    if out.duplicate:
-        Counters.duplicates += 1
-        _dup_log.warning("duplicate %s dropped; %d duplicates so far", t.msg_id, Counters.duplicates)
-    else:
-        truck_state[t.device_id] = state.to_json()  # dedup mark + episodes: one changelog record
-        Counters.processed += 1
-    manifest.WATERMARK.observe(to_ns(t.ts), time.time())  # after its manifest events are in Kafka
-    for point in out.points[:-1]:
-        await sink.write(point)
-    await sink.write(out.points[-1], on_done=ack)
+async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
+    """One batch of ws.truck-telemetry; `ack` runs once its effects are durable."""
+    valid, rejected = await decode_valid(events, TruckTelemetry, KAFKA_TOPICS["truck_telemetry"])
+    Counters.rejected += rejected
+    states = StateCache(truck_state, TruckState.from_json, TruckState.to_json)
+    alerts: list[Alert] = []
+    manifest_events: list[dict[str, Any]] = []
+    points: list[Point] = []
+    daily: dict[tuple[str, str, int], Point] = {}  # one series + time: the last point wins
+    for event, t, key in valid:
+        out = step(states.get(t.device_id), t, key, rules)
+        alerts += out.alerts
+        manifest_events += out.manifest_events
+        if out.duplicate:
+            Counters.duplicates += 1
+            _dup_log.warning("duplicate %s dropped; %d duplicates so far", t.msg_id, Counters.duplicates)
+        else:
+            states.changed(t.device_id, event)  # dedup mark + episodes: one changelog record per batch
+            Counters.processed += 1
+        for point in out.points:
+            if point.measurement == TRANSPORT_DAILY:
+                daily[(point.tags["site"], point.tags["device"], point.ts_ns)] = point
+            else:
+                points.append(point)
+    await asyncio.gather(send_alerts(alerts), manifest.send_events(manifest_events))
+    Counters.alerts += len(alerts)
+    if valid:  # after its manifest events are in Kafka
+        manifest.WATERMARK.observe(max(to_ns(t.ts) for _, t, _ in valid), time.time())
+    states.write()
+    await write_points(sink, [*points, *daily.values()], ack)
 
 
 @app.agent(telemetry_topic)
 async def transport(stream: Any) -> None:
-    await run_steps(stream, process, lambda: log.info(
+    await run_batches(stream, process, lambda: log.info(
         "transport: %d processed, %d duplicates, %d rejected, %d alerts",
         Counters.processed, Counters.duplicates, Counters.rejected, Counters.alerts))
