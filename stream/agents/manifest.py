@@ -1,8 +1,9 @@
 """Electronic manifests (电子联单): departures matched to arrivals, per plate, on an internal topic.
 
 Why an internal topic: telemetry is keyed by truck device and weighings by weighbridge, but
-a manifest joins both by plate. So the transport agent and `weighings_to_manifest` below
-re-key what matters (departures, arrivals) into `{app_id}-manifest-events`, keyed by plate,
+a manifest joins both by plate. So the transport agent and the tonnage agent (for tickets,
+see `weighing_event`) re-key what matters (departures, arrivals) into `{app_id}-manifest-events`,
+keyed by plate,
 with the app's partition count; `manifest_matcher` consumes it with ONE table value per
 plate (seen event ids + open manifests, manifest_state.py), so a plate's events are
 co-partitioned with its state however many workers share the partitions.
@@ -17,28 +18,23 @@ events. A plate whose truck never reports again is still checked.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import faust
 import msgspec
 
-from contract.codec import ContractError, decode
 from contract.events import Alert, Direction, Weighing
 from stream.agents.manifest_state import Event, PlateState, Watermark, step
 from stream.agents.runner import (
-    BATCH_MAX,
-    BATCH_WITHIN_S,
     Ack,
     StateCache,
-    batch_acker,
     run_batches,
     write_points,
 )
-from stream.app import app, rules, send_alerts, settings, weighings_topic
+from stream.app import app, rules, send_alerts, settings
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point, to_ns
 
@@ -69,9 +65,13 @@ async def send_event(event: dict[str, Any]) -> None:
 
 async def send_events(events: Sequence[dict[str, Any]]) -> None:
     """Re-key departures/arrivals/checks by plate: all sent, then all awaited (one round trip)."""
-    futures = [await manifest_topic.send(key=e["plate"].encode(), value=_encoder.encode(e)) for e in events]
-    for future in futures:
+    for future in await send_events_soon(events):
         await future
+
+
+async def send_events_soon(events: Sequence[dict[str, Any]]) -> list[Awaitable[Any]]:
+    """Re-key events by plate without waiting; each returned future resolves when Kafka has its event."""
+    return [await manifest_topic.send(key=e["plate"].encode(), value=_encoder.encode(e)) for e in events]
 
 
 def weighing_event(w: Weighing) -> dict[str, Any]:
@@ -80,21 +80,6 @@ def weighing_event(w: Weighing) -> dict[str, Any]:
     return {"type": kind, "id": f"wb:{w.msg_id}", "plate": w.plate, "ts_ns": to_ns(w.ts), "kg": w.net_kg,
             "place": w.site_id, "source": "weighbridge", "device": w.device_id, "site": w.site_id,
             "msg_id": w.msg_id}
-
-
-@app.agent(weighings_topic)
-async def weighings_to_manifest(stream: Any) -> None:
-    """Re-key tickets by plate, a batch at a time; invalid ones are the tonnage agent's to dead-letter."""
-    async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
-        tickets = []
-        for event in events:
-            with contextlib.suppress(ContractError):
-                tickets.append(decode(event.value, Weighing))
-        await send_events([weighing_event(w) for w in tickets if isinstance(w, Weighing)])
-        now = time.time()
-        for w in tickets:
-            WATERMARK.observe(to_ns(w.ts), now)  # after its manifest events are in Kafka
-        await batch_acker(stream, events)()
 
 
 def _dump(state: PlateState) -> Any:

@@ -1,13 +1,15 @@
 """Tonnage: per-ticket points, per-device local-day totals, facility load, and ticket alerts.
 
-`tonnage` (keyed by weighbridge device, like ws.weighings): one step per ticket, in order
-per device: decode, de-duplicate and add to the device's daily total in ONE table write
-(see stream/dedup.py for why one); for a new ticket raise its alerts (integrity flags,
-raw waste at a zero-landfill facility) BEFORE that write, so a crash re-raises them with
-the same ids rather than losing them; forward the device's running total for the
-facility-day to the site-keyed internal topic; write the points and ack the Kafka
-message only once InfluxDB has them. A re-delivery is dropped as a duplicate, raises no
-alert, and re-sends its idempotent total and points.
+`tonnage` (keyed by weighbridge device, like ws.weighings), a batch of tickets at a time
+(stream/agents/runner.py), in order per device: decode, de-duplicate and add to the device's
+daily total, kept in ONE table value per device (see stream/dedup.py for why one) and written
+once per batch; a new ticket's alerts (integrity flags, raw waste at a zero-landfill facility)
+are raised BEFORE that write, so a crash re-raises them with the same ids rather than losing
+them; each device's running total for the facility-day is forwarded to the site-keyed internal
+topic and each ticket, re-keyed by plate, to the manifest topic (stream/agents/manifest.py:
+one stream over ws.weighings, not two); the points are written and the batch is acked only
+once InfluxDB and Kafka have everything. A re-delivery is dropped as a duplicate, raises no
+alert, and re-sends its idempotent total, manifest event and points.
 
 `facility_load` (keyed by facility): sums the latest per-device totals of a local day
 (stream/agents/tonnage_rules.py), writes `facility_load` and raises `over_capacity` once
@@ -21,6 +23,7 @@ by construction. Tables exist only where the stream must act (capacity alerts).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -28,6 +31,7 @@ import faust
 
 from contract.events import Alert, Weighing
 from contract.topics import KAFKA_TOPICS
+from stream.agents import manifest
 from stream.agents.integrity import integrity_alerts
 from stream.agents.localday import local_day_start_ns
 from stream.agents.runner import Ack, StateCache, decode_valid, run_batches, write_points
@@ -122,17 +126,22 @@ async def process_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> No
         daily[(w.device_id, dk)] = daily_point(w, kg, tickets, tz)  # one series per device-day
     await send_alerts(alerts)  # before the table write: a crash re-raises (same ids), never loses
     states.write()
-    # Not awaited here: the batch's ack waits for them (a crash before re-sends: totals only grow).
+    # Not awaited here: the batch's ack waits for them. A crash before re-sends them: totals only
+    # grow (the receiver keeps the largest), manifest events carry ids (the matcher drops repeats).
     sent = [await site_totals_topic.send(key=t.site.encode(), value=t.encode()) for t in forwards.values()]
+    sent += await manifest.send_events_soon([manifest.weighing_event(w) for _event, w, _key in valid])
     points.extend(daily.values())
-    await write_points(sink, points, _after(sent, ack))
+    newest_ns = max((to_ns(w.ts) for _event, w, _key in valid), default=None)
+    await write_points(sink, points, _after(sent, newest_ns, ack))
 
 
-def _after(sent: Sequence[Awaitable[Any]], ack: Ack) -> Callable[[], Awaitable[None]]:
-    """An ack that also waits until Kafka has the forwarded totals (so a crash before re-sends them)."""
+def _after(sent: Sequence[Awaitable[Any]], newest_ns: int | None, ack: Ack) -> Callable[[], Awaitable[None]]:
+    """An ack that also waits until Kafka has the forwarded records (so a crash before re-sends them)."""
     async def done() -> None:
         for future in sent:
             await future
+        if newest_ns is not None:  # the manifest clock moves only once its events are in Kafka
+            manifest.WATERMARK.observe(newest_ns, time.time())
         await _maybe_await(ack())
     return done
 
