@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
 
-.PHONY: demo test unit integration services services-down lint schema bench chaos clean
+.PHONY: demo test unit integration services services-down lint schema bench bench-city chaos clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ unit: $(STAMP)
 
 bench: $(STAMP) services
 	$(BIN)/wastestream bench $(BENCH_ARGS)
+
+# A city of 4 million (wastestream/bench/city.py) in real time: every device at its report rate.
+bench-city: $(STAMP) services
+	$(BIN)/wastestream bench --city-scale $(BENCH_ARGS)
 
 # Fault injection on PRIVATE services (.run/chaos, ports 28830/29092/28086): kill -9 of each
 # service and process in turn during steady traffic; exact counts per fault (CHAOS_ARGS).

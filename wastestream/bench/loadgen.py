@@ -13,6 +13,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -82,6 +83,18 @@ def device_ids(spec: LoadSpec) -> list[tuple[str, str, str]]:
     return out
 
 
+def publisher_client(client_id: str, host: str, port: int, on_publish: Any) -> mqtt.Client:
+    """A connected paho client (MQTT 5, 100 in flight, unbounded queue), its network thread started."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5)
+    client.on_publish = on_publish
+    client.max_inflight_messages_set(100)
+    client.max_queued_messages_set(0)
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    return client
+
+
 def publish(spec: LoadSpec) -> LoadResult:
     """Publish at `spec.rate` for `spec.duration_s` (bounded by `max_messages`), then await acks."""
     acked = 0
@@ -92,13 +105,7 @@ def publish(spec: LoadSpec) -> LoadResult:
         acked += 1
         last_ack = time.time()
 
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"bench-pub-{spec.prefix}", protocol=mqtt.MQTTv5)
-    client.on_publish = on_publish
-    client.max_inflight_messages_set(100)
-    client.max_queued_messages_set(0)
-    client.connect(spec.host, spec.port, keepalive=30)
-    client.loop_start()
+    client = publisher_client(f"bench-pub-{spec.prefix}", spec.host, spec.port, on_publish)
     devices = device_ids(spec)
     seqs = [0] * len(devices)
     sent, first_send, last_send = 0, 0.0, 0.0

@@ -5,8 +5,8 @@ one-script baseline, (3) the pipeline (bridges ×N, Faust workers ×M as child p
 fresh Faust app id and InfluxDB database per run) at increasing offered load. Each step's
 sustained throughput is the slope of `count(net_kg)` in InfluxDB (InfluxQL) over the step's
 steady part; latency is the sinks' own `pipeline_latency` (device `ts` → InfluxDB ack).
-Prints a table and the ratios; writes result.json and a PNG plot. A benchmark measures: it
-asserts nothing about time.
+Prints a table and the ratios; writes result.json and a PNG plot. `--city-scale` instead runs
+city.py's whole city in real time (cityrun.py). A benchmark measures: it asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from wastestream.settings import Settings, load_settings
 log = logging.getLogger("wastestream.bench")
 
 RESULT_SCHEMA = "wastestream-bench/1"
+CITY_RESULT_SCHEMA = "wastestream-bench-city/1"
 STEP_KEYS = ("offered_msg_per_s", "sent", "acked", "publish_rate", "sustained_msg_per_s", "delivered",
              "drained", "drain_s", "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "cpu_pct",
              "machine_cpu_pct", "saturated")
@@ -71,6 +72,9 @@ class BenchConfig:
     worker_env: dict[str, str] = dataclasses.field(default_factory=dict)
     """Extra environment for the children, e.g. Faust settings (STREAM_WAIT_EMPTY, PRODUCER_LINGER)
     to measure a tuning without editing the app."""
+    city_scale: bool = False
+    """Instead of raw limits, baseline and steps: the city of city.py in real time (cityrun.py)."""
+    city_s: float = 120.0
 
 
 # --- measuring helpers ----------------------------------------------------------------------
@@ -123,10 +127,12 @@ def delivered(settings: Settings, prefix: str) -> int:
     return int(rows[0]["count"]) if rows else 0
 
 
-def step_latency(settings: Settings, start_ns: int, end_ns: int) -> dict[str, float]:
+def step_latency(settings: Settings, start_ns: int, end_ns: int,
+                 measurement: str = "weighing") -> dict[str, float]:
     """Combine the sinks' 5 s windows: p50 = count-weighted median of window p50s; p99 = worst window."""
     rows = influxql(settings, "SELECT p50_ms, p99_ms, max_ms, \"count\" FROM pipeline_latency WHERE "
-                              f"\"measurement\" = 'weighing' AND time >= {start_ns} AND time <= {end_ns}")
+                              f"\"measurement\" = '{measurement}' AND time >= {start_ns} "
+                              f"AND time <= {end_ns}")
     if not rows:
         return {"latency_p50_ms": math.nan, "latency_p99_ms": math.nan, "latency_max_ms": math.nan,
                 "latency_windows": 0}
@@ -198,14 +204,15 @@ def _py_spy(exe: str, pid: int, seconds: float, out: Path) -> subprocess.Popen[b
 
 # --- the pipeline ---------------------------------------------------------------------------
 
-def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
-                 run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def start_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
+                   run_dir: Path) -> tuple[Pipeline, dict[str, int]]:
+    """Bridges and workers of a fresh app, warmed up; and the pids to measure (children + services).
+
+    On failure the children started so far are stopped before the error propagates."""
     # A short session timeout: a worker the drain phase restarts (or kills) leaves the group in
     # seconds, not the 60 s default, so the others do not stall waiting for its partitions.
     env = {"APP_DATADIR": str(run_dir / "faust-data"), "WS_FAUST_SESSION_TIMEOUT_S": "10", **cfg.worker_env}
     pipeline = Pipeline(settings, run_dir, env=env)
-    steps: list[dict[str, Any]] = []
-    drain: dict[str, Any] | None = None
     try:
         pipeline.wait(pipeline.start("topics", "topics"), timeout=120)
         # Every contract topic, not just ws.weighings: any registered agent that chokes on someone
@@ -235,8 +242,25 @@ def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
                                  "warm-up messages in InfluxDB", pipeline)
             if waited <= 3.0:
                 break
-        print(f"  pipeline ready ({cfg.workers} workers, {cfg.bridges} bridges; warm-up took "
-              f"{time.monotonic() - started:.0f} s)")
+    except BaseException:
+        stop_pipeline(pipeline, settings, run_id, cfg.bridges)
+        raise
+    print(f"  pipeline ready ({cfg.workers} workers, {cfg.bridges} bridges; warm-up took "
+          f"{time.monotonic() - started:.0f} s)")
+    return pipeline, pids
+
+
+def stop_pipeline(pipeline: Pipeline, settings: Settings, run_id: str, bridges: int) -> None:
+    pipeline.stop_all()
+    drop_mqtt_sessions(settings, [f"wsbench-{run_id}-{i}" for i in range(bridges)])
+
+
+def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
+                 run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    steps: list[dict[str, Any]] = []
+    drain: dict[str, Any] | None = None
+    pipeline, pids = start_pipeline(cfg, settings, run_id, run_dir)
+    try:
         for i, rate in enumerate(cfg.steps):
             step = run_step(cfg, settings, pipeline, pids, run_id, run_dir, i, rate)
             steps.append(step)
@@ -247,8 +271,7 @@ def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
         if cfg.backlog > 0:
             drain = run_worker_drain(cfg, settings, pipeline, pids, run_id)
     finally:
-        pipeline.stop_all()
-        drop_mqtt_sessions(settings, [f"wsbench-{run_id}-{i}" for i in range(cfg.bridges)])
+        stop_pipeline(pipeline, settings, run_id, cfg.bridges)
     return steps, drain
 
 
@@ -458,6 +481,8 @@ def run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
         print("services: starting Mosquitto, Kafka, InfluxDB ...")
         services("up")
     print(f"bench {run_id}: database {db}, app {settings.faust_app_id}, output {run_dir}")
+    if cfg.city_scale:
+        return run_city_bench(cfg, settings, run_id, run_dir)
     result: dict[str, Any] = {
         "schema": RESULT_SCHEMA, "run_id": run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
@@ -506,6 +531,24 @@ def run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
     return result
 
 
+def run_city_bench(cfg: BenchConfig, settings: Settings, run_id: str, run_dir: Path) -> dict[str, Any]:
+    """`--city-scale`: the pipeline under the whole city's mix in real time (cityrun.py)."""
+    from wastestream.bench.cityrun import run_city
+
+    result: dict[str, Any] = {
+        "schema": CITY_RESULT_SCHEMA, "run_id": run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
+        "config": dataclasses.asdict(cfg), "city_model": CityModel().summary(), "city": None,
+    }
+    try:
+        result["city"] = run_city(cfg, settings, run_id, run_dir)
+    finally:
+        (run_dir / "result.json").write_text(json.dumps(_nan_to_none(result), indent=2))
+        _cleanup(settings, run_id, settings.influx_db, cfg.keep_db)
+    print(f"result: {run_dir / 'result.json'}")
+    return result
+
+
 def _cleanup(settings: Settings, run_id: str, db: str, keep_db: bool) -> None:
     """Drop what the run created in the shared services (its database and Kafka topics)."""
     with contextlib.suppress(InfluxQueryError):
@@ -544,6 +587,10 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
                    help="profile worker-0 and bridge-0 during this step")
     p.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                    help="environment for the bridges and workers (repeatable), e.g. PRODUCER_LINGER=0.005")
+    p.add_argument("--city-scale", action="store_true",
+                   help="run city.py's city (every station, truck, weighbridge at its report rate) in "
+                        "real time instead of the raw limits, baseline and steps")
+    p.add_argument("--city-seconds", type=float, default=120.0, help="how long --city-scale publishes")
     p.add_argument("--out", type=Path, help="output directory (default .run/bench/<time>)")
     a = p.parse_args(argv)
     cfg = BenchConfig(
@@ -554,6 +601,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
         skip_raw=a.skip_raw, skip_naive=a.skip_naive, keep_going=a.keep_going, keep_db=a.keep_db,
         py_spy=a.py_spy if a.profile_step >= 0 else "", profile_step=a.profile_step,
         worker_env=dict(kv.split("=", 1) for kv in a.worker_env if "=" in kv),
+        city_scale=a.city_scale, city_s=a.city_seconds,
     )
     return cfg, a.out
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from stream.sinks.influx import percentile
 
-__all__ = ["percentile", "rate_between", "summarise", "weighted_median"]
+__all__ = ["fifo_delays", "percentile", "rate_between", "slope", "summarise", "weighted_median"]
 
 
 def summarise(values_ms: Sequence[float]) -> dict[str, float]:
@@ -37,3 +37,35 @@ def rate_between(samples: Sequence[tuple[float, int]], start: float, end: float)
     if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
         return math.nan
     return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+
+def slope(samples: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of (time, value) samples per second: how fast a backlog grows; NaN if < 2."""
+    if len(samples) < 2:
+        return math.nan
+    n = len(samples)
+    mt = sum(t for t, _ in samples) / n
+    mv = sum(v for _, v in samples) / n
+    var = sum((t - mt) ** 2 for t, _ in samples)
+    return math.nan if var == 0 else sum((t - mt) * (v - mv) for t, v in samples) / var
+
+
+def fifo_delays(sent: Sequence[tuple[float, float]], stored: Sequence[tuple[float, float]]) -> list[float]:
+    """For each (time, count) of `stored`, how long before the `count`-th message was sent.
+
+    `sent` and `stored` are growing counters sampled over time. Read as a queue (first in,
+    first out, roughly true across keys), this is the age of the newest stored message: the
+    backlog in seconds, from counts alone (so filtered to the run's own devices)."""
+    out = []
+    for t, n in stored:
+        if n <= 0:
+            continue
+        prev = (-math.inf, 0.0)
+        for ts, c in sent:
+            if c >= n:
+                t0, c0 = prev
+                at = ts if c == c0 or math.isinf(t0) else t0 + (ts - t0) * (n - c0) / (c - c0)
+                out.append(max(0.0, t - at))
+                break
+            prev = (ts, c)
+    return out

@@ -1,0 +1,256 @@
+"""`wastestream bench --city-scale`: the city of city.py, every device at its real rate, in real time.
+
+The pipeline starts as for the bench (bridges + Faust workers as child processes, a fresh app
+id and InfluxDB database, warmed up); then `citygen` publishes the whole city's mix for
+`--city-seconds` from `--publishers` processes. Measured, per kind of message: offered msg/s
+(what was published), delivered msg/s (slope of the run's points in InfluxDB, InfluxQL,
+filtered on the run's device ids, over the run after `--warmup`), every acknowledged message
+in InfluxDB after the drain; device -> InfluxDB latency from the sinks' `pipeline_latency`;
+whether it kept up (backlog = acked but not yet in InfluxDB, over time and at the end of
+publishing; the consumer group's Kafka lag then; drain time); CPU per process and service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from contract.topics import KAFKA_TOPICS
+from wastestream.bench.city import CityModel
+from wastestream.bench.citygen import KINDS, MEASUREMENTS, CityLoad, city_specs, driving_trucks
+from wastestream.bench.run import (
+    CATCH_UP_S,
+    BenchConfig,
+    _fmt,
+    _topic_partitions,
+    cpu_between,
+    cpu_snapshot,
+    start_pipeline,
+    step_latency,
+    stop_pipeline,
+)
+from wastestream.bench.stats import fifo_delays, percentile, rate_between, slope, weighted_median
+from wastestream.influxql import InfluxQueryError, influxql
+from wastestream.pipeline import Pipeline
+from wastestream.settings import Settings
+
+POLL_S = 2.0
+"""How often the run's counts are read from InfluxDB (five counts in one request)."""
+SOURCE_TOPICS = tuple(KAFKA_TOPICS[k] for k in KINDS)
+LATENCY_NOTE = {"device_status": "from the bridge's Kafka time: its points are stamped at arrival"}
+
+
+def delivered_by_kind(settings: Settings, prefix: str) -> dict[str, int]:
+    """Points of the run's devices per kind of message (one InfluxQL request, one statement each)."""
+    query = "; ".join(f'SELECT {count} AS "{kind}" FROM "{meas}" WHERE "device" =~ /^{prefix}/'
+                      for kind, (meas, count) in MEASUREMENTS.items())
+    try:
+        rows = influxql(settings, query)
+    except InfluxQueryError as exc:
+        if "database not found" in str(exc):
+            return dict.fromkeys(KINDS, 0)
+        raise
+    out = dict.fromkeys(KINDS, 0)
+    for row in rows:
+        for kind in KINDS:
+            if row.get(kind) is not None:
+                out[kind] = int(row[kind])
+    return out
+
+
+async def _kafka_offsets(bootstrap: str, group: str, topics: tuple[str, ...]) -> tuple[int, int]:
+    """(records in `topics`, of which `group` has not committed): end offsets and the group's lag.
+
+    Faust commits every few seconds, so the lag includes up to that much of what was processed."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    tps = [tp for topic in topics for tp in await _topic_partitions(bootstrap, topic)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    lag = 0
+    for tp in tps:
+        meta = committed.get(tp)
+        lag += max(0, ends[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0))
+    return sum(ends.values()), lag
+
+
+def kafka_offsets(settings: Settings) -> tuple[int | None, int | None]:
+    """(records in the source topics, the run's consumer-group lag); Nones when Kafka will not say."""
+    try:
+        return asyncio.run(_kafka_offsets(settings.kafka_bootstrap, settings.faust_app_id, SOURCE_TOPICS))
+    except Exception:  # a measurement, not the run
+        return None, None
+
+
+def _latency(settings: Settings, start: float, end: float) -> dict[str, dict[str, float]]:
+    out = {kind: step_latency(settings, int(start * 1e9), int(end * 1e9), MEASUREMENTS[kind][0])
+           for kind in KINDS}
+    rows = influxql(settings, "SELECT p50_ms, \"count\" FROM pipeline_latency WHERE \"measurement\" =~ "
+                              "/^(deposit|bin_level|truck_position|weighing)$/ "
+                              f"AND time >= {int(start * 1e9)} AND time <= {int(end * 1e9)}")
+    event_time = [k for k in KINDS if k not in LATENCY_NOTE]
+    out["total"] = {"latency_p50_ms": weighted_median([(r["p50_ms"], r["count"]) for r in rows]),
+                    "latency_p99_ms": max((out[k]["latency_p99_ms"] for k in event_time
+                                           if not math.isnan(out[k]["latency_p99_ms"])), default=math.nan)}
+    return out
+
+
+def run_city(cfg: BenchConfig, settings: Settings, run_id: str, run_dir: Path) -> dict[str, Any]:
+    model = CityModel()
+    pipeline, pids = start_pipeline(cfg, settings, run_id, run_dir)
+    try:
+        return _measure(cfg, settings, pipeline, pids, run_id, model)
+    finally:
+        stop_pipeline(pipeline, settings, run_id, cfg.bridges)
+
+
+def _measure(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict[str, int], run_id: str,
+             model: CityModel) -> dict[str, Any]:
+    prefix = f"c{run_id}"
+    duration = cfg.city_s
+    specs = city_specs(settings.mqtt_host, settings.mqtt_port, prefix, duration, cfg.publishers, model=model)
+    start, end = specs[0].start_at, specs[0].start_at + duration
+    steady = start + min(cfg.warmup_s, duration / 2)
+    records_before, _ = kafka_offsets(settings)
+    load = CityLoad(specs)
+    try:
+        out = _follow(cfg, settings, pipeline, {**pids, **load.pids}, load, model, prefix, start, steady, end)
+    finally:
+        load.stop()
+    records_after, _ = kafka_offsets(settings)
+    # Other bridges on the same Mosquitto (a demo's, a test's) produce copies of the city's messages
+    # into the same topics, and other publishers' traffic lands there too: the workers process all.
+    out["kafka_records"] = (records_after - records_before
+                            if records_after is not None and records_before is not None else None)
+    print(city_table(out))
+    return out
+
+
+def _follow(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict[str, int], load: CityLoad,
+            model: CityModel, prefix: str, start: float, steady: float, end: float) -> dict[str, Any]:
+    duration = end - start
+    samples: list[dict[str, Any]] = []
+    cpu0 = cpu1 = None
+    at_end: dict[str, Any] | None = None
+    next_print = start + 15
+    while not load.done() or at_end is None:
+        pipeline.check_alive()
+        t = time.time()
+        got = delivered_by_kind(settings, prefix)
+        sent, acked = load.progress()
+        samples.append({"t": t, "delivered": got, "sent": sent, "acked": acked})
+        if cpu0 is None and t >= steady:
+            cpu0 = cpu_snapshot(pids)
+        if t <= end:
+            cpu1 = cpu_snapshot(pids)
+        elif at_end is None:  # publishing just ended: how far behind is the pipeline?
+            at_end = {"t": t, "backlog": sum(acked.values()) - sum(got.values()),
+                      "kafka_lag": kafka_offsets(settings)[1]}
+        if start <= t <= end and t >= next_print:
+            next_print += 15
+            behind = sum(acked.values()) - sum(got.values())
+            print(f"  {t - start:5.0f} s: published {sum(sent.values()):>7}, "
+                  f"in InfluxDB {sum(got.values()):>7}, backlog {behind:>6}", flush=True)
+        if time.time() > end + 120 or (load.done() and time.time() < end - 1):  # a publisher died early
+            break
+        time.sleep(max(0.1, POLL_S - (time.time() - t)))
+    results = load.results(timeout=60)
+    acked = {k: sum(r["acked"][k] for r in results) for k in KINDS}
+    sent = {k: sum(r["sent"][k] for r in results) for k in KINDS}
+    last_send = max(r["last_send"] for r in results)
+    got = delivered_by_kind(settings, prefix)
+    while any(got[k] < acked[k] for k in KINDS) and time.time() - last_send < cfg.drain_timeout_s:
+        time.sleep(0.5)
+        got = delivered_by_kind(settings, prefix)
+        samples.append({"t": time.time(), "delivered": got, "sent": sent, "acked": acked})
+    drained = all(got[k] >= acked[k] for k in KINDS)
+    drain_s = time.time() - last_send
+    procs, machine = cpu_between(cpu0, cpu1) if cpu0 and cpu1 else ({}, math.nan)
+    latency = _latency(settings, steady, end)
+    rates = model.peak_rates()
+    kinds: dict[str, Any] = {}
+    for k in KINDS:
+        series = [(s["t"], s["delivered"][k]) for s in samples]
+        kinds[k] = {"measurement": MEASUREMENTS[k][0], "model_msg_per_s": round(rates[k], 2),
+                    "offered_msg_per_s": round(sent[k] / duration, 2), "sent": sent[k], "acked": acked[k],
+                    "delivered_msg_per_s": round(rate_between(series, steady, end), 2), "in_db": got[k],
+                    "drained": got[k] >= acked[k], **latency[k]}
+    series = [(s["t"], sum(s["delivered"].values())) for s in samples]
+    backlog = [(s["t"], float(sum(s["acked"].values()) - sum(s["delivered"].values()))) for s in samples
+               if steady <= s["t"] <= end]
+    total = {"model_msg_per_s": round(sum(rates.values()), 1),
+             "offered_msg_per_s": round(sum(sent.values()) / duration, 1),
+             "sent": sum(sent.values()), "acked": sum(acked.values()), "in_db": sum(got.values()),
+             "delivered_msg_per_s": round(rate_between(series, steady, end), 1), **latency["total"]}
+    delays = sorted(fifo_delays([(s["t"], sum(s["acked"].values())) for s in samples],
+                                [(s["t"], sum(s["delivered"].values())) for s in samples
+                                 if s["t"] >= steady]))
+    devices = model.devices()
+    out = {
+        "duration_s": duration, "warmup_s": steady - start, "prefix": prefix,
+        "devices": {**devices, "truck_driving": driving_trucks(model)},
+        "kinds": kinds, "total": total,
+        "backlog_at_end": at_end["backlog"] if at_end else None,
+        "kafka_lag_at_end": at_end["kafka_lag"] if at_end else None,
+        "backlog_max": max((b for _, b in backlog), default=math.nan),
+        "backlog_trend_msg_per_s": round(slope(backlog), 2),
+        "delay_p50_s": round(percentile(delays, 50), 1),
+        "delay_max_s": round(max(delays, default=math.nan), 1),
+        "drained": drained, "drain_s": round(drain_s, 1),
+        "kept_up": bool(drained and drain_s <= CATCH_UP_S),
+        "publish_late_max_ms": round(1000 * max(r["late_max_s"] for r in results), 1),
+        "publish_late_over_1s": sum(r["late_over_1s"] for r in results),
+        "cpu_pct": procs, "machine_cpu_pct": machine,
+        "samples": [{"t": round(s["t"] - start, 1), "published": sum(s["sent"].values()),
+                     "acked": sum(s["acked"].values()), "in_db": sum(s["delivered"].values())}
+                    for s in samples],
+    }
+    return out
+
+
+def city_table(c: dict[str, Any]) -> str:
+    d = c["devices"]
+    lines = [f"city scale: {d['sorting_station']:,} sorting stations, {d['truck']:,} trucks "
+             f"({d['truck_driving']:,} driving), {d['weighbridge']} weighbridges; "
+             f"{c['duration_s']:.0f} s in real time (rates over the last "
+             f"{c['duration_s'] - c['warmup_s']:.0f} s)",
+             f"  {'kind':<16} {'model/s':>8} {'offered/s':>9} {'delivered/s':>11} {'in DB/acked':>17} "
+             f"{'p50 ms':>7} {'p99 ms':>7}"]
+    for name, k in [*c["kinds"].items(), ("total", c["total"])]:
+        mark = "*" if name in LATENCY_NOTE else ""
+        lines.append(f"  {name + mark:<16} {_fmt(k['model_msg_per_s'], '.1f'):>8} "
+                     f"{_fmt(k['offered_msg_per_s'], '.1f'):>9} {_fmt(k['delivered_msg_per_s'], '.1f'):>11} "
+                     f"{k['in_db']:>8}/{k['acked']:<8} {_fmt(k['latency_p50_ms']):>7} "
+                     f"{_fmt(k['latency_p99_ms']):>7}")
+    lines += [f"  * latency {note}" for note in LATENCY_NOTE.values()]
+    lag = c["kafka_lag_at_end"]
+    lines.append(f"  kept up: {'yes' if c['kept_up'] else 'NO'} (at the end of publishing "
+                 f"{c['backlog_at_end']} acked messages not yet in InfluxDB, Kafka lag "
+                 f"{'-' if lag is None else lag}; {'drained' if c['drained'] else 'NOT drained'} "
+                 f"{c['drain_s']:.1f} s after the last publish; backlog max {_fmt(c['backlog_max'])}, "
+                 f"trend {_fmt(c['backlog_trend_msg_per_s'], '+.2f')} msg/s; as a delay: p50 "
+                 f"{_fmt(c['delay_p50_s'], '.1f')} s, max {_fmt(c['delay_max_s'], '.1f')} s)")
+    records = c.get("kafka_records")
+    if records is not None:
+        lines.append(f"  Kafka: {records} records in the source topics during the run, for "
+                     f"{c['total']['acked']} acked city messages (the rest: copies by other bridges on the "
+                     f"broker, others' traffic; the workers process them all)")
+    lines.append(f"  publishers: at most {c['publish_late_max_ms']:.0f} ms behind schedule "
+                 f"({c['publish_late_over_1s']} messages more than 1 s late)")
+    cpu = ", ".join(f"{name} {pct:.0f}" for name, pct in sorted(c["cpu_pct"].items()))
+    lines.append(f"  CPU % of one core: {cpu}; machine {_fmt(c['machine_cpu_pct'])}% busy")
+    return "\n".join(lines)
