@@ -39,6 +39,8 @@ from stream.agents.tonnage_points import (
     DeviceDayTotal,
     daily_point,
     day_key,
+    decode_totals,
+    encode_totals,
     facility_load_point,
     weighing_point,
 )
@@ -65,7 +67,8 @@ site_totals_topic = app.topic(
     f"{settings.faust_app_id}-tonnage-by-site", internal=True, partitions=settings.kafka_partitions,
     key_type=bytes, value_type=bytes,
 )
-"""Per-device running day totals re-keyed by facility; named after the app (one per deployment)."""
+"""Per-device running day totals re-keyed by facility (a record per facility per batch); named after
+the app (one per deployment)."""
 
 site_load = app.Table(
     "tonnage-site-load",
@@ -128,7 +131,11 @@ async def process_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> No
     states.write()
     # Not awaited here: the batch's ack waits for them. A crash before re-sends them: totals only
     # grow (the receiver keeps the largest), manifest events carry ids (the matcher drops repeats).
-    sent = [await site_totals_topic.send(key=t.site.encode(), value=t.encode()) for t in forwards.values()]
+    by_site: dict[str, list[DeviceDayTotal]] = {}
+    for t in forwards.values():
+        by_site.setdefault(t.site, []).append(t)
+    sent = [await site_totals_topic.send(key=site.encode(), value=encode_totals(totals))
+            for site, totals in by_site.items()]
     sent += await manifest.send_events_soon([manifest.weighing_event(w) for _event, w, _key in valid])
     points.extend(daily.values())
     newest_ns = max((to_ns(w.ts) for _event, w, _key in valid), default=None)
@@ -155,8 +162,7 @@ async def process_site_totals(events: Sequence[Any], sink: InfluxSink, ack: Ack)
     loads = StateCache(site_load, SiteLoad.from_json, _dump_load)
     alerts: list[Alert] = []
     points: dict[tuple[str, int], Point] = {}
-    for event in events:
-        t = DeviceDayTotal.decode(event.value)
+    for event, t in ((e, t) for e in events for t in decode_totals(e.value)):
         load = loads.get(t.site)
         load.merge(t)
         alert = over_capacity(load, t, rules)  # marks the day alerted: once per facility and day

@@ -8,7 +8,9 @@ adding another. Days are local days of the city's timezone (stream/agents/locald
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from contract.events import Weighing
 from stream.agents.localday import local_day_start_ns
@@ -77,9 +79,23 @@ class DeviceDayTotal:
 
     @classmethod
     def decode(cls, payload: bytes) -> DeviceDayTotal:
-        d = json.loads(payload)
+        return cls._from(json.loads(payload))
+
+    @classmethod
+    def _from(cls, d: dict[str, Any]) -> DeviceDayTotal:
         return cls(str(d["site"]), str(d["device"]), int(d["day_ns"]), float(d["kg"]), int(d["tickets"]),
                    str(d["msg_id"]), int(d["ts_ns"]))
+
+
+def encode_totals(totals: Sequence[DeviceDayTotal]) -> bytes:
+    """One record for several totals of ONE facility: a batch forwards one per facility, not per device."""
+    return json.dumps([asdict(t) for t in totals], separators=(",", ":")).encode()
+
+
+def decode_totals(payload: bytes) -> list[DeviceDayTotal]:
+    """The totals of one record: a list (`encode_totals`) or a single total (`DeviceDayTotal.encode`)."""
+    data = json.loads(payload)
+    return [DeviceDayTotal._from(d) for d in data] if isinstance(data, list) else [DeviceDayTotal._from(data)]
 
 
 def facility_load_point(site: str, day_ns: int, kg: float, tickets: int, devices: int,

@@ -94,3 +94,11 @@ def test_raw_household_waste_at_zero_landfill_facility_is_critical_per_ticket() 
                                 RULES) is None  # incinerating raw waste is the point
     assert raw_waste_landfilled(ticket(11, ts, site="lz-jm-landfill", category=WasteCategory.RESIDUAL,
                                        direction=Direction.OUTBOUND), RULES) is None
+
+
+def test_forwarded_totals_round_trip_one_or_many() -> None:
+    from stream.agents.tonnage_points import decode_totals, encode_totals
+
+    many = [total("a", 1.5, 1), total("b", 2.0, 2, day=86_400 * 10**9)]
+    assert decode_totals(encode_totals(many)) == many
+    assert decode_totals(many[0].encode()) == many[:1]  # a record of an earlier version
