@@ -178,7 +178,11 @@ def _follow(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict
         got = delivered_by_kind(settings, prefix)
         samples.append({"t": time.time(), "delivered": got, "sent": sent, "acked": acked})
     drained = all(got[k] >= acked[k] for k in KINDS)
-    drain_s = time.time() - last_send
+    # The first poll that found every acked message stored (to within POLL_S; often before the
+    # publishers had collected their last acks), else now.
+    stored_at = next((s["t"] for s in samples if s["t"] >= last_send
+                      and all(s["delivered"][k] >= acked[k] for k in KINDS)), time.time())
+    drain_s = max(0.0, stored_at - last_send)
     procs, machine = cpu_between(cpu0, cpu1) if cpu0 and cpu1 else ({}, math.nan)
     latency = _latency(settings, steady, end)
     rates = model.peak_rates()
