@@ -52,7 +52,14 @@ from contract.topics import KAFKA_TOPICS
 from firmware_sim.city import LEAD_S, visit_pacing
 from firmware_sim.scenario import Scenario, load_scenario
 from wastestream.influxql import InfluxQueryError, influxql
-from wastestream.pipeline import Pipeline, PipelineError, Process, commit_group_at_end, services
+from wastestream.pipeline import (
+    Pipeline,
+    PipelineError,
+    Process,
+    commit_group_at_end,
+    private_services_env,
+    services,
+)
 from wastestream.settings import REPO_ROOT, Settings, load_settings
 
 log = logging.getLogger("wastestream.chaos")
@@ -127,13 +134,8 @@ class Window:
 
 def private_env(run_dir: Path, mqtt: int, kafka: int, influx: int, unique: str) -> dict[str, str]:
     """The environment of the private services and of every process talking to them."""
-    return {
-        "WS_RUN_DIR": str(run_dir), "WS_MQTT_PORT": str(mqtt), "WS_KAFKA_PORT": str(kafka),
-        "WS_KAFKA_CONTROLLER_PORT": str(kafka + 1), "WS_INFLUX_PORT": str(influx),
-        "WS_INFLUX_RPC_PORT": str(influx + 2), "WS_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka}",
-        "WS_INFLUX_URL": f"http://127.0.0.1:{influx}", "WS_INFLUX_DB": f"ws_chaos_{unique}",
-        "WS_FAUST_APP_ID": f"ws-chaos-{unique}",
-    }
+    return {**private_services_env(run_dir, mqtt, kafka, influx),
+            "WS_INFLUX_DB": f"ws_chaos_{unique}", "WS_FAUST_APP_ID": f"ws-chaos-{unique}"}
 
 
 def _ns(iso: str) -> int:

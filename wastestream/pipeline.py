@@ -66,6 +66,18 @@ def services(action: str, *names: str, env: dict[str, str] | None = None) -> sub
     return result
 
 
+def private_services_env(run_dir: Path, mqtt: int, kafka: int, influx: int) -> dict[str, str]:
+    """The environment of private services (own run dir and ports: deploy/local/services.sh reads
+    these) and of every process that talks to them. Why: a run on the shared services also gets
+    every other pipeline's traffic (each bridge group forwards each MQTT message into Kafka)."""
+    return {
+        "WS_RUN_DIR": str(run_dir), "WS_MQTT_PORT": str(mqtt), "WS_KAFKA_PORT": str(kafka),
+        "WS_KAFKA_CONTROLLER_PORT": str(kafka + 1), "WS_INFLUX_PORT": str(influx),
+        "WS_INFLUX_RPC_PORT": str(influx + 2), "WS_KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka}",
+        "WS_INFLUX_URL": f"http://127.0.0.1:{influx}",
+    }
+
+
 def services_running(env: dict[str, str] | None = None) -> bool:
     return services("status", env=env).returncode == 0
 

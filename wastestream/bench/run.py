@@ -31,7 +31,14 @@ from wastestream.bench.city import CityModel
 from wastestream.bench.loadgen import LoadGen, specs_for
 from wastestream.bench.stats import rate_between, weighted_median
 from wastestream.influxql import InfluxQueryError, influxql
-from wastestream.pipeline import Pipeline, PipelineError, drop_mqtt_sessions, services, services_running
+from wastestream.pipeline import (
+    Pipeline,
+    PipelineError,
+    drop_mqtt_sessions,
+    private_services_env,
+    services,
+    services_running,
+)
 from wastestream.settings import Settings, load_settings
 
 log = logging.getLogger("wastestream.bench")
@@ -45,6 +52,8 @@ STEP_KEYS = ("offered_msg_per_s", "sent", "acked", "publish_rate", "sustained_ms
 SATURATION = 0.85
 """A step delivering less than this share of what was published is past the pipeline's knee ..."""
 CATCH_UP_S = 5.0
+PRIVATE_PORTS = (38830, 39092, 38086)
+"""MQTT, Kafka (+1: its controller), InfluxDB (+2: its RPC) of the bench's own services."""
 """... when it also needs more than this after the step's last publish to deliver everything."""
 
 
@@ -75,6 +84,8 @@ class BenchConfig:
     city_scale: bool = False
     """Instead of raw limits, baseline and steps: the city of city.py in real time (cityrun.py)."""
     city_s: float = 120.0
+    private_services: bool = True
+    """Own services for the run (see run_bench); False measures on the shared ones."""
 
 
 # --- measuring helpers ----------------------------------------------------------------------
@@ -469,6 +480,22 @@ def _nan_to_none(obj: Any) -> Any:
 
 
 def run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
+    """The bench on private services (started, then stopped at the end) unless `shared_services`."""
+    if not cfg.private_services:
+        return _run_bench(cfg, out_dir)
+    # Own Mosquitto/Kafka/InfluxDB on other ports: on the shared ones every other pipeline's bridge
+    # also forwards the bench's messages into Kafka (and theirs reach the bench's workers).
+    run_root = load_settings().run_dir / "bench-services"
+    os.environ.update(private_services_env(run_root, *PRIVATE_PORTS))
+    print(f"services: private, under {run_root} (MQTT {PRIVATE_PORTS[0]}, Kafka {PRIVATE_PORTS[1]}, "
+          f"InfluxDB {PRIVATE_PORTS[2]}); --shared-services uses the shared ones")
+    try:
+        return _run_bench(cfg, out_dir)
+    finally:
+        services("down")
+
+
+def _run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
     from wastestream.bench import naive, raw
 
     base = load_settings()
@@ -591,6 +618,9 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
                    help="run city.py's city (every station, truck, weighbridge at its report rate) in "
                         "real time instead of the raw limits, baseline and steps")
     p.add_argument("--city-seconds", type=float, default=120.0, help="how long --city-scale publishes")
+    p.add_argument("--shared-services", action="store_true",
+                   help="measure on the shared services (default: private ones under .run/bench-services, "
+                        "ports 38830/39092/38086, started for the run and stopped after it)")
     p.add_argument("--out", type=Path, help="output directory (default .run/bench/<time>)")
     a = p.parse_args(argv)
     cfg = BenchConfig(
@@ -601,7 +631,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
         skip_raw=a.skip_raw, skip_naive=a.skip_naive, keep_going=a.keep_going, keep_db=a.keep_db,
         py_spy=a.py_spy if a.profile_step >= 0 else "", profile_step=a.profile_step,
         worker_env=dict(kv.split("=", 1) for kv in a.worker_env if "=" in kv),
-        city_scale=a.city_scale, city_s=a.city_seconds,
+        city_scale=a.city_scale, city_s=a.city_seconds, private_services=not a.shared_services,
     )
     return cfg, a.out
 
