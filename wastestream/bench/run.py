@@ -323,26 +323,34 @@ def run_worker_drain(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, p
     started = time.time()
     cpu0 = cpu_snapshot(pids)
     samples: list[tuple[float, int]] = []
+    snapshots: list[dict[str, Any]] = []
     deadline = time.monotonic() + cfg.drain_timeout_s + 120
     count = 0
     while count < acked and time.monotonic() < deadline:
         count = delivered(settings, prefix)
         samples.append((time.time(), count))
+        snapshots.append(cpu_snapshot(pids))
         pipeline.check_alive()
         time.sleep(1.0)
     cpu1 = cpu_snapshot(pids)
     procs, machine = cpu_between(cpu0, cpu1)
     # The slope between 10 % and 90 % of the backlog leaves out start-up (rebalance, table recovery).
-    t10 = next((t for t, c in samples if c >= 0.1 * acked), math.nan)
-    t90 = next((t for t, c in samples if c >= 0.9 * acked), math.nan)
-    rate = rate_between(samples, t10, t90) if not math.isnan(t10 + t90) else math.nan
+    i10 = next((i for i, (_, c) in enumerate(samples) if c >= 0.1 * acked), None)
+    i90 = next((i for i, (_, c) in enumerate(samples) if c >= 0.9 * acked), None)
+    rate = worker_cpu_ms = math.nan
+    if i10 is not None and i90 is not None and i90 > i10:
+        rate = rate_between(samples, samples[i10][0], samples[i90][0])
+        # Worker CPU per message over the same span (start-up, imports and recovery left out).
+        span_procs, _ = cpu_between(snapshots[i10], snapshots[i90])
+        span_s = snapshots[i90]["t"] - snapshots[i10]["t"]
+        span_cpu_s = sum(v for k, v in span_procs.items() if k.startswith("worker-")) / 100 * span_s
+        worker_cpu_ms = 1000 * span_cpu_s / max(1, samples[i90][1] - samples[i10][1])
     best = max((rate_between(samples, t, t + 10) for t, _ in samples if t + 10 <= samples[-1][0]),
                default=math.nan, key=lambda r: -1.0 if math.isnan(r) else r)
-    worker_cpu_s = sum(v for k, v in procs.items() if k.startswith("worker-")) / 100 * (cpu1["t"] - cpu0["t"])
     out = {"backlog": acked, "delivered": count, "msg_per_s": round(rate, 1),
            "best_10s_msg_per_s": round(best, 1), "workers": cfg.workers,
            "seconds_to_drain": round(samples[-1][0] - started, 1) if samples else math.nan,
-           "worker_cpu_ms_per_msg": round(1000 * worker_cpu_s / count, 2) if count else math.nan,
+           "worker_cpu_ms_per_msg": round(worker_cpu_ms, 2),
            "cpu_pct": procs, "machine_cpu_pct": machine}
     print(f"  workers alone (drain of a {acked}-message backlog): {_fmt(out['msg_per_s'])} msg/s "
           f"(best 10 s: {_fmt(out['best_10s_msg_per_s'])}), "
@@ -485,7 +493,9 @@ def run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
         return _run_bench(cfg, out_dir)
     # Own Mosquitto/Kafka/InfluxDB on other ports: on the shared ones every other pipeline's bridge
     # also forwards the bench's messages into Kafka (and theirs reach the bench's workers).
-    run_root = load_settings().run_dir / "bench-services"
+    shared_run_dir = load_settings().run_dir
+    out_dir = out_dir or shared_run_dir / "bench" / time.strftime("%Y%m%d-%H%M%S")
+    run_root = shared_run_dir / "bench-services"
     os.environ.update(private_services_env(run_root, *PRIVATE_PORTS))
     print(f"services: private, under {run_root} (MQTT {PRIVATE_PORTS[0]}, Kafka {PRIVATE_PORTS[1]}, "
           f"InfluxDB {PRIVATE_PORTS[2]}); --shared-services uses the shared ones")
