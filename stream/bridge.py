@@ -6,11 +6,12 @@ dead-letter topic. The MQTT session is persistent (clean_start False, session
 expiry), so messages published while the bridge is down wait in the broker.
 Several bridges share the load through an MQTT 5 shared subscription.
 
-Threads: paho's network thread only appends to a deque and wakes the asyncio loop;
-everything else (validation, producing, acking) runs on the loop. In-flight messages
-are bounded by the MQTT 5 Receive Maximum we announce (the broker stops sending when
-that many are unacked) and, for QoS 0 traffic, by blocking paho's thread at a high
-watermark, which stops it reading from the socket.
+One thread: paho runs on the asyncio loop (stream.mqtt_loop: socket reader/writer, loop_misc,
+reconnect with backoff), so an ack only queues a PUBACK, written with the others of the same
+Kafka response in one send, with no wake-up byte or GIL hand-off to a network thread. In-flight
+messages are bounded by the MQTT 5 Receive Maximum we announce (the broker stops sending when
+that many are unacked) and, for QoS 0 traffic, by a high watermark at which we stop reading the
+socket until the pump has drained half of it.
 
 Security (production broker): TLS when a CA file is configured (the broker's name is checked
 against its certificate), username/password (the password read from a file or env var when the
@@ -29,7 +30,6 @@ import logging
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +44,7 @@ from paho.mqtt.properties import Properties
 from contract.topics import DEADLETTER_TOPIC, MQTT_SHARE_GROUP, shared_subscription
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
+from stream.mqtt_loop import PahoOnLoop
 from stream.topics_admin import ensure_topics
 from stream.validation import Rejection, validate
 from wastestream.settings import Settings, load_settings
@@ -79,7 +80,7 @@ class BridgeConfig:
     receive_maximum: int = 1000
     """Unacked QoS 1 messages the broker may send us at once: the in-flight bound."""
     high_watermark: int = 5000
-    """Pending messages (incl. QoS 0) at which paho's thread stops reading."""
+    """Pending messages (incl. QoS 0) at which we stop reading the MQTT socket."""
     linger_ms: int = 5
     retry_backoff_max_s: float = 5.0
     settings: Settings = field(default_factory=load_settings)
@@ -92,22 +93,19 @@ class Bridge:
         self.config = config
         self.stats = BridgeStats()
         self._inbox: collections.deque[_Inbound] = collections.deque()
-        self._wakeup_pending = False
         self._wake = asyncio.Event()
-        self._room = threading.Event()
-        self._room.set()
-        self._in_flight = 0  # routed to the producer, not yet acked (loop thread only)
-        self._generation = 0  # MQTT connection count; acks for an older connection are void
+        self._in_flight = 0  # routed to the producer, not yet acked
+        self._generation = 0  # bumped on every CONNACK and every lost socket: acks for another are void
         self._stopping = False
         self._connected = asyncio.Event()
         self._stopped = asyncio.Event()
         self._retry_tasks: set[asyncio.Task[None]] = set()
         self._rejects = RateLimitedLog(log)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._net: PahoOnLoop | None = None
         self._producer: AIOKafkaProducer | None = None
         self._client = self._make_client()
 
-    # --- paho side (network thread) -------------------------------------------------
+    # --- paho callbacks (on the loop, from loop_read/loop_write/loop_misc) ------------------
 
     def _make_client(self) -> mqtt.Client:
         client = mqtt.Client(
@@ -119,7 +117,6 @@ class Bridge:
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
         settings = self.config.settings
         if settings.mqtt_tls_ca:
             client.tls_set(ca_certs=settings.mqtt_tls_ca, certfile=settings.mqtt_tls_cert or None,
@@ -135,37 +132,45 @@ class Bridge:
             log.error("MQTT connect refused: %s", reason)
             return
         self._generation += 1
+        if self._net is not None:
+            self._net.connected()
         # Re-subscribing is harmless when the session was resumed, and needed when it expired.
         client.subscribe(shared_subscription(self.config.group), qos=1)
         log.info("MQTT connected (session present: %s); subscribed to %s",
                  _flags.session_present, shared_subscription(self.config.group))
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._connected.set)
+        self._connected.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if not self._stopping:
-            log.warning("MQTT disconnected (%s); paho reconnects", reason)
+            log.warning("MQTT disconnected (%s)", reason)
+
+    def _on_socket_closed(self) -> None:
+        self._generation += 1  # the broker redelivers what this connection did not ack
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        net = self._net
+        assert net is not None
+        net.message_delivered()
         if self._stopping:
             return  # not acked: the persistent session redelivers it after restart
         self._inbox.append(_Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation))
-        if not self._wakeup_pending and self._loop is not None:
-            self._wakeup_pending = True
-            self._loop.call_soon_threadsafe(self._on_wakeup)
+        self._wake.set()
         if len(self._inbox) + self._in_flight >= self.config.high_watermark:
-            self._room.clear()
-            self._room.wait(timeout=1.0)  # stop reading the socket until the loop catches up
+            net.pause_reading()  # the pump resumes it below half
+
+    def _maybe_resume(self) -> None:
+        net = self._net
+        if net is not None and net.paused and (
+                len(self._inbox) + self._in_flight < self.config.high_watermark // 2 or self._stopping):
+            net.resume_reading()
 
     # --- asyncio side ---------------------------------------------------------------
 
-    def _on_wakeup(self) -> None:
-        self._wakeup_pending = False
-        self._wake.set()
-
     async def run(self) -> None:
         settings = self.config.settings
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        self._net = PahoOnLoop(self._client, loop, min_delay=1.0, max_delay=10.0)
+        self._net.on_closed = self._on_socket_closed
         await ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions)
         self._producer = await self._start_producer(settings.kafka_bootstrap)
         props = Properties(PacketTypes.CONNECT)
@@ -174,11 +179,11 @@ class Bridge:
         self._client.connect_async(
             settings.mqtt_host, settings.mqtt_port, keepalive=30, clean_start=False, properties=props
         )
-        self._client.loop_start()
+        connection = asyncio.ensure_future(self._net.keep_connected())
         try:
             await self._pump()
         finally:
-            await self._shutdown()
+            await self._shutdown(connection)
 
     async def _start_producer(self, bootstrap: str) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
@@ -198,7 +203,6 @@ class Bridge:
     def stop(self) -> None:
         """Stop taking messages; `run()` then flushes Kafka, acks and disconnects."""
         self._stopping = True
-        self._room.set()
         self._wake.set()
 
     async def _pump(self) -> None:
@@ -207,8 +211,7 @@ class Bridge:
             self._wake.clear()
             while self._inbox and not self._stopping:
                 await self._route(self._inbox.popleft())
-            if len(self._inbox) + self._in_flight < self.config.high_watermark // 2:
-                self._room.set()
+                self._maybe_resume()
 
     async def _route(self, item: _Inbound) -> None:
         self.stats.received += 1
@@ -243,8 +246,9 @@ class Bridge:
             return
         self._in_flight -= 1
         if item.qos > 0 and item.generation == self._generation:
-            self._client.ack(item.mid, item.qos)
+            self._client.ack(item.mid, item.qos)  # queued; written with this response's others
             self.stats.acked += 1
+        self._maybe_resume()
         # An older connection's message is redelivered by the broker and produced again: a
         # duplicate downstream dedup absorbs, never a loss.
 
@@ -269,9 +273,11 @@ class Bridge:
         self._retry_tasks.add(task)
         task.add_done_callback(self._retry_tasks.discard)
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, connection: asyncio.Future[None]) -> None:
         """Flush what Kafka has, ack it, then disconnect (DISCONNECT is queued after the acks)."""
         self._stopping = True
+        assert self._net is not None
+        self._net.stop()
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._producer.flush(), 15)
@@ -281,8 +287,8 @@ class Bridge:
             await self._producer.stop()
         if self._in_flight:
             log.warning("%d messages left unacked; the broker redelivers them", self._in_flight)
-        self._client.disconnect()
-        await asyncio.get_running_loop().run_in_executor(None, self._client.loop_stop)
+        await connection  # a connect in progress finishes (bounded by paho's connect timeout)
+        await self._net.close()
         log.info("bridge stopped: %s", self.stats)
         self._stopped.set()
 
