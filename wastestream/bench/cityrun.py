@@ -110,7 +110,7 @@ def _latency(settings: Settings, start: float, end: float) -> dict[str, dict[str
 
 
 def run_city(cfg: BenchConfig, settings: Settings, run_id: str, run_dir: Path) -> dict[str, Any]:
-    model = CityModel()
+    model = CityModel(population=cfg.city_population)
     pipeline, pids = start_pipeline(cfg, settings, run_id, run_dir)
     try:
         return _measure(cfg, settings, pipeline, pids, run_id, model)

@@ -84,6 +84,8 @@ class BenchConfig:
     city_scale: bool = False
     """Instead of raw limits, baseline and steps: the city of city.py in real time (cityrun.py)."""
     city_s: float = 120.0
+    city_population: int = 4_000_000
+    """--city-scale: the city's size; its devices and rates scale with it (city.py)."""
     private_services: bool = True
     """Own services for the run (see run_bench); False measures on the shared ones."""
 
@@ -575,7 +577,8 @@ def run_city_bench(cfg: BenchConfig, settings: Settings, run_id: str, run_dir: P
     result: dict[str, Any] = {
         "schema": CITY_RESULT_SCHEMA, "run_id": run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()},
-        "config": dataclasses.asdict(cfg), "city_model": CityModel().summary(), "city": None,
+        "config": dataclasses.asdict(cfg), "city": None,
+        "city_model": CityModel(population=cfg.city_population).summary(),
     }
     try:
         result["city"] = run_city(cfg, settings, run_id, run_dir)
@@ -628,6 +631,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
                    help="run city.py's city (every station, truck, weighbridge at its report rate) in "
                         "real time instead of the raw limits, baseline and steps")
     p.add_argument("--city-seconds", type=float, default=120.0, help="how long --city-scale publishes")
+    p.add_argument("--city-population", type=int, default=4_000_000,
+                   help="--city-scale: people in the city (devices and rates scale with it)")
     p.add_argument("--shared-services", action="store_true",
                    help="measure on the shared services (default: private ones under .run/bench-services, "
                         "ports 38830/39092/38086, started for the run and stopped after it)")
@@ -641,7 +646,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
         skip_raw=a.skip_raw, skip_naive=a.skip_naive, keep_going=a.keep_going, keep_db=a.keep_db,
         py_spy=a.py_spy if a.profile_step >= 0 else "", profile_step=a.profile_step,
         worker_env=dict(kv.split("=", 1) for kv in a.worker_env if "=" in kv),
-        city_scale=a.city_scale, city_s=a.city_seconds, private_services=not a.shared_services,
+        city_scale=a.city_scale, city_s=a.city_seconds, city_population=a.city_population,
+        private_services=not a.shared_services,
     )
     return cfg, a.out
 
