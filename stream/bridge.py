@@ -7,8 +7,9 @@ expiry), so messages published while the bridge is down wait in the broker.
 Several bridges share the load through an MQTT 5 shared subscription.
 
 One thread: paho runs on the asyncio loop (stream.mqtt_loop: socket reader/writer, loop_misc,
-reconnect with backoff), so an ack only queues a PUBACK, written with the others of the same
-Kafka response in one send, with no wake-up byte or GIL hand-off to a network thread. In-flight
+reconnect with backoff; only the blocking TCP/TLS connect runs in an executor), so an ack only
+queues a PUBACK, written with the others acked in the same loop iteration in one send, with no
+wake-up byte or GIL hand-off to a network thread. In-flight
 messages are bounded by the MQTT 5 Receive Maximum we announce (the broker stops sending when
 that many are unacked) and, for QoS 0 traffic, by a high watermark at which we stop reading the
 socket until the pump has drained half of it.
