@@ -19,10 +19,11 @@ again after restart. If the tonnage total lived in one table and `last_seen` in
 another, the two changelog records could be split by the crash (one written, one
 not) and the total would be off by that message. Therefore the de-duplication mark
 and the running totals live in ONE value per device (`DeviceState`), written as one
-changelog record in the same agent step: after any crash either both or neither are
-in the changelog, and a replayed message is either a recognised duplicate (the total
-already holds it) or new (the total does not). Table keys are device ids, the same
-key as the source topic, so the table is co-partitioned and scale-out safe.
+changelog record (once per device per batch, stream/agents/runner.py): after any crash
+either both or neither are in the changelog, and a replayed message is either a
+recognised duplicate (the total already holds it) or new (the total does not). Table
+keys are device ids, the same key as the source topic, so the table is co-partitioned
+and scale-out safe.
 
 Duplicates still re-emit their InfluxDB points: those are idempotent (same series
 and timestamp), and this heals the window where the changelog was written but the

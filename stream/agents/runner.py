@@ -42,15 +42,9 @@ BATCH_WITHIN_S = float(os.environ.get("WS_BATCH_WITHIN_S", "0.05"))
 """How long a batch waits to fill: adds at most this to the latency of a quiet stream."""
 
 Ack = Callable[[], Any]
-Step = Callable[[bytes, InfluxSink, Ack], Awaitable[None]]
 BatchStep = Callable[[Sequence[Any], InfluxSink, Ack], Awaitable[None]]
 S = TypeVar("S")
 M = TypeVar("M", bound=Envelope)
-
-
-def acker(stream: Any, event: Any) -> Ack:
-    """An ack callback for one event of a `stream.noack()` stream."""
-    return lambda: stream.ack(event)
 
 
 def batch_acker(stream: Any, events: Sequence[Any]) -> Ack:
@@ -68,19 +62,6 @@ async def run_batches(stream: Any, step: BatchStep, on_stop: Callable[[], None])
     try:
         async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
             await step(events, sink, batch_acker(stream, events))
-    finally:
-        await sink.stop(timeout=10)
-        on_stop()
-
-
-async def run_steps(stream: Any, step: Step, on_stop: Callable[[], None]) -> None:
-    """One event at a time (for agents whose events are rare): `step(payload, sink, ack)`."""
-    sink = InfluxSink(make_transport(settings), send_deadletter)
-    await sink.start()
-    manual = stream.noack()
-    try:
-        async for event in manual.events():
-            await step(event.value, sink, acker(manual, event))
     finally:
         await sink.stop(timeout=10)
         on_stop()
