@@ -13,6 +13,7 @@ publishing; the consumer group's Kafka lag then; drain time); CPU per process an
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from pathlib import Path
@@ -37,6 +38,8 @@ from wastestream.influxql import InfluxQueryError, influxql
 from wastestream.pipeline import Pipeline
 from wastestream.settings import Settings
 
+log = logging.getLogger("wastestream.bench")
+
 POLL_S = 2.0
 """How often the run's counts are read from InfluxDB (five counts in one request)."""
 SOURCE_TOPICS = tuple(KAFKA_TOPICS[k] for k in KINDS)
@@ -47,12 +50,18 @@ def delivered_by_kind(settings: Settings, prefix: str) -> dict[str, int]:
     """Points of the run's devices per kind of message (one InfluxQL request, one statement each)."""
     query = "; ".join(f'SELECT {count} AS "{kind}" FROM "{meas}" WHERE "device" =~ /^{prefix}/'
                       for kind, (meas, count) in MEASUREMENTS.items())
-    try:
-        rows = influxql(settings, query)
-    except InfluxQueryError as exc:
-        if "database not found" in str(exc):
-            return dict.fromkeys(KINDS, 0)
-        raise
+    for attempt in range(1, 4):
+        try:
+            rows = influxql(settings, query)
+            break
+        except InfluxQueryError as exc:
+            if "database not found" in str(exc):
+                return dict.fromkeys(KINDS, 0)
+            if attempt == 3:
+                raise
+            # A loaded InfluxDB can time out a count (or mark later statements "not executed").
+            log.warning("count query failed (%s); retrying", str(exc)[-80:])
+            time.sleep(attempt)
     out = dict.fromkeys(KINDS, 0)
     for row in rows:
         for kind in KINDS:
