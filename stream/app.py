@@ -29,6 +29,7 @@ from contract.topics import DEADLETTER_TOPIC, KAFKA_TOPICS
 from stream import faust_fixes
 from stream.rules import load_rules
 from stream.topics_admin import ensure_topics
+from wastestream import eventloop
 from wastestream.settings import load_settings
 
 faust_fixes.apply()  # never commit past an in-flight message (faust-streaming #606)
@@ -117,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run Faust's CLI (`worker -l info`, ...) after making sure the source topics exist."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["worker"]:
+        eventloop.install()
         asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions))
         if not _web_port and "--with-web" not in args:
             args.append("--without-web")  # Faust's CLI would bind 6066 anyway; workers share a host

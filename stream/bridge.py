@@ -48,6 +48,7 @@ from stream.logutil import RateLimitedLog
 from stream.mqtt_loop import PahoOnLoop
 from stream.topics_admin import ensure_topics
 from stream.validation import Rejection, validate
+from wastestream import eventloop
 from wastestream.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -343,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=_LEVELS[args.loglevel], format=fmt)
     config = BridgeConfig(client_id=args.client_id, group=args.group, receive_maximum=args.receive_maximum,
                           settings=settings_from_args(args, load_settings()))
+    eventloop.install()
     asyncio.run(_amain(config))
     return 0
 
