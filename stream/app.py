@@ -70,7 +70,7 @@ app = App(
     web_port=int(_web_port or 6066),
     web_host="127.0.0.1",
     producer_acks=-1,
-    producer_linger=0.005,  # batch changelog and forwarded records: ~4 produced per weighing
+    producer_linger=settings.kafka_linger_ms / 1000,  # batch changelog and forwarded records
     # stream_wait_empty stays True: an agent still writing a revoked partition's table after a
     # rebalance could land a stale changelog record behind the new owner's (exactness first).
     broker_session_timeout=_session_timeout_s,

@@ -83,7 +83,6 @@ class BridgeConfig:
     """Unacked QoS 1 messages the broker may send us at once: the in-flight bound."""
     high_watermark: int = 5000
     """Pending messages (incl. QoS 0) at which we stop reading the MQTT socket."""
-    linger_ms: int = 5
     retry_backoff_max_s: float = 5.0
     settings: Settings = field(default_factory=load_settings)
 
@@ -192,7 +191,7 @@ class Bridge:
             bootstrap_servers=bootstrap,
             acks="all",
             enable_idempotence=True,
-            linger_ms=self.config.linger_ms,
+            linger_ms=self.config.settings.kafka_linger_ms,
             max_batch_size=256 * 1024,
             client_id=f"ws-bridge-{self.config.client_id}",
         )
