@@ -32,7 +32,7 @@ from stream.topics_admin import ensure_topics
 from wastestream import eventloop
 from wastestream.settings import load_settings
 
-faust_fixes.apply()  # never commit past an in-flight message (faust-streaming #606)
+faust_fixes.apply()  # commits and rebalances that lose or hang on records: see stream/faust_fixes.py
 log = logging.getLogger(__name__)
 settings = load_settings()
 rules = load_rules()
