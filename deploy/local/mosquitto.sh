@@ -51,7 +51,10 @@ allow_anonymous true
 
 persistence true
 persistence_location ${MQ_DATA}/
-autosave_interval 30
+# Mosquitto saves its state (sessions, subscriptions, queued messages) only every autosave_interval:
+# a kill -9 loses what changed since, incl. messages it already PUBACKed to devices. 5 s keeps that
+# window short; a new bridge session is on disk 5 s after it subscribes (make chaos found this).
+autosave_interval 5
 
 max_queued_messages 100000
 max_queued_bytes 0
