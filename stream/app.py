@@ -40,10 +40,11 @@ rules = load_rules()
 _web_port = os.environ.get("WS_FAUST_WEB_PORT", "")
 _session_timeout_s = float(os.environ.get("WS_FAUST_SESSION_TIMEOUT_S", "60"))
 """How long Kafka waits for a silent worker before reassigning its partitions."""
-_standby_replicas = int(os.environ.get("WS_FAUST_STANDBY_REPLICAS", "0"))
-"""Standby copies of each table on other workers (Faust's default is 1). Measured with make bench on
-one 2-core host: 1,063 msg/s sustained with a standby, 1,440 without (each worker consumed the other's
-changelogs too). Production across hosts sets 1 (docker-compose.yml): failover without a rebuild."""
+_standby_replicas = int(os.environ.get("WS_FAUST_STANDBY_REPLICAS", "1"))
+"""Standby copies of each table on other workers (Faust's default, 1). Measured with make bench on one
+2-core host: 1,063 msg/s sustained with a standby, 1,440 without (each worker also consumed the other's
+changelogs), but with 0 a worker once hung in its table recovery after a rebalance (Faust waited for
+changelog records that never came: bench run 20261127-232736), so 0 is not the default."""
 
 
 class App(faust.App):
