@@ -12,7 +12,11 @@ Matching: an arrival closes the OLDEST open manifest of the plate that left befo
 (FIFO: a truck carries one load at a time). The same load seen by both instruments (a
 sensor departure and an `out` ticket; a weighbridge `in` and the unload behind it) within
 `MERGE_WINDOW_S` is one manifest: the weighbridge's weight wins (it is the calibrated one).
-An arrival with no open manifest (most household-waste tickets) is ignored.
+An arrival with no open manifest is kept for `timeout_s` (at most `EARLY_ARRIVALS` per plate):
+departures and arrivals come from different devices, hence different Kafka partitions, and an
+origin's edge may replay its outbox after an outage, so the departure can reach the stream AFTER
+its arrival; it then closes against the kept arrival. Most such arrivals (household-waste
+tickets) simply age out.
 
 `manifest_mismatch` when `(left - arrived) / left` exceeds `tolerance_pct`;
 `manifest_missing` when the event-time clock passes departure + `timeout_s`. Both dedup on
@@ -34,6 +38,7 @@ from stream.sinks.line_protocol import Point
 
 MERGE_WINDOW_S = 1800.0
 SEEN_IDS = 64
+EARLY_ARRIVALS = 8
 NS = 1_000_000_000
 MANIFEST = "manifest"
 Status = Literal["matched", "mismatch", "missing"]
@@ -70,6 +75,8 @@ class PlateState(msgspec.Struct):
     seen: list[str] = []
     open: list[Manifest] = []
     last_arrival: Event | None = None
+    early: list[Event] = []
+    """Arrivals that found no open manifest (newest last): a departure may still come (see above)."""
     partition: int | None = None
     """The source partition of this key: the timer only checks keys of partitions it owns."""
 
@@ -100,7 +107,7 @@ def step(state: PlateState, e: Event, rules: Rules) -> Output:
             return out
         state.seen = [*state.seen, e.id][-SEEN_IDS:]
     if e.type == "departure":
-        _depart(state, e)
+        _depart(state, e, rules, out)
     elif e.type == "arrival":
         _arrive(state, e, rules, out)
     else:
@@ -108,15 +115,20 @@ def step(state: PlateState, e: Event, rules: Rules) -> Output:
     return out
 
 
-def _depart(state: PlateState, e: Event) -> None:
+def _depart(state: PlateState, e: Event, rules: Rules, out: Output) -> None:
     for m in state.open:
         if m.source != e.source and abs(m.ts_ns - e.ts_ns) <= MERGE_WINDOW_S * NS:
             m.evidence = [*m.evidence, e.msg_id]
             if e.source == "weighbridge":
                 m.left_kg, m.origin, m.device, m.site = e.kg, e.place, e.device, e.site
             return
-    state.open.append(Manifest(id=e.id, plate=e.plate, left_kg=e.kg, origin=e.place, source=e.source,
-                               device=e.device, site=e.site, ts_ns=e.ts_ns, evidence=[e.msg_id]))
+    m = Manifest(id=e.id, plate=e.plate, left_kg=e.kg, origin=e.place, source=e.source,
+                 device=e.device, site=e.site, ts_ns=e.ts_ns, evidence=[e.msg_id])
+    state.open.append(m)
+    early = next((a for a in state.early if a.ts_ns >= m.ts_ns), None)
+    if early is not None:  # its arrival reached the stream first
+        state.early.remove(early)
+        _close(state, m, early, rules, out)
 
 
 def _arrive(state: PlateState, e: Event, rules: Rules, out: Output) -> None:
@@ -125,7 +137,15 @@ def _arrive(state: PlateState, e: Event, rules: Rules, out: Output) -> None:
         return  # the other instrument's view of an arrival already matched
     m = next((m for m in state.open if m.ts_ns <= e.ts_ns), None)
     if m is None:
+        limit = round(rules.manifest.timeout_s * NS)
+        kept = [a for a in state.early if e.ts_ns - a.ts_ns <= limit][-(EARLY_ARRIVALS - 1):]
+        state.early = [*kept, e]
         return
+    _close(state, m, e, rules, out)
+
+
+def _close(state: PlateState, m: Manifest, e: Event, rules: Rules, out: Output) -> None:
+    """Arrival `e` delivers manifest `m`: matched, or mismatch (alert) beyond the tolerance."""
     state.open.remove(m)
     state.last_arrival = e
     diff_pct = 100.0 * (m.left_kg - e.kg) / m.left_kg if m.left_kg > 0 else 0.0

@@ -88,3 +88,27 @@ def test_watermark_event_time_then_wall_time() -> None:
     w.observe(T0, 100.0)
     w.observe(T0 - NS, 101.0)  # older event: no change
     assert w.now_ns(100.0) == T0 and w.now_ns(110.0) == T0 + 10 * NS
+
+
+def test_arrival_that_reaches_the_stream_before_its_departure_still_closes_it() -> None:
+    # Departure and arrival come from different devices (different Kafka partitions), and an
+    # origin's edge may replay its outbox late: the arrival can be processed first.
+    state = PlateState()
+    alerts, points = run(state, ev("arrival", 1800, 12000), ev("departure", 0, 15000),
+                         ev("arrival", 1800, 12000))  # and a replay changes nothing
+    [a] = alerts
+    assert a.kind == "manifest_mismatch" and a.evidence == ("m-departure-0", "m-arrival-1800")
+    [p] = points
+    assert p.tags["status"] == "mismatch" and p.fields["arrived_kg"] == 12000 and p.ts_ns == T0
+    assert state.open == [] and state.early == []
+
+
+def test_kept_arrivals_are_bounded_and_never_match_a_later_departure() -> None:
+    state = PlateState()
+    run(state, *[ev("arrival", 10 * i, 9000, n=i) for i in range(20)])
+    assert len(state.early) == 8  # bounded per plate
+    _, points = run(state, ev("departure", 500, 15000, n=99))  # left after every kept arrival
+    assert points == [] and len(state.open) == 1
+    aging = PlateState()
+    run(aging, *[ev("arrival", 10 * i, 9000, n=i) for i in range(20)], ev("arrival", 190 + 3600, 9000, n=20))
+    assert [a.ts_ns for a in aging.early] == [T0 + 190 * NS, T0 + 3790 * NS]  # older than timeout_s: gone
