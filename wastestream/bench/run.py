@@ -52,6 +52,8 @@ STEP_KEYS = ("offered_msg_per_s", "sent", "acked", "publish_rate", "sustained_ms
 SATURATION = 0.85
 """A step delivering less than this share of what was published is past the pipeline's knee ..."""
 CATCH_UP_S = 5.0
+P99_TARGET_MS = 1000.0
+"""The latency bar of the summary's `within_p99_target_msg_per_s` (issue 6: p99 under 1 s)."""
 PRIVATE_PORTS = (38830, 39092, 38086)
 """MQTT, Kafka (+1: its controller), InfluxDB (+2: its RPC) of the bench's own services."""
 """... when it also needs more than this after the step's last publish to deliver everything."""
@@ -440,6 +442,12 @@ def summarise_run(raw: dict[str, Any], naive: dict[str, Any] | None,
                    else s["sustained_msg_per_s"])
         summary.update(pipeline_msg_per_s=best["sustained_msg_per_s"], at_offered=best["offered_msg_per_s"],
                        latency_p50_ms=best["latency_p50_ms"], latency_p99_ms=best["latency_p99_ms"])
+        # The issue's bar is throughput WITH p99 under the target: the best step that drained within it.
+        within = [s for s in steps if s["drained"] and s["latency_p99_ms"] < P99_TARGET_MS]
+        if within:
+            ok = max(within, key=lambda s: s["sustained_msg_per_s"])
+            summary.update(within_p99_target_msg_per_s=ok["sustained_msg_per_s"],
+                           within_p99_target_p99_ms=ok["latency_p99_ms"], p99_target_ms=P99_TARGET_MS)
     if raw:
         slowest = min(raw.values(), key=lambda r: r["msg_per_s"])
         summary.update(slowest_raw=slowest["component"], slowest_raw_msg_per_s=slowest["msg_per_s"],
@@ -555,6 +563,9 @@ def _run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
     s = result["summary"]
     print(f"\npipeline sustained: {_fmt(s.get('pipeline_msg_per_s'))} msg/s "
           f"(p50 {_fmt(s.get('latency_p50_ms'))} ms, p99 {_fmt(s.get('latency_p99_ms'))} ms)")
+    if "within_p99_target_msg_per_s" in s:
+        rate, p99 = _fmt(s["within_p99_target_msg_per_s"]), _fmt(s["within_p99_target_p99_ms"])
+        print(f"pipeline with p99 under {s['p99_target_ms']:.0f} ms: {rate} msg/s (p99 {p99} ms)")
     if "ratio_vs_slowest_raw" in s:
         print(f"pipeline / slowest raw component ({s['slowest_raw']}, "
               f"{s['slowest_raw_msg_per_s']:.0f} msg/s): {s['ratio_vs_slowest_raw']:.3f}")
