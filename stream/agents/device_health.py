@@ -31,14 +31,12 @@ from contract.events import Alert, DeviceStatus
 from contract.topics import KAFKA_TOPICS
 from stream.agents.device_health_state import Health, on_check, on_status
 from stream.agents.manifest_state import Watermark
-from stream.agents.runner import Ack, StateCache, decode_valid, run_batches, write_points
+from stream.agents.runner import Ack, AgentCounters, StateCache, decode_valid, run_batches, write_points
 from stream.app import app, rules, send_alerts, settings
-from stream.logutil import RateLimitedLog
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point
 
 log = logging.getLogger(__name__)
-_dup_log = RateLimitedLog(log, per_interval=10)
 CHECK_INTERVAL_S = min(5.0, rules.device_health.offline_after_s / 2)
 
 STATUS_TOPIC = KAFKA_TOPICS["device_status"]
@@ -69,11 +67,7 @@ _sent_checks: dict[str, str] = {}
 """device -> the last msg_id a check was sent for (no repeat while it is being processed)."""
 
 
-class Counters:
-    processed = 0
-    duplicates = 0
-    rejected = 0
-    alerts = 0
+Counters = AgentCounters(log)
 
 
 async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
@@ -105,8 +99,7 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
         out = on_status(h, s, key, heard_ns, rules)
         alerts += out.alerts
         if out.duplicate:
-            Counters.duplicates += 1
-            _dup_log.warning("duplicate %s dropped; %d duplicates so far", s.msg_id, Counters.duplicates)
+            Counters.duplicate(s.msg_id)
         else:
             h.partition = msg.partition
             states.changed(s.device_id, event)  # mark + state + episodes: one changelog record per batch
@@ -136,9 +129,7 @@ def _check(event: Any, states: StateCache[Health], alerts: list[Alert]) -> None:
 
 @app.agent(source_topic)
 async def device_health(stream: Any) -> None:
-    await run_batches(stream, process, lambda: log.info(
-        "device_health: %d processed, %d duplicates, %d rejected, %d alerts",
-        Counters.processed, Counters.duplicates, Counters.rejected, Counters.alerts))
+    await run_batches(stream, process, Counters.summary("device_health"))
 
 
 @app.timer(interval=CHECK_INTERVAL_S)

@@ -31,6 +31,7 @@ from contract.events import Envelope
 from contract.msgid import MsgKey, parse_msg_id
 from stream.app import send_deadletter, settings
 from stream.deadletter import deadletter_record
+from stream.logutil import RateLimitedLog
 from stream.sinks.influx import InfluxSink, make_transport
 from stream.sinks.line_protocol import Point
 
@@ -45,6 +46,27 @@ Ack = Callable[[], Any]
 BatchStep = Callable[[Sequence[Any], InfluxSink, Ack], Awaitable[None]]
 S = TypeVar("S")
 M = TypeVar("M", bound=Envelope)
+
+
+class AgentCounters:
+    """An agent's tallies for its summary line at stop; each dropped repeat is logged (rate-limited)."""
+
+    def __init__(self, logger: logging.Logger, processed_label: str = "processed") -> None:
+        self.processed = self.duplicates = self.rejected = self.alerts = 0
+        self._log, self._label = logger, processed_label
+        self._dup_log = RateLimitedLog(logger, per_interval=10)
+
+    def duplicate(self, msg_id: str, last_seen: object = None) -> None:
+        self.duplicates += 1
+        seen = "" if last_seen is None else f" (last seen {last_seen})"
+        self._dup_log.warning("duplicate %s dropped%s; %d duplicates so far", msg_id, seen, self.duplicates)
+
+    def summary(self, name: str) -> Callable[[], None]:
+        """The `on_stop` of `run_batches`: one line with every tally."""
+        def report() -> None:
+            self._log.info("%s: %d %s, %d duplicates, %d rejected, %d alerts", name, self.processed,
+                           self._label, self.duplicates, self.rejected, self.alerts)
+        return report
 
 
 def batch_acker(stream: Any, events: Sequence[Any]) -> Ack:

@@ -20,14 +20,14 @@ the seqs this station spent on other event types.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import faust
 
 from contract.events import Alert, BinLevel, Deposit
 from contract.topics import KAFKA_TOPICS
-from stream.agents.runner import Ack, StateCache, decode_valid, run_batches, write_points
+from stream.agents.runner import Ack, AgentCounters, StateCache, decode_valid, run_batches, write_points
 from stream.agents.sorting_state import (
     BinState,
     DayCounts,
@@ -39,12 +39,10 @@ from stream.agents.sorting_state import (
     station_day_key,
 )
 from stream.app import app, rules, send_alerts, settings
-from stream.logutil import RateLimitedLog
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point
 
 log = logging.getLogger(__name__)
-_dup_log = RateLimitedLog(log, per_interval=10)
 
 
 deposits_topic = app.topic(KAFKA_TOPICS["deposit"], key_type=bytes, value_type=bytes)
@@ -61,10 +59,7 @@ bin_state = app.Table(
 )
 
 
-class Counters:
-    deposits = 0
-    duplicates = 0
-    rejected = 0
+Counters = AgentCounters(log, processed_label="deposits")
 
 
 async def process_deposits(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
@@ -84,16 +79,15 @@ async def process_deposits(events: Sequence[Any], sink: InfluxSink, ack: Ack) ->
             if alert is not None:
                 alerts.append(alert)
             states.changed(d.device_id, event)  # dedup mark + counters: one changelog record per batch
-            Counters.deposits += 1
+            Counters.processed += 1
         else:
-            Counters.duplicates += 1
-            _dup_log.warning("duplicate deposit %s dropped; %d duplicates so far", d.msg_id,
-                             Counters.duplicates)
+            Counters.duplicate(d.msg_id)
         points.append(deposit_point(d))
         counts = state.days.get(dk)
         if counts:
             daily[(d.device_id, dk)] = d, counts  # only events of this day change these counts
     await send_alerts(alerts)  # before the table write: a crash re-raises (same ids), never loses
+    Counters.alerts += len(alerts)
     states.write()
     points += [sorting_daily_point(d, counts, rules.timezone) for d, counts in daily.values()]
     await write_points(sink, points, ack)
@@ -112,20 +106,16 @@ async def process_bin_levels(events: Sequence[Any], sink: InfluxSink, ack: Ack) 
         if changed:
             states.changed(b.device_id, event)
     await send_alerts(alerts)
+    Counters.alerts += len(alerts)
     states.write()
     await write_points(sink, [bin_level_point(b) for _, b, _ in valid], ack)
 
 
-def _summary(name: str) -> Callable[[], None]:
-    return lambda: log.info("%s: %d deposits, %d duplicates, %d rejected", name, Counters.deposits,
-                            Counters.duplicates, Counters.rejected)
-
-
 @app.agent(deposits_topic)
 async def sorting(stream: Any) -> None:
-    await run_batches(stream, process_deposits, _summary("sorting"))
+    await run_batches(stream, process_deposits, Counters.summary("sorting"))
 
 
 @app.agent(bin_levels_topic)
 async def bin_levels(stream: Any) -> None:
-    await run_batches(stream, process_bin_levels, _summary("bin_levels"))
+    await run_batches(stream, process_bin_levels, Counters.summary("bin_levels"))

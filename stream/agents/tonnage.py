@@ -34,7 +34,7 @@ from contract.topics import KAFKA_TOPICS
 from stream.agents import manifest
 from stream.agents.integrity import integrity_alerts
 from stream.agents.localday import local_day_start_ns
-from stream.agents.runner import Ack, StateCache, decode_valid, run_batches, write_points
+from stream.agents.runner import Ack, AgentCounters, StateCache, decode_valid, run_batches, write_points
 from stream.agents.tonnage_points import (
     DeviceDayTotal,
     daily_point,
@@ -47,12 +47,10 @@ from stream.agents.tonnage_points import (
 from stream.agents.tonnage_rules import SiteLoad, over_capacity, raw_waste_landfilled
 from stream.app import app, rules, send_alerts, settings, weighings_topic
 from stream.dedup import DeviceState
-from stream.logutil import RateLimitedLog
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point, to_ns
 
 log = logging.getLogger(__name__)
-_dup_log = RateLimitedLog(log, per_interval=10)
 
 
 device_state = app.Table(
@@ -79,10 +77,7 @@ site_load = app.Table(
 )
 
 
-class Counters:
-    processed = 0
-    duplicates = 0
-    rejected = 0
+Counters = AgentCounters(log)
 
 
 def _dump(state: DeviceState) -> Any:
@@ -116,9 +111,7 @@ async def process_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> No
             states.changed(w.device_id, event)  # dedup mark + total: one changelog record per batch
             Counters.processed += 1
         else:
-            Counters.duplicates += 1
-            _dup_log.warning("duplicate %s dropped (last seen %s); %d duplicates so far",
-                             w.msg_id, state.last, Counters.duplicates)
+            Counters.duplicate(w.msg_id, state.last)
         day_ns = local_day_start_ns(w.ts, tz)
         site_kg, site_tickets = state.site_day_total(w.site_id, day_ns)
         if site_tickets:  # 0: a ticket too old for the kept days (per-ticket point only)
@@ -128,6 +121,7 @@ async def process_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> No
         points.append(weighing_point(w))
         daily[(w.device_id, dk)] = daily_point(w, kg, tickets, tz)  # one series per device-day
     await send_alerts(alerts)  # before the table write: a crash re-raises (same ids), never loses
+    Counters.alerts += len(alerts)
     states.write()
     # Not awaited here: the batch's ack waits for them. A crash before re-sends them: totals only
     # grow (the receiver keeps the largest), manifest events carry ids (the matcher drops repeats).
@@ -185,9 +179,7 @@ async def _maybe_await(result: Any) -> None:
 
 @app.agent(weighings_topic)
 async def tonnage(stream: Any) -> None:
-    await run_batches(stream, process_batch, lambda: log.info(
-        "tonnage: %d processed, %d duplicates, %d rejected",
-        Counters.processed, Counters.duplicates, Counters.rejected))
+    await run_batches(stream, process_batch, Counters.summary("tonnage"))
 
 
 @app.agent(site_totals_topic)

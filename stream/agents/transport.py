@@ -24,15 +24,13 @@ import faust
 from contract.events import Alert, TruckTelemetry
 from contract.topics import KAFKA_TOPICS
 from stream.agents import manifest
-from stream.agents.runner import Ack, StateCache, decode_valid, run_batches, write_points
+from stream.agents.runner import Ack, AgentCounters, StateCache, decode_valid, run_batches, write_points
 from stream.agents.transport_state import TRANSPORT_DAILY, TruckState, step
 from stream.app import app, rules, send_alerts, settings
-from stream.logutil import RateLimitedLog
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point, to_ns
 
 log = logging.getLogger(__name__)
-_dup_log = RateLimitedLog(log, per_interval=10)
 
 telemetry_topic = app.topic(KAFKA_TOPICS["truck_telemetry"], key_type=bytes, value_type=bytes)
 
@@ -45,11 +43,7 @@ truck_state = app.Table(
 )
 
 
-class Counters:
-    processed = 0
-    duplicates = 0
-    rejected = 0
-    alerts = 0
+Counters = AgentCounters(log)
 
 
 async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
@@ -66,8 +60,7 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
         alerts += out.alerts
         manifest_events += out.manifest_events
         if out.duplicate:
-            Counters.duplicates += 1
-            _dup_log.warning("duplicate %s dropped; %d duplicates so far", t.msg_id, Counters.duplicates)
+            Counters.duplicate(t.msg_id)
         else:
             states.changed(t.device_id, event)  # dedup mark + episodes: one changelog record per batch
             Counters.processed += 1
@@ -86,6 +79,4 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
 
 @app.agent(telemetry_topic)
 async def transport(stream: Any) -> None:
-    await run_batches(stream, process, lambda: log.info(
-        "transport: %d processed, %d duplicates, %d rejected, %d alerts",
-        Counters.processed, Counters.duplicates, Counters.rejected, Counters.alerts))
+    await run_batches(stream, process, Counters.summary("transport"))

@@ -144,7 +144,7 @@ def test_sorting_batch_equals_one_at_a_time_with_one_write_per_station(
             for seq in range(1, 8) for st in ("st-1", "st-2")]  # 7 each, the last ones after midnight
     batch = events("ws.deposits", [*deps, deps[0], deps[5]])
     batch.insert(3, Event(b'{"not": "a deposit"}', Msg("ws.deposits")))
-    before = (sorting.Counters.deposits, sorting.Counters.duplicates, sorting.Counters.rejected)
+    before = (sorting.Counters.processed, sorting.Counters.duplicates, sorting.Counters.rejected)
     h.run(sorting.process_deposits, batch)
 
     h.assert_runner_order()
@@ -152,7 +152,7 @@ def test_sorting_batch_equals_one_at_a_time_with_one_write_per_station(
     for station, event in h.tables["station_state"].routed.items():
         assert decode(event.value, Deposit).device_id == station  # type: ignore[union-attr]
     assert len(h.deadletters) == 1
-    after = (sorting.Counters.deposits, sorting.Counters.duplicates, sorting.Counters.rejected)
+    after = (sorting.Counters.processed, sorting.Counters.duplicates, sorting.Counters.rejected)
     assert [b - a for a, b in zip(before, after, strict=True)] == [14, 2, 1]
 
     # the reference: each deposit on its own state round trip, every point written
