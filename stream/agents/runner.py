@@ -152,15 +152,19 @@ class StateCache(Generic[S]):
         return n
 
 
+async def maybe_await(result: Any) -> None:
+    """Await an ack's result when it is awaitable (a stream's ack is; a plain callback's is not)."""
+    if hasattr(result, "__await__"):
+        await result
+
+
 async def write_points(sink: InfluxSink, points: Sequence[Point], ack: Ack) -> None:
     """Buffer the batch's points; `ack` runs once InfluxDB has the last one (batches are in order).
 
     With no points, `ack` runs at once: nothing of the batch is left to make durable.
     """
     if not points:
-        result = ack()
-        if hasattr(result, "__await__"):
-            await result
+        await maybe_await(ack())
         return
     for point in points[:-1]:
         await sink.write(point)

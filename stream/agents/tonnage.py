@@ -34,7 +34,15 @@ from contract.topics import KAFKA_TOPICS
 from stream.agents import manifest
 from stream.agents.integrity import integrity_alerts
 from stream.agents.localday import local_day_start_ns
-from stream.agents.runner import Ack, AgentCounters, StateCache, decode_valid, run_batches, write_points
+from stream.agents.runner import (
+    Ack,
+    AgentCounters,
+    StateCache,
+    decode_valid,
+    maybe_await,
+    run_batches,
+    write_points,
+)
 from stream.agents.tonnage_points import (
     DeviceDayTotal,
     daily_point,
@@ -143,7 +151,7 @@ def _after(sent: Sequence[Awaitable[Any]], newest_ns: int | None, ack: Ack) -> C
             await future
         if newest_ns is not None:  # the manifest clock moves only once its events are in Kafka
             manifest.WATERMARK.observe(newest_ns, time.time())
-        await _maybe_await(ack())
+        await maybe_await(ack())
     return done
 
 
@@ -170,11 +178,6 @@ async def process_site_totals(events: Sequence[Any], sink: InfluxSink, ack: Ack)
     await send_alerts(alerts)  # before the table write: a crash re-raises (same id), never loses
     loads.write()
     await write_points(sink, list(points.values()), ack)
-
-
-async def _maybe_await(result: Any) -> None:
-    if hasattr(result, "__await__"):
-        await result
 
 
 @app.agent(weighings_topic)
