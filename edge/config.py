@@ -13,6 +13,10 @@ Schema (every key not marked optional is required; unknown keys are errors)::
       keepalive: int = 30
       session_expiry_s: int = 86400   # persistent session (clean_start=False)
       max_inflight: int = 20
+      delivery: pipeline | broker = pipeline  # keep a message until the bridge confirms Kafka has
+                                      # it (contract.acks), or only until the broker's PUBACK
+      confirm_timeout_s: float = 20   # re-send what is unconfirmed after this (doubling, <= 300 s)
+      max_unconfirmed: int = 10000    # sent but unconfirmed at most; the rest waits in the outbox
     outbox: {path: str, max_messages: int = 100000, when_full: drop_oldest | reject_new}
     vehicles:                         # registry, optional
       - {plate, tare_kg, rated_gross_kg, category, origin}
@@ -88,6 +92,9 @@ class MqttConfig(Base, frozen=True):
     keepalive: Annotated[int, msgspec.Meta(ge=5)] = 30
     session_expiry_s: Annotated[int, msgspec.Meta(ge=0)] = 86400
     max_inflight: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
+    delivery: Literal["pipeline", "broker"] = "pipeline"
+    confirm_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 20.0
+    max_unconfirmed: Annotated[int, msgspec.Meta(ge=1)] = 10_000
 
     def password(self) -> str | None:
         """Read the password from its file or env var at connect time (never stored in config)."""

@@ -12,10 +12,19 @@ every disconnect so two outages are two messages, not one de-duplicated away.
 
 Delivery: a pump thread sends outbox rows in id order, at most `max_inflight` unacked;
 PUBACK arrives on paho's thread, which only queues it (paho holds its own lock there), and
-the pump thread deletes the row. Within a process paho re-sends unacked messages after a
+the pump thread handles it. Within a process paho re-sends unacked messages after a
 reconnect (same mid, DUP set); after a restart the outbox replays every row still stored.
-A PUBACK with a failure reason code (e.g. not authorised) is logged and the row dropped:
-the broker will refuse it again, and it must not block everything behind it.
+A PUBACK with a failure reason code (e.g. not authorised) is logged and the row moved to the
+outbox's refused table: the broker will refuse it again, and it must not block everything
+behind it.
+
+`delivery: pipeline` (default): a PUBACK only says the broker has the message, and a broker
+can still lose it (a crash before its autosave, a restart before the bridges are back). So the
+row stays until the bridge confirms Kafka has it (contract.acks, on `ws/ack/v1/{site}`, which
+the session subscribes to). What is not confirmed within `confirm_timeout_s` is re-sent, the
+wait doubling per attempt up to 5 minutes (a stopped pipeline is not flooded); the workers'
+msg_id de-duplication absorbs the copies. At most `max_unconfirmed` rows are out at once; the
+rest waits in the outbox. `delivery: broker`: the row is deleted on PUBACK.
 """
 
 from __future__ import annotations
@@ -33,11 +42,17 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract import DeviceStatus, encode, mqtt_topic
+from contract.acks import AckError, ack_topic, decode_ack
 from contract.events import DeviceState
 from edge.config import MqttConfig
 from edge.outbox import Outbox
 
 log = logging.getLogger("edge.mqtt")
+
+RESEND_BACKOFF_MAX_S = 300.0
+"""The longest wait for a confirmation before the next re-send of the same message."""
+
+_RESEND_CHECK_S = 1.0
 
 
 def agent_device_id(site_id: str) -> str:
@@ -58,8 +73,14 @@ class MqttSession:
         self.connects = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self.confirm_topic = ack_topic(site_id)
+        self.pipeline_delivery = cfg.delivery == "pipeline"
+        self.resent = 0
         self._acks: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._confirms: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
+        self._inflight: dict[int, tuple[int, str, int]] = {}  # paho mid -> (row id, msg_id, attempt)
+        self._unconfirmed: dict[str, tuple[int, float, int]] = {}  # msg_id -> (row id, deadline, attempt)
+        self._next_resend_check = 0.0
         self._high_water = 0  # last outbox row id handed to paho
         self._pump: threading.Thread | None = None
         self.client = self._make_client()
@@ -84,6 +105,7 @@ class MqttSession:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     def _status(self, state: DeviceState, msg_id: str, last_error: str | None = None) -> bytes:
@@ -160,6 +182,8 @@ class MqttSession:
             self.cfg.port,
             flags.session_present,
         )
+        if self.pipeline_delivery:
+            client.subscribe(self.confirm_topic, qos=1)
         msg_id = self.outbox.next_msg_id(self.status_device)
         client.publish(self.status_topic, self._status(DeviceState.ONLINE, msg_id), qos=1)
         self.connected.set()
@@ -189,6 +213,19 @@ class MqttSession:
         self._acks.put((mid, str(reason_code) if reason_code.is_failure else None))
         self._wake.set()
 
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic != self.confirm_topic:
+            log.warning("unexpected message on %s ignored (the agent subscribes to its confirmations "
+                        "only)", message.topic)
+            return
+        try:
+            ids = decode_ack(bytes(message.payload))
+        except AckError as exc:
+            log.warning("bad confirmation on %s ignored: %s", message.topic, exc)
+            return
+        self._confirms.put(ids)
+        self._wake.set()
+
     # the pump thread
     def _pump_loop(self) -> None:
         while not self._stopping.is_set():
@@ -196,7 +233,9 @@ class MqttSession:
             self._wake.clear()
             try:
                 self._drain_acks()
+                self._drain_confirms()
                 if self.connected.is_set():
+                    self._resend_overdue()
                     self._send_more()
             except Exception:  # a pump that dies silently would stop all delivery
                 log.exception("outbox pump error; retrying")
@@ -208,19 +247,72 @@ class MqttSession:
                 mid, failed = self._acks.get_nowait()
             except queue.Empty:
                 return
-            row = self._inflight.pop(mid, None)
-            if row is None:
+            sent = self._inflight.pop(mid, None)
+            if sent is None:
                 continue  # a status message, not an outbox row
+            row, msg_id, attempt = sent
             if failed:
                 self.refused += 1
                 log.error("broker refused outbox row %d (%s): kept in the outbox's refused table; "
                           "check the broker ACL (username must be the site id)", row, failed)
                 self.outbox.refuse(row, f"PUBACK {failed}")
+            elif self.pipeline_delivery:
+                self._unconfirmed[msg_id] = (row, time.monotonic() + self._confirm_wait(attempt), attempt)
             else:
                 self.outbox.ack(row)
 
+    def _confirm_wait(self, attempt: int) -> float:
+        return min(RESEND_BACKOFF_MAX_S, self.cfg.confirm_timeout_s * 2**attempt)
+
+    def _drain_confirms(self) -> None:
+        """Forget what the pipeline has, in one outbox transaction per wake-up."""
+        ids: list[str] = []
+        while True:
+            try:
+                ids.extend(self._confirms.get_nowait())
+            except queue.Empty:
+                break
+        if not ids:
+            return
+        for msg_id in ids:
+            self._unconfirmed.pop(msg_id, None)
+        # A confirmation that overtook its PUBACK still deletes the row; the PUBACK then leaves an
+        # entry whose re-send finds no row and is forgotten.
+        self.outbox.confirm(ids)
+
+    def _resend_overdue(self) -> None:
+        """Re-send, oldest first, what the pipeline has not confirmed in time (room permitting)."""
+        now = time.monotonic()
+        if not self._unconfirmed or now < self._next_resend_check:
+            return
+        self._next_resend_check = now + _RESEND_CHECK_S
+        room = self.cfg.max_inflight - len(self._inflight)
+        overdue = [(row, msg_id, attempt) for msg_id, (row, deadline, attempt) in self._unconfirmed.items()
+                   if deadline <= now][:max(room, 0)]
+        if not overdue:
+            return
+        attempts = {row: (msg_id, attempt) for row, msg_id, attempt in overdue}
+        for _row, msg_id, _attempt in overdue:
+            del self._unconfirmed[msg_id]  # rows gone from the outbox (confirmed early) end here
+        entries = self.outbox.rows(list(attempts))
+        for entry in entries:
+            msg_id, attempt = attempts[entry.id]
+            info = self.client.publish(entry.topic, entry.payload, qos=1)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                self._unconfirmed[msg_id] = (entry.id, now, attempt)  # try again at the next check
+                continue
+            self._inflight[info.mid] = (entry.id, msg_id, attempt + 1)
+        if entries:
+            self.resent += len(entries)
+            log.warning(
+                "re-sent %d message(s) the pipeline did not confirm in time (oldest row %d, attempt %d); "
+                "if this repeats, check the bridges are running with confirmations on, or set "
+                "mqtt.delivery: broker", len(entries), entries[0].id, attempts[entries[0].id][1] + 1)
+
     def _send_more(self) -> None:
         room = self.cfg.max_inflight - len(self._inflight)
+        if self.pipeline_delivery:
+            room = min(room, self.cfg.max_unconfirmed - len(self._unconfirmed) - len(self._inflight))
         if room <= 0:
             return
         for entry in self.outbox.pending(after_id=self._high_water, limit=room):
@@ -228,9 +320,15 @@ class MqttSession:
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 log.warning("publish of row %d failed (rc %s); retrying later", entry.id, info.rc)
                 return
-            self._inflight[info.mid] = entry.id  # paho keeps NO_CONN messages and sends on reconnect
+            # paho keeps NO_CONN messages and sends them on reconnect
+            self._inflight[info.mid] = (entry.id, entry.msg_id, 0)
             self._high_water = entry.id
 
     @property
     def inflight(self) -> int:
         return len(self._inflight)
+
+    @property
+    def unconfirmed(self) -> int:
+        """PUBACKed by the broker, not yet confirmed by the pipeline (`delivery: pipeline`)."""
+        return len(self._unconfirmed)

@@ -1,11 +1,12 @@
 """Store-and-forward outbox: SQLite (WAL, synchronous=FULL) so no event is lost to a crash.
 
-Every event is committed here before it is published and deleted only on the broker's
-PUBACK. msg_id = `{device_id}:{epoch}:{seq}`: epoch is fixed when the database is created,
-seq grows by one per device and is persisted, so an id never changes across retries or
-restarts and never repeats. Rows are replayed in insertion order. When `max_messages` rows
-are pending, `when_full` decides: `drop_oldest` (default: fresh data matters more on a
-long outage) or `reject_new`; either way the loss is logged and counted in `dropped`.
+Every event is committed here before it is published and deleted only when delivered: on the
+pipeline's confirmation that Kafka has it (`confirm`, the default; contract.acks) or, with
+`delivery: broker`, on the broker's PUBACK (`ack`). msg_id = `{device_id}:{epoch}:{seq}`: epoch
+is fixed when the database is created, seq grows by one per device and is persisted, so an id
+never changes across retries or restarts and never repeats. Rows are replayed in insertion
+order. When `max_messages` rows are pending, `when_full` decides: `drop_oldest` (default: fresh
+data matters more on a long outage) or `reject_new`; either way the loss is logged and counted in `dropped`.
 Thread-safe: the MQTT network thread acks while device threads append.
 
 A small key/value `state` table holds driver state that must move with the messages it
@@ -186,10 +187,33 @@ class Outbox:
             ).fetchall()
         return [Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
 
+    def rows(self, entry_ids: Sequence[int]) -> list[Entry]:
+        """The stored messages among `entry_ids` (gone ones are skipped), oldest first."""
+        if not entry_ids:
+            return []
+        marks = ",".join("?" * len(entry_ids))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, device_id, seq, msg_id, topic, payload FROM messages"
+                f" WHERE id IN ({marks}) ORDER BY id",
+                tuple(entry_ids),
+            ).fetchall()
+        return [Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
+
     def ack(self, entry_id: int) -> None:
-        """The broker has the message (PUBACK): forget it."""
+        """The broker has the message (PUBACK, `delivery: broker`): forget it."""
         with self._tx():
             self._db.execute("DELETE FROM messages WHERE id = ?", (entry_id,))
+
+    def confirm(self, msg_ids: Sequence[str]) -> int:
+        """The pipeline has these messages in Kafka: forget them, in one transaction. Unknown
+        ids (confirmed twice, or a copy re-sent before a restart) are ignored. Returns how many
+        stored messages were forgotten."""
+        if not msg_ids:
+            return 0
+        with self._tx():
+            cur = self._db.executemany("DELETE FROM messages WHERE msg_id = ?", ((m,) for m in msg_ids))
+            return int(cur.rowcount)
 
     def refuse(self, entry_id: int, reason: str) -> None:
         """The broker refused the message (a PUBACK failure, e.g. 135 not authorized): keep it in

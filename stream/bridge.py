@@ -6,6 +6,11 @@ dead-letter topic. The MQTT session is persistent (clean_start False, session
 expiry), so messages published while the bridge is down wait in the broker.
 Several bridges share the load through an MQTT 5 shared subscription.
 
+Then it confirms to the edge (contract.acks): the msg_ids Kafka now holds are published on
+`ws/ack/v1/{site}`, gathered for `confirm_delay_s` so one confirmation covers a burst. The edge
+keeps each message until confirmed, so a broker that loses a message after its PUBACK (a crash,
+or a restart before the bridges are back) costs a re-send, not the message.
+
 One thread: paho runs on the asyncio loop (stream.mqtt_loop: socket reader/writer, loop_misc,
 reconnect with backoff; only the blocking TCP/TLS connect runs in an executor), so an ack only
 queues a PUBACK, written with the others acked in the same loop iteration in one send, with no
@@ -42,6 +47,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from contract.acks import MAX_IDS_PER_ACK, ack_topic, encode_ack
 from contract.topics import DEADLETTER_TOPIC, MQTT_SHARE_GROUP, shared_subscription
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
@@ -63,6 +69,7 @@ class BridgeStats:
     routed: int = 0
     rejected: int = 0
     acked: int = 0
+    confirmed: int = 0
     kafka_retries: int = 0
 
 
@@ -75,6 +82,18 @@ class _Inbound:
     generation: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Outbound:
+    """One message on its way to Kafka, and whom to confirm it to once it is there."""
+
+    item: _Inbound
+    topic: str
+    key: bytes | None
+    value: bytes
+    site_id: str | None
+    msg_id: str | None
+
+
 @dataclass
 class BridgeConfig:
     client_id: str
@@ -84,6 +103,10 @@ class BridgeConfig:
     high_watermark: int = 5000
     """Pending messages (incl. QoS 0) at which we stop reading the MQTT socket."""
     retry_backoff_max_s: float = 5.0
+    edge_confirmations: bool = True
+    """Publish pipeline confirmations to the edge agents (contract.acks)."""
+    confirm_delay_s: float = 0.05
+    """How long delivered msg_ids are gathered into one confirmation per site."""
     settings: Settings = field(default_factory=load_settings)
 
 
@@ -104,6 +127,8 @@ class Bridge:
         self._rejects = RateLimitedLog(log)
         self._net: PahoOnLoop | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._confirm: dict[str, list[str]] = {}  # site -> msg_ids in Kafka, not yet confirmed
+        self._confirm_timer: asyncio.TimerHandle | None = None
         self._client = self._make_client()
 
     # --- paho callbacks (on the loop, from loop_read/loop_write/loop_misc) ------------------
@@ -225,50 +250,72 @@ class Bridge:
         else:
             self.stats.routed += 1
             topic, key, value = result.kafka_topic, result.key, result.payload
+        out = _Outbound(item, topic, key, value, result.site_id, result.msg_id)
         self._in_flight += 1
-        await self._send(item, topic, key, value)
+        await self._send(out)
 
-    async def _send(self, item: _Inbound, topic: str, key: bytes | None, value: bytes) -> None:
+    async def _send(self, out: _Outbound) -> None:
         assert self._producer is not None
         try:
-            future = await self._producer.send(topic, value=value, key=key)
+            future = await self._producer.send(out.topic, value=out.value, key=out.key)
         except KafkaError as exc:
-            self._schedule_retry(item, topic, key, value, exc, attempt=1)
+            self._schedule_retry(out, exc, attempt=1)
             return
-        future.add_done_callback(lambda f: self._delivered(f, item, topic, key, value, 0))
+        future.add_done_callback(lambda f: self._delivered(f, out, 0))
 
-    def _delivered(self, future: asyncio.Future[Any], item: _Inbound, topic: str,
-                   key: bytes | None, value: bytes, attempt: int) -> None:
+    def _delivered(self, future: asyncio.Future[Any], out: _Outbound, attempt: int) -> None:
         if future.cancelled():
             return  # shutting down: left unacked, so redelivered
         exc = future.exception()
         if exc is not None:
-            self._schedule_retry(item, topic, key, value, exc, attempt + 1)
+            self._schedule_retry(out, exc, attempt + 1)
             return
         self._in_flight -= 1
+        item = out.item
         if item.qos > 0 and item.generation == self._generation:
             self._client.ack(item.mid, item.qos)  # queued; written with this response's others
             self.stats.acked += 1
+        if out.site_id and out.msg_id and self.config.edge_confirmations:
+            self._queue_confirmation(out.site_id, out.msg_id)
         self._maybe_resume()
         # An older connection's message is redelivered by the broker and produced again: a
         # duplicate downstream dedup absorbs, never a loss.
 
-    def _schedule_retry(self, item: _Inbound, topic: str, key: bytes | None, value: bytes,
-                        exc: BaseException, attempt: int) -> None:
+    def _queue_confirmation(self, site_id: str, msg_id: str) -> None:
+        ids = self._confirm.get(site_id)
+        if ids is None:
+            ids = self._confirm[site_id] = []
+        ids.append(msg_id)
+        if self._confirm_timer is None:
+            loop = asyncio.get_running_loop()
+            self._confirm_timer = loop.call_later(self.config.confirm_delay_s, self._publish_confirmations)
+
+    def _publish_confirmations(self) -> None:
+        """One QoS 1 confirmation per site (chunked): queued by paho, sent after a reconnect if
+        the broker is away; one that is lost anyway only makes the edge re-send, never lose."""
+        self._confirm_timer = None
+        pending, self._confirm = self._confirm, {}
+        for site_id, ids in pending.items():
+            for start in range(0, len(ids), MAX_IDS_PER_ACK):
+                chunk = ids[start:start + MAX_IDS_PER_ACK]
+                self._client.publish(ack_topic(site_id), encode_ack(chunk), qos=1)
+                self.stats.confirmed += len(chunk)
+
+    def _schedule_retry(self, out: _Outbound, exc: BaseException, attempt: int) -> None:
         """Kafka is unreachable: keep the message (unacked) and retry with backoff, forever."""
         self.stats.kafka_retries += 1
         delay = min(self.config.retry_backoff_max_s, 0.1 * 2**attempt)
-        log.warning("Kafka send to %s failed (%s); retry %d in %.1fs", topic, exc, attempt, delay)
+        log.warning("Kafka send to %s failed (%s); retry %d in %.1fs", out.topic, exc, attempt, delay)
 
         async def retry() -> None:
             await asyncio.sleep(delay)
             assert self._producer is not None
             try:
-                fut = await self._producer.send(topic, value=value, key=key)
+                fut = await self._producer.send(out.topic, value=out.value, key=out.key)
             except KafkaError as err:
-                self._schedule_retry(item, topic, key, value, err, attempt + 1)
+                self._schedule_retry(out, err, attempt + 1)
                 return
-            fut.add_done_callback(lambda f: self._delivered(f, item, topic, key, value, attempt))
+            fut.add_done_callback(lambda f: self._delivered(f, out, attempt))
 
         task = asyncio.ensure_future(retry())
         self._retry_tasks.add(task)
@@ -286,6 +333,9 @@ class Bridge:
             for task in list(self._retry_tasks):
                 task.cancel()
             await self._producer.stop()
+        if self._confirm_timer is not None:
+            self._confirm_timer.cancel()
+            self._publish_confirmations()  # queued before the DISCONNECT, like the acks
         if self._in_flight:
             log.warning("%d messages left unacked; the broker redelivers them", self._in_flight)
         await connection  # a connect in progress finishes (bounded by paho's connect timeout)
@@ -328,6 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="stable per bridge instance: it names the persistent MQTT session")
     parser.add_argument("--group", default=MQTT_SHARE_GROUP, help="MQTT shared-subscription group")
     parser.add_argument("--receive-maximum", type=int, default=1000)
+    parser.add_argument("--no-edge-confirmations", dest="edge_confirmations", action="store_false",
+                        help="do not publish pipeline confirmations on ws/ack/v1/{site} (edges that "
+                             "wait for them must then use `delivery: broker`)")
     mq = parser.add_argument_group("MQTT broker (each defaults to its WS_MQTT_* environment variable)")
     mq.add_argument("--mqtt-host", help="WS_MQTT_HOST")
     mq.add_argument("--mqtt-port", type=int, help="WS_MQTT_PORT")
@@ -342,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=_LEVELS[args.loglevel], format=fmt)
     config = BridgeConfig(client_id=args.client_id, group=args.group, receive_maximum=args.receive_maximum,
+                          edge_confirmations=args.edge_confirmations,
                           settings=settings_from_args(args, load_settings()))
     eventloop.install()
     asyncio.run(_amain(config))

@@ -59,7 +59,8 @@ def test_one_agent_all_kinds(tmp_path: Path) -> None:
     tcp_port, io_port = free_port(), free_port()
     config = parse_config({
         "site_id": site,
-        "mqtt": {"host": SETTINGS.mqtt_host, "port": SETTINGS.mqtt_port, "session_expiry_s": 60},
+        "mqtt": {"host": SETTINGS.mqtt_host, "port": SETTINGS.mqtt_port, "session_expiry_s": 60,
+                 "delivery": "broker"},  # the edge alone: the broker's PUBACK is the delivery
         "outbox": {"path": str(tmp_path / "outbox.db")},
         "household_key_file": str(tmp_path / "household.key"),
         "status_interval_s": 2,

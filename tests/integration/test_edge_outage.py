@@ -203,7 +203,8 @@ def test_outage_kill9_exactly_once_in_order(tmp_path: Path) -> None:
     (tmp_path / "household.key").write_text(uuid.uuid4().hex + uuid.uuid4().hex)
     config.write_text(yaml.safe_dump({
         "site_id": site,
-        "mqtt": {"host": "127.0.0.1", "port": broker.port, "session_expiry_s": 600, "keepalive": 5},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "session_expiry_s": 600, "keepalive": 5,
+                 "delivery": "broker"},  # no bridge here: the broker's PUBACK is the delivery
         "outbox": {"path": str(outbox)},
         "household_key_file": str(tmp_path / "household.key"),
         "status_interval_s": 3,

@@ -42,7 +42,8 @@ def test_replay_in_order_after_outage(tmp_path: Path) -> None:
 
     outbox = Outbox(tmp_path / "o.db")  # the agent restarts
     session = MqttSession(
-        MqttConfig(host=SETTINGS.mqtt_host, port=SETTINGS.mqtt_port, max_inflight=10),
+        # No contract payloads and no bridge here: the broker's PUBACK is the delivery.
+        MqttConfig(host=SETTINGS.mqtt_host, port=SETTINGS.mqtt_port, max_inflight=10, delivery="broker"),
         site,
         outbox,
         status_kind="weighbridge",

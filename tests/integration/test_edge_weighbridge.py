@@ -34,7 +34,8 @@ def test_sim_to_mqtt_tickets(tmp_path: Path, fmt: str) -> None:
     dev, anpr = tmp_path / "dev" / "wb-1", tmp_path / "dev" / "wb-1-anpr"
     config = {
         "site_id": site,
-        "mqtt": {"host": SETTINGS.mqtt_host, "port": SETTINGS.mqtt_port, "session_expiry_s": 60},
+        "mqtt": {"host": SETTINGS.mqtt_host, "port": SETTINGS.mqtt_port, "session_expiry_s": 60,
+                 "delivery": "broker"},  # the edge alone: the broker's PUBACK is the delivery
         "outbox": {"path": str(tmp_path / "outbox.db")},
         "vehicles": [
             {

@@ -10,12 +10,14 @@ bridge over TLS to the real local Kafka.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pty
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -415,6 +417,24 @@ def test_site_reads_nothing(broker: Broker, bridge_sub: Client) -> None:
     b.close()
 
 
+def test_site_reads_only_its_own_confirmations(broker: Broker) -> None:
+    """The one read grant of a site: the bridges' confirmations of its own messages (ws/ack/v1/{site})."""
+    a = Client(broker, username=broker.site_a, password=broker.secret(broker.site_a))
+    bridge = Client(broker, username="bridge", password=broker.secret("bridge"))
+    assert a.connect() == 0 and bridge.connect() == 0
+    for filt in (f"ws/ack/v1/{broker.site_a}", f"ws/ack/v1/{broker.site_b}", "ws/ack/v1/+"):
+        assert a.subscribe(filt) in ([1], [NOT_AUTHORIZED]), filt
+    own, other = uuid.uuid4().hex.encode(), uuid.uuid4().hex.encode()
+    assert bridge.publish(f"ws/ack/v1/{broker.site_b}", other) == 0
+    assert bridge.publish(f"ws/ack/v1/{broker.site_a}", own) == 0
+    assert a.wait_message(own)
+    time.sleep(0.3)
+    assert not any(other in p for _, p in a.messages)
+    assert a.publish(f"ws/ack/v1/{broker.site_a}", b"x") == NOT_AUTHORIZED  # cannot confirm to itself
+    a.close()
+    bridge.close()
+
+
 def test_services_are_confined(broker: Broker) -> None:
     alerts = Client(broker, username="alerts", password=broker.secret("alerts"))
     officer = Client(broker, username="officer", password=broker.secret("officer"))
@@ -538,6 +558,15 @@ def tls_bridge(broker: Broker, live_services: Settings) -> Iterator[subprocess.P
             proc.wait(5)
 
 
+def _confirmed_heartbeats(outbox: Path, device: str) -> bool:
+    """Two heartbeats of `device` stored (seqs) and nothing left waiting (messages) in the outbox."""
+    with contextlib.closing(sqlite3.connect(outbox, timeout=5)) as db:
+        row = db.execute("SELECT last_seq FROM seqs WHERE device_id = ?", (device,)).fetchone()
+        produced = 0 if row is None else row[0]
+        waiting = db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    return bool(produced >= 2 and waiting == 0)
+
+
 @pytest.mark.parametrize("mode", ["password", "client-cert"])
 def test_edge_agent_and_bridge_over_tls_to_kafka(
     broker: Broker, tls_bridge: subprocess.Popen[bytes], live_services: Settings, mode: str
@@ -560,6 +589,7 @@ def test_edge_agent_and_bridge_over_tls_to_kafka(
         "site_id": site,
         "mqtt": mqtt_cfg,
         "outbox": {"path": str(broker.root / f"outbox-{mode}.db")},
+        "status_interval_s": 1,  # heartbeats go through the outbox: they wait for confirmations
         "devices": [{"id": f"wb-{mode}", "kind": "weighbridge", "port": os.ttyname(slave)}],
     }
     cfg_path = broker.root / f"site-{mode}.yaml"
@@ -579,6 +609,12 @@ def test_edge_agent_and_bridge_over_tls_to_kafka(
         found = asyncio.run(_find(bootstrap, offsets, f'"device_id":"{site}-edge"'.encode(), timeout=20))
         assert found is not None, f"no status in Kafka; edge log: {log.read_text()[-1500:]}"
         assert b'"state":"online"' in found
+        # The bridge's confirmations reach the agent through the ACL: its heartbeats leave the outbox.
+        outbox = broker.root / f"outbox-{mode}.db"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not _confirmed_heartbeats(outbox, f"wb-{mode}"):
+            time.sleep(0.2)
+        assert _confirmed_heartbeats(outbox, f"wb-{mode}"), f"never confirmed: {log.read_text()[-1500:]}"
     finally:
         agent.send_signal(signal.SIGTERM)
         try:

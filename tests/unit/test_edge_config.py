@@ -48,6 +48,16 @@ def test_weighbridge_kind_defaults_and_all_kinds_decode(tmp_path: Path) -> None:
     assert st.household_key_file == "/etc/ws/household.key"  # inherited from the site
     assert isinstance(trk, TruckDevice) and trk.site_id == "s1" and trk.plate == "桂BZ8801"
     assert cfg.status_interval_s == 60 and cfg.clock.max_skew_s == 300
+    assert cfg.mqtt.delivery == "pipeline"  # kept until the bridge confirms Kafka has it
+
+
+def test_delivery_mode_is_checked(tmp_path: Path) -> None:
+    cfg = parse_config(site(tmp_path, {"id": "wb-1", "port": "p"}, mqtt={"delivery": "broker"}))
+    assert cfg.mqtt.delivery == "broker"
+    with pytest.raises(ConfigError, match=r"\$.mqtt.delivery"):
+        parse_config(site(tmp_path, {"id": "wb-1", "port": "p"}, mqtt={"delivery": "pigeon"}))
+    with pytest.raises(ConfigError, match=r"\$.mqtt.confirm_timeout_s"):
+        parse_config(site(tmp_path, {"id": "wb-1", "port": "p"}, mqtt={"confirm_timeout_s": 0}))
 
 
 def test_station_key_of_its_own_wins(tmp_path: Path) -> None:

@@ -143,3 +143,15 @@ def test_refused_messages_are_kept_with_their_reason(tmp_path: Path) -> None:
     assert box.refused_count() == 1
     row = box._db.execute("SELECT msg_id, reason FROM refused").fetchone()
     assert row == (entry.msg_id, "PUBACK Not authorized")
+
+
+def test_confirm_forgets_by_msg_id_and_rows_skips_gone_ones(tmp_path: Path) -> None:
+    """The pipeline confirms by msg_id (contract.acks); twice, unknown or empty is harmless."""
+    ob = Outbox(tmp_path / "o.db")
+    entries = [ob.put("wb-1", "t", body) for _ in range(4)]
+    ids = [e.msg_id for e in entries if e is not None]
+    rows = [e.id for e in entries if e is not None]
+    assert ob.confirm([ids[0], ids[2], "wb-9:1:1"]) == 2
+    assert ob.confirm([ids[0]]) == 0 and ob.confirm([]) == 0
+    assert [e.msg_id for e in ob.pending()] == [ids[1], ids[3]]
+    assert [e.msg_id for e in ob.rows(rows)] == [ids[1], ids[3]] and ob.rows([]) == []

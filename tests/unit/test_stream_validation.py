@@ -30,7 +30,7 @@ TOPIC = mqtt_topic("site-a", "weighbridge", "wb-1", "weighing")
 
 def test_valid_weighing_is_routed_with_original_bytes_and_device_key() -> None:
     payload = encode(weighing())
-    assert validate(TOPIC, payload) == Routed("ws.weighings", b"wb-1", payload)
+    assert validate(TOPIC, payload) == Routed("ws.weighings", b"wb-1", payload, "site-a", "wb-1:1700000000:7")
 
 
 def test_original_bytes_are_kept_even_when_not_canonical() -> None:
@@ -83,3 +83,33 @@ def test_deadletter_record_keeps_text_or_base64() -> None:
     rec = json.loads(deadletter_record("why", "t", b"\xff\x00"))
     assert rec["payload"] == "/wA=" and rec["payload_encoding"] == "base64"
     assert rec["received_at"].endswith("+00:00")
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        (TOPIC, encode(weighing(schema=2))),
+        (TOPIC, encode(weighing()).replace(b'"net_kg":18000.0', b'"net_kg":9000.0')),
+        (mqtt_topic("site-a", "weighbridge", "wb-1", "bin_level"), encode(weighing())),
+        (TOPIC, encode(weighing(site_id="site-b"))),
+    ],
+)
+def test_rejection_keeps_the_msg_id_the_edge_waits_for(topic: str, payload: bytes) -> None:
+    """Dead-lettered is delivered: the edge is told (contract.acks) and stops re-sending."""
+    result = validate(topic, payload)
+    assert isinstance(result, Rejection)
+    assert (result.site_id, result.msg_id) == ("site-a", "wb-1:1700000000:7")
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        (TOPIC, b'{"type": "weighing", "msg_id": '),
+        (TOPIC, encode(weighing(msg_id="wb-9:1:1"))),  # another device's id: not ours to confirm
+        (TOPIC, encode(weighing(msg_id="no-seq"))),
+        ("ws/v1/site-a/weighbridge/wb-1", encode(weighing())),
+    ],
+)
+def test_rejection_without_a_trustworthy_msg_id_confirms_nothing(topic: str, payload: bytes) -> None:
+    result = validate(topic, payload)
+    assert isinstance(result, Rejection) and result.msg_id is None and result.site_id is None

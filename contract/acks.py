@@ -1,0 +1,63 @@
+"""Pipeline confirmations: the bridge tells an edge agent which of its messages Kafka now holds.
+
+Why: a broker's PUBACK only says the broker has a message. Mosquitto keeps messages for an
+offline persistent session in memory and saves them only every `autosave_interval`, so a broker
+crash (or a restart before the bridges reconnect, eclipse-mosquitto/mosquitto#769) can drop a
+message the edge already deleted on PUBACK. With confirmations the edge keeps every message until
+the pipeline has it in Kafka (on its event topic or, if invalid, on the dead-letter topic) and
+re-sends what is not confirmed in time; the workers' msg_id de-duplication absorbs the copies.
+
+Topic `ws/ack/v1/{site}` (outside `ws/v1/#`, so no bridge reads it back); payload a JSON object
+`{"ids": ["device:epoch:seq", ...]}`, at most `MAX_IDS_PER_ACK` ids.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from contract.msgid import parse_msg_id
+
+ACK_PREFIX = "ws/ack/v1"
+MAX_IDS_PER_ACK = 1000
+"""Keeps one confirmation well under a typical broker `max_packet_size` (about 40 KiB of ids)."""
+
+
+class PipelineAck(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    ids: list[str]
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(PipelineAck)
+
+
+class AckError(ValueError):
+    """A confirmation that cannot be used; `str()` is the reason."""
+
+
+def ack_topic(site_id: str) -> str:
+    return f"{ACK_PREFIX}/{site_id}"
+
+
+def ack_subscription() -> str:
+    """What the bridge may publish to (ACL) and a monitor may watch."""
+    return f"{ACK_PREFIX}/+"
+
+
+def encode_ack(ids: list[str]) -> bytes:
+    if len(ids) > MAX_IDS_PER_ACK:
+        raise ValueError(f"{len(ids)} ids in one confirmation; at most {MAX_IDS_PER_ACK}")
+    return _encoder.encode(PipelineAck(ids))
+
+
+def decode_ack(payload: bytes) -> list[str]:
+    """The confirmed msg_ids; raise AckError when the payload is not a confirmation."""
+    try:
+        ack = _decoder.decode(payload)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise AckError(f"not a pipeline confirmation: {exc}") from None
+    for msg_id in ack.ids:
+        try:
+            parse_msg_id(msg_id)
+        except ValueError:
+            raise AckError(f"confirmation names {msg_id!r}, not a device:epoch:seq msg_id") from None
+    return ack.ids
