@@ -40,6 +40,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
 import time
 from collections import defaultdict
@@ -417,7 +418,23 @@ def result_json(windows: list[Window], settings: Settings, run_dir: Path, edge_s
              for k in ("sent", "counted", "lost", "wire", "partial", "duplicated")}
     return {"run_dir": str(run_dir), "influx_db": settings.influx_db, "edge_site": edge_site, "sites": sites,
             "windows": rows, "total": total, "ok": total["lost"] == 0 and total["duplicated"] == 0,
+            "edge_resent": edge_resends(run_dir / "logs"),
             "alerts": "not exercised: the chaos city has no incidents"}
+
+
+_RESENT = re.compile(r"^(\S+ \S+) WARNING edge\.mqtt: re-sent (\d+) message")
+
+
+def edge_resends(log_dir: Path) -> dict[str, list[tuple[str, int]]]:
+    """Per edge agent, (log time, count) of each re-send of messages the pipeline had not
+    confirmed in time (edge/mqtt_session.py): shows when the confirmations saved a message."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for path in sorted(log_dir.glob("edge-*.log")):
+        with path.open(encoding="utf-8", errors="replace") as lines:
+            hits = [(m[1], int(m[2])) for m in map(_RESENT.match, lines) if m]
+        if hits:
+            found[path.stem] = hits
+    return found
 
 
 def _hms(t: float | None) -> str:
@@ -459,6 +476,12 @@ def render(result: dict[str, Any]) -> str:
               "(a restart of the workers then re-reads",
               "  uncommitted offsets; nonzero is a defect; see the fixes in stream/faust_fixes.py).",
               f"alerts: {result['alerts']}."]
+    resent = result.get("edge_resent", {})
+    lines.append("re-sent: " + (", ".join(
+        f"{agent} {sum(n for _, n in hits)} (first at {hits[0][0]})" for agent, hits in resent.items())
+        or "none") + ": messages an edge agent sent again because the pipeline had not confirmed")
+    lines.append("  them in time (a broker that lost them after its PUBACK, or a slow pipeline); the "
+                 "workers drop the copies.")
     return "\n".join(lines)
 
 
