@@ -21,9 +21,11 @@ behind it.
 `delivery: pipeline` (default): a PUBACK only says the broker has the message, and a broker
 can still lose it (a crash before its autosave, a restart before the bridges are back). So the
 row stays until the bridge confirms Kafka has it (contract.acks, on `ws/ack/v1/{site}`, which
-the session subscribes to). What is not confirmed within `confirm_timeout_s` is re-sent, the
-wait doubling per attempt up to 5 minutes (a stopped pipeline is not flooded); the workers'
-msg_id de-duplication absorbs the copies. At most `max_unconfirmed` rows are out at once; the
+the session subscribes to). What is not confirmed within `confirm_timeout_s` while a later
+message was confirmed is lost on the way and re-sent; without that evidence (a quiet site, or a
+pipeline that is down or lagging, which confirms in order) it is re-sent after twice the wait, so a
+lagging pipeline is not flooded with copies. The wait doubles per attempt up to 5 minutes; the
+workers' msg_id de-duplication absorbs the copies. At most `max_unconfirmed` rows are out at once; the
 rest waits in the outbox. `delivery: broker`: the row is deleted on PUBACK.
 """
 
@@ -81,6 +83,7 @@ class MqttSession:
         self._inflight: dict[int, tuple[int, str, int]] = {}  # paho mid -> (row id, msg_id, attempt)
         self._unconfirmed: dict[str, tuple[int, float, int]] = {}  # msg_id -> (row id, deadline, attempt)
         self._next_resend_check = 0.0
+        self._newest_confirmed_row = 0  # highest outbox row id the pipeline confirmed
         self._high_water = 0  # last outbox row id handed to paho
         self._pump: threading.Thread | None = None
         self.client = self._make_client()
@@ -275,7 +278,9 @@ class MqttSession:
         if not ids:
             return
         for msg_id in ids:
-            self._unconfirmed.pop(msg_id, None)
+            waiting = self._unconfirmed.pop(msg_id, None)
+            if waiting is not None and waiting[0] > self._newest_confirmed_row:
+                self._newest_confirmed_row = waiting[0]
         # A confirmation that overtook its PUBACK still deletes the row; the PUBACK then leaves an
         # entry whose re-send finds no row and is forgotten.
         self.outbox.confirm(ids)
@@ -287,8 +292,10 @@ class MqttSession:
             return
         self._next_resend_check = now + _RESEND_CHECK_S
         room = self.cfg.max_inflight - len(self._inflight)
+        overtaken = self._newest_confirmed_row
         overdue = [(row, msg_id, attempt) for msg_id, (row, deadline, attempt) in self._unconfirmed.items()
-                   if deadline <= now][:max(room, 0)]
+                   if deadline <= now and (row < overtaken or deadline + self._confirm_wait(attempt) <= now)
+                   ][:max(room, 0)]
         if not overdue:
             return
         attempts = {row: (msg_id, attempt) for row, msg_id, attempt in overdue}
