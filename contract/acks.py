@@ -7,8 +7,12 @@ message the edge already deleted on PUBACK. With confirmations the edge keeps ev
 the pipeline has it in Kafka (on its event topic or, if invalid, on the dead-letter topic) and
 re-sends what is not confirmed in time; the workers' msg_id de-duplication absorbs the copies.
 
-Topic `ws/ack/v1/{site}` (outside `ws/v1/#`, so no bridge reads it back); payload a JSON object
-`{"ids": ["device:epoch:seq", ...]}`, at most `MAX_IDS_PER_ACK` ids.
+Opt-in per message, the MQTT 5 way: the edge sets the PUBLISH's Response Topic to its
+confirmation topic `ws/ack/v1/{site}` (outside `ws/v1/#`, so no bridge reads it back). The bridge
+confirms only such messages (a load generator or a device without an outbox costs nothing) and
+always to the topic of the site the message came from, whatever Response Topic it names (the ACL
+lets a site read only its own). Payload a JSON object `{"ids": ["device:epoch:seq", ...]}`, at most
+`MAX_IDS_PER_ACK` ids.
 """
 
 from __future__ import annotations

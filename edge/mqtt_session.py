@@ -18,15 +18,16 @@ A PUBACK with a failure reason code (e.g. not authorised) is logged and the row 
 outbox's refused table: the broker will refuse it again, and it must not block everything
 behind it.
 
-`delivery: pipeline` (default): a PUBACK only says the broker has the message, and a broker
-can still lose it (a crash before its autosave, a restart before the bridges are back). So the
-row stays until the bridge confirms Kafka has it (contract.acks, on `ws/ack/v1/{site}`, which
-the session subscribes to). What is not confirmed within `confirm_timeout_s` while a later
-message was confirmed is lost on the way and re-sent; without that evidence (a quiet site, or a
-pipeline that is down or lagging, which confirms in order) it is re-sent after twice the wait, so a
-lagging pipeline is not flooded with copies. The wait doubles per attempt up to 5 minutes; the
-workers' msg_id de-duplication absorbs the copies. At most `max_unconfirmed` rows are out at once; the
-rest waits in the outbox. `delivery: broker`: the row is deleted on PUBACK.
+`delivery: pipeline` (default): a PUBACK only says the broker has the message, and a broker can
+still lose it (a crash before its autosave, a restart before the bridges are back). So the row stays
+until the bridge confirms Kafka has it (contract.acks: each PUBLISH names `ws/ack/v1/{site}` as its
+MQTT 5 Response Topic, which the session subscribes to). What is not confirmed within
+`confirm_timeout_s` while a later message was confirmed is lost on the way and re-sent; without that
+evidence (a quiet site, or a pipeline that is down or lagging, which confirms in order) it is
+re-sent after twice the wait, so a lagging pipeline is not flooded with copies. The wait doubles per
+attempt up to 5 minutes; the workers' msg_id de-duplication absorbs the copies. At most
+`max_unconfirmed` rows are out at once; the rest waits in the outbox. `delivery: broker`: the row is
+deleted on PUBACK.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ class MqttSession:
         self._stopping = threading.Event()
         self.confirm_topic = ack_topic(site_id)
         self.pipeline_delivery = cfg.delivery == "pipeline"
+        self._publish_props: Properties | None = None  # asks the bridge for a confirmation
+        if self.pipeline_delivery:
+            self._publish_props = Properties(PacketTypes.PUBLISH)
+            self._publish_props.ResponseTopic = self.confirm_topic
         self.resent = 0
         self._acks: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
         self._confirms: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
@@ -304,7 +309,7 @@ class MqttSession:
         entries = self.outbox.rows(list(attempts))
         for entry in entries:
             msg_id, attempt = attempts[entry.id]
-            info = self.client.publish(entry.topic, entry.payload, qos=1)
+            info = self.client.publish(entry.topic, entry.payload, qos=1, properties=self._publish_props)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 self._unconfirmed[msg_id] = (entry.id, now, attempt)  # try again at the next check
                 continue
@@ -323,7 +328,7 @@ class MqttSession:
         if room <= 0:
             return
         for entry in self.outbox.pending(after_id=self._high_water, limit=room):
-            info = self.client.publish(entry.topic, entry.payload, qos=1)
+            info = self.client.publish(entry.topic, entry.payload, qos=1, properties=self._publish_props)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 log.warning("publish of row %d failed (rc %s); retrying later", entry.id, info.rc)
                 return

@@ -6,10 +6,11 @@ dead-letter topic. The MQTT session is persistent (clean_start False, session
 expiry), so messages published while the bridge is down wait in the broker.
 Several bridges share the load through an MQTT 5 shared subscription.
 
-Then it confirms to the edge (contract.acks): the msg_ids Kafka now holds are published on
-`ws/ack/v1/{site}`, gathered for `confirm_delay_s` so one confirmation covers a burst. The edge
-keeps each message until confirmed, so a broker that loses a message after its PUBACK (a crash,
-or a restart before the bridges are back) costs a re-send, not the message.
+Then it confirms to the edge (contract.acks), for messages whose MQTT 5 Response Topic asks for it:
+the msg_ids Kafka now holds are published on `ws/ack/v1/{site}`, gathered for `confirm_delay_s` so
+one confirmation covers a burst. The edge keeps each message until confirmed, so a broker that loses
+a message after its PUBACK (a crash, or a restart before the bridges are back) costs a re-send, not
+the message.
 
 One thread: paho runs on the asyncio loop (stream.mqtt_loop: socket reader/writer, loop_misc,
 reconnect with backoff; only the blocking TCP/TLS connect runs in an executor), so an ack only
@@ -80,6 +81,8 @@ class _Inbound:
     mid: int
     qos: int
     generation: int
+    confirm: bool
+    """The publisher asked for a pipeline confirmation (a Response Topic, contract.acks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +182,9 @@ class Bridge:
         net.message_delivered()
         if self._stopping:
             return  # not acked: the persistent session redelivers it after restart
-        self._inbox.append(_Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation))
+        confirm = msg.properties is not None and hasattr(msg.properties, "ResponseTopic")
+        self._inbox.append(
+            _Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, confirm))
         self._wake.set()
         if len(self._inbox) + self._in_flight >= self.config.high_watermark:
             net.pause_reading()  # the pump resumes it below half
@@ -275,7 +280,7 @@ class Bridge:
         if item.qos > 0 and item.generation == self._generation:
             self._client.ack(item.mid, item.qos)  # queued; written with this response's others
             self.stats.acked += 1
-        if out.site_id and out.msg_id and self.config.edge_confirmations:
+        if item.confirm and out.site_id and out.msg_id and self.config.edge_confirmations:
             self._queue_confirmation(out.site_id, out.msg_id)
         self._maybe_resume()
         # An older connection's message is redelivered by the broker and produced again: a

@@ -19,9 +19,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from contract import Weighing, encode, mqtt_topic
+from contract.acks import ack_subscription, ack_topic, decode_ack
 from contract.events import Direction, WasteCategory
 from contract.topics import DEADLETTER_TOPIC
 from edge.config import MqttConfig
@@ -169,3 +174,62 @@ def test_dead_lettered_messages_are_confirmed_too(
     by_topic = {t for t, _, _ in found}
     assert by_topic == {"ws.weighings", DEADLETTER_TOPIC}
     outbox.close()
+
+
+def test_only_messages_that_ask_are_confirmed(broker: Broker, live_services: Settings) -> None:
+    """The Response Topic is the request: a publisher without one (a load generator, a device
+    without an outbox) costs the bridge nothing, and the answer goes to the site the message
+    came from, not to a topic the publisher names."""
+    run = uuid.uuid4().hex[:8]
+    site, device = f"prt-{run}", f"wb-{run}"
+    got: list[tuple[str, list[str]]] = []
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    watcher.on_message = lambda c, u, m: got.append((m.topic, decode_ack(bytes(m.payload))))
+    watcher.connect("127.0.0.1", broker.port)
+    watcher.subscribe(ack_subscription(), qos=1)
+    watcher.loop_start()
+    topic = mqtt_topic(site, "weighbridge", device, "weighing")
+    asks, foreign, silent = (f"{device}:1:{seq}" for seq in (1, 2, 3))
+
+    def payload(msg_id: str) -> bytes:
+        return weighing_builder(site, device)(msg_id, int(msg_id.rsplit(":", 1)[1]))
+
+    def props(response_topic: str) -> Properties:
+        p = Properties(PacketTypes.PUBLISH)
+        p.ResponseTopic = response_topic
+        return p
+
+    async def publish_all() -> bool:
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        for msg_id, p in ((asks, props(ack_topic(site))), (foreign, props(ack_topic("someone-else"))),
+                          (silent, None)):
+            pub.publish(topic, payload(msg_id), qos=1, properties=p).wait_for_publish(5)
+        await asyncio.sleep(2)
+        pub.loop_stop()
+        pub.disconnect()
+        return True
+
+    try:
+        asyncio.run(bridge_while(broker, live_services, site, lambda: False, 0.1))  # its session first
+        settings = dataclasses.replace(live_services, mqtt_host="127.0.0.1", mqtt_port=broker.port)
+        bridge = Bridge(BridgeConfig(client_id=f"pd-bridge-{site}", group=f"pd{site}", settings=settings))
+
+        async def scenario() -> None:
+            task = asyncio.create_task(bridge.run())
+            try:
+                await bridge.wait_connected(15)
+                await publish_all()
+            finally:
+                bridge.stop()
+                await asyncio.wait_for(task, 20)
+
+        asyncio.run(scenario())
+        assert wait_until(lambda: sum(len(ids) for _, ids in got) >= 2, 5)
+        time.sleep(0.5)
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
+    assert {t for t, _ in got} == {ack_topic(site)}
+    assert sorted(i for _, ids in got for i in ids) == sorted([asks, foreign])

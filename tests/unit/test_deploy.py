@@ -141,8 +141,9 @@ def test_acl_confines_sites_to_their_own_prefix() -> None:
         ln.strip() for ln in (MOSQUITTO_DIR / "acl").read_text().splitlines() if ln.strip() and ln[0] != "#"
     ]
     patterns = [ln for ln in acl if ln.startswith("pattern")]
-    assert patterns == ["pattern write ws/v1/%u/#"]
-    assert "topic read ws/v1/#" in acl[acl.index("user bridge") :]
+    assert patterns == ["pattern write ws/v1/%u/#", "pattern read ws/ack/v1/%u"]  # its own confirmations
+    bridge = acl[acl.index("user bridge") :]
+    assert "topic read ws/v1/#" in bridge and "topic write ws/ack/v1/#" in bridge
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
