@@ -17,7 +17,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from contract.acks import ack_topic
 from contract.codec import encode
 from contract.events import Direction, WasteCategory, Weighing
 from contract.msgid import make_msg_id
@@ -48,6 +51,8 @@ class LoadSpec:
     """None: the contract topic ws/v1/{site}/weighbridge/{device}/weighing; else `{root}/{site}/{device}`."""
     max_messages: int = 10_000_000
     ack_timeout_s: float = 15.0
+    confirm: bool = False
+    """Ask for a pipeline confirmation per message (MQTT 5 Response Topic), as an edge agent does."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,12 @@ def publisher_client(client_id: str, host: str, port: int, on_publish: Any) -> m
     return client
 
 
+def _confirm_props(site: str) -> Properties:
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = ack_topic(site)
+    return props
+
+
 def publish(spec: LoadSpec) -> LoadResult:
     """Publish at `spec.rate` for `spec.duration_s` (bounded by `max_messages`), then await acks."""
     acked = 0
@@ -108,6 +119,7 @@ def publish(spec: LoadSpec) -> LoadResult:
     client = publisher_client(f"bench-pub-{spec.prefix}", spec.host, spec.port, on_publish)
     devices = device_ids(spec)
     seqs = [0] * len(devices)
+    props = [_confirm_props(site) if spec.confirm else None for _, site, _ in devices]
     sent, first_send, last_send = 0, 0.0, 0.0
     time.sleep(max(0.0, spec.start_at - time.time()))
     t0 = time.time()
@@ -126,7 +138,7 @@ def publish(spec: LoadSpec) -> LoadResult:
                 device, site, topic = devices[k]
                 seqs[k] += 1
                 payload = encode(weighing(device, site, spec.epoch, seqs[k], datetime.now(UTC)))
-                client.publish(topic, payload, qos=1)
+                client.publish(topic, payload, qos=1, properties=props[k])
                 sent += 1
             if not first_send:
                 first_send = now
@@ -159,10 +171,11 @@ class LoadGen:
 
 
 def specs_for(host: str, port: int, prefix: str, rate: float, duration_s: float, procs: int,
-              devices: int, *, topic_root: str | None = None, start_delay_s: float = 2.0) -> list[LoadSpec]:
+              devices: int, *, topic_root: str | None = None, start_delay_s: float = 2.0,
+              confirm: bool = False) -> list[LoadSpec]:
     """Split a total rate and device count over `procs` publisher processes."""
     start_at = time.time() + start_delay_s
     per_rate = rate / procs if rate > 0 else 0.0
     per_devices = max(1, devices // procs)
     return [LoadSpec(host, port, f"{prefix}p{i}", per_devices, max(1, per_devices // 10), per_rate,
-                     duration_s, start_at, topic_root=topic_root) for i in range(procs)]
+                     duration_s, start_at, topic_root=topic_root, confirm=confirm) for i in range(procs)]

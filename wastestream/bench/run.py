@@ -89,6 +89,8 @@ class BenchConfig:
     city_population: int = 4_000_000
     """--city-scale: the city's size; its devices and rates scale with it (city.py)."""
     private_services: bool = True
+    confirmations: bool = False
+    """Every message asks for a pipeline confirmation, as edge agents' do: measures their cost."""
     """Own services for the run (see run_bench); False measures on the shared ones."""
 
 
@@ -367,7 +369,7 @@ def run_step(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dic
              run_dir: Path, index: int, rate: float) -> dict[str, Any]:
     prefix = f"b{run_id}s{index}"
     specs = specs_for(settings.mqtt_host, settings.mqtt_port, prefix, rate, cfg.step_s, cfg.publishers,
-                      cfg.devices)
+                      cfg.devices, confirm=cfg.confirmations)
     start, end = specs[0].start_at, specs[0].start_at + cfg.step_s
     load = LoadGen(specs)
     spies = []
@@ -628,6 +630,9 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
     p.add_argument("--drain-timeout", type=float, default=45.0)
     p.add_argument("--backlog", type=int, default=6000,
                    help="messages queued in Kafka for the workers-alone drain (0: skip it)")
+    p.add_argument("--confirmations", action="store_true",
+                   help="each message asks for a pipeline confirmation (MQTT 5 Response Topic), as an "
+                        "edge agent's do; the bridges then publish them: measures their cost")
     p.add_argument("--skip-raw", action="store_true")
     p.add_argument("--skip-naive", action="store_true")
     p.add_argument("--keep-going", action="store_true", help="run every step even past saturation")
@@ -658,7 +663,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
         py_spy=a.py_spy if a.profile_step >= 0 else "", profile_step=a.profile_step,
         worker_env=dict(kv.split("=", 1) for kv in a.worker_env if "=" in kv),
         city_scale=a.city_scale, city_s=a.city_seconds, city_population=a.city_population,
-        private_services=not a.shared_services,
+        private_services=not a.shared_services, confirmations=a.confirmations,
     )
     return cfg, a.out
 
