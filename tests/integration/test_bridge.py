@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
@@ -18,6 +18,7 @@ from contract.events import Direction, WasteCategory
 from contract.topics import DEADLETTER_TOPIC
 from stream.bridge import Bridge, BridgeConfig
 from stream.topics_admin import ensure_topics
+from wastestream.pipeline import drop_mqtt_sessions
 from wastestream.settings import load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -80,7 +81,20 @@ async def read_since(offsets: dict[TopicPartition, int], want: int, marker: byte
         await consumer.stop()
 
 
+_CLIENT_IDS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _end_bridge_sessions() -> Iterator[None]:
+    """A test bridge's persistent session in its own share group would otherwise collect every
+    later message of the shared broker for a week (SESSION_EXPIRY_S), slowing the whole suite."""
+    yield
+    drop_mqtt_sessions(SETTINGS, _CLIENT_IDS)
+    _CLIENT_IDS.clear()
+
+
 def config(run: str) -> BridgeConfig:
+    _CLIENT_IDS.append(f"test-bridge-{run}")
     return BridgeConfig(client_id=f"test-bridge-{run}", group=f"test{run}", settings=SETTINGS)
 
 
