@@ -15,6 +15,16 @@ together) and `device_health` consumes both, so the check is decided and written
 owner of the device's state, in order with its statuses. Residual risk: after a restart the
 watermark starts with the first status heard, so a worker whose devices ALL stay silent
 raises nothing until one speaks.
+
+A site's edge going offline (its Last-Will) or coming back: the edge's owner sends the
+`EdgeNotice` of device_health_state.py to EVERY partition of the same checks topic (with the
+batch's alerts, before the table write: a crash re-sends the same numbered notices, which
+devices that applied them already ignore), and each partition's owner applies it to the
+devices of that site whose state it holds (`Health.partition`), one table write each, in
+order with their statuses: no key is written from another partition, whatever the number
+of workers. Finding them scans the local table, which costs once per edge outage, not per
+status. The timer's "already asked" memory includes the notice number, so a device judged
+while its edge was down is asked again once the edge is back.
 """
 
 from __future__ import annotations
@@ -29,7 +39,14 @@ import msgspec
 
 from contract.events import Alert, DeviceStatus
 from contract.topics import KAFKA_TOPICS
-from stream.agents.device_health_state import Health, on_check, on_status
+from stream.agents.device_health_state import (
+    EdgeNotice,
+    Health,
+    edge_device_id,
+    on_check,
+    on_edge_notice,
+    on_status,
+)
 from stream.agents.manifest_state import Watermark
 from stream.agents.runner import Ack, AgentCounters, StateCache, decode_valid, run_batches, write_points
 from stream.app import app, rules, send_alerts, settings
@@ -57,14 +74,15 @@ health_table = app.Table(
 WATERMARK = Watermark()
 
 
-class Check(msgspec.Struct):
+class Check(msgspec.Struct, tag="check", tag_field="kind"):
     device: str
     now_ns: int
 
 
-_check_decoder = msgspec.json.Decoder(Check)
-_sent_checks: dict[str, str] = {}
-"""device -> the last msg_id a check was sent for (no repeat while it is being processed)."""
+_control_decoder = msgspec.json.Decoder(Check | EdgeNotice)
+_check_decoder = msgspec.json.Decoder(Check)  # a check of a worker before notices had no `kind`
+_sent_checks: dict[str, tuple[str, int]] = {}
+"""device -> (last msg_id, edge notice) a check was sent for (no repeat while it is being processed)."""
 
 
 Counters = AgentCounters(log)
@@ -81,14 +99,16 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
     valid, rejected = await decode_valid(statuses, DeviceStatus, STATUS_TOPIC)
     Counters.rejected += rejected
     decoded = {id(event): (s, key) for event, s, key in valid}
+    batch_devices = {s.device_id for s, _ in decoded.values()}
     states = StateCache(health_table, Health.from_json, Health.to_json)
     alerts: list[Alert] = []
+    notices: list[EdgeNotice] = []
     points: list[Point] = []
     heard_max: int | None = None
     for event in events:
         msg = event.message
         if msg.topic == CHECK_TOPIC:
-            _check(event, states, alerts)
+            _control(event, states, alerts, batch_devices)
             continue
         if id(event) not in decoded:
             continue  # rejected: already dead-lettered
@@ -98,6 +118,7 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
         h = states.get(s.device_id)
         out = on_status(h, s, key, heard_ns, rules)
         alerts += out.alerts
+        notices += out.notices
         if out.duplicate:
             Counters.duplicate(s.msg_id)
         else:
@@ -107,24 +128,54 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
         points += out.points
     await send_alerts(alerts)
     Counters.alerts += len(alerts)
+    await _send_notices(notices)
     states.write()
     if heard_max is not None:  # after the write: the timer judges silence on the table's state
         WATERMARK.observe(heard_max, time.time())
     await write_points(sink, points, ack)
 
 
-def _check(event: Any, states: StateCache[Health], alerts: list[Alert]) -> None:
-    """Decide one silence check where the device's state lives."""
+async def _send_notices(notices: Sequence[EdgeNotice]) -> None:
+    """Each notice to every partition of the checks topic; returns once Kafka has them all."""
+    futures = [await check_topic.send(key=edge_device_id(n.site).encode(), partition=p,
+                                      value=msgspec.json.encode(n))
+               for n in notices for p in range(settings.kafka_partitions)]
+    for future in futures:
+        await future
+    if notices:
+        log.info("edge notices sent: %s", ", ".join(f"{n.site} {'down' if n.down else 'up'} #{n.n}"
+                                                     for n in notices))
+
+
+def _control(event: Any, states: StateCache[Health], alerts: list[Alert], batch_devices: set[str]) -> None:
+    """A record of the checks topic: a silence check, or an edge's notice for its devices here."""
     payload: bytes = event.value
     try:
-        c = _check_decoder.decode(payload)
-    except msgspec.DecodeError as exc:
-        log.error("bad device-health check %r: %s", payload[:200], exc)
+        c = _control_decoder.decode(payload)
+    except msgspec.DecodeError:
+        try:
+            c = _check_decoder.decode(payload)
+        except msgspec.DecodeError as exc:
+            log.error("bad device-health check %r: %s", payload[:200], exc)
+            return
+    if isinstance(c, EdgeNotice):
+        _edge_notice(c, event, states, batch_devices)
         return
     out = on_check(states.get(c.device), c.device, c.now_ns, rules)
     alerts.extend(out.alerts)
     if out.alerts:
         states.changed(c.device, event)
+
+
+def _edge_notice(notice: EdgeNotice, event: Any, states: StateCache[Health], batch_devices: set[str]) -> None:
+    """Apply `notice` to the devices of its site on this record's partition (table and batch)."""
+    partition = event.message.partition
+    held = {device for device, value in list(health_table.items())
+            if value and value.get("site") == notice.site and value.get("partition") == partition}
+    for device in sorted(held | batch_devices):
+        h = states.get(device)
+        if h.partition == partition and on_edge_notice(h, device, notice):
+            states.changed(device, event)
 
 
 @app.agent(source_topic)
@@ -141,8 +192,9 @@ async def find_silent_devices() -> None:
     owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == STATUS_TOPIC}
     for device, value in list(health_table.items()):
         h = Health.from_json(value)
-        if h.partition in owned and h.silent(now, rules) and _sent_checks.get(device) != h.msg_id:
-            _sent_checks[device] = h.msg_id
+        token = (h.msg_id, h.edge_notice)
+        if h.partition in owned and h.silent(now, rules) and _sent_checks.get(device) != token:
+            _sent_checks[device] = token
             future = await check_topic.send(key=device.encode(), partition=h.partition,
                                             value=msgspec.json.encode(Check(device, now)))
             await future

@@ -7,10 +7,40 @@ stream knows of the device, so mark and state are one changelog record (see dedu
   Last-Will is composed (msg_id and `ts`) when the agent connects, so it carries an older
   seq and time than every heartbeat of that connection, yet it is the newest news. A
   late seq still fills its dedup gap; only a true duplicate is dropped.
+- **The edge's own `offline`** (its Last-Will, or the `offline` it says when stopped): a
+  status of device `{site_id}-edge` (edge/mqtt_session.py `agent_device_id`; the dashboards
+  rely on the same name) in state `offline`. The agent's heartbeats are always `online`, so
+  this identifies the Will without a contract change (an added field would be refused by
+  strict decoders not yet upgraded) and without its `last_error` text. Why it needs its own
+  de-duplication: the Will's seq is taken at connect time and every heartbeat after it takes
+  a newer one, so after `dedup.WINDOW` heartbeats (~17 h at 60 s) its seq is below the window
+  and the seq mark would take it for a duplicate. So these statuses are judged by
+  `Health.wills` instead: the (epoch, seq) of the last `WILLS_KEPT` of them accepted, with the
+  arrival time of each. One in that list is a duplicate (an MQTT redelivery, a replay of the
+  partition: no alert, and its point is written again at its FIRST arrival time, so InfluxDB
+  overwrites instead of gaining a point); one older than a full list is a duplicate with no
+  point; anything else is new, whatever its seq. The seq mark still records it (fills its
+  gap if within the window). Rejected alternatives: renewing the Will by reconnecting (drops
+  the session for a bookkeeping problem); heartbeats on a seq stream of their own (one device
+  id has one seq per the contract, and dedup.py orders by it).
 - **`device_offline`** (warning), once per episode: a status saying `offline` (the agent's
   Last-Will, or a device its edge judged offline), dedup key `device|msg_id`; or silence,
   nothing heard for `offline_after_s` (a `check` from the timer, stream/agents/device_health.py),
   dedup key `device|silent-after|last msg_id`. An `online` status ends the episode (re-arm).
+- **A site whose edge is offline** raises one `device_offline` (the edge's), not one more per
+  device: the devices' silence is explained. The edge's state lives on its own partition, its
+  devices' on theirs, so when the edge's state flips (offline, or online again after it) its
+  owner emits an `EdgeNotice` (numbered per edge: `Health.notices`, restored with the edge's
+  state, so a replay re-emits the same numbers), which device_health.py sends to EVERY
+  partition of the checks topic; each partition's owner applies it, in order with that
+  partition's statuses, to the devices of the site it holds (`on_edge_notice`): `edge_down`
+  while the edge is offline (no silence episode opens), then `edge_up_ns`: silence counts
+  from the later of last heard and the edge's return, so a device that stays silent after its
+  edge is back is alerted `offline_after_s` later. A stale notice (number not above the last
+  one applied: a replay) changes nothing. An explicit `offline` status for a device still
+  alerts (a live edge judged it offline). Not covered: an edge that goes silent without a Will
+  (its silence and its devices' are judged independently, each alerts); a device first heard
+  after its edge's offline notice was applied on its partition.
 - **`outbox_growing`** (warning), once per episode, for the site's edge agent only
   (`{site_id}-edge`): every status of a site carries the same site outbox depth, so judging
   each device would page once per device for one outbox. Starts at depth ≥
@@ -41,11 +71,30 @@ NS = 1_000_000_000
 DEVICE_STATUS = "device_status"
 DEVICE_OFFLINE = "device_offline"
 OUTBOX_GROWING = "outbox_growing"
+WILLS_KEPT = 16
+"""The edge's own offline statuses remembered for de-duplication (one per outage)."""
 
 
 def edge_device_id(site_id: str) -> str:
     """The edge agent's own status device (edge/mqtt_session.py `agent_device_id`)."""
     return f"{site_id}-edge"
+
+
+def is_edge_offline(s: DeviceStatus) -> bool:
+    """The edge agent's own `offline`: its Last-Will, or what it says when stopped."""
+    return s.state is DeviceState.OFFLINE and s.device_id == edge_device_id(s.site_id)
+
+
+class EdgeNotice(msgspec.Struct, frozen=True, tag="edge", tag_field="kind"):
+    """A site edge's state flipped: sent to every partition, applied to the site's devices there."""
+
+    site: str
+    n: int
+    """The edge's notice number (1, 2, ...): a device applies only a newer one than it has."""
+    down: str | None
+    """msg_id of the edge's `offline` status; None: the edge is online again."""
+    heard_ns: int
+    """Record time of that status: silence counts from it when the edge is back."""
 
 
 class Health(msgspec.Struct, kw_only=True):
@@ -66,6 +115,16 @@ class Health(msgspec.Struct, kw_only=True):
     """Dedup key of the open offline episode (alerted); None when armed."""
     outbox: str | None = None
     """Dedup key of the open outbox episode (alerted); None when armed."""
+    wills: list[tuple[int, int, int]] = []
+    """The edge only: (epoch, seq, heard_ns) of its own offline statuses accepted, oldest first."""
+    notices: int = 0
+    """The edge only: EdgeNotices emitted so far (the last one's number)."""
+    edge_notice: int = 0
+    """A device: number of the last notice of its site's edge applied."""
+    edge_down: str | None = None
+    """A device: msg_id of its edge's `offline` while the edge is offline (silence explained)."""
+    edge_up_ns: int = 0
+    """A device: when its edge was heard back online; silence counts from here at the earliest."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Health:
@@ -74,16 +133,23 @@ class Health(msgspec.Struct, kw_only=True):
     def to_json(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)  # type: ignore[no-any-return]
 
+    def quiet_since_ns(self) -> int:
+        """Since when silence counts: last heard, or its edge's return if that is later."""
+        return max(self.heard_ns, self.edge_up_ns)
+
     def silent(self, now_ns: int, rules: Rules) -> bool:
-        """Heard before, not in an offline episode, and nothing since `offline_after_s` (timer's question)."""
-        return (bool(self.msg_id) and self.offline is None
-                and now_ns - self.heard_ns >= rules.device_health.offline_after_s * NS)
+        """Heard before, not in an offline episode, its edge not offline, and nothing for
+        `offline_after_s` (the timer's question)."""
+        return (bool(self.msg_id) and self.offline is None and self.edge_down is None
+                and now_ns - self.quiet_since_ns() >= rules.device_health.offline_after_s * NS)
 
 
 class Output(msgspec.Struct):
     duplicate: bool = False
     alerts: list[Alert] = []
     points: list[Point] = []
+    notices: list[EdgeNotice] = []
+    """For every partition of the checks topic (device_health.py)."""
 
 
 def status_point(s: DeviceStatus, key: MsgKey, heard_ns: int) -> Point:
@@ -99,10 +165,15 @@ def status_point(s: DeviceStatus, key: MsgKey, heard_ns: int) -> Point:
 
 def on_status(h: Health, s: DeviceStatus, key: MsgKey, heard_ns: int, rules: Rules) -> Output:
     """Apply one status heard at `heard_ns` (Kafka record time) to `h` (mutated)."""
-    out = Output(points=[status_point(s, key, heard_ns)])
-    if not accept(h.mark, key):
+    if is_edge_offline(s):
+        new, stamp = _accept_edge_offline(h, key, heard_ns)
+    else:
+        new, stamp = accept(h.mark, key), heard_ns
+    out = Output(points=[] if stamp is None else [status_point(s, key, stamp)])
+    if not new:
         out.duplicate = True  # its point is idempotent: written again (heals a crash before the write)
         return out
+    was_offline = h.state == DeviceState.OFFLINE.value
     h.site, h.state, h.msg_id = s.site_id, s.state.value, s.msg_id
     h.ts_ns, h.heard_ns = to_ns(s.ts), max(h.heard_ns, heard_ns)
     h.outbox_depth, h.last_error = s.outbox_depth, s.last_error
@@ -117,7 +188,36 @@ def on_status(h: Health, s: DeviceStatus, key: MsgKey, heard_ns: int, rules: Rul
                     + (f": {s.last_error}" if s.last_error else ""),
             evidence=[s.msg_id], ts=when, dedup_key=h.offline))
     _outbox(h, s, when, rules, out)
+    if s.device_id == edge_device_id(s.site_id) and was_offline != (s.state is DeviceState.OFFLINE):
+        h.notices += 1
+        out.notices.append(EdgeNotice(s.site_id, h.notices, s.msg_id if is_edge_offline(s) else None,
+                                      heard_ns))
     return out
+
+
+def _accept_edge_offline(h: Health, key: MsgKey, heard_ns: int) -> tuple[bool, int | None]:
+    """(new, arrival time for its point) of the edge's own offline: judged by `h.wills`, not the
+    seq window (module doc). A duplicate's point gets its first arrival time (None: unknown)."""
+    point = (key.epoch, key.seq)
+    for epoch, seq, heard in h.wills:
+        if (epoch, seq) == point:
+            return False, heard
+    if len(h.wills) >= WILLS_KEPT and point < h.wills[0][:2]:
+        return False, None
+    accept(h.mark, key)  # fills its gap within the window; below it, the mark cannot tell
+    h.wills = sorted([*h.wills, (key.epoch, key.seq, heard_ns)])[-WILLS_KEPT:]
+    return True, heard_ns
+
+
+def on_edge_notice(h: Health, device_id: str, notice: EdgeNotice) -> bool:
+    """Apply its edge's notice to one device of the site; False (no change) when not applicable:
+    the edge itself, or a notice not newer than the last one applied (a replay)."""
+    if device_id == edge_device_id(notice.site) or h.site != notice.site or notice.n <= h.edge_notice:
+        return False
+    h.edge_notice, h.edge_down = notice.n, notice.down
+    if notice.down is None:
+        h.edge_up_ns = max(h.edge_up_ns, notice.heard_ns)
+    return True
 
 
 def _outbox(h: Health, s: DeviceStatus, when: datetime, rules: Rules, out: Output) -> None:
@@ -142,10 +242,12 @@ def on_check(h: Health, device_id: str, now_ns: int, rules: Rules) -> Output:
         return out  # heard meanwhile, already offline, or a repeated check
     h.offline = f"{device_id}|silent-after|{h.msg_id}"
     after = rules.device_health.offline_after_s
+    since = " since its edge came back" if h.edge_up_ns > h.heard_ns else ""
     out.alerts.append(make_alert(
         DEVICE_OFFLINE, Severity.WARNING, site_id=h.site, device_id=device_id, subject=device_id,
-        summary=f"{device_id} at {h.site}: nothing heard for {after:g} s (last status {h.msg_id}, {h.state})",
-        evidence=[h.msg_id], ts=datetime.fromtimestamp((h.heard_ns + round(after * NS)) / NS, UTC),
+        summary=f"{device_id} at {h.site}: nothing heard for {after:g} s{since} "
+                f"(last status {h.msg_id}, {h.state})",
+        evidence=[h.msg_id], ts=datetime.fromtimestamp((h.quiet_since_ns() + round(after * NS)) / NS, UTC),
         dedup_key=h.offline))
     return out
 

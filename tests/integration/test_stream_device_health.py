@@ -1,6 +1,8 @@
 """Device health against the real Kafka and InfluxDB: an edge's Last-Will, a device reporting
 offline then back, a device going silent (short `offline_after_s` from a test rules file) and a
-growing outbox give exactly their alerts (each once) and one `device_status` point per status."""
+growing outbox give exactly their alerts (each once) and one `device_status` point per status;
+a site whose edge loses power after more than the dedup window of heartbeats gives one alert
+(its Will), not one per device, and silence counts again once the edge is back."""
 
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from typing import Any
 import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from contract import encode
 from contract.events import DeviceState, DeviceStatus
 from contract.topics import KAFKA_TOPICS
 from stream.alerting.make import alert_id
+from stream.dedup import WINDOW
 from stream.rules import DEFAULT_RULES
 from tests.integration.workerkit import (
     produce,
@@ -51,21 +55,29 @@ async def send_now(s: Settings, events: list[DeviceStatus]) -> None:
         await producer.stop()
 
 
-def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_id: str,
-                                                       tmp_path: Path) -> None:
+def write_rules(tmp_path: Path, outbox_depth: int) -> Path:
+    """The default rules with a short `offline_after_s` (and the given outbox threshold)."""
     rules = yaml.safe_load(DEFAULT_RULES.read_text(encoding="utf-8"))
     rules["device_health"] = {"offline_after_s": OFFLINE_AFTER_S, "stuck_after_readings": 30,
-                              "outbox_growing_depth": OUTBOX_DEPTH}
-    rules_file = tmp_path / "rules.yaml"
-    rules_file.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
+                              "outbox_growing_depth": outbox_depth}
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_id: str,
+                                                       tmp_path: Path) -> None:
+    rules_file = write_rules(tmp_path, OUTBOX_DEPTH)
     site = f"hs-{run_id}"
+    quiet_site = f"hsq-{run_id}"  # `silent`'s edge is up: at `site`, the edge's Will explains silence
+    sites = {site, quiet_site}
     edge, silent, flaky = f"{site}-edge", f"hsw-{run_id}", f"hsa-{run_id}"
     # The edge's Will (seq 1) was composed at connect time: it arrives after seqs 2..5.
     edge_statuses = [status(edge, site, 2), status(edge, site, 3, depth=OUTBOX_DEPTH + 10),
                      status(edge, site, 4, depth=OUTBOX_DEPTH * 2), status(edge, site, 5, depth=3),
                      status(edge, site, 1, "offline", error="connection lost (last will)")]
     first = [*edge_statuses[:3], edge_statuses[1], edge_statuses[0], edge_statuses[3],  # duplicates
-             status(silent, site, 1), status(flaky, site, 1),
+             status(silent, quiet_site, 1), status(flaky, site, 1),
              status(flaky, site, 2, "offline", error="serial port missing")]
     asyncio.run(produce(settings, first))
     time.sleep(0.01)  # the Will comes later (its own millisecond: points are stamped on arrival)
@@ -86,7 +98,7 @@ def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_i
             beat = status(flaky, site, seq)
             asyncio.run(send_now(settings, [beat]))
             sent.add(beat.msg_id)
-            got = asyncio.run(read_alerts(settings, lambda a: a["site_id"] == site))
+            got = asyncio.run(read_alerts(settings, lambda a: a["site_id"] in sites))
             raised = {a["alert_id"] for a in got if f"raised alert {a['alert_id']} " in log.read_text()}
             return got if raised >= want else None
 
@@ -97,10 +109,10 @@ def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_i
             asyncio.run(send_now(settings, [beat]))
             sent.add(beat.msg_id)
             time.sleep(1.0)
-        query = f"SELECT * FROM device_status WHERE site = '{site}'"
+        query = f"SELECT * FROM device_status WHERE site = '{site}' OR site = '{quiet_site}'"
         rows = wait_until(lambda: (r := influxql(settings, query)) and {x["msg_id"] for x in r} == sent and r,
                           15, proc, log, "device_status points")
-        alerts = asyncio.run(read_alerts(settings, lambda a: a["site_id"] == site))
+        alerts = asyncio.run(read_alerts(settings, lambda a: a["site_id"] in sites))
     finally:
         stop(proc)
     by_id = {a["alert_id"]: a for a in alerts}
@@ -120,3 +132,67 @@ def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_i
     assert by_msg[f"{flaky}:1:2"]["last_error"] == "serial port missing"
     last_edge = max((r for r in rows if r["device"] == edge), key=lambda r: r["time"])
     assert last_edge["msg_id"] == f"{edge}:1:1", "points are stamped on arrival: the Will is the last word"
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """Kafka's default partition of a record key (the bridge keys statuses by device id)."""
+    return int(DefaultPartitioner()(key.encode(), list(range(partitions)), list(range(partitions))))
+
+
+@pytest.mark.timeout(240)
+def test_site_outage_one_alert_from_a_will_beyond_the_window_then_silence_after_return(
+        settings: Settings, run_id: str, tmp_path: Path) -> None:
+    """An edge up for more than dedup.WINDOW heartbeats loses power: its Will (seq 1, taken at
+    connect) is the site's one alert, once although MQTT delivers it twice; its devices, on other
+    partitions, raise no silence alert while it is offline; once it is back, the device that
+    stays silent is alerted, the one that talks is not."""
+    rules_file = write_rules(tmp_path, 10**6)
+    site = f"ho-{run_id}"
+    edge = f"{site}-edge"
+    parts = settings.kafka_partitions
+    others = (f"hod{i}-{run_id}" for i in range(1000))
+    talker, mute = [d for d in others if partition_of(d, parts) != partition_of(edge, parts)][:2]
+    beats = WINDOW + 200
+    asyncio.run(produce(settings, [*(status(edge, site, seq) for seq in range(2, beats + 2)),
+                                   status(talker, site, 1), status(mute, site, 1)]))
+    will = status(edge, site, 1, "offline", error="connection lost (last will)")
+    asyncio.run(send_now(settings, [will]))
+    time.sleep(0.05)
+    asyncio.run(send_now(settings, [will]))  # the broker delivers it again (QoS 1): a second record
+    log = tmp_path / "worker.log"
+    proc = start_worker(settings, log, WS_RULES=str(rules_file))
+    will_alert = alert_id("device_offline", f"{edge}|{will.msg_id}")
+    mute_alert = alert_id("device_offline", f"{mute}|silent-after|{mute}:1:1")
+    try:
+        wait_until(lambda: f"raised alert {will_alert} " in log.read_text(), 90, proc, log,
+                   "the Will's alert")
+        time.sleep(OFFLINE_AFTER_S + 8)  # longer than any device's silence, with timer ticks to spare
+        early = asyncio.run(read_alerts(settings, lambda a: a["site_id"] == site))
+        assert {a["alert_id"] for a in early} == {will_alert}, "edge offline: devices' silence is explained"
+        seq, n = beats + 2, 1
+        asyncio.run(send_now(settings, [status(edge, site, seq), status(talker, site, 2)]))  # back
+
+        def mute_alerted() -> bool:
+            nonlocal seq, n
+            seq, n = seq + 1, n + 1  # the edge and `talker` keep talking
+            asyncio.run(send_now(settings, [status(edge, site, seq), status(talker, site, n)]))
+            return f"raised alert {mute_alert} " in log.read_text()
+
+        wait_until(mute_alerted, 60, proc, log, "the silent device's alert after the edge's return")
+        for _ in range(3):
+            mute_alerted()
+            time.sleep(1.0)
+        query = f"SELECT * FROM device_status WHERE device = '{edge}'"
+        last = f"{edge}:1:{seq}"
+        rows = wait_until(lambda: (r := influxql(settings, query)) and last in {x["msg_id"] for x in r} and r,
+                          30, proc, log, "the edge's points")
+        alerts = asyncio.run(read_alerts(settings, lambda a: a["site_id"] == site))
+    finally:
+        stop(proc)
+    assert {a["alert_id"] for a in alerts} == {will_alert, mute_alert}
+    text = log.read_text()
+    assert text.count(f"raised alert {will_alert} ") == 1 and text.count(f"raised alert {mute_alert} ") == 1
+    assert [r["state"] for r in rows if r["msg_id"] == will.msg_id] == ["offline"], "one point for the Will"
+    by_id = {a["alert_id"]: a for a in alerts}
+    assert "last will" in by_id[will_alert]["summary"]
+    assert "since its edge came back" in by_id[mute_alert]["summary"]

@@ -1,4 +1,5 @@
-"""Device health (pure): Last-Will offline, silence, re-arm, outbox threshold, duplicates, points."""
+"""Device health (pure): Last-Will offline (also beyond the dedup window), silence, re-arm, outbox
+threshold, duplicates, points, and a site whose edge is offline (one alert, not one per device)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 from contract.events import Alert, DeviceState, DeviceStatus
 from contract.msgid import parse_msg_id
-from stream.agents.device_health_state import Health, on_check, on_status
+from stream.agents.device_health_state import (
+    WILLS_KEPT,
+    EdgeNotice,
+    Health,
+    Output,
+    on_check,
+    on_edge_notice,
+    on_status,
+)
 from stream.alerting.make import alert_id
+from stream.dedup import WINDOW
 from stream.rules import DeviceHealthRules, Rules
 from stream.sinks.line_protocol import to_line
 
@@ -144,3 +154,137 @@ def test_state_roundtrips_through_json_and_point_shape() -> None:
     want_ns = ns(0) + 123_000_000 + 234_567  # arrival ms + the seq's last six digits
     assert line == ('device_status,device=wb1,site=s1 clock_offset_s=-1.5,last_error="",'
                     f'msg_id="wb1:1:1234567",online=true,outbox_depth=3i,state="online" {want_ns}')
+
+
+# -- the edge's Last-Will beyond the dedup window (seq taken at connect, ~1000 heartbeats later)
+
+def edge_after_heartbeats(beats: int) -> tuple[Device, str]:
+    """An edge whose Will (seq 1) was composed at connect, then online and `beats` heartbeats."""
+    edge = Device("s1-edge")
+    edge.seq = 1
+    for i in range(beats + 1):
+        edge.status(i * 60)
+    return edge, "s1-edge:1:1"
+
+
+def will(edge: Device, at: float, seq: int = 1) -> tuple[str, Output]:
+    msg_id = f"s1-edge:1:{seq}"
+    s = DeviceStatus(msg_id=msg_id, device_id="s1-edge", site_id="s1", ts=T0, state=DeviceState.OFFLINE,
+                     last_error="connection lost (last will)")
+    out = on_status(edge.h, s, parse_msg_id(msg_id), ns(at), RULES)
+    edge.alerts += out.alerts
+    return msg_id, out
+
+
+def test_last_will_below_the_dedup_window_alerts_once_and_redelivery_adds_no_point() -> None:
+    edge, will_id = edge_after_heartbeats(WINDOW + 200)
+    heard = (WINDOW + 300) * 60
+    _, first = will(edge, heard)
+    assert not first.duplicate, "the Will is the newest news however old its seq"
+    assert [a.alert_id for a in edge.alerts] == [alert_id("device_offline", f"s1-edge|{will_id}")]
+    assert edge.h.state == "offline"
+    _, again = will(edge, heard + 30)  # MQTT redelivery: a new Kafka record, later
+    assert again.duplicate and again.alerts == [] and len(edge.alerts) == 1
+    assert [to_line(p) for p in again.points] == [to_line(p) for p in first.points], \
+        "stamped at its first arrival: InfluxDB overwrites, no second point"
+    restored = Health.from_json(edge.h.to_json())  # a replay of the partition after a restart
+    edge.h = restored
+    _, replayed = will(edge, heard)
+    assert replayed.duplicate and replayed.alerts == [] and len(edge.alerts) == 1
+
+
+def test_second_outage_is_a_new_will_and_old_wills_stay_duplicates() -> None:
+    edge, first = edge_after_heartbeats(WINDOW + 10)
+    will(edge, 10**5)
+    edge.seq += 1  # the agent reconnects: its next Will is taken then, before the online status
+    second = f"s1-edge:1:{edge.seq}"
+    for i in range(WINDOW + 10):
+        edge.status(10**5 + 60 + i * 60)
+    _, out = will(edge, 10**6, seq=parse_msg_id(second).seq)
+    assert not out.duplicate
+    assert [a.alert_id for a in edge.alerts] == [alert_id("device_offline", f"s1-edge|{first}"),
+                                                 alert_id("device_offline", f"s1-edge|{second}")]
+    _, old = will(edge, 10**6 + 1)
+    assert old.duplicate and len(edge.alerts) == 2
+
+
+def test_only_the_edges_own_offline_escapes_the_window() -> None:
+    edge, _ = edge_after_heartbeats(WINDOW + 5)
+    _, dup = edge.status(10**6, seq=2)  # an old heartbeat is still a duplicate
+    assert dup
+    d = Device("wb1")
+    for i in range(WINDOW + 5):
+        d.status(i)
+    _, dup = d.status(10**6, "offline", seq=1)  # a device's own offline keeps the seq rules
+    assert dup and d.alerts == []
+
+
+def test_wills_kept_are_bounded_and_older_than_all_of_them_is_a_duplicate_without_point() -> None:
+    edge = Device("s1-edge")
+    for k in range(WILLS_KEPT + 2):
+        edge.status(k * 100)
+        will(edge, k * 100 + 50, seq=edge.seq + 1)
+        edge.seq += 1
+    assert len(edge.h.wills) == WILLS_KEPT and len(edge.alerts) == WILLS_KEPT + 2
+    _, out = will(edge, 10**6, seq=2)
+    assert out.duplicate and out.points == [] and out.alerts == []
+
+
+# -- a site whose edge is offline: one alert (the edge's), devices' silence explained
+
+def test_edge_state_flips_emit_numbered_notices_the_same_on_replay() -> None:
+    edge, will_id = edge_after_heartbeats(3)
+    _, out = will(edge, 1000)
+    assert out.notices == [EdgeNotice("s1", 1, will_id, ns(1000))]
+    before = edge.h.to_json()
+    assert will(edge, 1001)[1].notices == []  # duplicate
+    back, _ = edge.status(1100)
+    after = edge.h.to_json()
+    replay = Health.from_json(before)  # crash before the table write: the same number again
+    s = DeviceStatus(msg_id=back, device_id="s1-edge", site_id="s1", ts=T0 + timedelta(seconds=1100),
+                     state=DeviceState.ONLINE)
+    again = on_status(replay, s, parse_msg_id(back), ns(1100), RULES)
+    assert again.notices == [EdgeNotice("s1", 2, None, ns(1100))] and replay.to_json() == after
+    edge.status(1160)  # online while online: nothing to tell
+    stop, _ = edge.status(1200, "offline")  # stopped cleanly: offline too
+    assert edge.h.notices == 3 and edge.h.wills[-1][:2] == (1, parse_msg_id(stop).seq)
+
+
+def test_devices_of_an_offline_edge_are_not_silent_until_it_is_back() -> None:
+    d = Device("wb1")
+    last, _ = d.status(0)
+    assert on_edge_notice(d.h, "wb1", EdgeNotice("s1", 1, "s1-edge:1:1", ns(100)))
+    assert not d.h.silent(ns(10**5), RULES) and d.check(10**5) == []
+    assert not on_edge_notice(d.h, "wb1", EdgeNotice("s1", 1, "s1-edge:1:1", ns(100))), "replayed"
+    assert on_edge_notice(d.h, "wb1", EdgeNotice("s1", 2, None, ns(20_000)))
+    assert not on_edge_notice(d.h, "wb1", EdgeNotice("s1", 1, "s1-edge:1:1", ns(100))), "stale"
+    assert d.check(20_299) == []
+    [alert] = d.check(20_300)  # silent offline_after_s after its edge came back
+    assert alert.alert_id == alert_id("device_offline", f"wb1|silent-after|{last}")
+    assert alert.ts == T0 + timedelta(seconds=20_300) and "since its edge came back" in alert.summary
+
+
+def test_a_device_heard_after_its_edge_is_back_counts_from_then() -> None:
+    d = Device("wb1")
+    d.status(0)
+    on_edge_notice(d.h, "wb1", EdgeNotice("s1", 1, "s1-edge:1:1", ns(100)))
+    on_edge_notice(d.h, "wb1", EdgeNotice("s1", 2, None, ns(1000)))
+    d.status(1100)
+    assert d.check(1399) == [] and len(d.check(1400)) == 1
+
+
+def test_explicit_offline_still_alerts_while_the_edge_is_down() -> None:
+    d = Device("wb1")
+    d.status(0)
+    on_edge_notice(d.h, "wb1", EdgeNotice("s1", 1, "s1-edge:1:1", ns(100)))
+    msg, _ = d.status(200, "offline", error="serial port missing")
+    assert [a.alert_id for a in d.alerts] == [alert_id("device_offline", f"wb1|{msg}")]
+
+
+def test_a_notice_leaves_the_edge_itself_and_other_sites_alone() -> None:
+    edge, _ = edge_after_heartbeats(1)
+    other = Device("wb9", site="s2")
+    other.status(0)
+    notice = EdgeNotice("s1", 1, "s1-edge:1:1", ns(100))
+    assert not on_edge_notice(edge.h, "s1-edge", notice) and not on_edge_notice(other.h, "wb9", notice)
+    assert other.check(400) and edge.check(10**5)
