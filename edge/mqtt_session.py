@@ -8,7 +8,11 @@ Status device: the agent reports itself as device `{site_id}-edge` under the kin
 site's first device (the contract's topic kinds are device kinds, so the bridge accepts it):
 an `online` DeviceStatus on every connect and a Last-Will `offline` on
 `ws/v1/{site}/{kind}/{site_id}-edge/device_status`. The will's msg_id is renewed after
-every disconnect so two outages are two messages, not one de-duplicated away.
+every disconnect so two outages are two messages, not one de-duplicated away. Its seq
+is taken at connect, so after a long uptime it lies thousands of heartbeats below the newest:
+the stream recognises the agent's own `offline` (this device id, state `offline`) and
+de-duplicates it apart from the seq window (stream/agents/device_health_state.py), so the
+Will needs no renewal while connected.
 
 Delivery: a pump thread sends outbox rows in id order, at most `max_inflight` unacked;
 PUBACK arrives on paho's thread, which only queues it (paho holds its own lock there), and

@@ -34,7 +34,10 @@ set in the past) would have everything dropped as duplicates: counted and logged
 WARNING; (2) a ticket for a day older than `KEEP_DAYS` before the device's newest day
 updates no total (logged), since its running total has been pruned; (3) a message
 arriving more than `WINDOW` sequence numbers late (or, for a device first seen at seq >
-`INITIAL_GAPS`, one older than that first message) is taken for a duplicate.
+`INITIAL_GAPS`, one older than that first message) is taken for a duplicate. One message
+is late by design: an edge agent's Last-Will (its seq is taken at connect, every heartbeat
+after it takes a newer one), so device health de-duplicates the agent's own `offline`
+statuses apart from this window (stream/agents/device_health_state.py).
 """
 
 from __future__ import annotations
