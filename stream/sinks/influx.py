@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import inspect
@@ -34,7 +35,7 @@ import aiohttp
 
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
-from stream.sinks.line_protocol import Point, to_line
+from stream.sinks.line_protocol import FieldValue, Point, to_line
 from wastestream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,15 @@ class SinkConfig:
 
 LATENCY_MEASUREMENT = "pipeline_latency"
 
+LATENCY_BUCKETS_MS = (10, 20, 50, 100, 150, 200, 300, 400, 500, 700, 1000, 1500, 2000, 3000, 5000,
+                      7000, 10000, 20000, 30000, 60000)
+"""Upper bounds of the cumulative histogram fields `le_<ms>` of each `pipeline_latency` point.
+
+Why: a window's p99 cannot be combined with another's, so a reader could only take the worst
+window (an upper bound). Cumulative counts add up across windows and workers: the quantiles of
+a whole run follow to within a bucket, and the share within a bound (`le_1000` / `count`: is
+p99 under 1 s?) exactly."""
+
 
 def percentile(sorted_values: list[int] | list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of an ascending list; NaN when empty."""
@@ -222,11 +232,15 @@ class LatencyRecorder:
             if not samples:
                 continue
             samples.sort()
+            fields: dict[str, FieldValue] = {
+                "p50_ms": percentile(samples, 50) / 1e6, "p99_ms": percentile(samples, 99) / 1e6,
+                "max_ms": samples[-1] / 1e6, "count": len(samples) * self.every}
+            for bound in LATENCY_BUCKETS_MS:
+                fields[f"le_{bound}"] = bisect.bisect_right(samples, bound * 1_000_000) * self.every
             points.append(Point(
                 LATENCY_MEASUREMENT,
                 {"measurement": measurement, "host": self.host, "worker": self.worker},
-                {"p50_ms": percentile(samples, 50) / 1e6, "p99_ms": percentile(samples, 99) / 1e6,
-                 "max_ms": samples[-1] / 1e6, "count": len(samples) * self.every},
+                fields,
                 now_ns,
             ))
         self._samples = {}

@@ -29,11 +29,12 @@ from wastestream.bench.run import (
     _topic_partitions,
     cpu_between,
     cpu_snapshot,
+    latency_of,
     start_pipeline,
     step_latency,
     stop_pipeline,
 )
-from wastestream.bench.stats import fifo_delays, percentile, rate_between, slope, weighted_median
+from wastestream.bench.stats import fifo_delays, percentile, rate_between, slope
 from wastestream.influxql import InfluxQueryError, influxql
 from wastestream.pipeline import Pipeline
 from wastestream.settings import Settings
@@ -108,13 +109,10 @@ def kafka_offsets(settings: Settings) -> tuple[int | None, int | None]:
 def _latency(settings: Settings, start: float, end: float) -> dict[str, dict[str, float]]:
     out = {kind: step_latency(settings, int(start * 1e9), int(end * 1e9), MEASUREMENTS[kind][0])
            for kind in KINDS}
-    rows = influxql(settings, "SELECT p50_ms, \"count\" FROM pipeline_latency WHERE \"measurement\" =~ "
-                              "/^(deposit|bin_level|truck_position|weighing)$/ "
+    event_time = "|".join(MEASUREMENTS[k][0] for k in KINDS if k not in LATENCY_NOTE)
+    rows = influxql(settings, f"SELECT * FROM pipeline_latency WHERE \"measurement\" =~ /^({event_time})$/ "
                               f"AND time >= {int(start * 1e9)} AND time <= {int(end * 1e9)}")
-    event_time = [k for k in KINDS if k not in LATENCY_NOTE]
-    out["total"] = {"latency_p50_ms": weighted_median([(r["p50_ms"], r["count"]) for r in rows]),
-                    "latency_p99_ms": max((out[k]["latency_p99_ms"] for k in event_time
-                                           if not math.isnan(out[k]["latency_p99_ms"])), default=math.nan)}
+    out["total"] = latency_of(rows)  # every event-time message of the run, pooled
     return out
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from stream.sinks.influx import percentile
+from stream.sinks.influx import LATENCY_BUCKETS_MS, percentile
 
-__all__ = ["fifo_delays", "percentile", "rate_between", "slope", "summarise", "weighted_median"]
+__all__ = ["fifo_delays", "percentile", "pooled_latency", "rate_between", "slope", "summarise",
+           "weighted_median"]
 
 
 def summarise(values_ms: Sequence[float]) -> dict[str, float]:
@@ -29,6 +30,38 @@ def weighted_median(pairs: Sequence[tuple[float, float]]) -> float:
         if acc >= total / 2:
             return value
     return items[-1][0]
+
+
+def pooled_latency(rows: Sequence[dict[str, float | None]], within_ms: int = 1000) -> dict[str, float]:
+    """p50/p99 of ALL messages of `pipeline_latency` windows (from several workers and intervals),
+    from their cumulative histograms (`le_<ms>`, stream/sinks/influx.py), interpolated inside a
+    bucket; and the exact share at or under `within_ms` (a bucket bound). A window without a
+    histogram (an older sink) makes the result NaN: mixing would bias it."""
+    nan = {"p50_ms": math.nan, "p99_ms": math.nan, "share_within": math.nan}
+    if not rows or within_ms not in LATENCY_BUCKETS_MS:
+        return nan
+    total = 0.0
+    cum = [0.0] * len(LATENCY_BUCKETS_MS)
+    worst = 0.0
+    for row in rows:
+        if any(row.get(f"le_{b}") is None for b in LATENCY_BUCKETS_MS) or not row.get("count"):
+            return nan
+        total += float(row["count"] or 0)
+        worst = max(worst, float(row.get("max_ms") or 0.0))
+        for i, bound in enumerate(LATENCY_BUCKETS_MS):
+            cum[i] += float(row[f"le_{bound}"] or 0)
+
+    def quantile(q: float) -> float:
+        rank = q / 100 * total
+        below, low = 0.0, 0.0
+        for bound, count in zip(LATENCY_BUCKETS_MS, cum, strict=True):
+            if count >= rank:
+                return low + (bound - low) * (rank - below) / (count - below) if count > below else low
+            below, low = count, float(bound)
+        return max(worst, low)  # beyond the last bucket: the worst window's maximum
+
+    return {"p50_ms": quantile(50), "p99_ms": quantile(99),
+            "share_within": cum[LATENCY_BUCKETS_MS.index(within_ms)] / total}
 
 
 def rate_between(samples: Sequence[tuple[float, int]], start: float, end: float) -> float:
