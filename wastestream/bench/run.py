@@ -166,9 +166,11 @@ def latency_of(rows: list[dict[str, Any]]) -> dict[str, float]:
     pooled = pooled_latency(rows, int(P99_TARGET_MS))
     worst_window = max(r["p99_ms"] for r in rows)
     histograms = not math.isnan(pooled["p99_ms"])
-    return {"latency_p50_ms": pooled["p50_ms"] if histograms
+    # A pooled quantile lies between the windows' own ones: clamp the bucket interpolation to that.
+    p50s = [r["p50_ms"] for r in rows]
+    return {"latency_p50_ms": min(max(pooled["p50_ms"], min(p50s)), max(p50s)) if histograms
             else weighted_median([(r["p50_ms"], r["count"]) for r in rows]),
-            "latency_p99_ms": pooled["p99_ms"] if histograms else worst_window,
+            "latency_p99_ms": min(pooled["p99_ms"], worst_window) if histograms else worst_window,
             "latency_max_ms": max(r["max_ms"] for r in rows),
             "latency_p99_worst_window_ms": worst_window, "latency_within_1s": pooled["share_within"],
             "latency_windows": len(rows)}
