@@ -15,8 +15,9 @@ households with a random key written once to `<run_dir>/edge/household.key` (nev
 Then `<run_dir>/sim/ready` is touched and traffic runs for `--duration` s after a lead of
 `LEAD_S`. `<run_dir>/sim/ledger.jsonl` records the truth, one JSON object per line, by `kind`:
 `weighing` (a finished visit: what the tonnage must add up to), `deposit` (a drop, with the raw
-household id: the sim's truth stays in the run dir), `station_incident` (full_bin, out_of_range),
-`truck` (a dump or incident, with time and place, written when the truck's run ends).
+household id: the sim's truth stays in the run dir), `station_incident` (full_bin, out_of_range,
+with the bin it hit, as the station performs it), `truck` (a dump or incident, with time and
+place, written when the truck's run ends).
 Non-weighing lines carry `"expect_ticket": false` so tonnage readers that only look at that
 flag skip them.
 """
@@ -41,6 +42,7 @@ from typing import Any
 import msgspec
 import yaml
 
+from contract.events import WasteCategory
 from firmware_sim import truck as truck_sim
 from firmware_sim.scenario import (
     DEFAULT_SCENARIO,
@@ -243,9 +245,12 @@ class Ledger:
             "ts": _now(), "expect_ticket": False,
         })
 
-    def station_incident(self, community_id: str, station_id: str, kind: str, name: str | None) -> None:
+    def station_incident(self, community_id: str, station_id: str, kind: str, name: str | None,
+                         bin_category: str | None = None) -> None:
+        """Written as the station performs it; `bin_category`: the bin a full_bin / out_of_range hit."""
         self.write({"kind": "station_incident", "site_id": community_id, "device_id": station_id,
-                    "incident": kind, "name": name, "ts": _now(), "expect_ticket": False})
+                    "incident": kind, "name": name, "bin": bin_category, "ts": _now(),
+                    "expect_ticket": False})
 
     def truck(self, site_id: str, spec: TruckSpec, entry: truck_sim.LedgerEntry, name: str | None) -> None:
         """A dump or incident: `event` is its kind, start/end in simulated GPS time, place, loads."""
@@ -272,7 +277,6 @@ def station_runs(scenario: Scenario, run_dir: Path, duration: float, ports: dict
                  ledger: Ledger) -> list[Awaitable[list[Drop]]]:
     """One simulator per station: drops from LEAD_S on, incidents `at_s` after that."""
     rate = scenario.rates.deposits_per_station_per_min * scenario.rate_scale
-    loop = asyncio.get_running_loop()
     runs: list[Awaitable[list[Drop]]] = []
     for community in scenario.station_sites():
         for st in community.stations:
@@ -281,16 +285,17 @@ def station_runs(scenario: Scenario, run_dir: Path, duration: float, ports: dict
             def on_drop(drop: Drop, site: str = community.id, names: dict[str, str | None] = names) -> None:
                 ledger.deposit(site, drop, names.get(drop.incident) if drop.incident else None)
 
-            for inc in st.incidents:
-                if inc.kind != "wrong_bin" and inc.at_s < duration:  # a wrong-bin drop is its own record
-                    loop.call_later(LEAD_S + inc.at_s, ledger.station_incident, community.id, st.id,
-                                    inc.kind, inc.name)
+            def on_incident(kind: str, category: WasteCategory, site: str = community.id,
+                            station: str = st.id, names: dict[str, str | None] = names) -> None:
+                # full_bin / out_of_range, as the station performs it (a wrong-bin drop: on_drop)
+                ledger.station_incident(site, station, kind, names.get(kind), category.value)
+
             wire: dict[str, Any] = {"tcp_port": ports[st.id]} if st.transport == "tcp" else {
                 "rtu_path": run_dir / "dev" / st.id}
             runs.append(run_station_sim(
                 st, community, **wire, rate_per_min=rate, seed=scenario.seed, duration_s=duration,
                 on_drop=on_drop, incidents=[(i.at_s, i.kind) for i in st.incidents], warmup_s=LEAD_S,
-                cooldown_s=STATION_COOLDOWN_S))
+                cooldown_s=STATION_COOLDOWN_S, on_incident=on_incident))
     return runs
 
 

@@ -52,6 +52,8 @@ OUT_OF_RANGE_HOLD_S = 1.0
 """How long the `out_of_range` incident keeps the impossible fill value (150 %) in the register."""
 UNCHECKED_SHARE = 0.05
 """Drops the camera could not judge (verdict unchecked, source none)."""
+OnIncident = Callable[[IncidentKind, WasteCategory], None]
+"""Told of a `full_bin` / `out_of_range` incident as it happens, with the bin it hit."""
 
 
 class Drop(msgspec.Struct, frozen=True):
@@ -240,19 +242,23 @@ async def run_station_sim(
     collect_delay_s: float = 2.0,
     baudrate: int = 9600,
     stop: asyncio.Event | None = None,
+    on_incident: OnIncident | None = None,
 ) -> list[Drop]:
     """Serve one station and make drops for `duration_s`; return the ledger.
 
     Drops arrive as a Poisson process of `rate_per_min`, starting after `warmup_s` (time for a
     driver to take its baseline). `incidents` are (seconds after the warm-up, kind). A bin at
     >= 95 % is emptied `collect_delay_s` later. The server keeps answering for `cooldown_s`
-    after the last drop so a poller can read it. `stop` ends the run early.
+    after the last drop so a poller can read it. `stop` ends the run early. `on_incident` is
+    called as a `full_bin` or `out_of_range` incident happens, with the bin it hit (a `wrong_bin`
+    incident is a drop: `on_drop`).
     """
     sim = StationSim(spec, community, seed=seed)
     stop = stop or asyncio.Event()
     async with serve_stations([sim], tcp_port=tcp_port, rtu_path=rtu_path, baudrate=baudrate):
         await _simulate(sim, rate_per_min=rate_per_min, duration_s=duration_s, on_drop=on_drop,
-                        incidents=incidents, warmup_s=warmup_s, collect_delay_s=collect_delay_s, stop=stop)
+                        incidents=incidents, warmup_s=warmup_s, collect_delay_s=collect_delay_s, stop=stop,
+                        on_incident=on_incident)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), cooldown_s)
     return sim.ledger
@@ -260,7 +266,8 @@ async def run_station_sim(
 
 async def _simulate(sim: StationSim, *, rate_per_min: float, duration_s: float,
                     on_drop: Callable[[Drop], None] | None, incidents: Sequence[tuple[float, IncidentKind]],
-                    warmup_s: float, collect_delay_s: float, stop: asyncio.Event) -> None:
+                    warmup_s: float, collect_delay_s: float, stop: asyncio.Event,
+                    on_incident: OnIncident | None = None) -> None:
     """The station's timeline: drops, incidents and collections, until `duration_s` or `stop`."""
     loop = asyncio.get_running_loop()
     if await _wait(stop, warmup_s):
@@ -277,8 +284,11 @@ async def _simulate(sim: StationSim, *, rate_per_min: float, duration_s: float,
             if pending and pending[0][0] <= elapsed:
                 _, kind = pending.pop(0)
                 entry = _incident(sim, kind, loop)
-                if entry is not None and on_drop:
-                    on_drop(entry)
+                if isinstance(entry, Drop):
+                    if on_drop:
+                        on_drop(entry)
+                elif on_incident:
+                    on_incident(kind, entry)
             elif next_drop <= elapsed:
                 entry = sim.random_drop()
                 next_drop += sim.rng.expovariate(rate_per_min / 60.0)
@@ -302,7 +312,8 @@ def _collect(sim: StationSim, category: WasteCategory,
     pending.pop(category, None)
 
 
-def _incident(sim: StationSim, kind: IncidentKind, loop: asyncio.AbstractEventLoop) -> Drop | None:
+def _incident(sim: StationSim, kind: IncidentKind, loop: asyncio.AbstractEventLoop) -> Drop | WasteCategory:
+    """The drop a `wrong_bin` incident makes, or the bin a `full_bin` / `out_of_range` one hits."""
     log.info("%s: incident %s", sim.spec.id, kind)
     if kind == "wrong_bin":
         return sim.random_drop(incident="wrong_bin")
@@ -312,7 +323,7 @@ def _incident(sim: StationSim, kind: IncidentKind, loop: asyncio.AbstractEventLo
     elif kind == "out_of_range":
         sim.override_fill(category, 1500)
         loop.call_later(OUT_OF_RANGE_HOLD_S, sim.override_fill, category, None)
-    return None
+    return category
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:
