@@ -8,7 +8,9 @@ RMC is the source of position, speed, course and time (GGA has no date, speed or
 satellites/HDOP have no contract field yet). `gps_fix` is False when the last fix was void or is
 older than `fix_stale_s`; the event then carries the last known position. `ts` is the GPS UTC
 time of the fix when it is valid and fresh (the position and its time agree, and the truck's
-clock cannot drift), else the local UTC clock.
+clock cannot drift), else the local UTC clock. Without an I/O reading newer than `io_stale_s`
+(the module unreachable) nothing is reported: lid, bed and load are then unknown, and repeating
+the last reading as current would hide the fault; the agent judges the silent truck offline.
 
 `run_truck_terminal` is the thin transport: a pyserial reader thread for the GPS port, a
 Modbus poll loop for the I/O module, both retrying with capped backoff; it never raises.
@@ -56,6 +58,7 @@ class TruckTerminalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     report_interval_s: Positive = 10.0
     load_step_kg: Positive = 500.0
     fix_stale_s: Positive = 5.0
+    io_stale_s: Positive = 5.0
     retry_max_s: Positive = 10.0
 
 
@@ -78,6 +81,7 @@ class TruckReporter:
         self._speed = 0.0
         self._heading = 0.0
         self._io: IoReading | None = None
+        self._io_at = float("-inf")
         self._last: _Reported | None = None
         self._last_at = float("-inf")
 
@@ -91,8 +95,8 @@ class TruckReporter:
             if fix.course_deg is not None:
                 self._heading = fix.course_deg % 360.0
 
-    def on_io(self, reading: IoReading) -> None:
-        self._io = reading
+    def on_io(self, reading: IoReading, now: float) -> None:
+        self._io, self._io_at = reading, now
 
     def fix_ok(self, now: float) -> bool:
         return (
@@ -104,8 +108,8 @@ class TruckReporter:
 
     def poll(self, now: float, wall: datetime) -> TruckTelemetry | None:
         """The event due at `now`, if any; `wall` (UTC) is the fallback timestamp."""
-        if self._pos is None or self._io is None:
-            return None  # nothing truthful to say yet: no position ever, or no I/O reading
+        if self._pos is None or self._io is None or now - self._io_at > self.cfg.io_stale_s:
+            return None  # nothing truthful to say: no position ever, or no (recent) I/O reading
         io = self._io
         state = _Reported(io.lid_closed, io.bed_raised, io.ignition, io.load_kg)
         last = self._last
@@ -217,7 +221,7 @@ async def _io_loop(
                     stats.io_errors[reading.reason.split(" ", 1)[0]] += 1
                     log.warning("truck %s: I/O reading rejected: %s", cfg.id, reading.reason)
                 else:
-                    reporter.on_io(reading)
+                    reporter.on_io(reading, time_mod.monotonic())
                     wake.put_nowait(b"")  # let the main loop report a change at once
             except (TimeoutError, IoModuleError, OSError) as exc:
                 stats.io_reconnects += 1
