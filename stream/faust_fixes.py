@@ -42,11 +42,32 @@
    fetch that started after the seek returns, i.e. once every record fetched before the seek
    has gone through the loop. A record can then be delivered twice (our agents drop repeats
    by msg_id), never skipped.
+
+5. Records fetched while the flow is stopped must be fetched again, changelogs' included (no
+   upstream issue for this cause; same symptom as faust-streaming #176 and #155, "No event
+   received for active tp ...-changelog" forever, but those are compaction and off-by-one).
+   `Consumer.getmany` drops a fetched batch that comes back while the flow is stopped (a
+   rebalance) and calls `perform_seek`, which seeks back only the partitions with a committed
+   offset. Changelog partitions never have one. The fetch in flight at a revoke holds the
+   consumer's live set of active partitions (the aiokafka thread reads it while it waits up to
+   1 s), and a newly assigned partition is in that set from `on_partitions_assigned` until the
+   app pauses it; so that fetch can return a changelog partition's records after recovery has
+   seeked it (seen: all 2,381 records of a partition, offsets 0-2380, with the flow stopped).
+   They are dropped, aiokafka's position is past them, and recovery waits forever for
+   offsets it will never be given: the hang of bench run 20261127-232736 (standby replicas 0)
+   and of tests/integration/test_faust_recovery.py. When only the head of a partition is
+   dropped, recovery completes WITHOUT it: a table silently missing keys (the same test saw
+   a worker read a stale value). Fix: when a fetch returns while the flow is stopped, every
+   partition in it that is still assigned is seeked back to its first fetched record (in the
+   consumer's thread) and the batch is not returned, so the records are read again
+   (recovery seeks changelogs where it wants them anyway; stream partitions are then seeked
+   to their committed offsets by upstream's `perform_seek` as before).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from faust import App
@@ -55,6 +76,8 @@ from faust.types.tuples import Message, ack_lock
 from faust.utils.functional import consecutive_numbers
 from mode.utils.futures import notify
 from mode.utils.queues import ThrowableQueue
+
+log = logging.getLogger(__name__)
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
@@ -107,7 +130,8 @@ async def _perform_seek(self: Any) -> None:
 
 
 async def _getmany(self: Any, active_partitions: Any, timeout: float) -> Any:
-    """Upstream's fetch; the first one started after a seek re-applies its read offsets (fix 4)."""
+    """Upstream's fetch; the first one started after a seek re-applies its read offsets (fix 4);
+    one that returns while the flow is stopped puts its records back and returns none (fix 5)."""
     pending = getattr(self, "_ws_seek_read_offsets", None)
     records = await _upstream_getmany(self, active_partitions, timeout)
     if pending is not None and self._ws_seek_read_offsets is pending:
@@ -115,7 +139,23 @@ async def _getmany(self: Any, active_partitions: Any, timeout: float) -> Any:
         # fetches again only when done with a batch): undo the read offsets they raised.
         self._read_offset.update(pending)
         self._ws_seek_read_offsets = None
+    if records and not self.flow_active:  # `Consumer.getmany` would drop them, changelogs for good
+        first = {tp: batch[0].offset for tp, batch in records.items() if batch}
+        await self._thread.call_thread(_seek_back, self._thread, first)
+        log.info("fetched while the flow was stopped: %d records put back (%s)",
+                 sum(len(batch) for batch in records.values()),
+                 ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in sorted(first.items())))
+        return {}
     return records
+
+
+async def _seek_back(thread: Any, positions: dict[Any, int]) -> None:
+    """In the consumer's thread: seek each partition still assigned to the offset given (fix 5)."""
+    consumer = thread._ensure_consumer()
+    assigned = consumer.assignment()
+    for tp, offset in positions.items():
+        if tp in assigned:
+            consumer.seek(tp, offset)
 
 
 def release(item: Any) -> None:

@@ -40,22 +40,38 @@ RATE_PER_S = 150
 PRODUCE_S = 24.0
 
 
+def tiny_app(prefix: str, **conf: Any) -> Any:
+    """A test worker's Faust app from $<prefix>APP and $<prefix>BOOTSTRAP, with our fixes unless
+    $<prefix>FIXES=0; returns (app, its topic $<prefix>TOPIC)."""
+    import faust
+
+    from stream import faust_fixes
+
+    if os.environ.get(f"{prefix}FIXES", "1") == "1":
+        faust_fixes.apply()
+    app = faust.App(os.environ[f"{prefix}APP"], broker=f"kafka://{os.environ[f'{prefix}BOOTSTRAP']}",
+                    store="memory://", topic_replication_factor=1, topic_partitions=PARTITIONS,
+                    key_serializer="raw", value_serializer="raw", consumer_auto_offset_reset="earliest",
+                    web_enabled=False, broker_session_timeout=6.0, broker_heartbeat_interval=2.0, **conf)
+    topic = app.topic(os.environ[f"{prefix}TOPIC"], key_type=bytes, value_type=bytes, partitions=PARTITIONS)
+    return app, topic
+
+
+def fresh_run(bootstrap: str, prefix: str, kind: str, out: Path) -> tuple[str, dict[str, str]]:
+    """A new topic "ws-test-<kind>-<id>" (created) and the workers' environment: app id = topic name."""
+    name = f"ws-test-{kind}-{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_topic(bootstrap, name))
+    return name, {f"{prefix}APP": name, f"{prefix}TOPIC": name, f"{prefix}OUT": str(out),
+                  f"{prefix}BOOTSTRAP": bootstrap, "PYTHONUNBUFFERED": "1"}
+
+
 def worker_main() -> None:
     """The Faust worker: each agent appends "<agent> <value>" to $RB_OUT per record it is given."""
     import weakref
 
-    import faust
     from faust.streams import _current_event
 
-    from stream import faust_fixes
-
-    if os.environ.get("RB_FIXES", "1") == "1":
-        faust_fixes.apply()
-    app = faust.App(os.environ["RB_APP"], broker=f"kafka://{os.environ['RB_BOOTSTRAP']}", store="memory://",
-                    topic_replication_factor=1, topic_partitions=PARTITIONS, key_serializer="raw",
-                    value_serializer="raw", consumer_auto_offset_reset="earliest", web_enabled=False,
-                    broker_session_timeout=6.0, broker_heartbeat_interval=2.0)
-    topic = app.topic(os.environ["RB_TOPIC"], key_type=bytes, value_type=bytes, partitions=PARTITIONS)
+    app, topic = tiny_app("RB_")
     table = app.Table("seen", default=int, partitions=PARTITIONS)
     out = open(os.environ["RB_OUT"], "a", encoding="utf-8")  # noqa: SIM115 (open for the worker's life)
 
@@ -136,11 +152,8 @@ def seen(out: Path) -> set[str]:
 
 
 def test_every_record_is_seen_live_across_join_and_leave(live_services: Settings, tmp_path: Path) -> None:
-    run = uuid.uuid4().hex[:8]
-    topic, out = f"ws-test-rebalance-{run}", tmp_path / "seen.txt"
-    env = {"RB_APP": f"ws-test-rebalance-{run}", "RB_TOPIC": topic, "RB_OUT": str(out),
-           "RB_BOOTSTRAP": live_services.kafka_bootstrap, "PYTHONUNBUFFERED": "1"}
-    asyncio.run(create_topic(live_services.kafka_bootstrap, topic))
+    out = tmp_path / "seen.txt"
+    topic, env = fresh_run(live_services.kafka_bootstrap, "RB_", "rebalance", out)
     log_a, log_b = tmp_path / "worker-a.log", tmp_path / "worker-b.log"
     a = start_worker(env, log_a)
     b: subprocess.Popen[bytes] | None = None
