@@ -36,6 +36,8 @@ from typing import Any
 
 import faust
 import msgspec
+from aiokafka.errors import KafkaError
+from faust.exceptions import NotReady
 
 from contract.events import Alert, DeviceStatus
 from contract.topics import KAFKA_TOPICS
@@ -194,7 +196,13 @@ async def find_silent_devices() -> None:
         h = Health.from_json(value)
         token = (h.msg_id, h.edge_notice)
         if h.partition in owned and h.silent(now, rules) and _sent_checks.get(device) != token:
+            try:
+                future = await check_topic.send(key=device.encode(), partition=h.partition,
+                                                value=msgspec.json.encode(Check(device, now)))
+                await future
+            except (NotReady, KafkaError) as exc:
+                # Stopping or rebalancing: an exception in a Faust timer would crash the worker.
+                # Nothing is lost: the device is still silent at the next tick and asked then.
+                log.info("silence check for %s not sent (%s: %s); next tick", device, type(exc).__name__, exc)
+                return
             _sent_checks[device] = token
-            future = await check_topic.send(key=device.encode(), partition=h.partition,
-                                            value=msgspec.json.encode(Check(device, now)))
-            await future
