@@ -13,6 +13,7 @@ from typing import Any
 from weakref import WeakSet
 
 import pytest
+from faust.types import TP
 from faust.types.tuples import Message
 from intervaltree import IntervalTree
 from mode.utils.queues import FlowControlEvent
@@ -101,7 +102,8 @@ def test_next_fetch_after_a_seek_restores_the_seek_read_offsets(monkeypatch: pyt
         return {"tp": [1]}
 
     monkeypatch.setattr(faust_fixes, "_upstream_getmany", fetch)
-    c = SimpleNamespace(_read_offset=defaultdict(lambda: None, tp=317), _ws_seek_read_offsets={"tp": 164})
+    c = SimpleNamespace(_read_offset=defaultdict(lambda: None, tp=317), _ws_seek_read_offsets={"tp": 164},
+                        flow_active=True)
     asyncio.run(faust_fixes._getmany(c, None, 1.0))
     assert c._read_offset["tp"] == 164 and c._ws_seek_read_offsets is None
 
@@ -111,3 +113,26 @@ def test_next_fetch_after_a_seek_restores_the_seek_read_offsets(monkeypatch: pyt
     assert c._read_offset["tp"] == 250  # this batch may predate the seek: wait for the next fetch
     asyncio.run(faust_fixes._getmany(c, None, 1.0))
     assert c._read_offset["tp"] == 200
+
+
+def test_a_fetch_back_while_the_flow_is_stopped_is_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faust drops such a batch and re-seeks only committed partitions: changelogs must be seeked back."""
+    changelog, revoked = TP("app-table-changelog", 5), TP("topic", 1)
+    seeks: list[tuple[TP, int]] = []
+
+    async def fetch(self: Any, active: Any, timeout: float) -> dict[TP, list[Any]]:
+        return {changelog: [SimpleNamespace(offset=0), SimpleNamespace(offset=1)],
+                revoked: [SimpleNamespace(offset=7)]}
+
+    async def call_thread(fun: Any, *args: Any) -> Any:
+        return await fun(*args)
+
+    aiokafka = SimpleNamespace(assignment=lambda: {changelog},
+                               seek=lambda tp, offset: seeks.append((tp, offset)))
+    thread = SimpleNamespace(_ensure_consumer=lambda: aiokafka, call_thread=call_thread)
+    monkeypatch.setattr(faust_fixes, "_upstream_getmany", fetch)
+    c = SimpleNamespace(_read_offset=defaultdict(lambda: None), flow_active=False, _thread=thread)
+    assert asyncio.run(faust_fixes._getmany(c, None, 1.0)) == {}
+    assert seeks == [(changelog, 0)]  # a partition no longer assigned is left alone
+    c.flow_active = True
+    assert asyncio.run(faust_fixes._getmany(c, None, 1.0))[changelog][1].offset == 1
