@@ -190,21 +190,37 @@ class Pipeline:
                                     + "\n".join(tail))
 
     def stop(self, proc: Process, timeout: float = 15.0) -> int | None:
-        if proc.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.popen.pid, signal.SIGTERM)
+        return self.stop_together([proc], timeout)[0]
+
+    def stop_together(self, procs: list[Process], timeout: float = 15.0) -> list[int | None]:
+        """SIGTERM all of `procs` at once, then wait (one deadline) and kill what is left."""
+        for proc in procs:
+            if proc.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.popen.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
             try:
-                proc.popen.wait(timeout)
+                proc.popen.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop in %.0f s; killing it", proc.name, timeout)
-                os.killpg(proc.popen.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.popen.pid, signal.SIGKILL)
                 proc.popen.wait(5)
-        return proc.popen.returncode
+        return [proc.popen.returncode for proc in procs]
 
     def stop_all(self) -> None:
-        """Stop in reverse start order: producers first, so nothing is left half-delivered."""
-        for proc in reversed(self.processes):
-            self.stop(proc)
+        """Stop in reverse start order: producers first, so nothing is left half-delivered. The
+        workers stop together: one at a time, each stop would make the others rebalance, and a
+        rebalance during a stop is what keeps a worker past its 15 s (aiokafka retrying the
+        coordinator)."""
+        ordered = list(reversed(self.processes))
+        workers = [p for p in ordered if p.name.startswith("worker-")]
+        for proc in ordered:
+            if proc not in workers:
+                self.stop(proc)
+            elif proc is workers[0]:
+                self.stop_together(workers)
         self.processes.clear()
         if self.mqtt_sessions:
             drop_mqtt_sessions(self.settings, self.mqtt_sessions)

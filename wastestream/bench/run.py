@@ -331,8 +331,8 @@ def run_worker_drain(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, p
     stage's own capacity (and its CPU per message) on this machine.
     """
     workers = [p for p in pipeline.processes if p.name.startswith("worker-")]
+    pipeline.stop_together(workers)
     for proc in workers:
-        pipeline.stop(proc)
         pipeline.processes.remove(proc)
     prefix = f"k{run_id}"
     before = asyncio.run(_end_offsets(settings.kafka_bootstrap, "ws.weighings"))
