@@ -25,6 +25,8 @@ from typing import Any
 
 import faust
 import msgspec
+from aiokafka.errors import KafkaError
+from faust.exceptions import NotReady
 
 from contract.events import Alert, Direction, Weighing
 from stream.agents.manifest_state import Event, PlateState, Watermark, step
@@ -127,5 +129,11 @@ async def expire_manifests() -> None:
     for plate, value in list(plate_state.items()):
         state = PlateState.from_json(value)
         if state.partition in owned and state.due(now, rules):
-            await send_event({"type": "check", "plate": plate, "ts_ns": now})
+            try:
+                await send_event({"type": "check", "plate": plate, "ts_ns": now})
+            except (NotReady, KafkaError) as exc:
+                # Stopping or rebalancing: an exception in a Faust timer would crash the worker.
+                # The plate is still due at the next tick and asked then.
+                log.info("manifest check for %s not sent (%s: %s); next tick", plate, type(exc).__name__, exc)
+                return
 

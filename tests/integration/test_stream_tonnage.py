@@ -100,14 +100,19 @@ def wait_for_totals(settings: Settings, run: str, expected: dict[str, tuple[floa
     raise AssertionError(f"InfluxDB has {got}, want {expected}; log:\n{log.read_text()[-3000:]}")
 
 
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, log: Path | None = None) -> int:
+    """Signal the worker and wait 30 s. A worker that does not stop is asked (SIGUSR1: mode's worker
+    writes every thread's and coroutine's stack to its log) where it hangs, then killed."""
     proc.send_signal(sig)
     try:
         return proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(3)
         proc.kill()
         proc.wait()
-        raise
+        where = log.read_text()[-40000:] if log is not None else "(no log)"
+        raise AssertionError(f"worker did not stop within 30 s of signal {sig}; stacks:\n{where}") from None
 
 
 def test_worker_sums_exactly_despite_duplicates(settings: Settings, run_id: str, tmp_path: Path) -> None:
@@ -120,7 +125,7 @@ def test_worker_sums_exactly_despite_duplicates(settings: Settings, run_id: str,
     try:
         wait_for_totals(settings, run_id, expected_per_site(events), 90, proc, log)
     finally:
-        assert stop(proc) == 0, log.read_text()[-3000:]
+        assert stop(proc, log=log) == 0, log.read_text()[-3000:]
     assert "duplicate" in log.read_text()
 
 
@@ -140,4 +145,4 @@ def test_totals_exact_after_kill_9_and_restart(settings: Settings, run_id: str, 
     try:
         wait_for_totals(settings, run_id, expected_per_site(first + second), 90, proc, log)
     finally:
-        assert stop(proc) == 0, log.read_text()[-3000:]
+        assert stop(proc, log=log) == 0, log.read_text()[-3000:]
