@@ -56,6 +56,22 @@ from edge.outbox import Outbox
 
 log = logging.getLogger("edge.mqtt")
 
+class QuietReconnects(logging.Filter):
+    """paho 2 logs `Client is not connected ...` at ERROR on every reconnect attempt while the
+    broker is away (its loop runs once without a socket). The agent has already said so once
+    ("MQTT disconnected ...; reconnecting with backoff"), so these become DEBUG: an outage of an
+    hour is not a hundred errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+PAHO_LOG = logging.getLogger("edge.mqtt.paho")
+PAHO_LOG.addFilter(QuietReconnects())
+
 RESEND_BACKOFF_MAX_S = 300.0
 """The longest wait for a confirmation before the next re-send of the same message."""
 
@@ -104,7 +120,7 @@ class MqttSession:
             client_id=f"ws-edge-{self.site_id}",
             protocol=mqtt.MQTTv5,
         )
-        client.enable_logger(logging.getLogger("edge.mqtt.paho"))
+        client.enable_logger(PAHO_LOG)
         client.max_inflight_messages_set(self.cfg.max_inflight)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         if self.cfg.tls is not None:

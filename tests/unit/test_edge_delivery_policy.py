@@ -6,6 +6,7 @@ PUBACKs and confirmations the session's paho callbacks would queue, on a clock i
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,17 @@ def test_broker_delivery_deletes_on_puback(tmp_path: Path, clock: Clock) -> None
     session.pipeline_delivery = False
     send_and_puback(session)
     assert outbox.depth() == 0 and session.unconfirmed == 0
+
+
+def test_paho_reconnect_errors_are_debug(caplog: pytest.LogCaptureFixture) -> None:
+    """One warning per outage from the agent, not an ERROR per reconnect attempt from paho."""
+    msg = "Client is not connected. Socket: None). Last known Connection State: MQTT_CS_CONNECTING"
+    with caplog.at_level(logging.INFO):
+        mqtt_session.PAHO_LOG.error(msg)
+        mqtt_session.PAHO_LOG.error("failed to receive on socket")  # other errors stay errors
+    got = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert got == [("ERROR", "failed to receive on socket")]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="edge.mqtt.paho"):
+        mqtt_session.PAHO_LOG.error(msg)
+    assert [r.levelname for r in caplog.records] == ["DEBUG"]
