@@ -36,8 +36,6 @@ from typing import Any
 
 import faust
 import msgspec
-from aiokafka.errors import KafkaError
-from faust.exceptions import NotReady
 
 from contract.events import Alert, DeviceStatus
 from contract.topics import KAFKA_TOPICS
@@ -50,7 +48,15 @@ from stream.agents.device_health_state import (
     on_status,
 )
 from stream.agents.manifest_state import Watermark
-from stream.agents.runner import Ack, AgentCounters, StateCache, decode_valid, run_batches, write_points
+from stream.agents.runner import (
+    Ack,
+    AgentCounters,
+    StateCache,
+    decode_valid,
+    run_batches,
+    sent_from_timer,
+    write_points,
+)
 from stream.app import app, rules, send_alerts, settings
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point
@@ -196,13 +202,13 @@ async def find_silent_devices() -> None:
         h = Health.from_json(value)
         token = (h.msg_id, h.edge_notice)
         if h.partition in owned and h.silent(now, rules) and _sent_checks.get(device) != token:
-            try:
-                future = await check_topic.send(key=device.encode(), partition=h.partition,
-                                                value=msgspec.json.encode(Check(device, now)))
-                await future
-            except (NotReady, KafkaError) as exc:
-                # Stopping or rebalancing: an exception in a Faust timer would crash the worker.
-                # Nothing is lost: the device is still silent at the next tick and asked then.
-                log.info("silence check for %s not sent (%s: %s); next tick", device, type(exc).__name__, exc)
+            if not await sent_from_timer(_send_check(device, h.partition, now),
+                                         f"silence check for {device}"):
                 return
             _sent_checks[device] = token
+
+
+async def _send_check(device: str, partition: int | None, now: int) -> None:
+    future = await check_topic.send(key=device.encode(), partition=partition,
+                                    value=msgspec.json.encode(Check(device, now)))
+    await future

@@ -25,8 +25,6 @@ from typing import Any
 
 import faust
 import msgspec
-from aiokafka.errors import KafkaError
-from faust.exceptions import NotReady
 
 from contract.events import Alert, Direction, Weighing
 from stream.agents.manifest_state import Event, PlateState, Watermark, step
@@ -34,6 +32,7 @@ from stream.agents.runner import (
     Ack,
     StateCache,
     run_batches,
+    sent_from_timer,
     write_points,
 )
 from stream.app import app, rules, send_alerts, settings
@@ -128,12 +127,8 @@ async def expire_manifests() -> None:
     owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == MANIFEST_TOPIC}
     for plate, value in list(plate_state.items()):
         state = PlateState.from_json(value)
-        if state.partition in owned and state.due(now, rules):
-            try:
-                await send_event({"type": "check", "plate": plate, "ts_ns": now})
-            except (NotReady, KafkaError) as exc:
-                # Stopping or rebalancing: an exception in a Faust timer would crash the worker.
-                # The plate is still due at the next tick and asked then.
-                log.info("manifest check for %s not sent (%s: %s); next tick", plate, type(exc).__name__, exc)
-                return
+        due = state.partition in owned and state.due(now, rules)
+        if due and not await sent_from_timer(send_event({"type": "check", "plate": plate, "ts_ns": now}),
+                                             f"manifest check for {plate}"):
+            return
 

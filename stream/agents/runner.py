@@ -24,6 +24,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
+from aiokafka.errors import KafkaError
+from faust.exceptions import NotReady
 from faust.streams import _current_event
 
 from contract.codec import ContractError, decode
@@ -150,6 +152,19 @@ class StateCache(Generic[S]):
         n = len(self._dirty)
         self._dirty.clear()
         return n
+
+
+async def sent_from_timer(send: Awaitable[Any], what: str) -> bool:
+    """Await a Faust timer's send; False (logged) when the producer is stopping or rebalancing.
+
+    An exception in a Faust timer crashes the worker; the timers' checks lose nothing by waiting:
+    what was due is still due at the next tick and asked then."""
+    try:
+        await send
+    except (NotReady, KafkaError) as exc:
+        log.info("%s not sent (%s: %s); next tick", what, type(exc).__name__, exc)
+        return False
+    return True
 
 
 async def maybe_await(result: Any) -> None:
