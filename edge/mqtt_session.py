@@ -56,6 +56,7 @@ from edge.outbox import Outbox
 
 log = logging.getLogger("edge.mqtt")
 
+
 class QuietReconnects(logging.Filter):
     """paho 2 logs `Client is not connected ...` at ERROR on every reconnect attempt while the
     broker is away (its loop runs once without a socket). The agent has already said so once

@@ -179,24 +179,19 @@ class Outbox:
 
     def pending(self, after_id: int = 0, limit: int = 100) -> list[Entry]:
         """Stored messages with id > after_id, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, device_id, seq, msg_id, topic, payload FROM messages"
-                " WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            ).fetchall()
-        return [Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
+        return self._entries("WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
 
     def rows(self, entry_ids: Sequence[int]) -> list[Entry]:
         """The stored messages among `entry_ids` (gone ones are skipped), oldest first."""
         if not entry_ids:
             return []
         marks = ",".join("?" * len(entry_ids))
+        return self._entries(f"WHERE id IN ({marks}) ORDER BY id", tuple(entry_ids))
+
+    def _entries(self, where: str, params: tuple[int, ...]) -> list[Entry]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, device_id, seq, msg_id, topic, payload FROM messages"
-                f" WHERE id IN ({marks}) ORDER BY id",
-                tuple(entry_ids),
+                f"SELECT id, device_id, seq, msg_id, topic, payload FROM messages {where}", params
             ).fetchall()
         return [Entry(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
 
