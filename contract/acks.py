@@ -59,9 +59,13 @@ def decode_ack(payload: bytes) -> list[str]:
         ack = _decoder.decode(payload)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise AckError(f"not a pipeline confirmation: {exc}") from None
+    except RecursionError:  # nested arrays or objects, even in a field the struct ignores
+        raise AckError("not a pipeline confirmation: nested deeper than the decoder's limit") from None
+    except Exception as exc:  # one bad confirmation must never stop the session's network loop
+        raise AckError(f"undecodable confirmation: {type(exc).__name__}: {exc}") from None
     for msg_id in ack.ids:
         try:
             parse_msg_id(msg_id)
-        except ValueError:
-            raise AckError(f"confirmation names {msg_id!r}, not a device:epoch:seq msg_id") from None
+        except Exception:  # ValueError, or anything else the id parser raises for this id
+            raise AckError(f"confirmation names {msg_id[:200]!r}, not a device:epoch:seq msg_id") from None
     return ack.ids

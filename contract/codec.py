@@ -34,8 +34,12 @@ def encode(event: Envelope) -> bytes:
 
 def decode(payload: bytes | str, type_: type[E] | None = None) -> E | AnyEvent:
     """Decode one message, of any type or of `type_`; raise ContractError with the reason."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        size = len(payload)
+    except TypeError:  # a Kafka tombstone (None) or another non-payload
+        raise ContractError(f"payload is {type(payload).__name__}, not bytes") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise ContractError(f"payload of {size} bytes exceeds {MAX_PAYLOAD_BYTES}")
     decoder = _any_decoder if type_ is None else _decoder_for(type_)
     try:
         event = decoder.decode(payload)
@@ -45,6 +49,10 @@ def decode(payload: bytes | str, type_: type[E] | None = None) -> E | AnyEvent:
         raise ContractError(f"malformed JSON: {exc}") from None
     except ValueError as exc:  # raised by __post_init__ checks
         raise ContractError(f"inconsistent message: {exc}") from None
+    except RecursionError:  # msgspec's depth guard, also while skipping an unknown field (issue 11)
+        raise ContractError("malformed JSON: nested deeper than the decoder's recursion limit") from None
+    except Exception as exc:  # whatever else one message can make a decoder raise is its fault
+        raise ContractError(f"undecodable message: {type(exc).__name__}: {exc}") from None
     if event.schema != SCHEMA_VERSION:
         raise ContractError(f"schema version {event.schema} is not {SCHEMA_VERSION}")
     if event.ts < TS_MIN:

@@ -250,7 +250,10 @@ class MqttSession:
         try:
             ids = decode_ack(bytes(message.payload))
         except AckError as exc:
-            log.warning("bad confirmation on %s ignored: %s", message.topic, exc)
+            log.warning("bad confirmation on %s ignored: %.1000s", message.topic, exc)
+            return
+        except Exception:  # raised from a paho callback it would stop the network loop: never
+            log.exception("undecodable confirmation on %s ignored", message.topic)
             return
         self._confirms.put(ids)
         self._wake.set()

@@ -37,20 +37,28 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidMessageError,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from contract.acks import MAX_IDS_PER_ACK, ack_topic, encode_ack
 from contract.topics import DEADLETTER_TOPIC, MQTT_SHARE_GROUP, shared_subscription
-from stream.deadletter import deadletter_record
+from stream.deadletter import PAYLOAD_PREFIX_BYTES, deadletter_record
 from stream.logutil import RateLimitedLog
 from stream.mqtt_loop import PahoOnLoop
 from stream.topics_admin import ensure_topics
@@ -75,7 +83,9 @@ class BridgeStats:
 
 
 @dataclass(frozen=True)
-class _Inbound:
+class Inbound:
+    """One MQTT message as the bridge took it, and which connection must ack it."""
+
     topic: str
     payload: bytes
     mid: int
@@ -86,15 +96,63 @@ class _Inbound:
 
 
 @dataclass(frozen=True, slots=True)
-class _Outbound:
+class Outbound:
     """One message on its way to Kafka, and whom to confirm it to once it is there."""
 
-    item: _Inbound
+    item: Inbound
     topic: str
     key: bytes | None
     value: bytes
     site_id: str | None
     msg_id: str | None
+    reason: str | None = None
+    """Why it goes to the dead-letter topic; None when routed to its event topic."""
+    refusals: int = 0
+    """How often Kafka refused this message's records for good (see `Bridge._refused`)."""
+
+
+REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError,
+                    InvalidMessageError, InvalidTimestampError)
+"""Kafka errors about the record itself, which no retry changes. Others aiokafka calls not
+retriable (KafkaTimeoutError, BrokerNotAvailableError, ProducerClosed, authorisation) come from
+an outage or a configuration: the message is kept and retried, never dead-lettered for them."""
+
+_internal_errors = RateLimitedLog(log, per_interval=5)
+
+
+def prepare(item: Inbound) -> Outbound:
+    """Where one message goes: its event topic, or the dead-letter topic with the reason.
+
+    Never raises (issue 11: one message whose check raised killed every bridge, and again on each
+    redelivery): anything unexpected dead-letters this message as an internal error, logged with
+    its traceback (rate-limited), and the bridge goes on. Pure but for that log line."""
+    try:
+        result = validate(item.topic, item.payload)
+        if isinstance(result, Rejection):
+            record = deadletter_record(result.reason, item.topic, item.payload)
+            return Outbound(item, DEADLETTER_TOPIC, None, record, result.site_id, result.msg_id,
+                            result.reason)
+        return Outbound(item, result.kafka_topic, result.key, result.payload, result.site_id,
+                        result.msg_id)
+    except Exception as exc:
+        return _internal_error(item, exc)
+
+
+def _internal_error(item: Inbound, exc: Exception) -> Outbound:
+    try:
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        _internal_errors.warning("message on %.200s dead-lettered after an internal error: %.1000s\n%s",
+                                 item.topic, reason, traceback.format_exc(limit=20))
+        return Outbound(item, DEADLETTER_TOPIC, None, deadletter_record(reason, item.topic, item.payload),
+                        None, None, reason)
+    except Exception:  # even the record could not be made (e.g. at the recursion limit): the bare facts
+        reason = f"internal error: {type(exc).__name__}"
+        return Outbound(item, DEADLETTER_TOPIC, None, _bare_record(reason, len(item.payload)), None, None,
+                        reason)
+
+
+def _bare_record(reason: str, size: int) -> bytes:
+    return b'{"reason":"%s","payload_bytes":%d,"truncated":true}' % (reason.encode("ascii", "replace"), size)
 
 
 @dataclass
@@ -119,7 +177,7 @@ class Bridge:
     def __init__(self, config: BridgeConfig) -> None:
         self.config = config
         self.stats = BridgeStats()
-        self._inbox: collections.deque[_Inbound] = collections.deque()
+        self._inbox: collections.deque[Inbound] = collections.deque()
         self._wake = asyncio.Event()
         self._in_flight = 0  # routed to the producer, not yet acked
         self._generation = 0  # bumped on every CONNACK and every lost socket: acks for another are void
@@ -184,7 +242,7 @@ class Bridge:
             return  # not acked: the persistent session redelivers it after restart
         confirm = msg.properties is not None and hasattr(msg.properties, "ResponseTopic")
         self._inbox.append(
-            _Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, confirm))
+            Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, confirm))
         self._wake.set()
         if len(self._inbox) + self._in_flight >= self.config.high_watermark:
             net.pause_reading()  # the pump resumes it below half
@@ -244,36 +302,32 @@ class Bridge:
                 await self._route(self._inbox.popleft())
                 self._maybe_resume()
 
-    async def _route(self, item: _Inbound) -> None:
+    async def _route(self, item: Inbound) -> None:
         self.stats.received += 1
-        result = validate(item.topic, item.payload)
-        if isinstance(result, Rejection):
-            self.stats.rejected += 1
-            self._rejects.warning("rejected message on %s: %s", item.topic, result.reason)
-            record = deadletter_record(result.reason, item.topic, item.payload)
-            topic, key, value = DEADLETTER_TOPIC, None, record
-        else:
+        out = prepare(item)
+        if out.reason is None:
             self.stats.routed += 1
-            topic, key, value = result.kafka_topic, result.key, result.payload
-        out = _Outbound(item, topic, key, value, result.site_id, result.msg_id)
+        else:
+            self.stats.rejected += 1
+            self._rejects.warning("rejected message on %.200s: %.1000s", item.topic, out.reason)
         self._in_flight += 1
         await self._send(out)
 
-    async def _send(self, out: _Outbound) -> None:
+    async def _send(self, out: Outbound, attempt: int = 0) -> None:
         assert self._producer is not None
         try:
             future = await self._producer.send(out.topic, value=out.value, key=out.key)
-        except KafkaError as exc:
-            self._schedule_retry(out, exc, attempt=1)
+        except Exception as exc:  # refused before sending (too large), or Kafka unreachable
+            self._failed(out, exc, attempt + 1)
             return
-        future.add_done_callback(lambda f: self._delivered(f, out, 0))
+        future.add_done_callback(lambda f: self._delivered(f, out, attempt))
 
-    def _delivered(self, future: asyncio.Future[Any], out: _Outbound, attempt: int) -> None:
+    def _delivered(self, future: asyncio.Future[Any], out: Outbound, attempt: int) -> None:
         if future.cancelled():
             return  # shutting down: left unacked, so redelivered
         exc = future.exception()
         if exc is not None:
-            self._schedule_retry(out, exc, attempt + 1)
+            self._failed(out, exc, attempt + 1)
             return
         self._in_flight -= 1
         item = out.item
@@ -306,7 +360,32 @@ class Bridge:
                 self._client.publish(ack_topic(site_id), encode_ack(chunk), qos=1)
                 self.stats.confirmed += len(chunk)
 
-    def _schedule_retry(self, out: _Outbound, exc: BaseException, attempt: int) -> None:
+    def _failed(self, out: Outbound, exc: BaseException, attempt: int) -> None:
+        """A record Kafka refuses for good is dead-lettered (bounded) instead; all else is retried."""
+        permanent = isinstance(exc, REFUSED_FOR_GOOD) or not isinstance(exc, KafkaError)
+        if permanent and out.refusals < 2 and not self._stopping:
+            self._refused(out, exc)
+        else:
+            self._schedule_retry(out, exc, attempt)
+
+    def _refused(self, out: Outbound, exc: BaseException) -> None:
+        """Kafka will never take this record (issue 11: a 1 MB dead-letter record was retried
+        forever, unacked, and a thousand of them stalled the bridge). Its message goes to the
+        dead-letter topic with the refusal as reason; refused again, without any payload bytes."""
+        item = out.item
+        reason = f"Kafka refused the record for {out.topic}: {type(exc).__name__}: {exc}"
+        if out.reason is not None:
+            reason = f"{reason} (rejected before: {out.reason})"
+        log.error("dead-lettering a message on %.200s: %.1000s", item.topic, reason)
+        keep = 0 if out.refusals else PAYLOAD_PREFIX_BYTES
+        record = deadletter_record(reason, item.topic, item.payload, max_payload_bytes=keep)
+        if out.reason is None:
+            self.stats.routed -= 1
+            self.stats.rejected += 1
+        self._spawn(self._send(dataclasses.replace(out, topic=DEADLETTER_TOPIC, key=None, value=record,
+                                                   reason=reason, refusals=out.refusals + 1)))
+
+    def _schedule_retry(self, out: Outbound, exc: BaseException, attempt: int) -> None:
         """Kafka is unreachable: keep the message (unacked) and retry with backoff, forever."""
         self.stats.kafka_retries += 1
         delay = min(self.config.retry_backoff_max_s, 0.1 * 2**attempt)
@@ -314,15 +393,12 @@ class Bridge:
 
         async def retry() -> None:
             await asyncio.sleep(delay)
-            assert self._producer is not None
-            try:
-                fut = await self._producer.send(out.topic, value=out.value, key=out.key)
-            except KafkaError as err:
-                self._schedule_retry(out, err, attempt + 1)
-                return
-            fut.add_done_callback(lambda f: self._delivered(f, out, attempt))
+            await self._send(out, attempt)
 
-        task = asyncio.ensure_future(retry())
+        self._spawn(retry())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._retry_tasks.add(task)
         task.add_done_callback(self._retry_tasks.discard)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar, cast
@@ -38,6 +39,8 @@ from stream.sinks.influx import InfluxSink, make_transport
 from stream.sinks.line_protocol import Point
 
 log = logging.getLogger(__name__)
+
+_internal_errors = RateLimitedLog(log, per_interval=5)
 
 BATCH_MAX = int(os.environ.get("WS_BATCH_MAX", "1000"))
 """Events per batch at most: bounds memory and the work one crash repeats."""
@@ -108,13 +111,26 @@ async def decode_valid(events: Iterable[Any], type_: type[M], topic: str
             if key.device_id != m.device_id:
                 raise ContractError(f"msg_id {m.msg_id!r} does not belong to device {m.device_id!r}")
         except (ContractError, ValueError) as exc:
-            log.warning("dead-lettering a %s record: %s", topic, exc)
-            rejected.append(deadletter_record(str(exc), f"kafka:{topic}", event.value))
+            log.warning("dead-lettering a %s record: %.1000s", topic, exc)
+            rejected.append(deadletter_record(str(exc), f"kafka:{topic}", _raw(event.value)))
+            continue
+        except Exception as exc:  # one record must never crash the worker (issue 11)
+            _internal_errors.warning("dead-lettering a %s record after an internal error:\n%s", topic,
+                                     traceback.format_exc(limit=20))
+            rejected.append(deadletter_record(f"internal error: {type(exc).__name__}: {exc}",
+                                              f"kafka:{topic}", _raw(event.value)))
             continue
         valid.append((event, m, key))
     if rejected:
         await asyncio.gather(*(send_deadletter(record) for record in rejected))
     return valid, len(rejected)
+
+
+def _raw(value: Any) -> bytes:
+    """A record's value as the bytes a dead-letter record keeps (a tombstone is empty)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return b"" if value is None else repr(value).encode("utf-8", "backslashreplace")
 
 
 class StateCache(Generic[S]):

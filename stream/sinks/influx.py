@@ -378,7 +378,7 @@ class InfluxSink:
         try:
             for chunk in _chunks(lines, self.config.deadletter_chunk_bytes):
                 record = deadletter_record(reason, self.transport.target, "\n".join(chunk).encode("utf-8"),
-                                           points=len(chunk))
+                                           points=len(chunk), max_payload_bytes=None)  # whole: to replay
                 await self._deadletter(record)
         except Exception:
             log.exception("dead-letter of %d points failed; leaving them unacked for replay", len(lines))
