@@ -1,17 +1,25 @@
 """Exactly-once effects on at-least-once input: de-duplication by msg_id, per device.
 
-Why this works: msg_id = `device:epoch:seq` with (epoch, seq) growing per device, and
-Kafka is keyed by device, so one partition holds a device's messages in the order the
-bridge produced them. So the last (epoch, seq) seen per device is nearly enough:
+Why this works: msg_id = `device:epoch:seq` with seq growing per device within an epoch (one
+outbox), and Kafka is keyed by device (`site/device`: contract.msgid.device_key; device ids
+are unique within a site only), so one partition holds a device's messages in the order the
+bridge produced them. So the last seq seen per device and epoch is nearly enough:
 anything at or below it is a duplicate (an MQTT or Kafka redelivery, a replay after a
 crash). "Nearly", because order can break before Kafka: a message held in a crashed
 bridge's MQTT session (shared subscription: its successors went to another bridge), a
 Kafka send retried by the bridge, an edge redelivery. Dropping such a late message as
 "<= last" would lose it. So the state also keeps the *gaps*: sequence numbers skipped
-below `last` within the last `WINDOW` of the device. A late message that fills a gap
-is new; anything else at or below `last` is a duplicate. In-order traffic has no gaps,
+below the top within the last `WINDOW` of the device's epoch. A late message that fills a
+gap is new; anything else at or below the top is a duplicate. In-order traffic has no gaps,
 so the state stays tiny; a permanent hole (a message the edge dropped) ages out of the
 window.
+
+Epochs are not ordered against each other (`SeqMark`): the last `EPOCHS_KEPT` epochs of a
+device each keep their own top and gaps, and a message of an epoch not remembered is new.
+An epoch is the outbox's creation time on the edge host's clock, so a replaced box whose
+clock was wrong starts with a LOWER epoch; ordering by (epoch, seq) dropped all of its
+messages as duplicates, for good. The bridge also refuses an epoch far in the future
+(stream/validation.py), so a forged id is dead-lettered rather than remembered.
 
 The Faust caveat: a worker killed abruptly may already have written its table
 changelog but not committed its Kafka offsets, so the same messages are processed
@@ -22,22 +30,26 @@ and the running totals live in ONE value per device (`DeviceState`), written as 
 changelog record (once per device per batch, stream/agents/runner.py): after any crash
 either both or neither are in the changelog, and a replayed message is either a
 recognised duplicate (the total already holds it) or new (the total does not). Table
-keys are device ids, the same key as the source topic, so the table is co-partitioned
+keys are `site/device`, the same key as the source topic, so the table is co-partitioned
 and scale-out safe.
 
 Duplicates still re-emit their InfluxDB points: those are idempotent (same series
 and timestamp), and this heals the window where the changelog was written but the
 points were not yet in InfluxDB when the worker died.
 
-Residual risks: (1) a device whose epoch goes backwards (outbox rebuilt with a clock
-set in the past) would have everything dropped as duplicates: counted and logged at
-WARNING; (2) a ticket for a day older than `KEEP_DAYS` before the device's newest day
+Residual risks: (1) a device whose epoch changes more than `EPOCHS_KEPT` times forgets the
+oldest (least recently advanced; logged at WARNING), and a redelivery of a forgotten epoch is
+counted again: only the device's own site can send such ids (a compromised site can forge its
+own data anyway), and the table key `site/device` keeps it from touching any other site;
+(2) a ticket for a day older than `KEEP_DAYS` before the device's newest day
 updates no total (logged), since its running total has been pruned; (3) a message
-arriving more than `WINDOW` sequence numbers late (or, for a device first seen at seq >
-`INITIAL_GAPS`, one older than that first message) is taken for a duplicate. One message
+arriving more than `WINDOW` sequence numbers late (or, for a device or epoch first seen at
+seq > `INITIAL_GAPS`, one older than that first message) is taken for a duplicate. One message
 is late by design: an edge agent's Last-Will (its seq is taken at connect, every heartbeat
 after it takes a newer one), so device health de-duplicates the agent's own `offline`
-statuses apart from this window (stream/agents/device_health_state.py).
+statuses apart from this window (stream/agents/device_health_state.py); (4) table values
+written before the `site/device` key (bare device ids) are not found after that upgrade: the
+per-device state starts afresh once (a replay of data already counted would then count again).
 """
 
 from __future__ import annotations
@@ -64,61 +76,112 @@ KEEP_DAYS = 40
 NS_PER_DAY = 86_400 * 1_000_000_000
 
 
+EPOCHS_KEPT = 8
+"""Epochs (outboxes) remembered per device, the current one included: least recently advanced
+forgotten first. A device starts a new epoch only when its outbox is rebuilt (a replaced box)."""
+
+
 def is_duplicate(last: tuple[int, int] | None, key: MsgKey, gaps: AbstractSet[tuple[int, int]] = frozenset()
                  ) -> bool:
-    """True when (epoch, seq) is not after the last one seen for the device and fills no gap."""
-    return last is not None and (key.epoch, key.seq) <= last and (key.epoch, key.seq) not in gaps
+    """True when `last` (epoch, top seq) is of `key`'s epoch, seq is not after it and fills no gap.
+
+    Epochs are not ordered against each other: another epoch's message is not a duplicate of
+    this one (see `SeqMark` for how epochs are remembered)."""
+    return (last is not None and key.epoch == last[0] and key.seq <= last[1]
+            and (key.epoch, key.seq) not in gaps)
+
+
+def _mask(top: int, seqs: AbstractSet[int]) -> str:
+    """Seqs below `top` (within `WINDOW`) as a hex bitmask: bit i = seq top-1-i."""
+    mask = 0
+    for seq in seqs:
+        mask |= 1 << (top - seq - 1)
+    return format(mask, "x") if mask else ""
+
+
+def _unmask(top: int, mask_hex: str) -> set[int]:
+    mask, seqs = int(mask_hex, 16) if mask_hex else 0, set()
+    while mask:
+        low = mask & -mask
+        seqs.add(top - low.bit_length())
+        mask ^= low
+    return seqs
 
 
 @dataclass
 class SeqMark:
-    """The de-duplication mark alone: last (epoch, seq) seen and the gaps below it.
+    """The de-duplication mark alone: per epoch, the top seq seen and the gaps below it.
 
     Analyses embed it in their own per-device state (see `DeviceState`, and the sorting
     station's state) so mark and aggregates are always one table value.
+
+    Epochs are NOT ordered against each other: an epoch is an outbox's creation time on the
+    edge host's clock, and a replaced box whose clock was wrong starts LOWER than the old one.
+    Ordering by (epoch, seq) made every message of such a box a duplicate forever (and one
+    forged future epoch silenced a device). So each of the last `EPOCHS_KEPT` epochs has its
+    own top seq and gaps, and a message of an epoch not remembered is new, whatever its order.
     """
 
     last: tuple[int, int] | None = None
+    """(epoch, top seq) of the epoch most recently advanced (the device's current outbox)."""
     gaps: set[tuple[int, int]] = field(default_factory=set)
-    """(epoch, seq) skipped below `last` and not seen yet, within `WINDOW` of it."""
+    """(epoch, seq) skipped below its epoch's top and not seen yet, within `WINDOW` of it."""
+    epochs: dict[int, int] = field(default_factory=dict)
+    """The other remembered epochs -> their top seq, most recently advanced first."""
 
     def mark_from_json(self, data: dict[str, Any]) -> None:
+        """Read `mark_to_json`'s form; also the older form without `epochs` (one epoch known)."""
         last = data.get("last")
         self.last = (int(last[0]), int(last[1])) if last else None
         self.gaps = {(int(e), int(s)) for e, s in data.get("gaps", ())}
-        if self.last is not None and data.get("gapmask"):
+        self.epochs = {}
+        for entry in data.get("epochs", ()):
+            epoch, top = int(entry[0]), int(entry[1])
+            self.epochs[epoch] = top
+            self.gaps.update((epoch, s) for s in _unmask(top, str(entry[2]) if len(entry) > 2 else ""))
+        if self.last is not None:
             epoch, top = self.last
-            mask = int(data["gapmask"], 16)
-            while mask:
-                low = mask & -mask
-                self.gaps.add((epoch, top - low.bit_length()))
-                mask ^= low
+            self.gaps.update((epoch, s) for s in _unmask(top, str(data.get("gapmask") or "")))
+        for epoch, seq in sorted(self.gaps):  # the older form kept other epochs' gaps only
+            if self._top(epoch) is None:
+                self.epochs[epoch] = seq + 1  # a gap is below something seen
 
     def mark_to_json(self) -> dict[str, Any]:
-        """Gaps of the current epoch as a hex bitmask below `last` (bit i = seq last-1-i).
+        """Each epoch's gaps as a hex bitmask below its top (`_mask`); the current epoch's as
+        `gapmask` beside `last`, as before epochs were kept (so older values still read).
 
         A device interleaves event types in one sequence, so a topic sees every other seq
         as a gap: a mask is ~30x smaller in the changelog than a list of pairs."""
         if self.last is None:
             return {"last": None}
-        epoch, top = self.last
-        mask = 0
+        by_epoch: dict[int, set[int]] = {}
         other: list[list[int]] = []
         for e, seq in self.gaps:
-            if e == epoch and 0 < top - seq <= WINDOW:
-                mask |= 1 << (top - seq - 1)
+            top = self._top(e)
+            if top is not None and 0 < top - seq <= WINDOW:
+                by_epoch.setdefault(e, set()).add(seq)
             else:
                 other.append([e, seq])
+        epoch, top = self.last
         out: dict[str, Any] = {"last": [epoch, top]}
-        if mask:
-            out["gapmask"] = format(mask, "x")
+        if mask := _mask(top, by_epoch.get(epoch, set())):
+            out["gapmask"] = mask
+        if self.epochs:
+            out["epochs"] = [[e, t, _mask(t, by_epoch.get(e, set()))] for e, t in self.epochs.items()]
         if other:
             out["gaps"] = sorted(other)
         return out
 
+    def _top(self, epoch: int) -> int | None:
+        """The top seq seen of `epoch`, or None when the epoch is not remembered."""
+        if self.last is not None and self.last[0] == epoch:
+            return self.last[1]
+        return self.epochs.get(epoch)
+
     def seen(self, key: MsgKey) -> bool:
         """True when `key` was already recorded (a duplicate)."""
-        return is_duplicate(self.last, key, self.gaps)
+        top = self._top(key.epoch)
+        return is_duplicate(None if top is None else (key.epoch, top), key, self.gaps)
 
     def record(self, key: MsgKey) -> bool:
         """Mark `key` seen; False (and no change) when it is a duplicate."""
@@ -128,21 +191,37 @@ class SeqMark:
         return True
 
     def _advance(self, key: MsgKey) -> None:
-        """Mark `key` seen: fill its gap, or move `last` up and remember what was skipped."""
+        """Mark `key` seen: fill its gap, or move its epoch's top up and remember what was skipped."""
         point = (key.epoch, key.seq)
-        if self.last is not None and point <= self.last:
+        top = self._top(key.epoch)
+        if top is not None and key.seq <= top:
             self.gaps.discard(point)
             return
-        if self.last is not None and key.epoch == self.last[0]:
-            start = max(self.last[1] + 1, key.seq - WINDOW)
+        if top is not None:
+            start = max(top + 1, key.seq - WINDOW)
         else:  # first message of a device or epoch: its predecessors are gaps only if near seq 1
             start = 1 if key.seq <= INITIAL_GAPS + 1 else key.seq
         self.gaps.update((key.epoch, s) for s in range(start, key.seq))
+        if self.last is not None and self.last[0] != key.epoch:
+            self._switch_to(self.last, key.epoch)
         self.last = point
         floor = key.seq - WINDOW
         self.gaps = {g for g in self.gaps if g[0] != key.epoch or g[1] >= floor}
-        if len(self.gaps) > WINDOW:  # gaps of older epochs: keep the newest
-            self.gaps = set(sorted(self.gaps)[-WINDOW:])
+        if len(self.gaps) > WINDOW:  # gaps of other epochs: keep the current epoch's, then the newest
+            rank = {e: i for i, e in enumerate([key.epoch, *self.epochs])}
+            self.gaps = set(sorted(self.gaps, key=lambda g: (rank[g[0]], -g[1]))[:WINDOW])
+
+    def _switch_to(self, current: tuple[int, int], epoch: int) -> None:
+        """`epoch` becomes the current one: `current` goes first into `epochs`; the least
+        recently advanced beyond `EPOCHS_KEPT` is forgotten with its gaps."""
+        older = {e: t for e, t in self.epochs.items() if e != epoch}
+        kept = list({current[0]: current[1], **older}.items())
+        self.epochs = dict(kept[:EPOCHS_KEPT - 1])
+        if len(kept) >= EPOCHS_KEPT:
+            forgotten = {e for e, _ in kept[EPOCHS_KEPT - 1:]}
+            log.warning("epoch %d: forgetting epoch(s) %s of the device (more than %d outboxes)",
+                        epoch, sorted(forgotten), EPOCHS_KEPT)
+            self.gaps = {g for g in self.gaps if g[0] not in forgotten}
 
 
 @dataclass

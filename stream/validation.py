@@ -1,16 +1,30 @@
 """The bridge's gate: a device message is routed to Kafka only if topic and payload agree.
 
-Pure (no I/O) so it is unit-tested exhaustively; the bridge calls it per message.
+Pure (no I/O; the clock is a parameter) so it is unit-tested exhaustively; the bridge calls it
+per message. Routed records are keyed `site/device` (contract.msgid.device_key): device ids are
+unique within a site only, and every agent's table is keyed like its source topic.
+
+The msg_id's epoch is the creation time of the device's outbox (edge/outbox.py, Unix seconds of
+the agent host, NTP-synced in production), so it is never far after now. An epoch more than
+`EPOCH_AHEAD_S` (1 day) after the bridge's clock is refused: it could only be forged, or come
+from an edge host whose clock was set wrong when it created its outbox. A day is far above any
+NTP drift or a hand-set clock's timezone mistake (at most 14 h), and refusing loses nothing
+silently: the message and its reason go to the dead-letter topic, and the edge is confirmed as
+for any rejection it can be told about (the dead-letter topic has it; re-sending cannot help).
+The remedy for such a box is to set its clock and recreate its outbox: its new, lower epoch is
+then accepted as new by the dedup mark (stream/dedup.py); the dead-lettered messages can be
+re-published from the dead-letter topic by the operator.
 """
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import msgspec
 
 from contract.codec import ContractError, decode
-from contract.msgid import parse_msg_id
+from contract.msgid import MsgKey, device_key, parse_msg_id
 from contract.topics import TopicError, kafka_topic, parse_mqtt_topic
 
 
@@ -35,6 +49,10 @@ class Rejection(NamedTuple):
     msg_id: str | None = None
 
 
+EPOCH_AHEAD_S = 86_400
+"""How far after the bridge's clock a msg_id's epoch (an outbox's creation time) may be."""
+
+
 class _IdOnly(msgspec.Struct):
     msg_id: str
 
@@ -42,8 +60,10 @@ class _IdOnly(msgspec.Struct):
 _id_decoder = msgspec.json.Decoder(_IdOnly)
 
 
-def validate(topic: str, payload: bytes) -> Routed | Rejection:
-    """Route a message, or say why not. A topic that disagrees with its payload is spoofing."""
+def validate(topic: str, payload: bytes, now_s: float | None = None) -> Routed | Rejection:
+    """Route a message, or say why not. A topic that disagrees with its payload is spoofing.
+
+    `now_s`: the bridge's clock (Unix seconds; default: now) for the epoch check."""
     try:
         parsed = parse_mqtt_topic(topic)
     except TopicError as exc:
@@ -63,13 +83,26 @@ def validate(topic: str, payload: bytes) -> Routed | Rejection:
         return _rejected(f"payload site_id {event.site_id!r} does not match topic site {parsed.site_id!r}",
                          parsed.site_id, parsed.device_id, payload)
     try:
-        msg_device = parse_msg_id(event.msg_id).device_id
-    except ValueError:
-        return Rejection(f"msg_id {event.msg_id!r} is not device:epoch:seq")
-    if msg_device != event.device_id:
+        key = parse_msg_id(event.msg_id)
+    except ValueError as exc:
+        return Rejection(str(exc))
+    if key.device_id != event.device_id:
         return Rejection(f"msg_id {event.msg_id!r} does not belong to device {event.device_id!r}")
-    return Routed(kafka_topic(parsed.event), event.device_id.encode("utf-8"), payload,
-                  parsed.site_id, event.msg_id)
+    ahead = _epoch_ahead(key, time.time() if now_s is None else now_s)
+    if ahead is not None:
+        return Rejection(ahead, parsed.site_id, event.msg_id)
+    return Routed(kafka_topic(parsed.event), device_key(parsed.site_id, event.device_id).encode("utf-8"),
+                  payload, parsed.site_id, event.msg_id)
+
+
+def _epoch_ahead(key: MsgKey, now_s: float) -> str | None:
+    """Why the msg_id's epoch is implausible (after now + `EPOCH_AHEAD_S`), or None."""
+    ahead = key.epoch - now_s
+    if ahead <= EPOCH_AHEAD_S:
+        return None
+    return (f"msg_id epoch {key.epoch} is {ahead / 86_400:.1f} days after the bridge's clock: an outbox "
+            f"cannot be created in the future (forged id, or the edge's clock was wrong when it created "
+            f"its outbox; allowed {EPOCH_AHEAD_S} s)")
 
 
 def _rejected(reason: str, site_id: str, device_id: str, payload: bytes) -> Rejection:

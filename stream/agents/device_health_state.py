@@ -18,8 +18,11 @@ stream knows of the device, so mark and state are one changelog record (see dedu
   `Health.wills` instead: the (epoch, seq) of the last `WILLS_KEPT` of them accepted, with the
   arrival time of each. One in that list is a duplicate (an MQTT redelivery, a replay of the
   partition: no alert, and its point is written again at its FIRST arrival time, so InfluxDB
-  overwrites instead of gaining a point); one older than a full list is a duplicate with no
-  point; anything else is new, whatever its seq. The seq mark still records it (fills its
+  overwrites instead of gaining a point); one older than every Will of its own epoch in a full
+  list is a duplicate with no point; anything else is new, whatever its seq. Epochs are not
+  compared (a replaced edge box may start a lower epoch, stream/dedup.py): a Will of an epoch
+  no longer in the list counts as new, at worst a repeat whose alert id the alert service
+  already knows. The seq mark still records it (fills its
   gap if within the window). Rejected alternatives: renewing the Will by reconnecting (drops
   the session for a bookkeeping problem); heartbeats on a seq stream of their own (one device
   id has one seq per the contract, and dedup.py orders by it).
@@ -116,7 +119,7 @@ class Health(msgspec.Struct, kw_only=True):
     outbox: str | None = None
     """Dedup key of the open outbox episode (alerted); None when armed."""
     wills: list[tuple[int, int, int]] = []
-    """The edge only: (epoch, seq, heard_ns) of its own offline statuses accepted, oldest first."""
+    """The edge only: (epoch, seq, heard_ns) of its own offline statuses accepted, in arrival order."""
     notices: int = 0
     """The edge only: EdgeNotices emitted so far (the last one's number)."""
     edge_notice: int = 0
@@ -202,10 +205,11 @@ def _accept_edge_offline(h: Health, key: MsgKey, heard_ns: int) -> tuple[bool, i
     for epoch, seq, heard in h.wills:
         if (epoch, seq) == point:
             return False, heard
-    if len(h.wills) >= WILLS_KEPT and point < h.wills[0][:2]:
-        return False, None
+    same_epoch = [seq for epoch, seq, _ in h.wills if epoch == key.epoch]
+    if len(h.wills) >= WILLS_KEPT and same_epoch and key.seq < min(same_epoch):
+        return False, None  # older than every kept Will of its outbox (epochs are not ordered)
     accept(h.mark, key)  # fills its gap within the window; below it, the mark cannot tell
-    h.wills = sorted([*h.wills, (key.epoch, key.seq, heard_ns)])[-WILLS_KEPT:]
+    h.wills = [*h.wills, (key.epoch, key.seq, heard_ns)][-WILLS_KEPT:]
     return True, heard_ns
 
 

@@ -132,8 +132,10 @@ def low_accuracy(counts: DayCounts, d: Deposit, rules: SortingRules, tz: str) ->
 class BinState:
     """Per sorting station: per bin, the last reading applied and the msg_id that started a full cycle.
 
-    Readings are last-writer-wins by (epoch, seq): a duplicate or late reading is stale and
-    changes nothing (a newer reading already described the bin), so no gap tracking is needed.
+    Readings are last-writer-wins by seq within an epoch: a duplicate or late reading is stale
+    and changes nothing (a newer reading already described the bin), so no gap tracking is
+    needed. A reading of another epoch (a replaced box: its epoch may be lower, stream/dedup.py)
+    is applied in arrival order: epochs are not ordered against each other.
     """
 
     bins: dict[str, tuple[tuple[int, int], str | None]] = field(default_factory=dict)
@@ -150,7 +152,7 @@ class BinState:
         """(changed, alert): `bin_full` once per fill cycle; re-armed when the fill drops below `full_pct`."""
         point = (key.epoch, key.seq)
         last, full = self.bins.get(b.bin.value, (None, None))
-        if last is not None and point <= last:
+        if last is not None and last[0] == key.epoch and key.seq <= last[1]:
             return False, None
         alert = None
         if b.fill_pct >= full_pct and full is None:

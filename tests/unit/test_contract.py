@@ -82,9 +82,9 @@ def test_typed_decode_refuses_other_event_types() -> None:
 
 def test_msg_id_orders_by_epoch_then_seq() -> None:
     assert parse_msg_id(make_msg_id("wb-1", 5, 12)) == ("wb-1", 5, 12)
-    assert parse_msg_id("a:b:1:2").device_id == "a:b"
-    with pytest.raises(ValueError):
-        parse_msg_id("wb-1")
+    for bad in ("wb-1", "a:b:1:2"):  # the device part is an Ident: no ':' (strict, issue 11 finding 4)
+        with pytest.raises(ValueError):
+            parse_msg_id(bad)
 
 
 def test_topics() -> None:

@@ -9,8 +9,9 @@ import pytest
 
 from contract import Deposit, Weighing, encode, mqtt_topic
 from contract.events import Direction, Verdict, VerdictSource, WasteCategory
+from contract.msgid import parse_msg_id
 from stream.deadletter import deadletter_record
-from stream.validation import Rejection, Routed, validate
+from stream.validation import EPOCH_AHEAD_S, Rejection, Routed, validate
 
 TS = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 
@@ -28,9 +29,46 @@ def weighing(**overrides: object) -> Weighing:
 TOPIC = mqtt_topic("site-a", "weighbridge", "wb-1", "weighing")
 
 
-def test_valid_weighing_is_routed_with_original_bytes_and_device_key() -> None:
+def test_valid_weighing_is_routed_with_original_bytes_and_site_device_key() -> None:
     payload = encode(weighing())
-    assert validate(TOPIC, payload) == Routed("ws.weighings", b"wb-1", payload, "site-a", "wb-1:1700000000:7")
+    assert validate(TOPIC, payload) == Routed("ws.weighings", b"site-a/wb-1", payload, "site-a",
+                                              "wb-1:1700000000:7")
+
+
+def test_two_sites_with_the_same_device_id_get_different_kafka_keys() -> None:
+    """Finding 5: device ids are unique within a site only; the key (and every table) has both."""
+    a = validate(TOPIC, encode(weighing()))
+    b = validate(mqtt_topic("site-b", "weighbridge", "wb-1", "weighing"), encode(weighing(site_id="site-b")))
+    assert isinstance(a, Routed) and isinstance(b, Routed) and a.msg_id == b.msg_id
+    assert (a.key, b.key) == (b"site-a/wb-1", b"site-b/wb-1")
+
+
+@pytest.mark.parametrize("msg_id", ["wb-1:1_0:2", "wb-1: 1:\n2", "wb-1:１:2", "wb-1:1:2\n", "wb-1:+1:2",
+                                    "wb-1:01:2", "wb-1:1:٣", "wb-1:99999999999:1", "wb-1:1:" + "9" * 16])
+def test_msg_ids_are_parsed_strictly(msg_id: str) -> None:
+    """Finding 4: Python's int() takes `1_0`, ` 1\n`, full-width and Arabic-Indic digits."""
+    with pytest.raises(ValueError, match="device:epoch:seq"):
+        parse_msg_id(msg_id)
+    result = validate(TOPIC, encode(weighing(msg_id=msg_id)))
+    assert isinstance(result, Rejection) and "msg_id" in result.reason, result
+    assert result.msg_id is None  # not a trustworthy id: nothing is confirmed under it
+
+
+NOW = 1_772_323_200.0
+
+
+@pytest.mark.parametrize(("epoch", "ok"), [(NOW, True), (NOW + EPOCH_AHEAD_S, True), (1, True),
+                                           (NOW + EPOCH_AHEAD_S + 1, False), (9_999_999_999, False)])
+def test_an_epoch_after_tomorrow_is_refused_with_a_reason(epoch: float, ok: bool) -> None:
+    """Finding 4: the epoch is the outbox's creation time, so it cannot be far after now; a forged
+    `wb1:99999999999:1` once made every later genuine ticket of the device a duplicate."""
+    msg_id = f"wb-1:{int(epoch)}:1"
+    result = validate(TOPIC, encode(weighing(msg_id=msg_id)), now_s=NOW)
+    if ok:
+        assert isinstance(result, Routed), result
+    else:
+        assert isinstance(result, Rejection) and "after the bridge's clock" in result.reason
+        assert (result.site_id, result.msg_id) == ("site-a", msg_id)  # dead-lettered: edge is told
 
 
 def test_original_bytes_are_kept_even_when_not_canonical() -> None:
@@ -41,7 +79,7 @@ def test_original_bytes_are_kept_even_when_not_canonical() -> None:
 
 def test_deposit_goes_to_its_own_topic() -> None:
     dep = Deposit(msg_id="ss-9:1:1", device_id="ss-9", site_id="c-1", ts=TS, community_id="c-1",
-                  bin=WasteCategory.RECYCLABLE, kg=1.5, household="a1b2c3d4e5f6",
+                  bin=WasteCategory.RECYCLABLE, kg=1.5, household="a1b2c3d4e5f6a7b8",
                   verdict=Verdict.CORRECT, verdict_source=VerdictSource.CAMERA)
     result = validate(mqtt_topic("c-1", "sorting_station", "ss-9", "deposit"), encode(dep))
     assert isinstance(result, Routed) and result.kafka_topic == "ws.deposits"
