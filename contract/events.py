@@ -62,6 +62,9 @@ class WeighingFlag(enum.StrEnum):
     TARE_DEVIATION = "tare_deviation"
     OVER_RATING = "over_rating"
     CLOCK_SKEW = "clock_skew"
+    OVERLOAD = "overload"  # the indicator reported out of range (over capacity) during the visit
+    MOTION = "motion"  # the indicator kept reporting motion while the weights were at rest
+    NET_MODE = "net_mode"  # the indicator was in net mode: its own tare, not the registry's
 
 
 class Verdict(enum.StrEnum):

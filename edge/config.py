@@ -33,6 +33,9 @@ Schema (every key not marked optional is required; unknown keys are errors)::
         baudrate: 9600, parity: N|E|O, bytesize: 7|8, stopbits: 1|2
         format: toledo | xk3190
         checksum: true                # Toledo checksum byte present
+        unit: kg | t | lb = kg        # the unit the indicator must report (Toledo: a frame in
+                                      # another unit is a device error, never rescaled); the
+                                      # unit of an XK3190's weights (its frame carries none)
         division_kg: 20
         occupied_kg: 500
         stable: {tolerance_kg: 20, hold_s: 1.0}
@@ -144,6 +147,7 @@ class WeighbridgeDevice(Base, frozen=True, tag_field="kind", tag="weighbridge"):
     stopbits: Literal[1, 2] = 1
     format: Literal["toledo", "xk3190"] = "toledo"
     checksum: bool = True
+    unit: Literal["kg", "t", "lb"] = "kg"
     division_kg: PositiveKg = 20.0
     occupied_kg: PositiveKg = 500.0
     stable: StableConfig = msgspec.field(default_factory=StableConfig)

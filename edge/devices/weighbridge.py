@@ -5,6 +5,23 @@ consecutive readings below it (one noisy frame does not split a visit). The gros
 heaviest stable capture of the visit: a truck pausing half on or half off the deck is always
 lighter than the truck fully on it. A visit never stable yields gross = heaviest reading,
 `stable=False` and the `unstable_capture` flag. No I/O here: the transport feeds it.
+
+What the indicator says is obeyed, not just parsed:
+
+- **motion**: a reading the indicator marks in motion never counts towards a stable weight (a
+  legal-for-trade indicator does not print in motion); the weights are judged at rest as
+  well, so a motion bit held low while the load rocks does not help either. A visit whose
+  weights were at rest while the indicator kept saying motion gets the `motion` flag.
+- **overload** (out of range, not negative): the true gross is beyond the indicator's range,
+  so the visit is never stable: `stable=False`, the `overload` flag, gross = heaviest seen.
+- **net mode**: the indicator already subtracted its own tare, so the ticket carries its
+  gross (net + tare), tare and net, with the `net_mode` flag; the registered tare is not
+  subtracted again, only compared (`tare_deviation` beyond `tare_deviation_kg`).
+- **unit**: the site pins the unit it expects (config `unit`). A reading in another unit, with
+  no weight unit, or in expanded display (x10, not a legal weight) is refused: `fault` says
+  why (the transport reports it in device_status), a visit under way is dropped with a
+  logged reason, and nothing is rescaled. The fault clears after `FAULT_CLEAR_READINGS`
+  good readings in a row, so a flapping indicator does not flood device_status.
 """
 
 from __future__ import annotations
@@ -25,12 +42,14 @@ from contract.events import (
 )
 from edge.config import Vehicle, WeighbridgeDevice
 from edge.devices.stability import StabilityDetector, StableCapture, round_to_division
-from edge.devices.weighbridge_frames import FrameError, WeightReading
+from edge.devices.weighbridge_frames import NO_UNIT, FrameError, WeightReading
 
 log = logging.getLogger("edge.weighbridge")
 
 UNREAD_PLATE = "UNREAD"
 """Plate on a ticket when the camera sent nothing for the visit."""
+FAULT_CLEAR_READINGS = 10
+"""Good readings in a row that end a fault (1 s at the usual 10 Hz)."""
 
 
 class State(StrEnum):
@@ -80,9 +99,14 @@ class _Visit:
     started: float
     plate: str | None = None
     max_kg: float = 0.0
+    max_reading: WeightReading | None = None
     best: StableCapture | None = None
+    best_reading: WeightReading | None = None
     below: int = 0
     motion_bits: int = 0
+    overloads: int = 0
+    at_rest_in_motion: bool = False
+    """The weights were at rest while the indicator said motion: a weight it did not confirm."""
     extra_plates: list[str] = field(default_factory=list)
 
 
@@ -106,12 +130,19 @@ class WeighbridgeWorkflow:
         self._stability = StabilityDetector(
             device.stable.tolerance_kg, device.stable.hold_s, device.division_kg
         )
+        self._at_rest = StabilityDetector(  # weights only, to tell "the indicator said motion"
+            device.stable.tolerance_kg, device.stable.hold_s, device.division_kg
+        )
         self._visit: _Visit | None = None
         self._pending_plate: tuple[float, str] | None = None
         self._last_ticket: dict[str, float] = {}
         self.frame_errors = 0
         self.frame_error_reasons: dict[str, int] = {}
         self.tickets = 0
+        self.fault: str | None = None
+        """Why the indicator's readings are refused now (a unit mismatch...); None while usable."""
+        self.refused = 0
+        self._good_since_fault = 0
 
     @property
     def state(self) -> State:
@@ -141,14 +172,16 @@ class WeighbridgeWorkflow:
 
     def on_reading(self, t: float, reading: WeightReading) -> Ticket | None:
         """Feed one reading (t = monotonic receive time); returns a ticket when a truck drives off."""
-        w = reading.weight_kg
-        occupied = w >= self.device.occupied_kg
+        if self._refuse(reading):
+            return None
+        w = reading.gross_kg
+        occupied = reading.overload or w >= self.device.occupied_kg
         visit = self._visit
         if visit is None:
             if not occupied:
                 return None
             visit = self._visit = _Visit(started=t)
-            self._stability.reset()
+            self._reset_detectors()
             if self._pending_plate is not None:
                 pt, plate = self._pending_plate
                 if t - pt <= self._plate_max_age_s:
@@ -156,18 +189,75 @@ class WeighbridgeWorkflow:
                 self._pending_plate = None
         if occupied:
             visit.below = 0
-            visit.max_kg = max(visit.max_kg, w)
-            visit.motion_bits += bool(reading.motion)
-            cap = self._stability.feed(t, w, reading.motion)
-            if cap is not None and (visit.best is None or cap.weight_kg > visit.best.weight_kg):
-                visit.best = cap
+            if visit.max_reading is None or w > visit.max_kg:
+                visit.max_kg, visit.max_reading = w, reading
+            self._capture(visit, t, w, reading)
             return None
         visit.below += 1
         if visit.below < self._off_readings:
             return None
         self._visit = None
-        self._stability.reset()
+        self._reset_detectors()
         return self._ticket(visit, t)
+
+    def _capture(self, visit: _Visit, t: float, w: float, reading: WeightReading) -> None:
+        """Feed the stability detectors; only readings the indicator does not contradict count."""
+        if reading.overload:
+            visit.overloads += 1
+            self._reset_detectors()
+            return
+        at_rest = self._at_rest.feed(t, w)
+        if reading.motion:
+            visit.motion_bits += 1
+            visit.at_rest_in_motion |= at_rest is not None
+            self._stability.reset()
+            return
+        cap = self._stability.feed(t, w, reading.motion)
+        if cap is not None and (visit.best is None or cap.weight_kg > visit.best.weight_kg):
+            visit.best, visit.best_reading = cap, reading
+
+    def _reset_detectors(self) -> None:
+        self._stability.reset()
+        self._at_rest.reset()
+
+    def reading_fault(self, reading: WeightReading) -> str | None:
+        """Why a reading cannot make a ticket at this site (its unit), or None."""
+        expected = self.device.unit
+        if reading.unit == NO_UNIT:
+            return f"indicator reports no weight unit (status word C), site expects {expected}"
+        if reading.unit != expected:
+            return f"indicator reports {reading.unit}, site expects {expected} (config unit): not rescaled"
+        if reading.expanded:
+            return "indicator in expanded display (x10, status word C bit 4): not a legal weight"
+        return None
+
+    def _refuse(self, reading: WeightReading) -> bool:
+        """Track `fault`; True when this reading is refused (faulty, or the fault not yet cleared)."""
+        fault = self.reading_fault(reading)
+        if fault is None and self.fault is not None:
+            self._good_since_fault += 1
+            if self._good_since_fault >= FAULT_CLEAR_READINGS:
+                log.warning("%s: indicator readings usable again (was: %s)", self.device.id, self.fault)
+                self.fault = None
+        elif fault is not None:
+            self._good_since_fault = 0
+            if fault != self.fault:
+                log.warning("%s: readings refused: %s", self.device.id, fault)
+                self.fault = fault
+            if self._visit is not None:
+                log.warning(
+                    "%s: visit of %s since %.1f s dropped, no ticket: %s",
+                    self.device.id,
+                    self._visit.plate or UNREAD_PLATE,
+                    self._visit.started,
+                    fault,
+                )
+                self._visit = None
+                self._reset_detectors()
+        if self.fault is None:
+            return False
+        self.refused += 1
+        return True
 
     def _ticket(self, visit: _Visit, t: float) -> Ticket:
         dev = self.device
@@ -175,26 +265,42 @@ class WeighbridgeWorkflow:
         plate = visit.plate or UNREAD_PLATE
         if visit.plate is None:
             log.warning("%s: no plate read for the visit at %.1f s", dev.id, visit.started)
-        if visit.best is not None:
-            gross, stable = visit.best.weight_kg, True
+        if visit.overloads:
+            gross, stable, source = round_to_division(visit.max_kg, dev.division_kg), False, visit.max_reading
+            flags.append(WeighingFlag.OVERLOAD)
+            log.warning(
+                "%s: %s: the indicator reported overload (%d readings); gross = max seen %.0f kg",
+                dev.id, plate, visit.overloads, gross,
+            )
+        elif visit.best is not None:
+            gross, stable, source = visit.best.weight_kg, True, visit.best_reading
         else:
             gross, stable = round_to_division(visit.max_kg, dev.division_kg), False
+            source = visit.max_reading
             flags.append(WeighingFlag.UNSTABLE_CAPTURE)
+            if visit.at_rest_in_motion:
+                flags.append(WeighingFlag.MOTION)
             log.warning("%s: %s left without a stable weight; gross = max seen %.0f kg", dev.id, plate, gross)
         gross = min(max(gross, 0.0), MAX_VEHICLE_KG)
         vehicle = self.registry.get(plate)
+        indicator_tare = source.tare_kg if source is not None and source.net else None
+        tare_source = TareSource.REGISTERED
         if vehicle is None:
             log.warning(
-                "%s: plate %s is not in the vehicle registry: residual/unknown, tare 0", dev.id, plate
+                "%s: plate %s is not in the vehicle registry: residual/unknown, tare %s",
+                dev.id, plate, "0" if indicator_tare is None else "the indicator's",
             )
             tare, category, origin = 0.0, WasteCategory.RESIDUAL, "unknown"
         else:
             tare, category, origin = vehicle.tare_kg, vehicle.category, vehicle.origin
             if gross > vehicle.rated_gross_kg:
                 flags.append(WeighingFlag.OVER_RATING)
-        if self.tare_deviates(vehicle, measured_tare_kg=None) or tare > gross:
+        if indicator_tare is not None:  # net mode: the indicator's tare, never subtracted twice
+            tare, tare_source = indicator_tare, TareSource.MEASURED
+            flags.append(WeighingFlag.NET_MODE)
+        if self.tare_deviates(vehicle, measured_tare_kg=indicator_tare) or tare > gross:
             flags.append(WeighingFlag.TARE_DEVIATION)
-            tare = min(tare, gross)  # a gross below the registered tare: net 0, flagged, not negative
+            tare = min(tare, gross)  # a gross below the tare: net 0, flagged, not negative
         last = self._last_ticket.get(plate)
         if plate != UNREAD_PLATE and last is not None and t - last <= dev.double_weigh_window_s:
             flags.append(WeighingFlag.DOUBLE_WEIGHING)
@@ -212,13 +318,14 @@ class WeighbridgeWorkflow:
             flags=tuple(flags),
             ts=self._wall_clock(),
             at=t,
+            tare_source=tare_source,
         )
 
     def tare_deviates(self, vehicle: Vehicle | None, measured_tare_kg: float | None) -> bool:
         """Hook: a measured tare (outbound weighing) far from the registered one.
 
-        Inbound tickets use the registered tare, so there is nothing to compare yet; an
-        outbound weighing will pass the measured tare here.
+        A ticket weighed in the indicator's net mode passes the indicator's tare here; an
+        outbound weighing will pass the measured tare.
         """
         if vehicle is None or measured_tare_kg is None:
             return False

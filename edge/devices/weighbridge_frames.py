@@ -9,21 +9,26 @@ Mettler Toledo continuous output (17 bytes, 18 with the checksum)::
     STX SWA SWB SWC  D D D D D D  T T T T T T  CR  [CHK]
     CHK = (-(sum of STX..CR)) & 0x7F   (2's complement of the 7-bit sum)
 
-Status bits (bit 7 is parity on 7-bit lines, so every byte is masked to 7 bits):
+Status bits (bit 7 is parity on 7-bit lines, so every byte is masked to 7 bits), from the
+indicator manuals' "standard continuous output" tables (status bytes A, B and C)::
 
     SWA bits 0-2  decimal point / dummy zeros: 0 XXXX00, 1 XXXXX0, 2 XXXXXX, 3 XXXXX.X,
                   4 XXXX.XX, 5 XXX.XXX, 6 XX.XXXX, 7 X.XXXXX
     SWA bits 3-4  increment size: 1 -> x1, 2 -> x2, 3 -> x5 (0 is invalid)
-    SWA bit 5     always 1
-    SWB bit 0     net (1) / gross (0)
+    SWA bit 5     always 1; bit 6 always 0
+    SWB bit 0     net (1) / gross (0): in net mode the weight field is the NET (gross - tare)
     SWB bit 1     negative (1)
     SWB bit 2     out of range (1): with the sign bit it is an under-range, else an overload
     SWB bit 3     motion (1)
-    SWB bit 4     kg (1) / lb (0)
+    SWB bit 4     kg (1) / lb (0), when SWC bits 0-2 are 000
     SWB bit 5     always 1
     SWB bit 6     powered up, not zeroed (1)
-    SWC bit 0     grams (1), overrides SWB bit 4
-    SWC bit 3     print request; SWC bit 4 expanded display; SWC bit 5 always 1
+    SWC bits 0-2  unit: 000 lb or kg (SWB bit 4), 001 g, 010 t, 011 oz, others: no weight unit
+    SWC bit 3     print request; SWC bit 4 expanded display (x10); SWC bit 5 always 1
+
+The parser reports what the frame says (net, overload, motion, unit, expanded) and converts
+to kg; whether such a reading may make a ticket is the workflow's decision
+(edge/devices/weighbridge.py), against the unit the site pinned.
 
 Leading spaces in the weight/tare fields are read as zeros (some indicators blank them).
 
@@ -31,7 +36,10 @@ Yaohua XK3190-A9 `tF=0` continuous frame (12 bytes)::
 
     0x02  sign('+'|'-')  D D D D D D  P  XH XL  0x03
     P = number of decimal places ('0'..'4'); XH XL = XOR of sign..P as two ASCII hex nibbles
-    (0-9 -> '0'-'9', 10-15 -> 'A'-'F'). This frame carries no motion or range flags.
+    (0-9 -> '0'-'9', 10-15 -> 'A'-'F'). The weight is what the indicator displays, gross or net
+    ("当前称量(或净)"): the frame says neither which, nor the unit (kg or t, set on the
+    indicator), nor motion or range. So the site pins the unit (config `unit`, applied here)
+    and must run the indicator in gross mode: the edge cannot tell a net display apart.
 """
 
 from __future__ import annotations
@@ -44,6 +52,11 @@ STX = 0x02
 ETX = 0x03
 CR = 0x0D
 LB_KG = 0.45359237
+UNIT_KG: dict[str, float] = {"kg": 1.0, "lb": LB_KG, "g": 0.001, "t": 1000.0, "oz": LB_KG / 16}
+"""kg per unit an indicator can report (avoirdupois pound and ounce)."""
+NO_UNIT = "none"
+"""`unit` of a Toledo reading whose SWC unit code names no weight unit (its weight_kg is unscaled)."""
+SWC_UNITS: dict[int, str] = {0b001: "g", 0b010: "t", 0b011: "oz"}
 MAX_RAW_IN_ERROR = 64
 """Dropped runs are summarised: the error carries at most this many of the dropped bytes."""
 
@@ -52,7 +65,12 @@ FrameFormat = Literal["toledo", "xk3190"]
 
 @dataclass(frozen=True, slots=True)
 class WeightReading:
-    """One displayed weight; `motion` is None when the format has no motion bit."""
+    """One displayed weight, in kg, with what the indicator said about it.
+
+    `motion` is None when the format has no motion bit. `net`: the weight is the net the
+    indicator displays and `tare_kg` its tare (gross = weight + tare). `unit` is the unit the
+    indicator reported (or, for a format without one, the unit the site pinned).
+    """
 
     weight_kg: float
     motion: bool | None
@@ -62,7 +80,15 @@ class WeightReading:
     tare_kg: float | None = None
     division_kg: float | None = None
     unit: str = "kg"
+    expanded: bool = False
     raw: bytes = b""
+
+    @property
+    def gross_kg(self) -> float:
+        """The load on the deck: the displayed weight, plus the indicator's tare in net mode."""
+        if self.net and self.tare_kg is not None:
+            return round(self.weight_kg + self.tare_kg, 6)
+        return self.weight_kg
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +154,9 @@ def parse_toledo(frame: bytes, *, checksum: bool = True) -> Item:
         return FrameError(f"toledo tare field is not digits: {frame[10:16]!r}", frame)
     exponent = 2 - (swa & 0x07)  # code 0 -> x100 ... code 7 -> x1e-5
     scale = 10.0**exponent
-    if swc & 0x01:
-        unit, to_kg = "g", 0.001
-    elif swb & 0x10:
-        unit, to_kg = "kg", 1.0
-    else:
-        unit, to_kg = "lb", LB_KG
+    unit_code = swc & 0x07  # 000: lb or kg by SWB bit 4
+    unit = ("kg" if swb & 0x10 else "lb") if unit_code == 0 else SWC_UNITS.get(unit_code, NO_UNIT)
+    to_kg = UNIT_KG.get(unit, 1.0)
     negative = bool(swb & 0x02)
     out_of_range = bool(swb & 0x04)
     value = weight * scale * to_kg
@@ -146,12 +169,13 @@ def parse_toledo(frame: bytes, *, checksum: bool = True) -> Item:
         tare_kg=round(tare * scale * to_kg, 6),
         division_kg=round((1, 2, 5)[inc_code - 1] * scale * to_kg, 6),
         unit=unit,
+        expanded=bool(swc & 0x10),
         raw=frame,
     )
 
 
-def parse_xk3190(frame: bytes) -> Item:
-    """Parse one complete XK3190-A9 tF=0 frame (12 bytes)."""
+def parse_xk3190(frame: bytes, *, unit: str = "kg") -> Item:
+    """Parse one complete XK3190-A9 tF=0 frame (12 bytes); `unit` is the one the site pinned."""
     if len(frame) != 12:
         return FrameError(f"xk3190 frame of {len(frame)} bytes, expected 12", frame)
     if frame[0] != STX or frame[11] != ETX:
@@ -170,8 +194,10 @@ def parse_xk3190(frame: bytes) -> Item:
     places = frame[8] - 0x30
     if not 0 <= places <= 4:
         return FrameError(f"xk3190 decimal places is not 0-4: {frame[8:9]!r}", frame)
-    value = weight / 10**places
-    return WeightReading(weight_kg=-value if sign == b"-" else value, motion=None, raw=frame)
+    value = weight / 10**places * UNIT_KG[unit]
+    return WeightReading(
+        weight_kg=round(-value if sign == b"-" else value, 6), motion=None, unit=unit, raw=frame
+    )
 
 
 class Framer:
@@ -250,8 +276,11 @@ class Framer:
         return len(self._buf)
 
 
-def make_framer(fmt: FrameFormat, *, checksum: bool = True, max_buffer: int = 4096) -> Framer:
-    """The framer for a device's configured `format` (`checksum` applies to Toledo only)."""
+def make_framer(
+    fmt: FrameFormat, *, checksum: bool = True, max_buffer: int = 4096, unit: str = "kg"
+) -> Framer:
+    """The framer for a device's configured `format` (`checksum` applies to Toledo only, `unit`
+    to XK3190 only: its frame carries none; a Toledo frame says its unit itself)."""
     if fmt == "toledo":
         return Framer(
             length=18 if checksum else 17,
@@ -264,6 +293,11 @@ def make_framer(fmt: FrameFormat, *, checksum: bool = True, max_buffer: int = 40
         )
     if fmt == "xk3190":
         return Framer(
-            length=12, end_index=11, end_byte=ETX, parse=parse_xk3190, name="xk3190", max_buffer=max_buffer
+            length=12,
+            end_index=11,
+            end_byte=ETX,
+            parse=lambda f: parse_xk3190(f, unit=unit),
+            name="xk3190",
+            max_buffer=max_buffer,
         )
     raise ValueError(f"unknown frame format {fmt!r}")

@@ -36,7 +36,7 @@ class WeighbridgePort:
         self.device = device
         self.outbox = outbox
         self.workflow = WeighbridgeWorkflow(device, site.registry())
-        self.framer = make_framer(device.format, checksum=device.checksum)
+        self.framer = make_framer(device.format, checksum=device.checksum, unit=device.unit)
         self.anpr = AnprLineReader()
         self.state: DeviceState | None = None
         self.last_error: str | None = None
@@ -111,6 +111,9 @@ class WeighbridgePort:
                 self.workflow.on_frame_error(item)
                 continue
             ticket = self.workflow.on_reading(t, item)
+            if self.workflow.fault != self.last_error:
+                fault = self.workflow.fault  # a refused indicator is out of service: offline, why
+                self._report(DeviceState.OFFLINE if fault else DeviceState.ONLINE, fault)
             if ticket is not None:
                 self.emit(ticket)
 

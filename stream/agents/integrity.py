@@ -14,6 +14,7 @@ from stream.alerting.make import make_alert
 
 SEVERITY: dict[WeighingFlag, Severity] = {f: Severity.WARNING for f in WeighingFlag}
 SEVERITY[WeighingFlag.OVER_RATING] = Severity.CRITICAL
+SEVERITY[WeighingFlag.NET_MODE] = Severity.INFO  # a note: the indicator's tare was used
 
 WHAT: dict[WeighingFlag, str] = {
     WeighingFlag.DOUBLE_WEIGHING: "weighed twice within minutes",
@@ -22,6 +23,9 @@ WHAT: dict[WeighingFlag, str] = {
     WeighingFlag.OVER_RATING: "gross above the vehicle's rating",
     WeighingFlag.REMOTE_JUMP: "weight jumped as if remote-controlled",
     WeighingFlag.CLOCK_SKEW: "indicator clock skewed",
+    WeighingFlag.OVERLOAD: "indicator overloaded (beyond its range): gross is a lower bound",
+    WeighingFlag.MOTION: "indicator kept reporting motion while the weights were at rest",
+    WeighingFlag.NET_MODE: "weighed in the indicator's net mode (its tare, not the registry's)",
 }
 
 

@@ -22,7 +22,8 @@ def test_every_flag_maps_to_one_alert_with_the_ticket_as_evidence() -> None:
     for a, flag in zip(alerts, WeighingFlag, strict=True):
         assert a.evidence == ("wb-1:1:42",)
         assert a.alert_id == alert_id(a.kind, f"wb-1:1:42|{flag.value}")
-        assert a.severity == (Severity.CRITICAL if flag == WeighingFlag.OVER_RATING else Severity.WARNING)
+        expected = {WeighingFlag.OVER_RATING: Severity.CRITICAL, WeighingFlag.NET_MODE: Severity.INFO}
+        assert a.severity == expected.get(flag, Severity.WARNING)
         assert a.subject == ("wb-1" if flag == WeighingFlag.CLOCK_SKEW else "桂B12345")
 
 

@@ -91,11 +91,13 @@ def test_unstable_capture_uses_max_seen() -> None:
     assert not t.stable and t.flags == (WeighingFlag.UNSTABLE_CAPTURE,) and t.gross_kg == 28000
 
 
-def test_motion_bit_alone_does_not_block_capture() -> None:
+def test_motion_bit_blocks_a_stable_capture_and_reaches_the_ticket() -> None:
+    """Weights at rest but the indicator says motion all along: not stable, flagged `motion`."""
     wf, clock = make()
     wf.on_plate(clock.t, PLATE)
     [t] = run(wf, clock, visit(28000), motion=True)
-    assert t.stable
+    assert not t.stable
+    assert t.flags == (WeighingFlag.UNSTABLE_CAPTURE, WeighingFlag.MOTION) and t.gross_kg == 28000
 
 
 def test_over_rating() -> None:
