@@ -25,5 +25,5 @@ def plan_targets(city: str) -> dict[str, Target]:
             continue
         t = max(ind.targets, key=lambda t: t.year)
         out[ind.id] = Target(f"{t.year} target {t.label()}", t.cmp if t.value is not None else None, t.value,
-                             f"{ind.name_zh}: {table.plan} ({ind.source})")
+                             f"{ind.name_zh}: {table.cite(ind.source)}")
     return out

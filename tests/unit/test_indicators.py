@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
@@ -19,12 +20,13 @@ from wastestream.indicators.config import (
     Target,
     available_cities,
     load_city,
-    parse_source,
+    seed_lines,
 )
 from wastestream.indicators.data import CommunitySorting, PeriodData, Tonnage
 from wastestream.indicators.evaluate import Status, evaluate, evaluate_table, status_of
 
-START = datetime(2025, 6, 1, tzinfo=UTC)
+START = datetime(2025, 6, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
+"""A local midnight: periods of `period(days)` are whole local days (judged)."""
 
 RULES = msgspec.convert({
     "city": "testcity",
@@ -99,11 +101,41 @@ def test_incineration_capacity_share_from_rules() -> None:
 
 
 def test_incineration_capacity_use_with_peak() -> None:
-    data = period(0.5, tonnage=DAY, peak_load_pct={"inc": 61.0})
+    data = period(2.0, tonnage=tonnes(inc__residual=200), peak_load_pct={"inc": 61.0})
     r = f.incineration_capacity_use(ctx(data))
-    # 50 t in half a day = 100 t/d against 100 t/d
+    # 200 t in two whole days = 100 t/d against 100 t/d
     assert r.value == pytest.approx(100.0)
-    assert r.inputs["peak_day_load_pct"] == 61.0
+    assert r.inputs["peak_day_load_pct"] == 61.0 and r.inputs["whole_days"] == 2
+
+
+@pytest.mark.parametrize("formula", [f.msw_collected, f.incineration_capacity_use])
+def test_no_rate_from_part_of_a_day(formula: object) -> None:
+    """Half a day (or 90 s) is not extrapolated: no value, the measured tonnes in the note."""
+    for part in (period(0.5, tonnage=DAY), period(90 / 86400, tonnage=DAY)):
+        r = formula(ctx(part))  # type: ignore[operator]
+        assert r.value is None and r.inputs["whole_days"] == 0
+        assert "measured so far (partial day)" in r.note
+
+
+def test_partial_day_and_ended_plan_are_not_judged() -> None:
+    table = load_city("liuzhou")
+    data = period(0.5, tonnage=DAY, sorting=SORTING)
+    results = {r.indicator.id: r for r in evaluate_table(table, ctx(data))}
+    assert results["sorting_accuracy"].status is Status.PARTIAL_DAY
+    assert results["msw_collected"].status is Status.PARTIAL_DAY and results["msw_collected"].value is None
+    later = PeriodData(datetime(2026, 3, 1, tzinfo=ZoneInfo("Asia/Shanghai")),
+                       datetime(2026, 3, 2, tzinfo=ZoneInfo("Asia/Shanghai")), tonnage=DAY, sorting=SORTING)
+    ended = {r.indicator.id: r for r in evaluate_table(table, ctx(later))}
+    assert ended["msw_collected"].status is Status.PLAN_ENDED and ended["msw_collected"].value is not None
+    assert "2023—2025年" in ended["msw_collected"].note and "would be: met" in ended["msw_collected"].note
+    assert not any(r.status in (Status.MET, Status.NOT_MET) for r in ended.values())
+
+
+def test_a_day_not_yet_over_is_partial() -> None:
+    day = period(1.0, tonnage=DAY)
+    assert day.whole_days == 1
+    day.now = START + timedelta(hours=20)
+    assert day.whole_days == 0
 
 
 def test_raw_landfilled() -> None:
@@ -234,7 +266,7 @@ def test_every_cited_source_line_exists(city: str) -> None:
         pytest.skip(f"seed documents not at {SEEDS} (set WS_SEEDS_DIR)")
     table = load_city(city)
     for source in [table.plan_source, *(i.source for i in table.indicators)]:
-        name, first, last = parse_source(source)
+        name, first, last = seed_lines(table, source)
         path = SEEDS / name
         assert path.is_file(), f"{city}: {source}: no file {path}"
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -251,9 +283,10 @@ def test_cited_lines_name_the_indicator() -> None:
               ("foshan", "incineration_rate"): "焚烧处理率", ("guanxian", "recycling_rate"): "回收利用率",
               ("liuzhou", "sorting_accuracy"): "投放准确率", ("foshan", "raw_landfilled"): "零填埋"}
     for (city, ind_id), words in checks.items():
-        ind = load_city(city).indicator(ind_id)
+        table = load_city(city)
+        ind = table.indicator(ind_id)
         assert ind is not None
-        name, first, _ = parse_source(ind.source)
+        name, first, _ = seed_lines(table, ind.source)
         assert words in (SEEDS / name).read_text(encoding="utf-8").splitlines()[first - 1]
 
 
@@ -264,24 +297,29 @@ city: bad
 name_zh: 坏
 name_en: Bad
 plan: x
-plan_source: 000_12da04b4ff6fd9b5.txt:L35
+documents: {p: {title: x, period: {end: 2025}, seed: 000_12da04b4ff6fd9b5.txt}}
+plan_source: {doc: p, section: 表1, line: "35"}
 baseline_year: 2020
 indicators:
-  - {id: a, name_zh: a, name_en: a, unit: "%", source: "nowhere", feed: computed, formula: nope}
-  - {id: b, name_zh: b, name_en: b, unit: t, source: "000_12da04b4ff6fd9b5.txt:L51", feed: computed,
+  - {id: a, name_zh: a, name_en: a, unit: "%", source: {doc: nowhere, section: s, line: "1"}, feed: computed,
+     formula: nope}
+  - {id: b, name_zh: b, name_en: b, unit: t, source: {doc: p, section: 表1, line: "51"}, feed: computed,
      formula: recycling_rate}
 """, encoding="utf-8")
     with pytest.raises(IndicatorConfigError) as exc:
         load_city(bad)
     text = str(exc.value)
-    assert "indicators[0] (a)" in text and "nowhere" in text and "formula" in text
+    assert "indicators[0] (a): source.doc 'nowhere'" in text and "formula" in text
     assert "indicators[1] (b): unit 't' but formula recycling_rate gives '%'" in text
 
 
 def test_schema_error_is_clear(tmp_path: Path) -> None:
     bad = tmp_path / "bad2.yaml"
-    bad.write_text("city: bad\nname_zh: x\nname_en: x\nplan: x\nplan_source: x\nbaseline_year: 2020\n"
-                   "indicators: [{id: a, name_zh: a, name_en: a, unit: '%', source: s, feed: sometimes}]\n",
+    bad.write_text("city: bad\nname_zh: x\nname_en: x\nplan: x\nbaseline_year: 2020\n"
+                   "documents: {p: {title: x, period: {end: 2025}, seed: 000_12da04b4ff6fd9b5.txt}}\n"
+                   "plan_source: {doc: p, section: s, line: '1'}\n"
+                   "indicators: [{id: a, name_zh: a, name_en: a, unit: '%', "
+                   "source: {doc: p, section: s, line: '1'}, feed: sometimes}]\n",
                    encoding="utf-8")
     with pytest.raises(IndicatorConfigError, match=r"bad2.yaml: .*feed"):
         load_city(bad)

@@ -1,10 +1,12 @@
-"""The HTML report: sections, inline SVG, no external URLs, alert log with evidence links."""
+"""The HTML report: sections, inline SVG, no external URLs, alert log with evidence links; whole
+days judged, partial days only measured, plan periods respected, citations that name the plans."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,8 +19,9 @@ from wastestream.report import build
 from wastestream.report.svg import Bar, bar_chart
 from wastestream.settings import Settings
 
-START = datetime(2025, 6, 1, 0, 0, tzinfo=UTC)
-END = START + timedelta(hours=6)
+START = datetime(2025, 6, 1, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+END = START + timedelta(days=1)
+NOW = START + timedelta(days=1, hours=14, minutes=22)
 
 
 def fake_period(settings: Settings, start: datetime, end: datetime, **kw: object) -> PeriodData:
@@ -62,8 +65,23 @@ def alerts_db(tmp_path: Path) -> Path:
 def report(tmp_path: Path, alerts_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(build, "fetch_period", fake_period)
     out = build.build_report(Settings(run_dir=tmp_path), START, END, tmp_path / "r" / "report.html",
-                             alerts_db=alerts_db, alerts_base_url="https://alerts.example.gov.cn/api/")
+                             alerts_db=alerts_db, alerts_base_url="https://alerts.example.gov.cn/api/",
+                             now=NOW)
     return out.read_text(encoding="utf-8")
+
+
+def _judged_from_data(html: str) -> list[str]:
+    """Indicator rows judged met / not met, except the one judged from the rules' registry
+    (design capacity share: a fact about the facilities, not a measurement of the period)."""
+    rows = re.findall(r"<tr><td>\d+</td>.*?</tr>", html)
+    return [r for r in rows if ("s-met" in r or "s-not-met" in r) and "焚烧处理能力占比" not in r]
+
+
+def _report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: datetime, end: datetime,
+            now: datetime) -> str:
+    monkeypatch.setattr(build, "fetch_period", fake_period)
+    return build.build_report(Settings(run_dir=tmp_path), start, end, tmp_path / "p.html",
+                              now=now).read_text(encoding="utf-8")
 
 
 def test_alert_store_read_only_and_period(alerts_db: Path) -> None:
@@ -91,7 +109,8 @@ def test_self_contained(report: str) -> None:
 
 
 def test_indicator_rows_with_status_and_sources(report: str) -> None:
-    assert "000_12da04b4ff6fd9b5.txt:L51" in report and "001_ae4b6fe49ab368be.txt:L717" in report
+    assert "《柳州市“无废城市”建设实施方案（2023—2025年）》（柳政发〔2023〕11号） 表1 第12项" in report
+    assert "《柳州市生态环境保护“十四五”规划》 第七章 第二节" in report
     # accuracy (90 + 40) / (100 + 60) = 81.25 % < 90: not met; coverage 2/2 = 100 %: met
     assert "81.2" in report or "81.3" in report
     assert "未达标 · not met" in report and "达标 · met" in report
@@ -99,9 +118,45 @@ def test_indicator_rows_with_status_and_sources(report: str) -> None:
 
 
 def test_tonnage_and_capacity(report: str) -> None:
-    # incinerator: 80 t in 6 h = 320 t/d of 2250 t/d = 14.2 %
-    assert "lz-jm-incinerator" in report and "14.2" in report
+    # incinerator: 80 t in one whole day = 80 t/d of 2250 t/d = 3.6 %; peak 14.2 % (facility_load)
+    assert "lz-jm-incinerator" in report and "3.6% 负荷 load" in report and "14.2" in report
     assert "xx-unknown" in report and "not in rules" in report
+    assert "1 whole local day" in report
+
+
+def test_citations_name_the_plan_and_facilities(report: str) -> None:
+    """No seed file name or line reaches a reader; facilities by name, ids only as small print."""
+    assert not re.search(r"\.txt:L|\d{3}_[0-9a-f]{16}", report)
+    assert "柳州市静脉产业园 生活垃圾焚烧发电厂" in report
+    assert "鹿寨县固废垃圾环保科技处理及智能化新型制砖厂" in report
+    assert "生活垃圾清运量★ 万吨 2020年 92.52 2025年 100" in report  # the quoted row
+
+
+def test_partial_day_is_measured_not_judged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """90 s of demo traffic: no annualised 万吨/年, no load %, no met / not met; says why."""
+    start = NOW - timedelta(seconds=90)
+    html = _report(tmp_path, monkeypatch, start, NOW, NOW)
+    assert "今日截至目前 So far today" in html and "less than a whole local day" in html
+    assert _judged_from_data(html) == []
+    assert "不足整日，不评判" in html
+    assert "负荷 load" not in html  # no capacity use from 90 s
+    assert "105.0 t measured so far" in html  # household at terminal facilities: 80 + 20 + 5 t
+    assert "Judged: none" in html
+
+
+def test_whole_day_judged_and_today_shown_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    html = _report(tmp_path, monkeypatch, START, NOW, NOW)
+    judged, _, today = html.partition("今日截至目前 So far today")
+    assert _judged_from_data(judged) and "× 365 / 1: annualised from 1 whole day" in judged
+    assert today and _judged_from_data(today) == []
+
+
+def test_after_the_plan_period_nothing_is_judged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    day = datetime(2026, 12, 2, tzinfo=ZoneInfo("Asia/Shanghai"))
+    html = _report(tmp_path, monkeypatch, day, day + timedelta(days=1), day + timedelta(days=1, hours=9))
+    assert "规划期已结束" in html and "plan period ended" in html and "2023—2025年" in html
+    assert "达标 · met" not in html and "未达标 · not met" not in html  # not even from the registry
+    assert "targets applying to 2026" not in html
 
 
 def test_alert_log_with_evidence_links(report: str) -> None:

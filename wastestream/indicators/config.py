@@ -1,7 +1,10 @@
 """A city's indicator table (指标体系) as config: one YAML file per city, validated with msgspec.
 
 Each indicator row carries what the plan prints (Chinese name, unit, baseline, 2023/2025
-targets, the ★ mark) and a citation `file:Lnn` into the seed documents, plus how it is fed:
+targets, the ★ mark) and a citation an official can follow: the document (`documents:`, with
+its title, 文号 and plan period), the section or table row, and the quoted words. The line in
+the source text the row was transcribed from (`line:` of the document's `seed:` text) is kept
+for review and tests, never shown to readers. Plus how it is fed:
 `computed` (a formula id in `wastestream.indicators.formulas.FORMULAS`) or `manual` (GDP,
 surveys, ...: a value from a separate manual-inputs file, shown as such in the report).
 """
@@ -16,7 +19,7 @@ import msgspec
 import yaml
 
 CITIES_DIR = Path(__file__).parent / "cities"
-SOURCE_RE = re.compile(r"^(?P<file>\d{3}_[0-9a-f]{16}\.txt):L(?P<line>\d+)(?:[–-]L?(?P<end>\d+))?$")
+LINES_RE = re.compile(r"^(?P<line>\d+)(?:[–-](?P<end>\d+))?$")
 RISING_TEXTS = ("逐年提高",)
 """Text targets meaning "rising every year": judged against the previous period's value."""
 
@@ -30,6 +33,44 @@ class IndicatorConfigError(ValueError):
 
 class Base(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
+
+
+class Period(Base, frozen=True, kw_only=True):
+    """A plan's period (规划期), in years: its targets are judged within it, not after."""
+
+    start: Year | None = None
+    end: Year
+
+    def label(self) -> str:
+        return f"{self.start}—{self.end}年" if self.start else f"至{self.end}年"
+
+
+class Document(Base, frozen=True, kw_only=True):
+    """A plan as an official cites it: title, issuer, 文号 (if it has one), period."""
+
+    title: str
+    doc_no: str = ""
+    issuer: str = ""
+    period: Period
+    status: str = ""
+    """E.g. 公开征求意见稿 (a draft)."""
+    seed: Annotated[str, msgspec.Meta(pattern=r"^\d{3}_[0-9a-f]{16}\.txt$")]
+    """The source text this table was transcribed from (for review; never rendered)."""
+
+    def citation(self) -> str:
+        """《title》（文号）: how the report names the plan."""
+        extra = "，".join(x for x in (self.doc_no, self.status) if x)
+        return f"《{self.title}》" + (f"（{extra}）" if extra else "")
+
+
+class Source(Base, frozen=True, kw_only=True):
+    """Where a figure is in a plan: document key, section or table row, the quoted words."""
+
+    doc: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*$")]
+    section: str
+    quote: str = ""
+    line: Annotated[str, msgspec.Meta(pattern=r"^\d+(?:[–-]\d+)?$")]
+    """Line(s) of the document's seed text (review only)."""
 
 
 class Baseline(Base, frozen=True, kw_only=True):
@@ -72,13 +113,14 @@ class Indicator(Base, frozen=True, kw_only=True):
     """★ in the plan's table."""
     baseline: Baseline = Baseline(text="–")
     targets: list[Target] = []
-    source: str
+    source: Source
     feed: Literal["computed", "manual"]
     formula: str | None = None
     note: str = ""
 
     def target_for(self, year: int) -> Target | None:
-        """The target that applies to a period in `year`: the first target year ≥ it, else the last."""
+        """The target for a period in `year`: the first target year ≥ it, else the last one
+        (whether it still applies is the plan period's question: `CityTable.period_ended`)."""
         ordered = sorted(self.targets, key=lambda t: t.year)
         return next((t for t in ordered if t.year >= year), ordered[-1] if ordered else None)
 
@@ -88,13 +130,30 @@ class CityTable(Base, frozen=True, kw_only=True):
     name_zh: str
     name_en: str
     plan: str
-    plan_source: str
+    """The plan in one line (dashboards' descriptions)."""
+    documents: dict[str, Document]
+    plan_source: Source
+    """The indicator table itself."""
     baseline_year: Year
     note: str = ""
+    facility_names: dict[str, str] = {}
+    """Facility id -> the name the plan and the city use, until the stream's rules carry names."""
     indicators: list[Indicator]
 
     def indicator(self, indicator_id: str) -> Indicator | None:
         return next((i for i in self.indicators if i.id == indicator_id), None)
+
+    def document(self, source: Source) -> Document:
+        return self.documents[source.doc]
+
+    def cite(self, source: Source) -> str:
+        """《title》（文号） section: what an official can look up; no file names."""
+        return f"{self.document(source).citation()} {source.section}"
+
+    def period_ended(self, indicator: Indicator, year: int) -> Period | None:
+        """The plan period of the indicator's source when `year` is after it, else None."""
+        period = self.document(indicator.source).period
+        return period if year > period.end else None
 
 
 class ManualInput(Base, frozen=True, kw_only=True):
@@ -152,8 +211,9 @@ def validate_table(table: CityTable) -> list[str]:
         if ind.id in seen:
             problems.append(f"{where}: duplicate id")
         seen.add(ind.id)
-        if not SOURCE_RE.match(ind.source):
-            problems.append(f"{where}: source {ind.source!r} is not `NNN_<hash>.txt:L<n>`")
+        if ind.source.doc not in table.documents:
+            problems.append(f"{where}: source.doc {ind.source.doc!r} is not one of documents: "
+                            f"{', '.join(sorted(table.documents))}")
         if ind.feed == "computed":
             formula = FORMULAS.get(ind.formula or "")
             if formula is None:
@@ -168,8 +228,8 @@ def validate_table(table: CityTable) -> list[str]:
                 problems.append(f"{where}: target {t.year} needs a value or a text")
         if ind.baseline.value is None and not ind.baseline.text:
             problems.append(f"{where}: baseline needs a value or the source's text (–, 未统计, /)")
-    if not SOURCE_RE.match(table.plan_source):
-        problems.append(f"plan_source {table.plan_source!r} is not `NNN_<hash>.txt:L<n>`")
+    if table.plan_source.doc not in table.documents:
+        problems.append(f"plan_source.doc {table.plan_source.doc!r} is not one of documents")
     return problems
 
 
@@ -184,10 +244,10 @@ def load_manual(path: Path | str | None) -> ManualInputs:
         raise IndicatorConfigError(f"{path}: {exc}") from None
 
 
-def parse_source(source: str) -> tuple[str, int, int]:
-    """`000_x.txt:L51` or `...:L436–450` -> (file, first line, last line)."""
-    m = SOURCE_RE.match(source)
+def seed_lines(table: CityTable, source: Source) -> tuple[str, int, int]:
+    """(seed file, first line, last line) a citation was transcribed from: for review and tests."""
+    m = LINES_RE.match(source.line)
     if not m:
-        raise IndicatorConfigError(f"bad source citation {source!r}")
+        raise IndicatorConfigError(f"bad line {source.line!r}")
     first = int(m["line"])
-    return m["file"], first, int(m["end"] or first)
+    return table.document(source).seed, first, int(m["end"] or first)

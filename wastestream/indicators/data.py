@@ -62,6 +62,21 @@ class PeriodData:
     trucks: int = 0
     manifests: dict[str, int] = field(default_factory=dict)
     """status (matched / mismatch / missing) -> count (`manifest`)."""
+    timezone: str = "Asia/Shanghai"
+    now: datetime | None = None
+    """The clock the period is judged against (None: the wall clock)."""
+
+    @property
+    def whole_days(self) -> int:
+        """Local days the period covers exactly (from a local midnight to one, all of them past):
+        0 for a partial day, whatever its length. Targets are judged on whole days only."""
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            return 0
+        now = self.now or datetime.now(ZoneInfo(self.timezone))
+        if self.end > now or local_midnight(self.start, self.timezone) != self.start \
+                or local_midnight(self.end, self.timezone) != self.end:
+            return 0
+        return round((self.end - self.start).total_seconds() / 86400.0)
 
     @property
     def days(self) -> float:
@@ -94,7 +109,7 @@ def local_midnight(ts: datetime, tz: str) -> datetime:
 def fetch_period(settings: Settings, start: datetime, end: datetime, *, timezone: str = "Asia/Shanghai",
                  sites: set[str] | None = None, timeout: float = 60.0) -> PeriodData:
     """Read everything the formulas need for `[start, end)`; `sites` keeps only those facilities."""
-    data = PeriodData(start, end)
+    data = PeriodData(start, end, timezone=timezone)
     where = f"time >= {ns(start)} AND time < {ns(end)}"
     day_where = f"time >= {ns(local_midnight(start, timezone))} AND time < {ns(end)}"
     site_where = ""
@@ -145,6 +160,26 @@ def fetch_period(settings: Settings, start: datetime, end: datetime, *, timezone
     for row in query(f'SELECT count("left_kg") AS n FROM "manifest" WHERE {where} GROUP BY "status"'):
         data.manifests[row["status"]] = int(row["n"])
     return data
+
+
+def split_whole_days(start: datetime, end: datetime, now: datetime, tz: str
+                     ) -> tuple[tuple[datetime, datetime] | None, list[tuple[datetime, datetime]]]:
+    """`[start, end)` as its whole local days (past ones only) and the partial pieces around them.
+
+    Returns (whole, partials): `whole` from the first local midnight at or after `start` to the
+    last one at or before min(end, now), or None when no whole day fits; `partials` the rest,
+    in time order (the part of a day before the first midnight, and "so far today")."""
+    stop = min(end, now)
+    first = local_midnight(start, tz)
+    if first < start:
+        first = local_midnight(first + timedelta(hours=36), tz)
+    last = local_midnight(stop, tz)
+    if last <= first:
+        return None, ([(start, end)] if start < end else [])
+    partials = [(start, first)] if start < first else []
+    if last < end:
+        partials.append((last, end))
+    return (first, last), partials
 
 
 def period_of_days(day: datetime, days: int) -> tuple[datetime, datetime]:

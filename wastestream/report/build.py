@@ -3,6 +3,11 @@
 Sections: indicators against the city's targets; tonnage by facility and category with
 capacity use; sorting by community; muck trucks (sealed rate, manifests) when there is data;
 the alert log with evidence, each alert linked to the alert service's `/alerts/{id}`.
+
+Targets are judged on whole local days only (the city's timezone): the period is split into its
+whole past days (judged; per-day and annual figures say how many days they rest on) and the
+partial pieces around them ("so far today": measured, shown, never judged or extrapolated).
+Citations name the plan (title, 文号, section or table row), facilities their names.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from stream.alerting.kinds import kind_name, severity_name
 from stream.rules import Rules, load_rules
 from wastestream.indicators.alerts import AlertLog, load_alerts
 from wastestream.indicators.config import CityTable, load_city, load_manual
-from wastestream.indicators.data import PeriodData, fetch_period
-from wastestream.indicators.evaluate import STATUS_ZH, IndicatorResult, evaluate_table
+from wastestream.indicators.data import PeriodData, fetch_period, split_whole_days
+from wastestream.indicators.evaluate import STATUS_ZH, IndicatorResult, evaluate_table, period_year
 from wastestream.indicators.formulas import HOUSEHOLD, Context
 from wastestream.report.svg import CATEGORY_ZH, Bar, bar_chart
 from wastestream.report.template import page
@@ -54,8 +59,18 @@ def _kind_zh(kind: str) -> str:
     return name
 
 
+def facility_name(table: CityTable, rules: Rules, site: str) -> str:
+    """The facility's name: the rules' if they carry one, else the city table's, else the id."""
+    fac = rules.facility(site)
+    return str(getattr(fac, "name", "") or "") or table.facility_names.get(site, "") or site
+
+
+def _short(text: str, n: int = 14) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def _status_badge(r: IndicatorResult) -> str:
-    css = "s-" + r.status.value.replace(" ", "-").replace("?", "")
+    css = "s-" + r.status.value.split(":")[0].replace(" ", "-").replace("?", "")
     return f'<span class="badge {css}">{STATUS_ZH[r.status]} · {escape(r.status.value)}</span>'
 
 
@@ -63,7 +78,8 @@ def _inputs(inputs: dict[str, float | int | str]) -> str:
     return ", ".join(f"{escape(k)}={escape(str(v))}" for k, v in inputs.items())
 
 
-def indicators_section(results: list[IndicatorResult], year: int) -> str:
+def indicators_section(results: list[IndicatorResult], year: int, table: CityTable, heading: str,
+                       basis: str) -> str:
     rows = []
     for i, r in enumerate(results, 1):
         ind = r.indicator
@@ -78,27 +94,32 @@ def indicators_section(results: list[IndicatorResult], year: int) -> str:
             f'<td class="num"><b>{_num(r.value, digits)}</b></td><td>{_status_badge(r)}</td>'
             f'<td><small>{feed}</small><div class="inputs">{_inputs(r.inputs)}'
             f'{"<br>" + escape(note) if note else ""}</div></td>'
-            f'<td class="src">{escape(ind.source)}</td></tr>')
-    return ("<h2>一、指标对照目标 <small>Indicators against the plan's targets "
-            f"(targets applying to {year})</small></h2>"
+            f'<td class="src">{escape(table.cite(ind.source))}'
+            f'{"<br><q>" + escape(ind.source.quote) + "</q>" if ind.source.quote else ""}</td></tr>')
+    return (f"<h2>{heading} <small>{escape(basis)}</small></h2>"
             "<table><thead><tr><th>#</th><th>指标 Indicator</th><th>单位 Unit</th><th>基准 Baseline</th>"
             "<th>目标 Target</th><th class=num>本期 Value</th><th>状态 Status</th><th>来源数据 Inputs</th>"
             "<th>出处 Source</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
             "<p class=inputs>★ 约束性指标 (starred in the plan). 状态 Status: 达标 met / 未达标 not met / "
             "逐年提高? rising every year (needs last year's value) / 无数值目标 no numeric target / "
-            "手工录入 manual input / 无数据 no data. Sources cite the seed documents as file:line.</p>")
+            "手工录入 manual input / 无数据 no data / 不足整日，不评判 less than a whole local day: "
+            "measured, not judged / 规划期已结束 after the plan period: its last target for reference. "
+            f"出处 Source: the plan's title, 文号, section or table row. Targets of {year}.</p>")
 
 
-def tonnage_section(data: PeriodData, rules: Rules) -> str:
+def tonnage_section(data: PeriodData, rules: Rules, table: CityTable, heading: str) -> str:
+    """Tonnes by facility and category; per-day figures and capacity use only over whole days."""
+    days = data.whole_days
     sites = sorted({s for s, _ in data.tonnage}, key=lambda s: -data.net_t({s}))
     categories = sorted({c for _, c in data.tonnage}, key=lambda c: -data.net_t(None, {c}))
     bars = []
     for s in sites:
         fac = rules.facility(s)
         use = ""
-        if fac:
-            use = f"{100 * data.net_t({s}) / data.days / fac.capacity_t_per_day:.1f}% 负荷 load"
-        bars.append(Bar(s, [(c, data.net_t({s}, {c})) for c in categories], use))
+        if fac and days:
+            use = f"{100 * data.net_t({s}) / days / fac.capacity_t_per_day:.1f}% 负荷 load"
+        segments = [(c, data.net_t({s}, {c})) for c in categories]
+        bars.append(Bar(_short(facility_name(table, rules, s)), segments, use))
     legend = {c: f"{CATEGORY_ZH.get(c, c)} {c}" for c in categories}
     chart = bar_chart(bars, title="分设施、分类别净重 Net tonnes by facility and category", unit="t",
                       legend=legend)
@@ -106,31 +127,36 @@ def tonnage_section(data: PeriodData, rules: Rules) -> str:
     for s in sites:
         fac = rules.facility(s)
         cap = fac.capacity_t_per_day if fac else None
-        per_day = data.net_t({s}) / data.days
+        per_day = data.net_t({s}) / days if days else None
         cells = "".join(f'<td class="num">{_num(data.net_t({s}, {c}), 2)}</td>' for c in categories)
         kind = (f"{KIND_ZH.get(fac.kind, fac.kind)}<br><small>{fac.kind}</small>" if fac
                 else "<small>not in rules</small>")
-        peak = data.peak_load_pct.get(s)
-        rows.append(f"<tr><td><b>{escape(s)}</b></td><td>{kind}</td>{cells}"
+        peak = data.peak_load_pct.get(s) if days else None
+        name = facility_name(table, rules, s)
+        ident = f"<br><small>{escape(s)}</small>" if name != s else ""
+        use_pct = 100 * per_day / cap if cap and per_day is not None else None
+        rows.append(f"<tr><td><b>{escape(name)}</b>{ident}</td><td>{kind}</td>{cells}"
                     f'<td class="num"><b>{_num(data.net_t({s}), 2)}</b></td>'
                     f'<td class="num">{data.tickets({s})}</td>'
                     f'<td class="num">{_num(per_day, 1)}</td><td class="num">{_num(cap, 0)}</td>'
-                    f'<td class="num">{_num(100 * per_day / cap if cap else None)}</td>'
+                    f'<td class="num">{_num(use_pct)}</td>'
                     f'<td class="num">{_num(peak)}</td></tr>')
     head = "".join(f'<th class="num">{CATEGORY_ZH.get(c, c)}<br><small>{c} t</small></th>'
                    for c in categories)
     household = data.net_t(None, HOUSEHOLD)
-    table = ("<table><thead><tr><th>设施 Facility</th><th>类型 Kind</th>" + head +
+    tbl = ("<table><thead><tr><th>设施 Facility</th><th>类型 Kind</th>" + head +
              "<th class=num>合计 Total t</th><th class=num>磅单 Tickets</th><th class=num>t/d</th>"
              "<th class=num>设计能力 Capacity t/d</th><th class=num>负荷 Use %</th>"
              "<th class=num>峰值日负荷 Peak day %</th></tr></thead><tbody>"
              + "".join(rows) + "</tbody></table>")
-    return ("<h2>二、设施吨位 <small>Tonnage by facility and category, with capacity use</small></h2>"
-            + (chart + table if sites
+    basis = (f"{days} whole local day{'s' if days != 1 else ''}: Use % = (net t / {days}) / design capacity "
+             "t/d; peak day % from facility_load." if days else
+             f"Less than a whole local day ({data.days * 24:.2f} h): tonnes measured so far; per-day figures "
+             "and capacity use are computed on whole days only.")
+    return (f"<h2>{heading} <small>Tonnage by facility and category, with capacity use</small></h2>"
+            + (chart + tbl if sites
                else '<p class="empty">本期无过磅数据 No weighing tickets in the period.</p>')
-            + f"<p class=inputs>Period {data.days * 24:.2f} h; "
-            f"household categories total {household:,.2f} t. "
-            "Use % = (net t / period days) / design capacity t/d; peak day % from facility_load.</p>")
+            + f"<p class=inputs>Household categories total {household:,.2f} t. {basis}</p>")
 
 
 def sorting_section(data: PeriodData, rules: Rules, target_accuracy: float = 90.0) -> str:
@@ -246,12 +272,33 @@ def summary_cards(results: list[IndicatorResult], data: PeriodData, log: AlertLo
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
+def _span(start: datetime, end: datetime, tz: str) -> str:
+    return f"{_local(start, tz)} — {_local(end, tz)}"
+
+
+def _basis(ctx_data: PeriodData, table: CityTable, year: int, tz: str) -> str:
+    """What the judgement rests on: N whole days, or a partial day; and the plan period."""
+    days = ctx_data.whole_days
+    periods = {d.period.label() for d in table.documents.values()}
+    ended = all(year > d.period.end for d in table.documents.values())
+    plan = (f"plan period {', '.join(sorted(periods))} ended: its last targets for reference, not judged"
+            if ended else f"targets of {year}")
+    if days:
+        span = _span(ctx_data.start, ctx_data.end, tz)
+        return f"judged on {days} whole local day{'s' if days != 1 else ''} ({span}); {plan}"
+    return (f"{_span(ctx_data.start, ctx_data.end, tz)}: less than a whole local day, measured so far, "
+            f"not judged (targets are judged on whole days only)")
+
+
 def build_report(settings: Settings, start: datetime, end: datetime, out_path: Path | str, *,
                  city: str = "liuzhou", alerts_api: str | None = None, alerts_db: Path | str | None = None,
                  rules_path: Path | str | None = None, manual_path: Path | str | None = None,
-                 alerts_base_url: str | None = None, sites: set[str] | None = None) -> Path:
+                 alerts_base_url: str | None = None, sites: set[str] | None = None,
+                 now: datetime | None = None) -> Path:
     """Write the report for `[start, end)` (aware datetimes) to `out_path`; return its path.
 
+    The period's whole local days (before `now`, default the clock) are judged against the
+    plan's targets; the partial pieces of days around them are shown as measured, not judged.
     `alerts_api` (URL; token from WS_ALERTS_TOKEN) or `alerts_db` (SQLite, read-only; default
     `$WS_RUN_DIR/alerts/alerts.db` if present) feed the alert log and 办结率. Evidence links
     point at `alerts_base_url` (default: alerts_api, else $WS_ALERTS_URL, else 127.0.0.1:18600).
@@ -261,26 +308,57 @@ def build_report(settings: Settings, start: datetime, end: datetime, out_path: P
         raise ValueError("start and end must be timezone-aware")
     table: CityTable = load_city(city)
     rules = load_rules(rules_path)
-    data = fetch_period(settings, start, end, timezone=rules.timezone, sites=sites)
-    log = load_alerts(start, end, run_dir=settings.run_dir, alerts_api=alerts_api, alerts_db=alerts_db)
-    ctx = Context(data=data, rules=rules, alerts=log, manual=load_manual(manual_path))
-    results = evaluate_table(table, ctx)
     tz = rules.timezone
+    now = now or datetime.now(UTC)
+    whole, partials = split_whole_days(start, end, now, tz)
+    log = load_alerts(start, end, run_dir=settings.run_dir, alerts_api=alerts_api, alerts_db=alerts_db)
+    manual = load_manual(manual_path)
+
+    def period(a: datetime, b: datetime) -> tuple[PeriodData, list[IndicatorResult], Context]:
+        data = fetch_period(settings, a, b, timezone=tz, sites=sites)
+        data.now = now
+        ctx = Context(data=data, rules=rules, alerts=log, manual=manual)
+        return data, evaluate_table(table, ctx), ctx
+
     base_url = alerts_base_url or alerts_api or os.environ.get("WS_ALERTS_URL") or DEFAULT_ALERTS_URL
     accuracy = table.indicator("sorting_accuracy")
     target_acc = next((t.value for t in (accuracy.targets if accuracy else []) if t.value is not None), 90.0)
-    body = "".join([
-        summary_cards(results, data, log),
-        indicators_section(results, start.astimezone(ZoneInfo(tz)).year),
-        tonnage_section(data, rules),
-        sorting_section(data, rules, target_acc),
-        trucks_section(data),
-        alerts_section(log, base_url, tz),
-    ])
+    parts: list[str] = []
+    main_data: PeriodData | None = None
+    if whole:
+        main_data, results, ctx = period(*whole)
+        year = period_year(ctx)
+        parts += [summary_cards(results, main_data, log),
+                  indicators_section(results, year, table,
+                                     "一、指标对照目标 Indicators against the plan's targets",
+                                     _basis(main_data, table, year, tz)),
+                  tonnage_section(main_data, rules, table, "二、设施吨位")]
+    for n, (a, b) in enumerate(partials):
+        data, results, ctx = period(a, b)
+        main_data = main_data or data
+        label = "今日截至目前 So far today" if b >= now else "不足整日 Part of a day"
+        year = period_year(ctx)
+        if not whole and n == 0:
+            parts.append(summary_cards(results, data, log))
+        first = not whole and n == 0
+        parts += [indicators_section(results, year, table, f"{'一' if first else '·'}、{label}: "
+                                     "指标实测值 measured, not judged", _basis(data, table, year, tz)),
+                  tonnage_section(data, rules, table, f"{'二' if first else '·'}、{label}: 设施吨位")]
+    if main_data is None:  # an empty period
+        main_data, results, ctx = period(start, max(end, start))
+    parts += [sorting_section(main_data, rules, target_acc), trucks_section(main_data),
+              alerts_section(log, base_url, tz)]
+    body = "".join(parts)
+    judged = (f"评判 Judged: <b>{_span(*whole, tz)}</b> ({main_data.whole_days} 整日 whole days)"
+              if whole else "评判 Judged: none (no whole local day in the period)")
+    unjudged = "; ".join(_span(a, b, tz) for a, b in partials)
+    docs = " · ".join(escape(d.citation()) + f" <small>规划期 {escape(d.period.label())}</small>"
+                      for d in table.documents.values())
     meta = (f'<p class="meta">报告期 Period: <b>{_local(start, tz)} — {_local(end, tz)}</b> '
-            f'({escape(tz)})</p>'
-            f'<p class="meta">依据 Plan: {escape(table.plan)} '
-            f'<span class="src">{escape(table.plan_source)}</span>'
+            f'({escape(tz)}) · {judged}'
+            + (f" · 实测未评判 Measured, not judged: {unjudged} (less than a whole day)" if unjudged else "")
+            + "</p>"
+            f'<p class="meta">依据 Plan: {escape(table.cite(table.plan_source))} · {docs}'
             f"{' · ' + escape(table.note) if table.note else ''}</p>"
             f'<p class="meta">数据 Data: InfluxDB <span class="src">{escape(settings.influx_url)} / '
             f"{escape(settings.influx_db)}</span> (InfluxQL) · "

@@ -104,10 +104,10 @@ def indicators_main(argv: list[str]) -> int:
         if args.json:
             print(json.dumps({"id": ind.id, "value": r.value, "unit": ind.unit, "status": r.status.value,
                               "target": r.target.label() if r.target else None, "inputs": r.inputs,
-                              "source": ind.source, "note": r.note}, ensure_ascii=False))
+                              "source": table.cite(ind.source), "note": r.note}, ensure_ascii=False))
         else:
             value = "—" if r.value is None else f"{r.value:,.3f}"
             target = r.target.label() if r.target else "—"
             print(f"{ind.id:<28} {value:>14} {ind.unit:<8} {r.status.value:<10} "
-                  f"target {target:<18} {ind.source}")
+                  f"target {target:<18} {table.cite(ind.source)}")
     return 0
