@@ -113,23 +113,31 @@ def join_u32(high: int, low: int) -> int:
 
 
 def encode_card(card: str) -> list[int]:
-    """Card id as CARD_REGS registers; raise ValueError if it is not <= 16 printable ASCII chars."""
-    raw = card.encode("ascii")
-    if len(raw) > CARD_CHARS or any(not 0x20 <= b <= 0x7E for b in raw):
-        raise ValueError(f"card id {card!r} is not at most {CARD_CHARS} printable ASCII chars")
-    raw = raw.ljust(CARD_CHARS, b"\0")
+    """Card id as CARD_REGS registers; raise ValueError if it is not <= 16 printable ASCII chars.
+
+    The error never quotes the card: a card id is a raw household identifier.
+    """
+    if len(card) > CARD_CHARS or any(not 0x20 <= ord(c) <= 0x7E for c in card):
+        raise ValueError(f"a card id of {len(card)} chars is not at most {CARD_CHARS} printable ASCII chars")
+    raw = card.encode("ascii").ljust(CARD_CHARS, b"\0")
     return [(raw[i] << 8) | raw[i + 1] for i in range(0, CARD_CHARS, 2)]
 
 
-def decode_card(regs: Sequence[int]) -> tuple[str | None, str | None]:
-    """(card id, None) or (None, reason). An all-NUL card is the empty string (anonymous)."""
+def decode_card(regs: Sequence[int], addr: int | None = None) -> tuple[str | None, str | None]:
+    """(card id, None) or (None, reason). An all-NUL card is the empty string (anonymous).
+
+    The reason says where and what kind of fault (register address, byte offset, length),
+    never the card's bytes, not even in hex: it travels to the log, device_status.last_error,
+    InfluxDB and alerts, and no raw household identifier may leave the edge.
+    """
     raw = b"".join(r.to_bytes(2, "big") for r in regs)
+    where = "card id" if addr is None else f"card id in registers {addr}..{addr + len(regs) - 1}"
     text = raw.rstrip(b"\0")
     if b"\0" in text:
-        return None, f"card id {raw.hex()} has a NUL inside"
-    bad = [b for b in text if not 0x20 <= b <= 0x7E]
+        return None, f"{where} has a NUL inside (at byte {text.index(0)} of {len(text)} before the padding)"
+    bad = [i for i, b in enumerate(text) if not 0x20 <= b <= 0x7E]
     if bad:
-        return None, f"card id {raw.hex()} has non-ASCII/control byte 0x{bad[0]:02x}"
+        return None, f"{where} has a non-ASCII/control byte (at byte {bad[0]} of {len(text)})"
     return text.decode("ascii").strip(), None
 
 
@@ -143,7 +151,10 @@ class BinState(msgspec.Struct, frozen=True):
 
 
 class DropSlot(msgspec.Struct, frozen=True):
-    """One ring slot. `problem` is set (and the other fields may be None) when it is unusable."""
+    """One ring slot. `problem` is set (and the other fields may be None) when it is unusable.
+
+    `card` is the raw household id: it is only ever pseudonymised, so the repr hides it.
+    """
 
     seq: int
     bin: WasteCategory | None
@@ -152,6 +163,11 @@ class DropSlot(msgspec.Struct, frozen=True):
     verdict: Verdict | None
     source: VerdictSource | None
     problem: str | None = None
+
+    def __repr__(self) -> str:
+        card = "None" if self.card is None else f"<{len(self.card)} chars>"
+        return (f"DropSlot(seq={self.seq}, bin={self.bin}, weight_g={self.weight_g}, card={card}, "
+                f"verdict={self.verdict}, source={self.source}, problem={self.problem!r})")
 
 
 class StationSnapshot(msgspec.Struct, frozen=True):
@@ -184,10 +200,8 @@ def decode_block(registers: Sequence[int]) -> StationSnapshot:
         return StationSnapshot(False, problems=(f"ring size {regs[ADDR_RING_SIZE]} is not {RING_SIZE}",))
     problems: list[str] = []
     bins = tuple(_decode_bin(regs, code, problems) for code in range(len(BINS)))
-    slots = tuple(
-        _decode_slot(regs[RING_BASE + SLOT_LEN * k : RING_BASE + SLOT_LEN * (k + 1)])
-        for k in range(RING_SIZE)
-    )
+    bases = [RING_BASE + SLOT_LEN * k for k in range(RING_SIZE)]
+    slots = tuple(_decode_slot(regs[base : base + SLOT_LEN], base) for base in bases)
     return StationSnapshot(True, regs[ADDR_EPOCH], regs[ADDR_DROP_COUNTER], bins, slots, tuple(problems))
 
 
@@ -210,7 +224,7 @@ def _decode_bin(regs: list[int], code: int, problems: list[str]) -> BinState:
     return BinState(category, fill, door, join_u32(regs[base + 2], regs[base + 3]))
 
 
-def _decode_slot(r: Sequence[int]) -> DropSlot:
+def _decode_slot(r: Sequence[int], base: int) -> DropSlot:
     seq, bin_code, weight_g, verdict_code, source_code = r[0], r[1], r[2], r[3], r[4]
     reasons: list[str] = []
     category = BINS[bin_code] if bin_code < len(BINS) else None
@@ -222,7 +236,7 @@ def _decode_slot(r: Sequence[int]) -> DropSlot:
     source = SOURCES[source_code] if source_code < len(SOURCES) else None
     if source is None:
         reasons.append(f"unknown verdict source code {source_code}")
-    card, card_problem = decode_card(r[5 : 5 + CARD_REGS])
+    card, card_problem = decode_card(r[5 : 5 + CARD_REGS], base + 5)
     if card_problem:
         reasons.append(card_problem)
     problem = f"drop {seq}: " + "; ".join(reasons) if reasons else None

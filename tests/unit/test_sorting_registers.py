@@ -115,9 +115,9 @@ def test_out_of_range_fill_is_none_but_other_bins_survive() -> None:
         ({"bin_code": 4}, "unknown bin code 4"),
         ({"verdict": 3}, "unknown verdict code 3"),
         ({"source": 7}, "unknown verdict source code 7"),
-        ({"card": [0x4C5A, 0xFF41, 0, 0, 0, 0, 0, 0]}, "non-ASCII/control byte 0xff"),
-        ({"card": [0x4C5A, 0x0A41, 0, 0, 0, 0, 0, 0]}, "non-ASCII/control byte 0x0a"),
-        ({"card": [0x4C00, 0x4141, 0, 0, 0, 0, 0, 0]}, "has a NUL inside"),
+        ({"card": [0x4C5A, 0xFF41, 0, 0, 0, 0, 0, 0]}, "registers 38..45 has a non-ASCII/control"),
+        ({"card": [0x4C5A, 0x0A41, 0, 0, 0, 0, 0, 0]}, "non-ASCII/control byte (at byte 2 of 4)"),
+        ({"card": [0x4C00, 0x4141, 0, 0, 0, 0, 0, 0]}, "has a NUL inside (at byte 1 of 4"),
     ],
 )
 def test_bad_slot_values_have_reasons(kwargs: dict[str, object], reason: str) -> None:
