@@ -58,3 +58,9 @@ def split_device_key(key: str) -> tuple[str, str]:
     if not sep or not site_id or not device_id:
         raise ValueError(f"{key!r} is not a site/device key")
     return site_id, device_id
+
+
+def site_msg_id(site_id: str, msg_id: str) -> str:
+    """A msg_id made unique across sites (`site/device:epoch:seq`): for alert dedup keys and event
+    ids, which the same msg_id of two sites' like-named devices must not share."""
+    return f"{site_id}/{msg_id}"

@@ -38,6 +38,7 @@ import faust
 import msgspec
 
 from contract.events import Alert, DeviceStatus
+from contract.msgid import device_key, split_device_key
 from contract.topics import KAFKA_TOPICS
 from stream.agents.device_health_state import (
     EdgeNotice,
@@ -76,7 +77,7 @@ health_table = app.Table(
     default=None,
     partitions=settings.kafka_partitions,
     schema=faust.Schema(key_serializer="json", value_serializer="json"),
-    help="per device: dedup mark + online/offline, last heard, outbox and alert episodes",
+    help="per site/device: dedup mark + online/offline, last heard, outbox and alert episodes",
 )
 
 WATERMARK = Watermark()
@@ -107,7 +108,7 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
     valid, rejected = await decode_valid(statuses, DeviceStatus, STATUS_TOPIC)
     Counters.rejected += rejected
     decoded = {id(event): (s, key) for event, s, key in valid}
-    batch_devices = {s.device_id for s, _ in decoded.values()}
+    batch_devices = {device_key(s.site_id, s.device_id) for s, _ in decoded.values()}
     states = StateCache(health_table, Health.from_json, Health.to_json)
     alerts: list[Alert] = []
     notices: list[EdgeNotice] = []
@@ -123,7 +124,8 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
         s, key = decoded[id(event)]
         heard_ns = round(msg.timestamp * 1000) * 1_000_000
         heard_max = heard_ns if heard_max is None else max(heard_max, heard_ns)
-        h = states.get(s.device_id)
+        device = device_key(s.site_id, s.device_id)  # ids are unique within a site only
+        h = states.get(device)
         out = on_status(h, s, key, heard_ns, rules)
         alerts += out.alerts
         notices += out.notices
@@ -131,7 +133,7 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
             Counters.duplicate(s.msg_id)
         else:
             h.partition = msg.partition
-            states.changed(s.device_id, event)  # mark + state + episodes: one changelog record per batch
+            states.changed(device, event)  # mark + state + episodes: one changelog record per batch
             Counters.processed += 1
         points += out.points
     await send_alerts(alerts)
@@ -145,7 +147,7 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
 
 async def _send_notices(notices: Sequence[EdgeNotice]) -> None:
     """Each notice to every partition of the checks topic; returns once Kafka has them all."""
-    futures = [await check_topic.send(key=edge_device_id(n.site).encode(), partition=p,
+    futures = [await check_topic.send(key=device_key(n.site, edge_device_id(n.site)).encode(), partition=p,
                                       value=msgspec.json.encode(n))
                for n in notices for p in range(settings.kafka_partitions)]
     for future in futures:
@@ -169,6 +171,9 @@ def _control(event: Any, states: StateCache[Health], alerts: list[Alert], batch_
     if isinstance(c, EdgeNotice):
         _edge_notice(c, event, states, batch_devices)
         return
+    if not _is_device_key(c.device):
+        log.info("silence check for %r ignored: not a site/device key (from before the upgrade)", c.device)
+        return
     out = on_check(states.get(c.device), c.device, c.now_ns, rules)
     alerts.extend(out.alerts)
     if out.alerts:
@@ -179,11 +184,22 @@ def _edge_notice(notice: EdgeNotice, event: Any, states: StateCache[Health], bat
     """Apply `notice` to the devices of its site on this record's partition (table and batch)."""
     partition = event.message.partition
     held = {device for device, value in list(health_table.items())
-            if value and value.get("site") == notice.site and value.get("partition") == partition}
+            if value and value.get("site") == notice.site and value.get("partition") == partition
+            and _is_device_key(device)}
     for device in sorted(held | batch_devices):
         h = states.get(device)
-        if h.partition == partition and on_edge_notice(h, device, notice):
+        if h.partition == partition and on_edge_notice(h, split_device_key(device)[1], notice):
             states.changed(device, event)
+
+
+def _is_device_key(key: str) -> bool:
+    """A `site/device` table key; False for a bare device id (a table value written before the
+    key had the site: stream/dedup.py residual risk 4), which the timer and notices leave alone."""
+    try:
+        split_device_key(key)
+    except ValueError:
+        return False
+    return True
 
 
 @app.agent(source_topic)
@@ -201,7 +217,8 @@ async def find_silent_devices() -> None:
     for device, value in list(health_table.items()):
         h = Health.from_json(value)
         token = (h.msg_id, h.edge_notice)
-        if h.partition in owned and h.silent(now, rules) and _sent_checks.get(device) != token:
+        if (h.partition in owned and h.silent(now, rules) and _sent_checks.get(device) != token
+                and _is_device_key(device)):
             if not await sent_from_timer(_send_check(device, h.partition, now),
                                          f"silence check for {device}"):
                 return

@@ -27,9 +27,11 @@ stream knows of the device, so mark and state are one changelog record (see dedu
   the session for a bookkeeping problem); heartbeats on a seq stream of their own (one device
   id has one seq per the contract, and dedup.py orders by it).
 - **`device_offline`** (warning), once per episode: a status saying `offline` (the agent's
-  Last-Will, or a device its edge judged offline), dedup key `device|msg_id`; or silence,
+  Last-Will, or a device its edge judged offline), dedup key `site/device|msg_id`; or silence,
   nothing heard for `offline_after_s` (a `check` from the timer, stream/agents/device_health.py),
-  dedup key `device|silent-after|last msg_id`. An `online` status ends the episode (re-arm).
+  dedup key `site/device|silent-after|last msg_id`. The table key is `site/device` too
+  (contract.msgid.device_key): device ids are unique within a site only. An `online` status
+  ends the episode (re-arm).
 - **A site whose edge is offline** raises one `device_offline` (the edge's), not one more per
   device: the devices' silence is explained. The edge's state lives on its own partition, its
   devices' on theirs, so when the edge's state flips (offline, or online again after it) its
@@ -47,7 +49,7 @@ stream knows of the device, so mark and state are one changelog record (see dedu
 - **`outbox_growing`** (warning), once per episode, for the site's edge agent only
   (`{site_id}-edge`): every status of a site carries the same site outbox depth, so judging
   each device would page once per device for one outbox. Starts at depth ≥
-  `outbox_growing_depth` (dedup key `device|msg_id`), re-armed below half of it.
+  `outbox_growing_depth` (dedup key `site/device|msg_id`), re-armed below half of it.
 - **Clock**: "heard" is the Kafka record timestamp (the bridge's produce time), the same after
   any replay; silence is judged on a watermark of it (manifest_state.Watermark), so a replayed
   backlog does not look silent.
@@ -64,7 +66,7 @@ from typing import Any
 import msgspec
 
 from contract.events import Alert, DeviceState, DeviceStatus, Severity
-from contract.msgid import MsgKey
+from contract.msgid import MsgKey, device_key, split_device_key
 from stream.agents.seen import accept
 from stream.alerting.make import make_alert
 from stream.rules import Rules
@@ -184,7 +186,7 @@ def on_status(h: Health, s: DeviceStatus, key: MsgKey, heard_ns: int, rules: Rul
     if s.state is DeviceState.ONLINE:
         h.offline = None
     elif h.offline is None:
-        h.offline = f"{s.device_id}|{s.msg_id}"
+        h.offline = f"{device_key(s.site_id, s.device_id)}|{s.msg_id}"
         out.alerts.append(make_alert(
             DEVICE_OFFLINE, Severity.WARNING, site_id=s.site_id, device_id=s.device_id, subject=s.device_id,
             summary=f"{s.device_id} at {s.site_id} reported offline"
@@ -231,7 +233,7 @@ def _outbox(h: Health, s: DeviceStatus, when: datetime, rules: Rules, out: Outpu
     if h.outbox is not None and s.outbox_depth < limit / 2:
         h.outbox = None
     elif h.outbox is None and s.outbox_depth >= limit:
-        h.outbox = f"{s.device_id}|{s.msg_id}"
+        h.outbox = f"{device_key(s.site_id, s.device_id)}|{s.msg_id}"
         out.alerts.append(make_alert(
             OUTBOX_GROWING, Severity.WARNING, site_id=s.site_id, device_id=s.device_id, subject=s.device_id,
             summary=f"the outbox of {s.site_id}'s edge holds {s.outbox_depth} messages "
@@ -239,12 +241,14 @@ def _outbox(h: Health, s: DeviceStatus, when: datetime, rules: Rules, out: Outpu
             evidence=[s.msg_id], ts=when, dedup_key=h.outbox))
 
 
-def on_check(h: Health, device_id: str, now_ns: int, rules: Rules) -> Output:
-    """The timer's "it is now `now_ns`": open a silence episode if the device is still silent."""
+def on_check(h: Health, key: str, now_ns: int, rules: Rules) -> Output:
+    """The timer's "it is now `now_ns`" for the device of table key `key` (`site/device`): open a
+    silence episode if the device is still silent."""
     out = Output()
     if not h.silent(now_ns, rules):
         return out  # heard meanwhile, already offline, or a repeated check
-    h.offline = f"{device_id}|silent-after|{h.msg_id}"
+    _, device_id = split_device_key(key)
+    h.offline = f"{key}|silent-after|{h.msg_id}"
     after = rules.device_health.offline_after_s
     since = " since its edge came back" if h.edge_up_ns > h.heard_ns else ""
     out.alerts.append(make_alert(

@@ -10,6 +10,7 @@ nothing twice, with no second consumer or table.
 from __future__ import annotations
 
 from contract.events import Alert, Severity, Weighing, WeighingFlag
+from contract.msgid import site_msg_id
 from stream.alerting.make import make_alert
 
 SEVERITY: dict[WeighingFlag, Severity] = {f: Severity.WARNING for f in WeighingFlag}
@@ -34,14 +35,14 @@ def kind(flag: WeighingFlag) -> str:
 
 
 def integrity_alerts(w: Weighing) -> list[Alert]:
-    """One alert per distinct flag; dedup key msg_id|flag, evidence the ticket."""
+    """One alert per distinct flag; dedup key site/msg_id|flag, evidence the ticket."""
     return [
         make_alert(
             kind(flag), SEVERITY[flag], site_id=w.site_id, device_id=w.device_id,
             subject=w.device_id if flag == WeighingFlag.CLOCK_SKEW else w.plate,
             summary=f"ticket {w.ticket_id} of {w.plate} at {w.site_id}/{w.device_id}: {WHAT[flag]} "
                     f"(gross {w.gross_kg:g} kg, tare {w.tare_kg:g} kg, net {w.net_kg:g} kg)",
-            evidence=[w.msg_id], ts=w.ts, dedup_key=f"{w.msg_id}|{flag.value}",
+            evidence=[w.msg_id], ts=w.ts, dedup_key=f"{site_msg_id(w.site_id, w.msg_id)}|{flag.value}",
         )
         for flag in dict.fromkeys(w.flags)
     ]

@@ -27,6 +27,7 @@ import faust
 import msgspec
 
 from contract.events import Alert, Direction, Weighing
+from contract.msgid import site_msg_id
 from stream.agents.manifest_state import Event, PlateState, Watermark, step
 from stream.agents.runner import (
     Ack,
@@ -78,9 +79,9 @@ async def send_events_soon(events: Sequence[dict[str, Any]]) -> list[Awaitable[A
 def weighing_event(w: Weighing) -> dict[str, Any]:
     """An origin's `out` ticket is a departure; a facility's `in` ticket an arrival (net kg)."""
     kind = "departure" if w.direction is Direction.OUTBOUND else "arrival"
-    return {"type": kind, "id": f"wb:{w.msg_id}", "plate": w.plate, "ts_ns": to_ns(w.ts), "kg": w.net_kg,
-            "place": w.site_id, "source": "weighbridge", "device": w.device_id, "site": w.site_id,
-            "msg_id": w.msg_id}
+    return {"type": kind, "id": f"wb:{site_msg_id(w.site_id, w.msg_id)}", "plate": w.plate,
+            "ts_ns": to_ns(w.ts), "kg": w.net_kg, "place": w.site_id, "source": "weighbridge",
+            "device": w.device_id, "site": w.site_id, "msg_id": w.msg_id}
 
 
 def _dump(state: PlateState) -> Any:

@@ -2,7 +2,7 @@
 
 Both agents take batches (stream/agents/runner.py says why and in what order).
 
-`sorting` (ws.deposits, keyed by station device): decode, de-duplicate and count each
+`sorting` (ws.deposits, keyed `site/device` per station): decode, de-duplicate and count each
 deposit in order; ONE table write per station and batch (dedup mark + the station's daily
 counters, stream/dedup.py); newly qualifying `low_sorting_accuracy` alerts are raised
 BEFORE that write (a crash re-raises the same ids, never loses them); then a `deposit`
@@ -26,6 +26,7 @@ from typing import Any
 import faust
 
 from contract.events import Alert, BinLevel, Deposit
+from contract.msgid import device_key
 from contract.topics import KAFKA_TOPICS
 from stream.agents.runner import Ack, AgentCounters, StateCache, decode_valid, run_batches, write_points
 from stream.agents.sorting_state import (
@@ -51,11 +52,11 @@ bin_levels_topic = app.topic(KAFKA_TOPICS["bin_level"], key_type=bytes, value_ty
 _json: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
 station_state = app.Table(
     "sorting-station-state", default=None, partitions=settings.kafka_partitions, schema=_json,
-    help="per station: last (epoch, seq) seen and its counters per local day; see stream/dedup.py",
+    help="per site/station: (epoch, seq) marks and its counters per local day; see stream/dedup.py",
 )
 bin_state = app.Table(
     "sorting-bin-state", default=None, partitions=settings.kafka_partitions, schema=_json,
-    help="per station: per bin, the last reading applied and the msg_id that started a full cycle",
+    help="per site/station: per bin, the last reading applied and the msg_id that started a full cycle",
 )
 
 
@@ -71,21 +72,22 @@ async def process_deposits(events: Sequence[Any], sink: InfluxSink, ack: Ack) ->
     points: list[Point] = []
     daily: dict[tuple[str, str], tuple[Deposit, DayCounts]] = {}  # one series + time: the last point wins
     for event, d, key in valid:
-        state = states.get(d.device_id)
+        station = device_key(d.site_id, d.device_id)  # ids are unique within a site only
+        state = states.get(station)
         dk = station_day_key(d, rules.timezone)
         if state.accept(key, dk, d):
             counts = state.days.get(dk)
             alert = low_accuracy(counts, d, rules.sorting, rules.timezone) if counts else None
             if alert is not None:
                 alerts.append(alert)
-            states.changed(d.device_id, event)  # dedup mark + counters: one changelog record per batch
+            states.changed(station, event)  # dedup mark + counters: one changelog record per batch
             Counters.processed += 1
         else:
             Counters.duplicate(d.msg_id)
         points.append(deposit_point(d))
         counts = state.days.get(dk)
         if counts:
-            daily[(d.device_id, dk)] = d, counts  # only events of this day change these counts
+            daily[(station, dk)] = d, counts  # only events of this day change these counts
     await send_alerts(alerts)  # before the table write: a crash re-raises (same ids), never loses
     Counters.alerts += len(alerts)
     states.write()
@@ -100,11 +102,12 @@ async def process_bin_levels(events: Sequence[Any], sink: InfluxSink, ack: Ack) 
     states = StateCache(bin_state, BinState.from_json, BinState.to_json)
     alerts: list[Alert] = []
     for event, b, key in valid:
-        changed, alert = states.get(b.device_id).apply(key, b, rules.sorting.bin_full_pct)
+        station = device_key(b.site_id, b.device_id)
+        changed, alert = states.get(station).apply(key, b, rules.sorting.bin_full_pct)
         if alert is not None:
             alerts.append(alert)
         if changed:
-            states.changed(b.device_id, event)
+            states.changed(station, event)
     await send_alerts(alerts)
     Counters.alerts += len(alerts)
     states.write()

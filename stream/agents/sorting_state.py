@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contract.events import Alert, BinLevel, Deposit, Severity, Verdict
-from contract.msgid import MsgKey, parse_msg_id
+from contract.msgid import MsgKey, device_key, parse_msg_id, site_msg_id
 from stream.agents.localday import day_label, local_day_start_ns
 from stream.alerting.make import make_alert
 from stream.dedup import KEEP_DAYS, NS_PER_DAY, SeqMark
@@ -124,7 +124,7 @@ def low_accuracy(counts: DayCounts, d: Deposit, rules: SortingRules, tz: str) ->
         subject=d.device_id,
         summary=f"sorting accuracy at station {d.device_id} ({d.community_id}) on {day}: {acc:.1f} % "
                 f"({counts.correct}/{counts.checked} checked deposits), below {rules.low_accuracy_pct:g} %",
-        evidence=[d.msg_id], ts=d.ts, dedup_key=f"{d.device_id}|{day}",
+        evidence=[d.msg_id], ts=d.ts, dedup_key=f"{device_key(d.site_id, d.device_id)}|{day}",
     )
 
 
@@ -162,7 +162,7 @@ class BinState:
                 subject=f"{b.device_id}/{b.bin.value}",
                 summary=f"{b.bin.value} bin at station {b.device_id} ({b.community_id}) is "
                         f"{b.fill_pct:.0f} % full (threshold {full_pct:g} %)",
-                evidence=[b.msg_id], ts=b.ts, dedup_key=f"{b.device_id}|{b.bin.value}|{b.msg_id}",
+                evidence=[b.msg_id], ts=b.ts, dedup_key=f"{b.bin.value}|{site_msg_id(b.site_id, b.msg_id)}",
             )
         elif b.fill_pct < full_pct:
             full = None

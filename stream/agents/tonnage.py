@@ -1,6 +1,6 @@
 """Tonnage: per-ticket points, per-device local-day totals, facility load, and ticket alerts.
 
-`tonnage` (keyed by weighbridge device, like ws.weighings), a batch of tickets at a time
+`tonnage` (keyed `site/device` per weighbridge, like ws.weighings), a batch of tickets at a time
 (stream/agents/runner.py), in order per device: decode, de-duplicate and add to the device's
 daily total, kept in ONE table value per device (see stream/dedup.py for why one) and written
 once per batch; a new ticket's alerts (integrity flags, raw waste at a zero-landfill facility)
@@ -30,6 +30,7 @@ from typing import Any
 import faust
 
 from contract.events import Alert, Weighing
+from contract.msgid import device_key
 from contract.topics import KAFKA_TOPICS
 from stream.agents import manifest
 from stream.agents.integrity import integrity_alerts
@@ -66,7 +67,7 @@ device_state = app.Table(
     default=None,
     partitions=settings.kafka_partitions,
     schema=faust.Schema(key_serializer="json", value_serializer="json"),
-    help="per device: last (epoch, seq) seen and its daily running net kg; see stream/dedup.py",
+    help="per site/device: (epoch, seq) marks and its daily running net kg; see stream/dedup.py",
 )
 
 site_totals_topic = app.topic(
@@ -109,14 +110,15 @@ async def process_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> No
     forwards: dict[tuple[str, str, int], DeviceDayTotal] = {}
     tz = rules.timezone
     for event, w, key in valid:
-        state = states.get(w.device_id)
+        device = device_key(w.site_id, w.device_id)  # ids are unique within a site only
+        state = states.get(device)
         dk = day_key(w, tz)
         if state.accept(key, dk, w.net_kg):
             alerts.extend(integrity_alerts(w))
             raw = raw_waste_landfilled(w, rules)
             if raw is not None:
                 alerts.append(raw)
-            states.changed(w.device_id, event)  # dedup mark + total: one changelog record per batch
+            states.changed(device, event)  # dedup mark + total: one changelog record per batch
             Counters.processed += 1
         else:
             Counters.duplicate(w.msg_id, state.last)
@@ -127,7 +129,7 @@ async def process_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> No
                 w.site_id, w.device_id, day_ns, site_kg, site_tickets, w.msg_id, to_ns(w.ts))
         kg, tickets = state.total(dk)
         points.append(weighing_point(w))
-        daily[(w.device_id, dk)] = daily_point(w, kg, tickets, tz)  # one series per device-day
+        daily[(device, dk)] = daily_point(w, kg, tickets, tz)  # one series per device-day
     await send_alerts(alerts)  # before the table write: a crash re-raises (same ids), never loses
     Counters.alerts += len(alerts)
     states.write()

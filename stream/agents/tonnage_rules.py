@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contract.events import Alert, Direction, Severity, Weighing
+from contract.msgid import site_msg_id
 from stream.agents.localday import day_label
 from stream.agents.tonnage_points import DeviceDayTotal
 from stream.alerting.make import make_alert
@@ -88,5 +89,5 @@ def raw_waste_landfilled(w: Weighing, rules: Rules) -> Alert | None:
         RAW_WASTE_LANDFILLED, Severity.CRITICAL, site_id=w.site_id, device_id=w.device_id, subject=w.plate,
         summary=f"{w.net_kg / 1000:.2f} t of raw {w.category.value} waste from {w.origin} (truck {w.plate}, "
                 f"ticket {w.ticket_id}) landed at {w.site_id}, where raw household waste must not go",
-        evidence=[w.msg_id], ts=w.ts, dedup_key=w.msg_id,
+        evidence=[w.msg_id], ts=w.ts, dedup_key=site_msg_id(w.site_id, w.msg_id),
     )

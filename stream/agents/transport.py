@@ -1,7 +1,7 @@
 """Illegal dumping and transport: every truck report through the per-truck state machine.
 
 In batches (stream/agents/runner.py), each report in order per truck (ws.truck-telemetry
-is keyed by device): decode, run `transport_state.step` on the truck's ONE table value
+is keyed `site/device`): decode, run `transport_state.step` on the truck's ONE table value
 (dedup mark + every episode); then the batch's alerts and manifest events are sent and
 Kafka has them, only then one table write per truck, then the points (a `truck_position`
 per report, the batch's last `transport_daily` per truck and day: each overwrote the one
@@ -22,6 +22,7 @@ from typing import Any
 import faust
 
 from contract.events import Alert, TruckTelemetry
+from contract.msgid import device_key
 from contract.topics import KAFKA_TOPICS
 from stream.agents import manifest
 from stream.agents.runner import Ack, AgentCounters, StateCache, decode_valid, run_batches, write_points
@@ -39,7 +40,7 @@ truck_state = app.Table(
     default=None,
     partitions=settings.kafka_partitions,
     schema=faust.Schema(key_serializer="json", value_serializer="json"),
-    help="per truck terminal: dedup mark + dump/uncovered/route/stuck episodes + sealed km",
+    help="per site/truck terminal: dedup mark + dump/uncovered/route/stuck episodes + sealed km",
 )
 
 
@@ -56,13 +57,14 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
     points: list[Point] = []
     daily: dict[tuple[str, str, int], Point] = {}  # one series + time: the last point wins
     for event, t, key in valid:
-        out = step(states.get(t.device_id), t, key, rules)
+        truck = device_key(t.site_id, t.device_id)  # ids are unique within a site only
+        out = step(states.get(truck), t, key, rules)
         alerts += out.alerts
         manifest_events += out.manifest_events
         if out.duplicate:
             Counters.duplicate(t.msg_id)
         else:
-            states.changed(t.device_id, event)  # dedup mark + episodes: one changelog record per batch
+            states.changed(truck, event)  # dedup mark + episodes: one changelog record per batch
             Counters.processed += 1
         for point in out.points:
             if point.measurement == TRANSPORT_DAILY:

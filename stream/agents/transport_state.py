@@ -9,7 +9,7 @@ Rules, and why they are shaped so:
 - **Dump episode**: opens on a report with the bed raised or with the load more than
   `load_drop_kg` below its running peak (the terminal reports a gradual unload in
   `load_step_kg` steps, so a per-pair drop would miss it); it stays open while the bed is
-  up or the load keeps falling, and raises at most ONE `illegal_dumping` (dedup key = device
+  up or the load keeps falling, and raises at most ONE `illegal_dumping` (dedup key = site/device
   + the msg_id that opened it). It is judged at the first report of the episode with a GPS
   fix: outside every disposal site -> illegal; inside -> a legal unload, which is a manifest
   arrival. A dump that starts during a GPS loss is judged at the first fix after it (a
@@ -44,7 +44,7 @@ from shapely.geometry import Point as ShapelyPoint
 from shapely.geometry import Polygon
 
 from contract.events import Alert, Severity, TruckTelemetry
-from contract.msgid import MsgKey
+from contract.msgid import MsgKey, device_key, site_msg_id
 from stream.agents import seen
 from stream.alerting.make import make_alert
 from stream.rules import Geofence, Rules, TruckPermit
@@ -115,6 +115,11 @@ class Output(msgspec.Struct):
     points: list[Point] = []
 
 
+def _truck(t: TruckTelemetry) -> str:
+    """The truck in alert dedup keys: `site/device` (device ids are unique within a site only)."""
+    return device_key(t.site_id, t.device_id)
+
+
 def step(state: TruckState, t: TruckTelemetry, key: MsgKey, rules: Rules) -> Output:
     """Apply one report to `state` (mutated); a duplicate changes nothing and yields only its points."""
     out = Output()
@@ -166,11 +171,12 @@ def _dump(state: TruckState, t: TruckTelemetry, ts_ns: int, rules: Rules, out: O
             out.alerts.append(make_alert(
                 "illegal_dumping", Severity.CRITICAL, site_id=t.site_id, device_id=t.device_id,
                 subject=t.plate, summary=f"{t.plate}: {how} outside every approved disposal site{after}",
-                evidence=ep.evidence, ts=t.ts, dedup_key=f"{t.device_id}|{ep.start}", lat=t.lat, lon=t.lon))
+                evidence=ep.evidence, ts=t.ts, dedup_key=f"{_truck(t)}|{ep.start}", lat=t.lat, lon=t.lon))
         else:
             ep.verdict = "legal"
             out.manifest_events.append(manifest_event(
-                "arrival", t, kg=ep.peak_kg, place=site, event_id=f"unload:{ep.start}"))
+                "arrival", t, kg=ep.peak_kg, place=site,
+                event_id=f"unload:{site_msg_id(t.site_id, ep.start)}"))
     if ep.open and not t.bed_raised and not falling and ep.start != t.msg_id:
         ep.open = False
         state.peak_kg = t.load_kg  # the next episode is measured from what is left
@@ -205,7 +211,7 @@ def _raise_uncovered(ep: Episode, t: TruckTelemetry, end_ns: int, out: Output) -
     out.alerts.append(make_alert(
         "uncovered_transport", Severity.WARNING, site_id=t.site_id, device_id=t.device_id, subject=t.plate,
         summary=f"{t.plate}: lid open while moving for {(end_ns - ep.start_ns) / 1e9:.0f} s",
-        evidence=ep.evidence, ts=t.ts, dedup_key=f"{t.device_id}|{ep.start}", lat=t.lat, lon=t.lon))
+        evidence=ep.evidence, ts=t.ts, dedup_key=f"{_truck(t)}|{ep.start}", lat=t.lat, lon=t.lon))
 
 
 # ------------------------------------------------------------------------- route / hours
@@ -249,7 +255,7 @@ def _route(state: TruckState, t: TruckTelemetry, ts_ns: int, rules: Rules, out: 
         out.alerts.append(make_alert(
             "route_or_hours_violation", Severity.WARNING, site_id=t.site_id, device_id=t.device_id,
             subject=t.plate, summary=f"{t.plate}: " + "; ".join(reasons), evidence=[t.msg_id], ts=t.ts,
-            dedup_key=f"{t.device_id}|{t.msg_id}", lat=t.lat, lon=t.lon))
+            dedup_key=f"{_truck(t)}|{t.msg_id}", lat=t.lat, lon=t.lon))
 
 
 def corridor_distance_m(fence: Geofence, lat: float, lon: float) -> float:
@@ -284,7 +290,7 @@ def _stuck(state: TruckState, t: TruckTelemetry, ts_ns: int, rules: Rules, out: 
             "stuck_sensor", Severity.WARNING, site_id=t.site_id, device_id=t.device_id, subject=t.plate,
             summary=f"{t.plate}: GPS position unchanged over {ep.count} reports while moving "
                     f"at {t.speed_kmh:.0f} km/h", evidence=ep.evidence, ts=t.ts,
-            dedup_key=f"{t.device_id}|gps|{ep.start}", lat=t.lat, lon=t.lon))
+            dedup_key=f"{_truck(t)}|gps|{ep.start}", lat=t.lat, lon=t.lon))
 
 
 # ------------------------------------------------------------------------ manifest trips
@@ -306,7 +312,8 @@ def _trip(state: TruckState, t: TruckTelemetry, ts_ns: int, rules: Rules, out: O
     if state.empty and t.ignition and t.speed_kmh >= tr.moving_kmh:
         state.empty = False
         out.manifest_events.append(manifest_event(
-            "departure", t, kg=t.load_kg, place=t.site_id, event_id=f"depart:{t.msg_id}"))
+            "departure", t, kg=t.load_kg, place=t.site_id,
+            event_id=f"depart:{site_msg_id(t.site_id, t.msg_id)}"))
 
 
 # ------------------------------------------------------------------------- sealed rate

@@ -26,7 +26,7 @@ from contract.events import (
     VerdictSource,
     WasteCategory,
 )
-from contract.msgid import parse_msg_id
+from contract.msgid import device_key, parse_msg_id
 from stream.agents import device_health, manifest, runner, sorting, transport
 from stream.agents.device_health_state import Health, on_check, on_status
 from stream.agents.manifest_state import Watermark
@@ -133,7 +133,7 @@ def events(topic: str, messages: list[Envelope], **msg: Any) -> list[Event]:
 def deposit(station: str, seq: int, verdict: Verdict, minutes: float) -> Deposit:
     return Deposit(msg_id=f"{station}:1:{seq}", device_id=station, site_id="cz",
                    ts=T0 + timedelta(minutes=minutes), community_id="cz-wuxing", bin=WasteCategory.KITCHEN,
-                   kg=1.0 + seq, household="hh-00000001",
+                   kg=1.0 + seq, household="a1b2c3d4e5f6a7b8",
                    verdict=verdict, verdict_source=VerdictSource.CAMERA)
 
 
@@ -148,9 +148,10 @@ def test_sorting_batch_equals_one_at_a_time_with_one_write_per_station(
     h.run(sorting.process_deposits, batch)
 
     h.assert_runner_order()
-    assert sorted(h.of("write")) == ["st-1", "st-2"]
+    assert sorted(h.of("write")) == ["cz/st-1", "cz/st-2"]
     for station, event in h.tables["station_state"].routed.items():
-        assert decode(event.value, Deposit).device_id == station  # type: ignore[union-attr]
+        d = decode(event.value, Deposit)
+        assert device_key(d.site_id, d.device_id) == station  # type: ignore[union-attr]
     assert len(h.deadletters) == 1
     after = (sorting.Counters.processed, sorting.Counters.duplicates, sorting.Counters.rejected)
     assert [b - a for a, b in zip(before, after, strict=True)] == [14, 2, 1]
@@ -160,12 +161,13 @@ def test_sorting_batch_equals_one_at_a_time_with_one_write_per_station(
     ref_daily: dict[tuple[str, int, str], Point] = {}
     ref_alerts = []
     for d in [*deps, deps[0], deps[5]]:
-        state = StationState.from_json(ref[d.device_id].to_json() if d.device_id in ref else None)
+        station = device_key(d.site_id, d.device_id)
+        state = StationState.from_json(ref[station].to_json() if station in ref else None)
         dk = station_day_key(d, RULES.timezone)
         if state.accept(parse_msg_id(d.msg_id), dk, d):
             alert = sorting.low_accuracy(state.days[dk], d, RULES.sorting, RULES.timezone)
             ref_alerts += [alert.alert_id] if alert else []
-        ref[d.device_id] = state
+        ref[station] = state
         p = sorting_daily_point(d, state.days[dk], RULES.timezone)
         ref_daily[(p.tags["device"], p.ts_ns, p.measurement)] = p
     assert h.of("alert") == ref_alerts and ref_alerts
@@ -185,11 +187,11 @@ def test_bin_levels_batch_alerts_once_and_writes_changed_stations(monkeypatch: p
     h.run(sorting.process_bin_levels, events("ws.bin-levels", [*levels, levels[1]]))
     h.assert_runner_order()
     assert len(h.of("alert")) == 2  # two fill cycles
-    assert h.of("write") == ["st-1"]
+    assert h.of("write") == ["cz/st-1"]
     ref = BinState()
     for b in levels:
         ref.apply(parse_msg_id(b.msg_id), b, 90.0)
-    assert h.tables["bin_state"]["st-1"] == ref.to_json()
+    assert h.tables["bin_state"]["cz/st-1"] == ref.to_json()
     assert len(h.of("point")) == 6
 
 
@@ -230,7 +232,7 @@ def test_transport_batch_sends_alerts_and_manifest_first_then_one_write(
     assert ref_alerts and ref_manifest
     h.assert_runner_order()
     assert (h.of("alert"), h.of("manifest")) == (ref_alerts, ref_manifest)
-    assert h.of("write") == ["tt1"] and h.tables["truck_state"]["tt1"] == state.to_json()
+    assert h.of("write") == ["s1/tt1"] and h.tables["truck_state"]["s1/tt1"] == state.to_json()
     points = h.of("point")
     assert [p for p in points if p.measurement != TRANSPORT_DAILY] == \
         [p for p in ref_points if p.measurement != TRANSPORT_DAILY]
@@ -247,7 +249,7 @@ def status(seq: int, state: str = "online") -> DeviceStatus:
 
 
 def check(at_s: float) -> Event:
-    payload = json.dumps({"device": "wb1", "now_ns": to_ns(T0) + round(at_s * NS)}).encode()
+    payload = json.dumps({"device": "s1/wb1", "now_ns": to_ns(T0) + round(at_s * NS)}).encode()
     return Event(payload, Msg(device_health.CHECK_TOPIC, partition=2))
 
 
@@ -269,7 +271,7 @@ def test_device_health_checks_and_statuses_see_each_other_in_one_batch(
     ref, ref_alerts, ref_points = Health(), [], []
     for e in batch:
         if e.message.topic == device_health.CHECK_TOPIC:
-            out = on_check(ref, "wb1", json.loads(e.value)["now_ns"], RULES)
+            out = on_check(ref, "s1/wb1", json.loads(e.value)["now_ns"], RULES)
         else:
             s = decode(e.value, DeviceStatus)
             assert isinstance(s, DeviceStatus)
@@ -282,7 +284,7 @@ def test_device_health_checks_and_statuses_see_each_other_in_one_batch(
     assert len(ref_alerts) == 2
     h.assert_runner_order()
     assert h.of("alert") == ref_alerts
-    assert h.of("write") == ["wb1"] and h.tables["health_table"]["wb1"] == ref.to_json()
-    assert h.tables["health_table"].routed["wb1"].message.partition == 2
+    assert h.of("write") == ["s1/wb1"] and h.tables["health_table"]["s1/wb1"] == ref.to_json()
+    assert h.tables["health_table"].routed["s1/wb1"].message.partition == 2
     assert h.of("point") == ref_points
     assert device_health.WATERMARK.max_ns == to_ns(T0) + 810 * NS

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from contract.events import Alert, DeviceState, DeviceStatus
-from contract.msgid import parse_msg_id
+from contract.msgid import device_key, parse_msg_id
 from stream.agents.device_health_state import (
     WILLS_KEPT,
     EdgeNotice,
@@ -48,7 +48,7 @@ class Device:
         return msg_id, out.duplicate
 
     def check(self, at: float) -> list[Alert]:
-        out = on_check(self.h, self.device, ns(at), RULES)
+        out = on_check(self.h, device_key(self.site, self.device), ns(at), RULES)
         assert not out.points
         self.alerts += out.alerts
         return out.alerts
@@ -66,7 +66,7 @@ def test_last_will_offline_raises_once_per_episode_and_online_rearms() -> None:
     edge.status(60)
     _, dup = edge.status(90, "offline", seq=1, ts_at=-1, error="connection lost (last will)")
     assert not dup, "the Will fills its dedup gap: new, and it is the newest news"
-    assert [a.alert_id for a in edge.alerts] == [alert_id("device_offline", f"s1-edge|{will}")]
+    assert [a.alert_id for a in edge.alerts] == [alert_id("device_offline", f"s1/s1-edge|{will}")]
     assert edge.alerts[0].evidence == (will,) and "last will" in edge.alerts[0].summary
     assert edge.alerts[0].ts == T0 + timedelta(seconds=90)  # heard, not the Will's stale ts
     assert edge.h.state == "offline"
@@ -75,7 +75,7 @@ def test_last_will_offline_raises_once_per_episode_and_online_rearms() -> None:
     assert len(edge.alerts) == 1
     edge.status(1100)  # online again: re-armed
     second, _ = edge.status(1200, "offline")
-    assert [a.alert_id for a in edge.alerts][1:] == [alert_id("device_offline", f"s1-edge|{second}")]
+    assert [a.alert_id for a in edge.alerts][1:] == [alert_id("device_offline", f"s1/s1-edge|{second}")]
 
 
 def test_silence_after_offline_after_s_then_rearmed_when_heard() -> None:
@@ -83,14 +83,14 @@ def test_silence_after_offline_after_s_then_rearmed_when_heard() -> None:
     last, _ = d.status(0)
     assert d.check(299) == []
     [alert] = d.check(300)
-    assert alert.alert_id == alert_id("device_offline", f"wb1|silent-after|{last}")
+    assert alert.alert_id == alert_id("device_offline", f"s1/wb1|silent-after|{last}")
     assert alert.ts == T0 + timedelta(seconds=300) and alert.evidence == (last,)
     assert d.check(600) == [] and d.check(300) == []  # repeated or replayed checks: once
     d.status(700)
     assert d.check(800) == []
     last, _ = d.status(900)
     [again] = d.check(1300)
-    assert again.alert_id == alert_id("device_offline", f"wb1|silent-after|{last}")
+    assert again.alert_id == alert_id("device_offline", f"s1/wb1|silent-after|{last}")
 
 
 def test_never_heard_is_never_silent_and_check_replay_gives_the_same_id() -> None:
@@ -104,7 +104,7 @@ def test_never_heard_is_never_silent_and_check_replay_gives_the_same_id() -> Non
 def test_device_first_heard_offline_alerts() -> None:
     d = Device("st1")
     msg, _ = d.status(0, "offline", error="serial port missing")
-    assert [a.alert_id for a in d.alerts] == [alert_id("device_offline", f"st1|{msg}")]
+    assert [a.alert_id for a in d.alerts] == [alert_id("device_offline", f"s1/st1|{msg}")]
 
 
 def test_outbox_growing_threshold_and_rearm_below_half() -> None:
@@ -115,11 +115,11 @@ def test_outbox_growing_threshold_and_rearm_below_half() -> None:
     edge.status(120, depth=400)
     edge.status(180, depth=51)  # not below half: same episode
     edge.status(240, depth=120)
-    assert [a.alert_id for a in edge.alerts] == [alert_id("outbox_growing", f"s1-edge|{first}")]
+    assert [a.alert_id for a in edge.alerts] == [alert_id("outbox_growing", f"s1/s1-edge|{first}")]
     assert edge.alerts[0].kind == "outbox_growing" and edge.alerts[0].severity == "warning"
     edge.status(300, depth=49)  # below half: re-armed
     second, _ = edge.status(360, depth=100)
-    assert [a.alert_id for a in edge.alerts][1:] == [alert_id("outbox_growing", f"s1-edge|{second}")]
+    assert [a.alert_id for a in edge.alerts][1:] == [alert_id("outbox_growing", f"s1/s1-edge|{second}")]
 
 
 def test_outbox_depth_of_other_devices_is_the_sites_outbox_and_not_alerted() -> None:
@@ -181,7 +181,7 @@ def test_last_will_below_the_dedup_window_alerts_once_and_redelivery_adds_no_poi
     heard = (WINDOW + 300) * 60
     _, first = will(edge, heard)
     assert not first.duplicate, "the Will is the newest news however old its seq"
-    assert [a.alert_id for a in edge.alerts] == [alert_id("device_offline", f"s1-edge|{will_id}")]
+    assert [a.alert_id for a in edge.alerts] == [alert_id("device_offline", f"s1/s1-edge|{will_id}")]
     assert edge.h.state == "offline"
     _, again = will(edge, heard + 30)  # MQTT redelivery: a new Kafka record, later
     assert again.duplicate and again.alerts == [] and len(edge.alerts) == 1
@@ -202,8 +202,8 @@ def test_second_outage_is_a_new_will_and_old_wills_stay_duplicates() -> None:
         edge.status(10**5 + 60 + i * 60)
     _, out = will(edge, 10**6, seq=parse_msg_id(second).seq)
     assert not out.duplicate
-    assert [a.alert_id for a in edge.alerts] == [alert_id("device_offline", f"s1-edge|{first}"),
-                                                 alert_id("device_offline", f"s1-edge|{second}")]
+    assert [a.alert_id for a in edge.alerts] == [alert_id("device_offline", f"s1/s1-edge|{first}"),
+                                                 alert_id("device_offline", f"s1/s1-edge|{second}")]
     _, old = will(edge, 10**6 + 1)
     assert old.duplicate and len(edge.alerts) == 2
 
@@ -260,7 +260,7 @@ def test_devices_of_an_offline_edge_are_not_silent_until_it_is_back() -> None:
     assert not on_edge_notice(d.h, "wb1", EdgeNotice("s1", 1, "s1-edge:1:1", ns(100))), "stale"
     assert d.check(20_299) == []
     [alert] = d.check(20_300)  # silent offline_after_s after its edge came back
-    assert alert.alert_id == alert_id("device_offline", f"wb1|silent-after|{last}")
+    assert alert.alert_id == alert_id("device_offline", f"s1/wb1|silent-after|{last}")
     assert alert.ts == T0 + timedelta(seconds=20_300) and "since its edge came back" in alert.summary
 
 
@@ -278,7 +278,7 @@ def test_explicit_offline_still_alerts_while_the_edge_is_down() -> None:
     d.status(0)
     on_edge_notice(d.h, "wb1", EdgeNotice("s1", 1, "s1-edge:1:1", ns(100)))
     msg, _ = d.status(200, "offline", error="serial port missing")
-    assert [a.alert_id for a in d.alerts] == [alert_id("device_offline", f"wb1|{msg}")]
+    assert [a.alert_id for a in d.alerts] == [alert_id("device_offline", f"s1/wb1|{msg}")]
 
 
 def test_a_notice_leaves_the_edge_itself_and_other_sites_alone() -> None:

@@ -21,7 +21,7 @@ def test_every_flag_maps_to_one_alert_with_the_ticket_as_evidence() -> None:
     assert [a.kind for a in alerts] == [f"weighbridge_{f.value}" for f in WeighingFlag]
     for a, flag in zip(alerts, WeighingFlag, strict=True):
         assert a.evidence == ("wb-1:1:42",)
-        assert a.alert_id == alert_id(a.kind, f"wb-1:1:42|{flag.value}")
+        assert a.alert_id == alert_id(a.kind, f"lzh-food/wb-1:1:42|{flag.value}")
         expected = {WeighingFlag.OVER_RATING: Severity.CRITICAL, WeighingFlag.NET_MODE: Severity.INFO}
         assert a.severity == expected.get(flag, Severity.WARNING)
         assert a.subject == ("wb-1" if flag == WeighingFlag.CLOCK_SKEW else "桂B12345")

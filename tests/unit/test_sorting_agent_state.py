@@ -76,7 +76,7 @@ def test_low_accuracy_needs_enough_checked_deposits_and_fires_once_per_day() -> 
     c.add(deposit(6, Verdict.CORRECT))
     alert = low_accuracy(c, deposit(6, Verdict.CORRECT), rules, TZ)  # 3/4 = 75 % < 80 %
     assert alert is not None and alert.kind == "low_sorting_accuracy" and alert.evidence == ("st-1:1:6",)
-    assert alert.alert_id == alert_id("low_sorting_accuracy", "st-1|2026-03-01")
+    assert alert.alert_id == alert_id("low_sorting_accuracy", "cz/st-1|2026-03-01")
     c.add(deposit(7, Verdict.INCORRECT))
     assert low_accuracy(c, deposit(7, Verdict.INCORRECT), rules, TZ) is None  # once per station-day
     good = DayCounts(checked=4, correct=4)
@@ -90,8 +90,8 @@ def test_bin_full_once_per_fill_cycle_and_rearms_below_threshold() -> None:
         changed, alert = s.apply(parse_msg_id(f"st-1:1:{seq}"), level(seq, fill), 90.0)
         assert changed
         kinds.append(alert.alert_id if alert else None)
-    assert kinds == [None, alert_id("bin_full", "st-1|kitchen|st-1:1:2"), None, None, None,
-                     alert_id("bin_full", "st-1|kitchen|st-1:1:6")]
+    assert kinds == [None, alert_id("bin_full", "kitchen|cz/st-1:1:2"), None, None, None,
+                     alert_id("bin_full", "kitchen|cz/st-1:1:6")]
     assert s.apply(parse_msg_id("st-1:1:2"), level(2, 90), 90.0) == (False, None)  # stale replay
     changed, other = s.apply(parse_msg_id("st-1:1:7"), level(7, 99, WasteCategory.RECYCLABLE), 90.0)
     assert other is not None  # bins are independent

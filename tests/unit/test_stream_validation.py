@@ -90,7 +90,7 @@ def test_deposit_goes_to_its_own_topic() -> None:
     [
         (mqtt_topic("site-a", "weighbridge", "wb-2", "weighing"), encode(weighing()), "device_id"),
         (mqtt_topic("site-b", "weighbridge", "wb-1", "weighing"), encode(weighing()), "site_id"),
-        (mqtt_topic("site-a", "weighbridge", "wb-1", "bin_level"), encode(weighing()), "topic event"),
+        (mqtt_topic("site-a", "weighbridge", "wb-1", "device_status"), encode(weighing()), "topic event"),
         (TOPIC, b'{"type": "weighing", "msg_id": ', "malformed JSON"),
         (TOPIC, b"\xff\xfe not utf-8", "malformed JSON"),
         (TOPIC, encode(weighing(schema=2)), "schema version"),
@@ -128,7 +128,7 @@ def test_deadletter_record_keeps_text_or_base64() -> None:
     [
         (TOPIC, encode(weighing(schema=2))),
         (TOPIC, encode(weighing()).replace(b'"net_kg":18000.0', b'"net_kg":9000.0')),
-        (mqtt_topic("site-a", "weighbridge", "wb-1", "bin_level"), encode(weighing())),
+        (mqtt_topic("site-a", "weighbridge", "wb-1", "device_status"), encode(weighing())),
         (TOPIC, encode(weighing(site_id="site-b"))),
     ],
 )

@@ -85,7 +85,8 @@ def test_raw_household_waste_at_zero_landfill_facility_is_critical_per_ticket() 
     raw = ticket(7, ts, site="lz-jm-landfill", category=WasteCategory.RESIDUAL)
     alert = raw_waste_landfilled(raw, RULES)
     assert alert is not None and alert.severity == Severity.CRITICAL and alert.kind == "raw_waste_landfilled"
-    assert alert.alert_id == alert_id("raw_waste_landfilled", raw.msg_id) and alert.evidence == (raw.msg_id,)
+    assert alert.alert_id == alert_id("raw_waste_landfilled", f"{raw.site_id}/{raw.msg_id}")
+    assert alert.evidence == (raw.msg_id,)
     assert raw_waste_landfilled(ticket(8, ts, site="lz-jm-landfill", category=WasteCategory.KITCHEN),
                                 RULES) is not None
     assert raw_waste_landfilled(ticket(9, ts, site="lz-jm-landfill", category=WasteCategory.CONSTRUCTION),
