@@ -100,12 +100,17 @@ class AlertService:
             await consumer.stop()
 
     async def _handle_record(self, payload: bytes, topic: str) -> None:
+        """One record: stored, or dead-lettered with the reason. ANY exception is the record's
+        (msgspec's RecursionError on deep nesting, a store error): one poison record must not
+        stop the consumer, which would crash on its redelivery for ever."""
         try:
             outcome = self.handle(payload)
-        except ContractError as exc:
+        except Exception as exc:
             self.stats.rejected += 1
-            log.warning("rejected record on %s: %s", topic, exc)
-            await self._deadletter(deadletter_record(f"alert service: {exc}", topic, payload))
+            reason = str(exc) if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
+            reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")[:1000]
+            log.warning("rejected record on %s (%d bytes): %s", topic, len(payload), reason)
+            await self._deadletter(deadletter_record(f"alert service: {reason}", topic, payload))
             return
         if outcome is Outcome.NEW:
             self.pusher.wake()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,8 +92,35 @@ class IngestResult:
     """The alert that was (or will be) pushed: itself when NEW, the repeated one otherwise."""
 
 
+MAX_LIST = 1000
+"""Most alerts one `find` returns."""
+MAX_ID_CHARS = 128
+"""An alert id is a contract msg_id (at most 128 characters): a longer one cannot be known."""
+MAX_OFFICER_CHARS, MAX_NOTE_CHARS = 64, 2000
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Characters that reorder what an officer reads in the audit trail (a name shown backwards)."""
+
+
 class NotFound(LookupError):
     pass
+
+
+class InvalidInput(ValueError):
+    """A value the store refuses to record (HTTP 400); the message says why."""
+
+
+def checked_text(name: str, value: object, max_chars: int, *, newlines: bool = False) -> str:
+    """`value` if it is a string of at most `max_chars` with no control or bidi character
+    (a note may have line breaks): the audit trail is read by people and exported as-is."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string, not {type(value).__name__}")
+    if len(value) > max_chars:
+        raise InvalidInput(f"{name} has {len(value)} characters; at most {max_chars}")
+    for i, ch in enumerate(value):
+        control = unicodedata.category(ch) in ("Cc", "Cs") and not (newlines and ch == "\n")
+        if control or ch in BIDI_CONTROLS:
+            raise InvalidInput(f"{name} has a control character U+{ord(ch):04X} at position {i}")
+    return value
 
 
 class TransitionError(ValueError):
@@ -206,9 +234,11 @@ class AlertStore:
         """Acknowledge or close; NotFound, or TransitionError with the reason."""
         if action not in TRANSITIONS:
             raise TransitionError(f"unknown action {action!r}")
-        if not officer.strip():
-            raise ValueError("officer is required")
-        self._run(self._transition, alert_id, action, officer.strip(), note)
+        officer = checked_text("officer", officer, MAX_OFFICER_CHARS).strip()
+        if not officer:
+            raise InvalidInput("officer is required")
+        note = checked_text("note", note, MAX_NOTE_CHARS, newlines=True)
+        self._run(self._transition, alert_id, action, officer, note)
         return self.get(alert_id)
 
     def _transition(self, db: sqlite3.Connection, alert_id: str, action: str, officer: str,
@@ -265,7 +295,9 @@ class AlertStore:
 
     def find(self, state: str | None = None, kind: str | None = None, site: str | None = None,
              limit: int = 100) -> list[dict[str, Any]]:
-        """Newest first."""
+        """Newest first; at most `limit` (1..MAX_LIST: SQLite reads a negative LIMIT as no limit)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
+            raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST}")
         where, args = [], []
         for column, value in (("state", state), ("kind", kind), ("site_id", site)):
             if value:
@@ -277,7 +309,8 @@ class AlertStore:
 
     def stats(self, since_ns: int | None = None, until_ns: int | None = None) -> dict[str, Any]:
         """Counts by state of alerts raised in [since, until) and 办结率 = closed / all (None if none)."""
-        lo, hi = since_ns or 0, until_ns or 2**62
+        lo = -(2**63) if since_ns is None else since_ns
+        hi = 2**63 - 1 if until_ns is None else until_ns
         counts = {OPEN: 0, ACKNOWLEDGED: 0, CLOSED: 0}
         for r in self._db.execute("SELECT state, count(*) AS n FROM alerts WHERE raised_ns >= ? "
                                   "AND raised_ns < ? GROUP BY state", (lo, hi)):
@@ -289,7 +322,8 @@ class AlertStore:
         return {
             **counts, "total": total, "repeats_suppressed": repeats,
             "closure_rate": round(counts[CLOSED] / total, 4) if total else None,
-            "since": utc_iso(lo) if since_ns else None, "until": utc_iso(hi) if until_ns else None,
+            "since": None if since_ns is None else utc_iso(lo),
+            "until": None if until_ns is None else utc_iso(hi),
         }
 
     # --- push queue ------------------------------------------------------------------------

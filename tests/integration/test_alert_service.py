@@ -30,16 +30,18 @@ import aiohttp
 import paho.mqtt.client as mqtt
 import pytest
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import encode
 from contract.events import Severity
+from contract.topics import DEADLETTER_TOPIC
 from stream.alerting.channels import webhook
 from stream.alerting.config import parse_config
 from stream.alerting.make import make_alert
 from stream.alerting.service import AlertService
 from wastestream.influxql import influxql
+from wastestream.pipeline import commit_group_at_end
 from wastestream.settings import REPO_ROOT, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -288,3 +290,59 @@ async def scenario(settings: Settings, unique: str, tmp_path: Path) -> None:
         await asyncio.wait_for(task, 30)
         inbox.close()
         await runner.cleanup()
+
+
+def test_poison_record_is_dead_lettered_and_consumption_goes_on(live_services: Settings, unique: str,
+                                                                tmp_path: Path) -> None:
+    """Issue 11, finding 1: a 2 KB alert record nesting 1,000 arrays made msgspec raise RecursionError,
+    which the consumer did not catch: the service exited, and on restart met the same record again."""
+    asyncio.run(poison_scenario(live_services, unique, tmp_path))
+
+
+async def poison_scenario(settings: Settings, unique: str, tmp_path: Path) -> None:
+    config = parse_config({"kafka_group": f"ws-alerts-poison-{unique}",
+                           "api": {"port": 0, "token": {"value": TOKEN}}})
+    await commit_group_at_end(settings.kafka_bootstrap, config.kafka_group, [config.kafka_topic])
+    poison = b'{"msg_id":"poison-' + unique.encode() + b'","type":' + b"[" * 1000 + b"]" * 1000 + b"}"
+    valid = make_alert("illegal_dumping", Severity.CRITICAL, site_id="liuzhou-n", device_id=f"truck-{unique}",
+                       subject=f"桂B{unique[:5]}", summary="车厢在消纳场外举升", evidence=["m1"],
+                       ts=datetime.now(UTC), dedup_key=f"{unique}:after-poison")
+    service = AlertService(config, settings, default_cooldown_s=0, token=TOKEN, port=0,
+                           db_path=tmp_path / "alerts.db", channels={})
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    dead = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await dead.start()
+    try:
+        await asyncio.wait_for(service.ready.wait(), 30)
+        await dead._client.force_metadata_update()  # what partitions_for_topic reads (as commit_group_at_end)
+        partitions = [TopicPartition(DEADLETTER_TOPIC, p)
+                      for p in sorted(dead.partitions_for_topic(DEADLETTER_TOPIC) or ())]
+        assert partitions, f"no partitions of {DEADLETTER_TOPIC}"
+        dead.assign(partitions)
+        for tp, offset in (await dead.end_offsets(partitions)).items():
+            dead.seek(tp, offset)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:  # one key, one partition: the poison is read first
+            for payload in (poison, encode(valid)):
+                await producer.send_and_wait(config.kafka_topic, payload, key=unique.encode())
+        finally:
+            await producer.stop()
+        stored = lambda: task.done() or valid.alert_id in {a["alert_id"] for a in service.store.find()}  # noqa: E731
+        await until(stored, "the valid alert after the poison stored")
+        assert not task.done(), f"the service stopped: {task.exception()!r}"
+
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 30
+        while not found and time.monotonic() < deadline:
+            for records in (await dead.getmany(timeout_ms=500)).values():
+                found += [r for r in (json.loads(m.value or b"{}") for m in records)
+                          if f"poison-{unique}" in str(r.get("payload"))]
+        assert len(found) == 1, "the poison record is not in ws.deadletter"
+        assert found[0]["topic"] == config.kafka_topic and found[0]["reason"].startswith("alert service: ")
+        assert service.stats.rejected == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)  # re-raises if the service crashed
+        await dead.stop()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from contract.events import Severity
@@ -16,7 +17,7 @@ from stream.alerting.channels.base import Delivery
 from stream.alerting.config import RetryConfig
 from stream.alerting.make import make_alert
 from stream.alerting.pusher import Pusher
-from stream.alerting.store import AlertStore
+from stream.alerting.store import AlertStore, InvalidInput
 
 RETRY = RetryConfig(attempts=3, initial_s=0.01, max_s=0.05)
 
@@ -139,3 +140,74 @@ def test_api(tmp_path: Path) -> None:
         assert len(changes) == 2
 
     run(main())
+
+
+def test_api_refuses_bad_input_with_a_reason(tmp_path: Path) -> None:
+    """Issue 11, finding 10: each input answered 500 or misbehaved; now a 4xx with a JSON reason."""
+    async def main() -> None:
+        store = AlertStore(tmp_path / "a.db")
+        ids = []
+        for i in range(3):
+            a = alert(f"k{i}", subject=f"桂B{i}")
+            store.ingest(a, 0, [])
+            ids.append(a.alert_id)
+        async with TestClient(TestServer(make_app(store, "tok"))) as client:
+            auth = {"Authorization": "Bearer tok"}
+
+            async def refused(status: int, method: str, path: str, **kwargs: Any) -> str:
+                r = await client.request(method, path, headers=auth, **kwargs)
+                body = await r.json()
+                assert r.status == status, (path, kwargs, r.status, body)
+                assert set(body) == {"error"} and body["error"]
+                return str(body["error"])
+
+            year_1, year_9999 = "0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59+00:00"
+            assert "1900" in await refused(400, "GET", "/stats", params={"since": year_1})
+            assert "2200" in await refused(400, "GET", "/stats", params={"until": year_9999})
+            await refused(400, "GET", "/stats", params={"since": "2025-03-02T00:00:00Z",
+                                                        "until": "2025-03-01T00:00:00Z"})
+            for limit in ("-1", "0", "1001", "99999999999999999999", "١٢", " 5", "1_0", ""):
+                assert "limit" in await refused(400, "GET", "/alerts", params={"limit": limit})
+            await refused(400, "GET", "/alerts", params={"site": "s1\x00"})
+            await refused(400, "GET", "/alerts", params={"stat": "open"})  # a typo, not every alert
+            await refused(400, "GET", "/alerts", params=[("state", "open"), ("state", "closed")])
+            ack = f"/alerts/{ids[0]}/ack"
+            await refused(400, "POST", ack, data=b"[" * 5000 + b"]" * 5000)
+            await refused(400, "POST", ack, data=b'{"officer":"x","note":' + b"[" * 3000 + b"]" * 3000 + b"}")
+            assert "str" in await refused(400, "POST", ack, json={"officer": {"a": 1}})
+            await refused(400, "POST", ack, json={"officer": "x", "note": 5})
+            await refused(400, "POST", ack, json={"officer": "x", "extra": 1})
+            await refused(400, "POST", ack, json={"officer": "王\x1b[31m警官"})
+            await refused(400, "POST", ack, json={"officer": "\u202eli"})
+            await refused(400, "POST", ack, json={"officer": "x" * 65})
+            await refused(400, "POST", ack, json={"officer": "x", "note": "n" * 2001})
+            await refused(400, "POST", ack, json={"officer": "x", "note": "a\rb"})
+            await refused(413, "POST", ack, data=b'{"officer":"x","note":"' + b"n" * 20_000 + b'"}')
+            await refused(404, "GET", "/alerts/" + "x" * 500)
+            await refused(404, "POST", "/alerts/%ED%A0%80/ack", json={"officer": "x"})
+            await refused(404, "GET", "/no-such-route")
+            await refused(405, "DELETE", f"/alerts/{ids[0]}")
+            assert [e["action"] for e in store.get(ids[0])["events"]] == ["raise"]  # nothing recorded
+            r = await client.get("/alerts", params={"limit": "2"}, headers=auth)
+            assert r.status == 200 and len(await r.json()) == 2
+            r = await client.post(ack, json={"officer": " 王警官 ", "note": "到场\n核查"}, headers=auth)
+            assert r.status == 200 and (await r.json())["events"][-1]["actor"] == "王警官"
+            r = await client.get("/alerts")
+            assert r.status == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+            assert (await client.get("/openapi.json")).status == 200  # public, like /healthz
+
+    run(main())
+
+
+def test_store_refuses_officer_and_note_it_cannot_record(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "a.db")
+    a = alert("k1")
+    store.ingest(a, 0, [])
+    for officer, note in (({"a": 1}, ""), ("x", ["n"]), ("x" * 65, ""), ("a\x00b", ""), ("x", "n" * 2001),
+                          ("x", "\u2066bidi")):
+        with pytest.raises(InvalidInput):
+            store.transition(a.alert_id, "ack", officer, note)  # type: ignore[arg-type]
+    for limit in (-1, 0, 1001, True):
+        with pytest.raises(InvalidInput):
+            store.find(limit=limit)
+    assert store.get(a.alert_id)["state"] == "open"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from typing import Any
 
@@ -25,6 +26,8 @@ SIGNATURE_HEADER = "X-Wastestream-Signature"
 TIMESTAMP_HEADER = "X-Wastestream-Timestamp"
 ALERT_ID_HEADER = "X-Wastestream-Alert-Id"
 TOLERANCE_S = 300
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")  # ASCII digits only: int() also takes " 1", "1_0", "١"
+_SIGNATURE_RE = re.compile(r"sha256=[0-9a-f]{64}")
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -32,14 +35,17 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def verify(secret: str, timestamp: str, body: bytes, header: str, *, now: float | None = None,
+def verify(secret: str, timestamp: str | None, body: bytes, header: str | None, *, now: float | None = None,
            tolerance_s: float = TOLERANCE_S) -> bool:
-    """The receiver's check: a valid signature over a fresh timestamp."""
-    try:
-        age = abs((time.time() if now is None else now) - int(timestamp))
-    except ValueError:
+    """The receiver's check: a valid signature over a fresh timestamp. False, never an exception,
+    for anything a sender controls (a missing header, non-digits, a huge number, non-hex, non-ASCII)."""
+    if not isinstance(timestamp, str) or not _TIMESTAMP_RE.fullmatch(timestamp):
         return False
-    return age <= tolerance_s and hmac.compare_digest(signature(secret, timestamp, body), header)
+    if not isinstance(header, str) or not _SIGNATURE_RE.fullmatch(header):
+        return False
+    if abs((time.time() if now is None else now) - int(timestamp)) > tolerance_s:
+        return False
+    return hmac.compare_digest(signature(secret, timestamp, body).encode("ascii"), header.encode("ascii"))
 
 
 class WebhookChannel:
