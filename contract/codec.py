@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from contract.events import SCHEMA_VERSION, AnyEvent, Envelope
+from contract.text import explain
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 """No contract message comes near this; larger payloads are rejected unread."""
@@ -44,7 +45,7 @@ def decode(payload: bytes | str, type_: type[E] | None = None) -> E | AnyEvent:
     try:
         event = decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise ContractError(f"invalid message: {exc}") from None
+        raise ContractError(f"invalid message: {explain(str(exc))}") from None
     except msgspec.DecodeError as exc:
         raise ContractError(f"malformed JSON: {exc}") from None
     except ValueError as exc:  # raised by __post_init__ checks

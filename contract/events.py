@@ -14,6 +14,8 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from contract import text
+
 SCHEMA_VERSION = 1
 """Bumped on any incompatible change; decoders reject other versions."""
 
@@ -24,8 +26,13 @@ Kg = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_VEHICLE_KG, description="kilog
 SignedKg = Annotated[float, msgspec.Meta(ge=-MAX_VEHICLE_KG, le=MAX_VEHICLE_KG)]
 Percent = Annotated[float, msgspec.Meta(ge=0.0, le=100.0)]
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 with offset; device clock")]
-Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
-MsgId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=text.IDENT)]
+MsgId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=text.MSG_ID)]
+Plate = Annotated[str, msgspec.Meta(min_length=1, max_length=16, pattern=text.PLATE)]
+Pseudonym = Annotated[str, msgspec.Meta(pattern=text.PSEUDONYM)]
+Text = Annotated[str, msgspec.Meta(pattern=text.TEXT)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+"""InfluxDB stores integers as int64; a larger one would be written wrong or refused."""
 Latitude = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
 Longitude = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
 
@@ -115,7 +122,7 @@ class Weighing(Envelope, frozen=True, tag="weighing"):
     event: ClassVar[str] = "weighing"
 
     ticket_id: Ident
-    plate: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+    plate: Plate
     direction: Direction
     gross_kg: Kg
     tare_kg: Kg
@@ -141,7 +148,7 @@ class Deposit(Envelope, frozen=True, tag="deposit"):
     community_id: Ident
     bin: WasteCategory
     kg: Annotated[float, msgspec.Meta(ge=0.0, le=500.0)]
-    household: Annotated[str, msgspec.Meta(min_length=8, max_length=64)]
+    household: Pseudonym
     verdict: Verdict
     verdict_source: VerdictSource
 
@@ -159,7 +166,7 @@ class TruckTelemetry(Envelope, frozen=True, tag="truck_telemetry"):
 
     event: ClassVar[str] = "truck_telemetry"
 
-    plate: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+    plate: Plate
     lat: Latitude
     lon: Longitude
     speed_kmh: Annotated[float, msgspec.Meta(ge=0.0, le=200.0)]
@@ -175,8 +182,8 @@ class DeviceStatus(Envelope, frozen=True, tag="device_status"):
     event: ClassVar[str] = "device_status"
 
     state: DeviceState
-    outbox_depth: Annotated[int, msgspec.Meta(ge=0)] = 0
-    last_error: str | None = None
+    outbox_depth: Count = 0
+    last_error: Annotated[str, msgspec.Meta(max_length=1024, pattern=text.TEXT)] | None = None
     clock_offset_s: float | None = None
 
 
@@ -188,8 +195,8 @@ class Alert(Envelope, frozen=True, tag="alert"):
     alert_id: MsgId
     kind: Ident
     severity: Severity
-    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    summary: str
+    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=text.TEXT)]
+    summary: Text
     evidence: tuple[MsgId, ...] = ()
     lat: Latitude | None = None
     lon: Longitude | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import msgspec
@@ -14,6 +15,7 @@ from contract.topics import KAFKA_TOPICS, MQTT_PREFIX
 def contract_schema() -> dict[str, Any]:
     """One schema document: a tagged union (`type`) of every message, definitions under $defs."""
     (root,), components = msgspec.json.schema_components([AnyEvent])
+    components = _ecma_patterns(components)
     events = ", ".join(sorted(k for k in KAFKA_TOPICS if k != "alert"))
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -25,6 +27,24 @@ def contract_schema() -> dict[str, Any]:
         **root,
         "$defs": components,
     }
+
+
+_ASTRAL = re.compile(r"\\U000([0-9a-fA-F]{5})")
+
+
+def ecma_pattern(pattern: str) -> str:
+    """A contract regex (Python `re`) as ECMA-262 with the `u` flag, which JSON Schema prescribes:
+    `\\Z` (end of text) is `$` there, and a code point above U+FFFF is `\\u{...}`."""
+    return _ASTRAL.sub(r"\\u{\1}", pattern.replace("\\Z", "$"))
+
+
+def _ecma_patterns(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: ecma_pattern(v) if k == "pattern" and isinstance(v, str) else _ecma_patterns(v)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_ecma_patterns(v) for v in node]
+    return node
 
 
 def contract_schema_json() -> str:

@@ -9,7 +9,17 @@ MQTT_PREFIX = "ws/v1"
 MQTT_SUBSCRIBE_ALL = f"{MQTT_PREFIX}/+/+/+/+"
 MQTT_SHARE_GROUP = "bridge"
 
-DEVICE_KINDS = ("weighbridge", "sorting_station", "truck")
+KIND_EVENTS: dict[str, frozenset[str]] = {
+    "weighbridge": frozenset({"weighing", "device_status"}),
+    "sorting_station": frozenset({"deposit", "bin_level", "device_status"}),
+    "truck": frozenset({"truck_telemetry", "device_status"}),
+}
+"""What each kind of device publishes. The topic's kind must agree with its event as its site and
+device must agree with the payload: a weighing on a truck topic comes from a misconfigured or
+hostile publisher, and is refused rather than routed as a ticket. Every kind may publish
+device_status: the edge agent reports its own status on `{site}-edge` under the kind of its first
+device (edge/agent.py)."""
+DEVICE_KINDS = tuple(KIND_EVENTS)
 
 KAFKA_TOPICS: dict[str, str] = {
     "weighing": "ws.weighings",
@@ -22,7 +32,7 @@ KAFKA_TOPICS: dict[str, str] = {
 DEADLETTER_TOPIC = "ws.deadletter"
 ALL_KAFKA_TOPICS = (*KAFKA_TOPICS.values(), DEADLETTER_TOPIC)
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}\Z")  # \Z: `$` also matches before a final newline
 
 
 class TopicError(ValueError):
@@ -59,6 +69,9 @@ def parse_mqtt_topic(topic: str) -> MqttTopic:
         raise TopicError(f"unknown device kind {kind!r} in topic")
     if event not in KAFKA_TOPICS or event == "alert":
         raise TopicError(f"unknown event {event!r} in topic")
+    if event not in KIND_EVENTS[kind]:
+        allowed = ", ".join(sorted(KIND_EVENTS[kind]))
+        raise TopicError(f"a {kind} does not publish {event} (only {allowed})")
     for segment in (site_id, device_id):
         if not _SEGMENT.match(segment):
             raise TopicError(f"bad topic segment {segment!r}")

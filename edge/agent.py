@@ -41,6 +41,7 @@ import msgspec
 
 from contract import DeviceStatus, encode, mqtt_topic
 from contract.events import DeviceState, Envelope, WeighingFlag
+from contract.text import printable
 from edge.clock import ClockGuard
 from edge.config import (
     ConfigError,
@@ -201,8 +202,8 @@ class Agent:
         return emit
 
     def note_error(self, device_id: str, error: str) -> None:
-        self.health[device_id].last_error = error[:300]
-        self.last_error = f"{device_id}: {error}"[:300]
+        self.health[device_id].last_error = printable(error)  # an exception text may hold a newline
+        self.last_error = printable(f"{device_id}: {error}")
 
     # -- running devices
     async def _run_device(self, device: DeviceConfig) -> None:

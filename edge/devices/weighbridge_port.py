@@ -16,6 +16,7 @@ import serial
 
 from contract import DeviceStatus, encode, mqtt_topic
 from contract.events import DeviceState
+from contract.text import printable
 from edge.config import SiteConfig, WeighbridgeDevice
 from edge.devices.anpr import AnprLineReader
 from edge.devices.weighbridge import Ticket, WeighbridgeWorkflow
@@ -158,7 +159,7 @@ class WeighbridgePort:
                     ts=datetime.now(UTC),
                     state=state,
                     outbox_depth=self.outbox.depth(),
-                    last_error=error,
+                    last_error=None if error is None else printable(error),  # the contract refuses a newline
                 )
             )
 

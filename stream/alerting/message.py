@@ -5,11 +5,27 @@ Channels only wrap these in their own envelope, so every channel says the same t
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from stream.alerting.kinds import kind_name, severity_name
 
 SCHEMA = "wastestream.alert.v1"
+
+
+_MARKUP = re.compile(r"[\\`*_{}\[\]()#+!|<>~&]|:(?=//)|(?<=www)\.", re.IGNORECASE)
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def md(value: object) -> str:
+    """`value` as literal Markdown text: every character that could open a link, an image, an
+    autolink, HTML (DingTalk renders `<font>`), emphasis, code or a table is backslash-escaped, so
+    is the `:` of `://` and the `.` of `www.` (bare-URL autolinks), and line breaks become spaces
+    (a new line could start a heading or a list). A plate `[x](http://e.cn)` then reads as itself
+    in the robot's message and links nowhere. The contract already refuses such plates and any
+    control character; this holds for whatever text reaches an alert (summaries, older rows)."""
+    text = _BREAKS.sub(" ", str(value))
+    return _MARKUP.sub(lambda m: "\\" + m.group(), text)
 
 
 def link(base_url: str, alert_id: str) -> str:
@@ -27,17 +43,17 @@ def _location(alert: dict[str, Any]) -> str:
 
 
 def markdown(alert: dict[str, Any], base_url: str) -> str:
-    """Markdown for the IM robots (DingTalk and WeCom both render this subset)."""
+    """Markdown for the IM robots (DingTalk and WeCom both render this subset); every value is `md()`."""
     lines = [
-        f"### {title(alert)}",
-        f"- 类型：{kind_name(alert['kind'])}（{alert['kind']}）",
-        f"- 级别：{severity_name(alert['severity'])}",
-        f"- 对象：{alert['subject']}",
-        f"- 站点：{alert['site_id']}　设备：{alert['device_id']}",
-        f"- 时间：{alert['raised_at']}",
-        f"- 位置：{_location(alert)}",
-        f"- 概要：{alert['summary']}",
-        f"- 编号：{alert['alert_id']}",
+        f"### {md(title(alert))}",
+        f"- 类型：{md(kind_name(alert['kind']))}（{md(alert['kind'])}）",
+        f"- 级别：{md(severity_name(alert['severity']))}",
+        f"- 对象：{md(alert['subject'])}",
+        f"- 站点：{md(alert['site_id'])}　设备：{md(alert['device_id'])}",
+        f"- 时间：{md(alert['raised_at'])}",
+        f"- 位置：{md(_location(alert))}",
+        f"- 概要：{md(alert['summary'])}",
+        f"- 编号：{md(alert['alert_id'])}",
     ]
     url = link(base_url, alert["alert_id"])
     if url:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,10 +35,15 @@ C, X, U = Verdict.CORRECT, Verdict.INCORRECT, Verdict.UNCHECKED
 T0 = datetime(2026, 3, 1, 2, tzinfo=UTC)  # 10:00 Beijing, 1 March
 
 
+def pseudonym(household: str) -> str:
+    """A household as the edge writes it (16 lowercase hex chars; the contract refuses anything else)."""
+    return hashlib.sha256(household.encode()).hexdigest()[:16]
+
+
 def dep(r: str, st: str, seq: int, v: Verdict, kg: float, hh: str, ts: datetime = T0) -> Deposit:
     return Deposit(msg_id=f"{st}-{r}:1:{seq}", device_id=f"{st}-{r}", site_id=f"s-{r}",
                    ts=ts + timedelta(minutes=seq), community_id=f"cm-{r}", bin=WasteCategory.KITCHEN, kg=kg,
-                   household="anonymous" if hh == "anon" else f"hh-{r}-{hh}", verdict=v,
+                   household="anonymous" if hh == "anon" else pseudonym(f"{r}-{hh}"), verdict=v,
                    verdict_source=VerdictSource.NONE if v == U else VerdictSource.CAMERA)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
 
 from stream.alerting.channels import build_channels, dingtalk, webhook, wecom
 from stream.alerting.channels.base import Delivery, robot_result
@@ -166,3 +168,38 @@ def test_example_config_loads() -> None:
     assert config.routes("illegal_dumping", "critical") == ["city-platform", "zf-dingtalk", "zf-wecom",
                                                             "terminals"]
     assert config.cooldown_by_kind["device_offline"] == 3600
+
+
+INJECTED: dict[str, Any] = {
+    **ALERT, "subject": "[x](http://e.cn)", "site_id": "liuzhou-n", "device_id": "truck-07",
+    "summary": "![i](http://e.cn/a.png) <font color=red>已处置</font> **急** `x` www.e.cn "
+               "<http://e.cn> &#91;y&#93;(http://e.cn)\n### 伪造的标题\n- 伪造的条目",
+}
+"""What a hostile device or an older stored row could put in front of an officer (issue 11, finding 9)."""
+
+
+def rendered(text: str) -> str:
+    """HTML as a CommonMark renderer (DingTalk's and WeCom's follow CommonMark's rules) shows it."""
+    return MarkdownIt("commonmark").enable(["strikethrough", "table"]).render(text)
+
+
+@pytest.mark.parametrize("robot", ["dingtalk", "wecom"])
+def test_markdown_injection_shows_literally_and_links_nowhere(robot: str) -> None:
+    base = "https://zf.example.cn/alerts"
+    text = (dingtalk.payload(INJECTED, base, [])["markdown"]["text"] if robot == "dingtalk"
+            else wecom.payload(INJECTED, base)["markdown"]["content"])
+    html = rendered(text)
+    own_link = f'<a href="{base}/illegal_dumping:0123456789abcdef">'
+    assert re.findall(r"<a\b[^>]*>", html) == [own_link]  # only the link to the alert itself
+    assert "<img" not in html and "<font" not in html and "<strong>" not in html and "<code>" not in html
+    assert len(re.findall(r"<h\d>", html)) == 1 and "<li>- 伪造的条目" not in html
+    assert "[x](http://e.cn)" in html  # the plate, as the officer reads it
+    assert "&lt;font color=red&gt;已处置&lt;/font&gt;" in html and "**急**" in html
+    assert text.count("](") == 1  # not even a renderer without escapes sees another [..](..)
+    assert "http://" not in text.replace(f"]({base}", "")  # nor a bare URL to autolink
+
+
+def test_markdown_keeps_ordinary_values_readable() -> None:
+    html = rendered(markdown(ALERT, "https://zf.example.cn/alerts"))
+    assert "对象：桂B12345" in html and "站点：liuzhou-n" in html and "违规倾倒（illegal_dumping）" in html
+    assert "2025-03-01T08:00:00.000Z" in html and "24.325000, 109.415000" in html

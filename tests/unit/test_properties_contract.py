@@ -18,12 +18,16 @@ from hypothesis import strategies as st
 from contract import encode
 from contract.codec import MAX_PAYLOAD_BYTES, TS_MAX, TS_MIN, ContractError, decode
 from contract.events import (
+    EVENT_TYPES,
+    Alert,
+    AlertState,
     BinLevel,
     Deposit,
     DeviceState,
     DeviceStatus,
     Direction,
     Envelope,
+    Severity,
     TareSource,
     TruckTelemetry,
     Verdict,
@@ -32,7 +36,8 @@ from contract.events import (
     Weighing,
     WeighingFlag,
 )
-from contract.topics import TopicError, mqtt_topic, parse_mqtt_topic
+from contract.msgid import device_key
+from contract.topics import KIND_EVENTS, TopicError, mqtt_topic, parse_mqtt_topic
 from stream.validation import Rejection, Routed, validate
 
 FAST = settings(max_examples=150, deadline=None)
@@ -41,7 +46,22 @@ KIND = {"weighing": "weighbridge", "device_status": "weighbridge", "deposit": "s
         "bin_level": "sorting_station", "truck_telemetry": "truck"}
 
 idents = st.text(alphabet=IDENT_CHARS, min_size=1, max_size=64)
-plates = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=16)
+PLATE_CHARS = st.sampled_from("0123456789ABCDEFGHJKLMNPQRSTUVWXYZabcz") | st.characters(
+    min_codepoint=0x4E00, max_codepoint=0x9FFF) | st.characters(min_codepoint=0xFF21, max_codepoint=0xFF3A)
+plate_parts = st.text(PLATE_CHARS, min_size=1, max_size=7)
+plates = plate_parts | st.builds(lambda a, sep, b: a + sep + b, plate_parts, st.sampled_from("· -・•"),
+                                 plate_parts)
+"""Plates as GA 36-2018 writes them (桂B12345, 粤A·D1234, 使014578...), separators only inside."""
+households = st.just("anonymous") | st.text("0123456789abcdef", min_size=16, max_size=16)
+
+
+def visible(text: str) -> bool:
+    """Not only blanks: whitespace, the Hangul fillers and the Braille blank (contract.text.BLANK)."""
+    return not all(c.isspace() or c in "\u115f\u1160\u3164\uffa0\u2800" for c in text)
+
+
+printable = st.text(st.characters(exclude_categories=("Cc", "Cf", "Cs", "Zl", "Zp")), min_size=1,
+                    max_size=200).filter(visible)
 offsets = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
 times = st.datetimes(min_value=datetime(1901, 1, 1), max_value=datetime(2199, 1, 1), timezones=offsets)
 
@@ -53,7 +73,8 @@ def kg(hi: float) -> st.SearchStrategy[float]:
 @st.composite
 def envelope(draw: st.DrawFn) -> dict[str, Any]:
     device = draw(idents)
-    msg_id = f"{device}:{draw(st.integers(0, 2**40))}:{draw(st.integers(0, 2**40))}"
+    epoch, seq = draw(st.integers(0, 1_700_000_000)), draw(st.integers(0, 10**15 - 1))  # epoch: not after now
+    msg_id = f"{device}:{epoch}:{seq}"
     return dict(msg_id=msg_id, device_id=device, site_id=draw(idents), ts=draw(times))
 
 
@@ -77,15 +98,27 @@ def _build(cls: type[Envelope], **fields: st.SearchStrategy[Any]) -> st.SearchSt
 events: st.SearchStrategy[Envelope] = st.one_of(
     weighings(),
     _build(Deposit, community_id=idents, bin=st.sampled_from(WasteCategory), kg=kg(500),
-           household=st.text(min_size=8, max_size=64), verdict=st.sampled_from(Verdict),
+           household=households, verdict=st.sampled_from(Verdict),
            verdict_source=st.sampled_from(VerdictSource)),
     _build(BinLevel, community_id=idents, bin=st.sampled_from(WasteCategory), fill_pct=kg(100)),
     _build(TruckTelemetry, plate=plates, lat=st.floats(-90, 90), lon=st.floats(-180, 180),
            speed_kmh=kg(200), lid_closed=st.booleans(), bed_raised=st.booleans(), load_kg=kg(200_000),
            ignition=st.booleans(), heading_deg=st.floats(0, 360, exclude_max=True), gps_fix=st.booleans()),
-    _build(DeviceStatus, state=st.sampled_from(DeviceState), outbox_depth=st.integers(0, 2**53),
-           last_error=st.none() | st.text(max_size=200), clock_offset_s=st.none() | st.floats(-1e9, 1e9)),
+    _build(DeviceStatus, state=st.sampled_from(DeviceState), outbox_depth=st.integers(0, 2**63 - 1),
+           last_error=st.none() | printable, clock_offset_s=st.none() | st.floats(-1e9, 1e9)),
 )
+
+
+alerts: st.SearchStrategy[Envelope] = _build(
+    Alert, alert_id=idents.map(lambda k: f"{k}:0123456789abcdef"), kind=idents,
+    severity=st.sampled_from(Severity), subject=printable.map(lambda t: t[:64]).filter(visible),
+    summary=printable, evidence=st.lists(envelope().map(lambda e: e["msg_id"]), max_size=20).map(tuple),
+    lat=st.none() | st.floats(-90, 90), lon=st.none() | st.floats(-180, 180),
+    state=st.sampled_from(AlertState))
+
+FORBIDDEN = st.sampled_from(["\x1b", "\x00", "\n", "\r", "\t", "\x7f", "\x85", "\u200b", "\u200e",
+                             "\u200f", "\u202a", "\u202e", "\u2066", "\u2069", "\u061c", "\u2028", "\ufeff",
+                             "\U000e0041"])
 
 
 def topic_of(event: Envelope) -> str:
@@ -105,7 +138,45 @@ def test_every_valid_event_round_trips_and_is_routed(event: Envelope) -> None:
     assert decode(payload, type(event)) == event
     routed = validate(topic_of(event), payload)
     assert isinstance(routed, Routed), routed
-    assert routed.key == event.device_id.encode() and routed.payload is payload
+    assert routed.key == device_key(event.site_id, event.device_id).encode() and routed.payload is payload
+
+
+@FAST
+@given(alerts)
+def test_every_valid_alert_round_trips(alert: Envelope) -> None:
+    assert decode(encode(alert), Alert) == alert
+
+
+@FAST
+@given(events | alerts, st.data())
+def test_a_control_format_or_bidi_character_in_any_text_field_is_rejected(event: Envelope,
+                                                                          data: st.DataObject) -> None:
+    """Whichever string field (plate, subject, summary, last_error, ids...) and wherever in it."""
+    message = json.loads(encode(event))
+    if isinstance(event, DeviceStatus) and event.last_error is None:
+        message["last_error"] = "read timeout"
+    field = data.draw(st.sampled_from(sorted(k for k, v in message.items() if isinstance(v, str))))
+    at = data.draw(st.integers(0, len(message[field])))
+    message[field] = message[field][:at] + data.draw(FORBIDDEN) + message[field][at:]
+    payload = json.dumps(message).encode()
+    try:
+        decode(payload)
+    except ContractError as exc:
+        assert "invalid message" in str(exc)
+    else:
+        raise AssertionError(f"{field}={message[field]!r} accepted")
+    if event.event != "alert":
+        assert isinstance(validate(topic_of(event), payload), Rejection)
+
+
+@FAST
+@given(events, st.sampled_from([(k, e) for k in KIND_EVENTS for e in EVENT_TYPES
+                                if e != "alert" and e not in KIND_EVENTS[k]]))
+def test_an_event_on_a_topic_of_a_kind_that_does_not_publish_it_is_rejected(
+        event: Envelope, kind_event: tuple[str, str]) -> None:
+    kind, topic_event = kind_event
+    result = validate(mqtt_topic(event.site_id, kind, event.device_id, topic_event), encode(event))
+    assert isinstance(result, Rejection) and f"a {kind} does not publish {topic_event}" in result.reason
 
 
 @FAST
