@@ -92,6 +92,12 @@ def _indicators(args: argparse.Namespace, rest: list[str]) -> int:
     return indicators_main(rest)
 
 
+def _import(args: argparse.Namespace, rest: list[str]) -> int:
+    from wastestream.importer.cli import main
+
+    return main(rest)
+
+
 def _dashboards(args: argparse.Namespace, rest: list[str]) -> int:
     from dashboards.cli import main
 
@@ -115,6 +121,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, list[str]], int], str]] 
     "chaos": (_chaos, "kill -9 each service and process during a steady run; exact counts per fault"),
     "report": (_report, "self-contained HTML indicator report for a period: --from --to --out [--city]"),
     "indicators": (_indicators, "the city's indicators for a period against the plan's targets"),
+    "import": (_import, "scale-house history (CSV/Excel) into the pipeline: FILE --mapping MAP.yaml"),
     "dashboards": (_dashboards, "Grafana dashboards as code: generate | push --url --token"),
     "services": (_services, "local Mosquitto, Kafka, InfluxDB: up | down | status | reset"),
     "schema": (_schema, "print the JSON Schema of the message contract (for device vendors)"),
