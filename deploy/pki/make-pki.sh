@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Test/small-deployment PKI for the MQTT broker: a CA, the broker's server certificate and one
-# client certificate per identity (edge agents by site id, services such as the bridge).
+# client certificate per identity (edge agents by site id, services such as the bridges).
 #
-#   make-pki.sh OUTDIR [IDENTITY ...]
+#   make-pki.sh [--service NAME]... OUTDIR [SITE ...]
 #
 #   OUTDIR/ca.crt ca.key                 the CA (kept if present: re-running adds, never re-keys)
 #   OUTDIR/server.crt server.key         broker cert, SAN 127.0.0.1, ::1, localhost and
@@ -10,34 +10,40 @@
 #   OUTDIR/clients/ID.crt ID.key         CN = ID; with the broker's client-cert mode the CN is the
 #                                        MQTT username, so for an edge agent ID = its site id
 #
-# Default identities when none are given: bridge alerts officer.
+# A SITE may not have a reserved name (enforcement*, bridge*, alerts*, officer*: a certificate
+# with that CN would log in as a service, e.g. forge alerts); a --service NAME must be one. The
+# list is deploy/production/mosquitto/accounts.sh, which make-accounts.sh uses too.
+# Default when no identity is given: the services bridge-1 bridge-2 alerts officer.
 # Environment: WS_PKI_DAYS (825), WS_PKI_CA_DAYS (3650), WS_PKI_SERVER_NAMES (e.g.
 # "mqtt.city.example,10.0.0.5"), WS_PKI_FORCE_SERVER=1 to re-issue the server cert (new names).
 # Keys are EC P-256, mode 0600. OUTDIR must not be inside the repository's tracked tree: the
 # repository ignores deploy/pki/out/ for convenience, nothing else.
 # For production prefer the city's own CA; this script is the reference for what the broker needs.
 set -euo pipefail
+# shellcheck source=deploy/production/mosquitto/accounts.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../production/mosquitto/accounts.sh"
 
 usage() {
-  printf 'usage: %s OUTDIR [IDENTITY ...]\n' "$0" >&2
+  printf 'usage: %s [--service NAME]... OUTDIR [SITE ...]\n' "$0" >&2
   exit 2
 }
 
+ws_parse_services "$@" || usage
+shift "$WS_SHIFT"
+services=("${WS_SERVICES[@]}")
 (($# >= 1)) || usage
 out=$1
 shift
-ids=("$@")
-((${#ids[@]})) || ids=(bridge alerts officer)
+((${#services[@]} + $#)) || services=("${WS_SERVICE_ACCOUNTS[@]}")
+ws_require_accounts make-pki service "${services[@]}"
+ws_require_accounts make-pki site "$@"
+ids=("${services[@]}" "$@")
 
 days=${WS_PKI_DAYS:-825}
 ca_days=${WS_PKI_CA_DAYS:-3650}
 server_names=${WS_PKI_SERVER_NAMES:-}
 
 command -v openssl >/dev/null 2>&1 || { printf 'make-pki: openssl not found\n' >&2; exit 1; }
-
-ident_ok() {  # the contract's Ident and Mosquitto's pattern rules: no / + # or spaces
-  [[ "$1" =~ ^[A-Za-z0-9_.-]{1,64}$ ]]
-}
 
 umask 077
 mkdir -p "$out/clients"
@@ -99,7 +105,6 @@ keyUsage=critical,digitalSignature
 extendedKeyUsage=clientAuth
 EXT
 for id in "${ids[@]}"; do
-  ident_ok "$id" || { printf 'make-pki: bad identity %q (allowed: A-Z a-z 0-9 _ . -)\n' "$id" >&2; exit 2; }
   if [[ -s "$out/clients/$id.crt" && -s "$out/clients/$id.key" ]]; then
     continue
   fi

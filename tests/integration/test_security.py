@@ -1,16 +1,17 @@
-"""The production broker config, run for real: TLS only, no anonymous, per-site ACL, edge + bridge over TLS.
+"""The production broker config, run for real: TLS only, no anonymous, per-site roles, edge + bridge over TLS.
 
-A private Mosquitto runs deploy/production/mosquitto/{mosquitto.conf,acl} with only the
-`/mosquitto/` paths and the listener ports substituted (`localize_mosquitto_conf`, checked by
-tests/unit/test_deploy.py), on a PKI from deploy/pki/make-pki.sh and a password file from
-make-passwd.sh. Each security property is one test. The last tests run the edge agent and the
-bridge over TLS to the real local Kafka.
+A private Mosquitto runs deploy/production/mosquitto/mosquitto.conf with only the `/mosquitto/`
+paths, the plugin's path and the listener ports substituted (`localize_mosquitto_conf`, checked
+by tests/unit/test_deploy.py), on a PKI from deploy/pki/make-pki.sh and the dynamic-security
+accounts from make-accounts.sh (secrets generated here). Each security property is one test. The
+last tests run the edge agent and the bridge over TLS to the real local Kafka.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import pty
 import re
@@ -29,13 +30,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contract import encode, mqtt_topic
@@ -48,14 +51,42 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 PROD = REPO_ROOT / "deploy" / "production"
 MOSQUITTO_DIR = PROD / "mosquitto"
 MAKE_PKI = REPO_ROOT / "deploy" / "pki" / "make-pki.sh"
-MAKE_PASSWD = MOSQUITTO_DIR / "make-passwd.sh"
+MAKE_ACCOUNTS = MOSQUITTO_DIR / "make-accounts.sh"
 NOT_AUTHORIZED = 135
 BAD_CREDENTIALS = 134
+# Where the eclipse-mosquitto image has the plugin (mosquitto.conf), and where Debian has it.
+IMAGE_PLUGIN = "/usr/lib/mosquitto_dynamic_security.so"
+DEBIAN_PLUGINS = "/usr/lib/*/mosquitto_dynamic_security.so"
+# Service accounts of the test broker: the bridge process, the bridge_sub fixture, ad-hoc clients.
+BRIDGE, BRIDGE_SUB, BRIDGE_ADHOC = "bridge-1", "bridge-2", "bridge-3"
+SERVICES = (BRIDGE, BRIDGE_SUB, BRIDGE_ADHOC, "alerts", "officer")
+RESERVED = [
+    "enforcement",
+    "Enforcement-x",
+    "bridge",
+    "bridge-1",
+    "Bridge-9",
+    "bridge2",
+    "alerts",
+    "officer-2",
+]
 
 
-def localize_mosquitto_conf(text: str, root: Path, password_port: int, cert_port: int) -> str:
-    """The production config with its /mosquitto/ tree under `root` and loopback ports: nothing else."""
+def local_plugin() -> str:
+    """This machine's dynamic-security plugin (Debian's mosquitto package ships it)."""
+    found = sorted(Path("/").glob(DEBIAN_PLUGINS.lstrip("/"))) or [Path(IMAGE_PLUGIN)]
+    assert found[0].exists(), f"no mosquitto_dynamic_security.so ({DEBIAN_PLUGINS}): is mosquitto installed?"
+    return str(found[0])
+
+
+def localize_mosquitto_conf(
+    text: str, root: Path, password_port: int, cert_port: int, plugin: str = IMAGE_PLUGIN
+) -> str:
+    """The production config with its /mosquitto/ tree under `root`, this machine's plugin and
+    loopback ports: nothing else."""
     text = text.replace("/mosquitto/", f"{root}/")
+    text, n0 = re.subn(rf"(?m)^plugin {re.escape(IMAGE_PLUGIN)}$", f"plugin {plugin}", text)
+    assert n0 == 1, f"the production config must load the plugin from {IMAGE_PLUGIN}"
     text, n1 = re.subn(r"(?m)^listener 8883$", f"listener {password_port} 127.0.0.1", text)
     text, n2 = re.subn(r"(?m)^listener 8884$", f"listener {cert_port} 127.0.0.1", text)
     assert (n1, n2) == (1, 1), "the production config must have exactly the listeners 8883 and 8884"
@@ -78,6 +109,7 @@ class Broker:
     site_a: str
     site_b: str
     log: Path
+    plugin: str
 
     def secret(self, account: str) -> str:
         return (self.secrets / f"{account}.secret").read_text().strip()
@@ -93,8 +125,8 @@ def _chown_tree(path: Path, user: str) -> None:
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Broker]:
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
-        pytest.skip("mosquitto not installed (deploy/local/services.sh up installs it)")
+    # No skip: `make test` installs mosquitto (deploy/local/packages.sh, tests/unit/test_setup.py).
+    plugin = local_plugin()
     run = uuid.uuid4().hex[:6]
     site_a, site_b = f"sec-{run}-a", f"sec-{run}-b"
     # Not under pytest's tmp (mode 0700 parents): Mosquitto started as root drops to user mosquitto.
@@ -102,7 +134,7 @@ def broker() -> Iterator[Broker]:
     pki, secrets = root / "pki", root / "client-secrets"
     env = {**os.environ, "WS_PKI_SERVER_NAMES": "mqtt.test.invalid"}
     subprocess.run(
-        ["bash", str(MAKE_PKI), str(pki), site_a, site_b, "bridge"],
+        ["bash", str(MAKE_PKI), "--service", BRIDGE, str(pki), site_a, site_b],
         check=True,
         env=env,
         capture_output=True,
@@ -111,17 +143,16 @@ def broker() -> Iterator[Broker]:
     (root / "secrets").mkdir()
     (root / "config").mkdir()
     (root / "data").mkdir()
+    services = [arg for name in SERVICES for arg in ("--service", name)]
     subprocess.run(
         [
             "bash",
-            str(MAKE_PASSWD),
+            str(MAKE_ACCOUNTS),
+            *services,
             str(secrets),
-            str(root / "secrets" / "passwd"),
+            str(root / "secrets" / "dynamic-security.json"),
             site_a,
             site_b,
-            "bridge",
-            "alerts",
-            "officer",
         ],
         check=True,
         capture_output=True,
@@ -129,11 +160,10 @@ def broker() -> Iterator[Broker]:
     )
     for name in ("ca.crt", "server.crt", "server.key"):
         shutil.copy(pki / name, root / "secrets" / name)
-    shutil.copy(MOSQUITTO_DIR / "acl", root / "config" / "acl")
     port, cert_port = free_port(), free_port()
     conf = root / "config" / "mosquitto.conf"
     conf.write_text(
-        localize_mosquitto_conf((MOSQUITTO_DIR / "mosquitto.conf").read_text(), root, port, cert_port)
+        localize_mosquitto_conf((MOSQUITTO_DIR / "mosquitto.conf").read_text(), root, port, cert_port, plugin)
     )
     if os.geteuid() == 0:
         _chown_tree(root / "secrets", "mosquitto")
@@ -157,7 +187,7 @@ def broker() -> Iterator[Broker]:
             except OSError:
                 assert time.monotonic() < deadline, f"mosquitto not listening: {log.read_text()[-2000:]}"
                 time.sleep(0.1)
-        yield Broker(root, pki, secrets, port, cert_port, site_a, site_b, log)
+        yield Broker(root, pki, secrets, port, cert_port, site_a, site_b, log, plugin)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -165,6 +195,8 @@ def broker() -> Iterator[Broker]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+        if os.environ.get("WS_KEEP_SECURITY_LOG"):
+            shutil.copy(log, os.environ["WS_KEEP_SECURITY_LOG"])
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -173,6 +205,10 @@ def broker() -> Iterator[Broker]:
 
 class Client:
     """paho MQTT 5 over TLS, with the outcomes (CONNACK, PUBACK, SUBACK codes, messages) recorded."""
+
+    # Closed after each test, also a failed one: a client left running reconnects with paho's
+    # loop and, its session being its account's, keeps kicking that account's later clients.
+    opened: ClassVar[list[Client]] = []
 
     def __init__(
         self,
@@ -186,10 +222,16 @@ class Client:
         tls: bool = True,
         ca: str | None = None,
         protocol: MQTTProtocolVersion = mqtt.MQTTv5,
+        client_id: str | None = None,
+        session_expiry: int | None = None,
     ) -> None:
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"sectest-{uuid.uuid4().hex[:8]}", protocol=protocol
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"sectest-{uuid.uuid4().hex[:8]}",
+            protocol=protocol,
         )
+        self.session_expiry = session_expiry  # None: a clean session; else resume (or keep) one
+        Client.opened.append(self)
         self.port = port or b.port
         if tls:
             certfile, keyfile = cert_files or (b.client_cert(cert) if cert else (None, None))
@@ -197,11 +239,13 @@ class Client:
         if username is not None:
             self.client.username_pw_set(username, password)
         self.connack: ReasonCode | None = None
+        self.session_present: bool | None = None
         self.connected = threading.Event()
         self.closed = threading.Event()
         self.pubacks: dict[int, int] = {}
         self.subacks: dict[int, list[int]] = {}
         self.messages: list[tuple[str, bytes]] = []
+        self.group = ""  # the share group, for a bridge's subscriber
         self._event = threading.Condition()
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self.closed.set()
@@ -209,8 +253,9 @@ class Client:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
 
-    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+    def _on_connect(self, _c: Any, _u: Any, flags: Any, reason: ReasonCode, _p: Any) -> None:
         self.connack = reason
+        self.session_present = bool(flags.session_present)
         self.connected.set()
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
@@ -230,8 +275,13 @@ class Client:
 
     def connect(self, timeout: float = 10) -> ReasonCode | None:
         """The CONNACK reason, or None when the connection failed before it (e.g. TLS handshake)."""
+        options: dict[str, Any] = {}
+        if self.session_expiry is not None:  # MQTT 5 only
+            options["properties"] = Properties(PacketTypes.CONNECT)
+            options["properties"].SessionExpiryInterval = self.session_expiry
+            options["clean_start"] = False
         try:
-            self.client.connect("localhost", self.port, keepalive=30)
+            self.client.connect("localhost", self.port, keepalive=30, **options)
         except (OSError, ssl.SSLError):
             return None
         self.client.loop_start()
@@ -258,6 +308,16 @@ class Client:
         with self._event:
             return self._event.wait_for(lambda: any(marker in p for _, p in self.messages), timeout)
 
+    def received(self, markers: list[bytes], timeout: float = 5) -> int:
+        """How many of `markers` arrived, waiting up to `timeout` for all of them."""
+
+        def count() -> int:
+            return sum(any(m in p for _, p in self.messages) for m in markers)
+
+        with self._event:
+            self._event.wait_for(lambda: count() == len(markers), timeout)
+            return count()
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
@@ -280,12 +340,20 @@ def topic(site: str, device: str = "wb-1") -> str:
     return mqtt_topic(site, "weighbridge", device, "device_status")
 
 
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while Client.opened:
+        Client.opened.pop().close()
+
+
 @pytest.fixture
 def bridge_sub(broker: Broker) -> Iterator[Client]:
-    """A subscriber with the bridge's credentials on the bridge's shared subscription."""
-    sub = Client(broker, username="bridge", password=broker.secret("bridge"))
+    """A subscriber with a bridge's credentials on a bridge share group of its own (`.group`)."""
+    sub = Client(broker, username=BRIDGE_SUB, password=broker.secret(BRIDGE_SUB))
     assert sub.connect() == 0
-    assert sub.subscribe(f"$share/sec{uuid.uuid4().hex[:6]}/ws/v1/+/+/+/+") == [1]
+    sub.group = f"sec{uuid.uuid4().hex[:6]}"
+    assert sub.subscribe(f"$share/{sub.group}/ws/v1/+/+/+/+") == [1]
     yield sub
     sub.close()
 
@@ -397,14 +465,24 @@ def test_site_cannot_publish_as_another_site_with_a_client_certificate(
     assert not any(spoof in p for _, p in bridge_sub.messages)
 
 
-def test_site_reads_nothing(broker: Broker, bridge_sub: Client) -> None:
-    """Mosquitto's acl_file grants every SUBSCRIBE (SUBACK 1) and checks `read` on each delivery
-    (eclipse-mosquitto/mosquitto#2296): the property to show is that nothing is ever delivered."""
+def test_site_may_subscribe_to_nothing_but_its_confirmations(broker: Broker, bridge_sub: Client) -> None:
+    """Every SUBSCRIBE beyond ws/ack/v1/{site} is refused at SUBACK (135), and nothing is delivered."""
     a = Client(broker, username=broker.site_a, password=broker.secret(broker.site_a))
     assert a.connect() == 0
-    for filt in ("ws/v1/#", f"ws/v1/{broker.site_a}/#", "$share/x/ws/v1/#", "#", "$SYS/#"):
-        codes = a.subscribe(filt)
-        assert codes in ([1], [NOT_AUTHORIZED]), (filt, codes)  # 135 if a future broker denies at SUBACK
+    refused = [
+        "ws/v1/#",
+        f"ws/v1/{broker.site_a}/#",
+        "$share/x/ws/v1/#",
+        "$share/bridge/ws/v1/+/+/+/+",
+        "#",
+        "$SYS/#",
+        "ws/ack/v1/+",
+        f"ws/ack/v1/{broker.site_b}",
+        f"$share/x/ws/ack/v1/{broker.site_a}",
+        "ws/v1/enforcement/#",
+    ]
+    assert {filt: a.subscribe(filt) for filt in refused} == {filt: [NOT_AUTHORIZED] for filt in refused}
+    assert a.subscribe(f"ws/ack/v1/{broker.site_a}") == [1]
     b = Client(broker, username=broker.site_b, password=broker.secret(broker.site_b))
     assert b.connect() == 0
     marks = [uuid.uuid4().hex.encode() for _ in range(2)]
@@ -417,15 +495,136 @@ def test_site_reads_nothing(broker: Broker, bridge_sub: Client) -> None:
     b.close()
 
 
+def test_hostile_site_in_the_bridges_share_group_takes_nothing(broker: Broker, bridge_sub: Client) -> None:
+    """Issue 11, finding 2: a site joining the bridges' share group (online, and as an offline
+    persistent session) got a share of the messages, which its read ACL then dropped after the
+    edge's PUBACK. Now each such SUBSCRIBE is refused and the bridge receives all of them."""
+    group = bridge_sub.group
+    share_filters = [f"$share/{group}/ws/v1/+/+/+/+", f"$share/{group}/ws/v1/#", f"$share/{group}/#"]
+    offline = Client(
+        broker, username=broker.site_b, password=broker.secret(broker.site_b), session_expiry=3600
+    )
+    assert offline.connect() == 0
+    assert [offline.subscribe(f) for f in share_filters] == [[NOT_AUTHORIZED]] * 3
+    offline.close()  # its session (and any subscription it were granted) stays on the broker
+    hostile = Client(broker, username=broker.site_a, password=broker.secret(broker.site_a))
+    assert hostile.connect() == 0
+    assert [hostile.subscribe(f) for f in share_filters] == [[NOT_AUTHORIZED]] * 3
+    cert = Client(broker, port=broker.cert_port, cert=broker.site_b)  # and over mutual TLS
+    assert cert.connect() == 0
+    assert cert.subscribe(share_filters[0]) == [NOT_AUTHORIZED]
+    marks = [uuid.uuid4().hex.encode() for _ in range(40)]
+    for i, mark in enumerate(marks):
+        payload = status_payload(broker.site_a, f"wb-{i}", mark.decode())
+        assert hostile.publish(topic(broker.site_a, f"wb-{i}"), payload) == 0
+    assert bridge_sub.received(marks, timeout=10) == len(marks)
+    assert hostile.messages == [] and cert.messages == []
+    hostile.close()
+    cert.close()
+
+
+def _intruders(broker: Broker, victim_ids: list[str], intruder: str) -> list[Client]:
+    """`intruder`'s account connecting with each of the victim's client ids, with a clean start
+    (that would wipe the victim's session) and resuming, over both ports."""
+    clients = []
+    for client_id in victim_ids:
+        for expiry in (None, 3600):
+            clients.append(
+                Client(
+                    broker,
+                    username=intruder,
+                    password=broker.secret(intruder),
+                    client_id=client_id,
+                    session_expiry=expiry,
+                )
+            )
+            clients.append(
+                Client(
+                    broker, port=broker.cert_port, cert=intruder, client_id=client_id, session_expiry=expiry
+                )
+            )
+    for c in clients:
+        c.connect()  # refused, or connected to a session of its own: either way, not the victim's
+        time.sleep(0.1)
+    time.sleep(0.3)
+    for c in clients:
+        c.close()
+    return clients
+
+
+def test_bridge_session_cannot_be_taken_over(broker: Broker) -> None:
+    """Issue 11, finding 3: a site connecting with the bridge's client id kicked the bridge and took
+    (or wiped) its persistent session with the messages queued meanwhile."""
+    ids = [f"ws-bridge-{BRIDGE_ADHOC}", BRIDGE_ADHOC]  # the bridge's own id, and its account's name
+
+    def bridge() -> Client:
+        return Client(
+            broker,
+            username=BRIDGE_ADHOC,
+            password=broker.secret(BRIDGE_ADHOC),
+            client_id=ids[0],
+            session_expiry=3600,
+        )
+
+    online = bridge()
+    assert online.connect() == 0
+    group = f"sec{uuid.uuid4().hex[:6]}"
+    assert online.subscribe(f"$share/{group}/ws/v1/+/+/+/+") == [1]
+    _intruders(broker, ids, broker.site_a)
+    assert not online.closed.is_set(), "an intruder kicked the bridge off"
+    online.close()  # offline now: its session queues
+    publisher = Client(broker, username=broker.site_b, password=broker.secret(broker.site_b))
+    assert publisher.connect() == 0
+    marks = [uuid.uuid4().hex.encode() for _ in range(10)]
+    for i, mark in enumerate(marks):
+        payload = status_payload(broker.site_b, f"wb-{i}", mark.decode())
+        assert publisher.publish(topic(broker.site_b, f"wb-{i}"), payload) == 0
+    publisher.close()
+    intruders = _intruders(broker, ids, broker.site_a)
+    assert all(c.messages == [] for c in intruders)
+    back = bridge()
+    assert back.connect() == 0 and back.session_present
+    assert back.received(marks, timeout=10) == len(marks)  # no re-subscribe: the session kept everything
+    back.close()
+
+
+def test_site_session_cannot_be_taken_over(broker: Broker) -> None:
+    """Likewise for a site's confirmations, queued while its edge agent is offline."""
+    site = broker.site_a
+    ids = [f"ws-edge-{site}", site]
+
+    def edge() -> Client:
+        return Client(
+            broker, username=site, password=broker.secret(site), client_id=ids[0], session_expiry=3600
+        )
+
+    first = edge()
+    assert first.connect() == 0 and first.subscribe(f"ws/ack/v1/{site}") == [1]
+    first.close()
+    bridge = Client(broker, username=BRIDGE_ADHOC, password=broker.secret(BRIDGE_ADHOC))
+    assert bridge.connect() == 0
+    marks = [uuid.uuid4().hex.encode() for _ in range(10)]
+    for mark in marks:
+        assert bridge.publish(f"ws/ack/v1/{site}", mark) == 0
+    bridge.close()
+    intruders = _intruders(broker, ids, broker.site_b)
+    assert all(c.messages == [] for c in intruders)
+    back = edge()
+    assert back.connect() == 0 and back.session_present
+    assert back.received(marks, timeout=10) == len(marks)
+    back.close()
+
+
 def test_site_reads_only_its_own_confirmations(broker: Broker) -> None:
     """The one read grant of a site: the bridges' confirmations of its own messages (ws/ack/v1/{site})."""
     a = Client(broker, username=broker.site_a, password=broker.secret(broker.site_a))
-    bridge = Client(broker, username="bridge", password=broker.secret("bridge"))
+    bridge = Client(broker, username=BRIDGE_ADHOC, password=broker.secret(BRIDGE_ADHOC))
     assert a.connect() == 0 and bridge.connect() == 0
-    for filt in (f"ws/ack/v1/{broker.site_a}", f"ws/ack/v1/{broker.site_b}", "ws/ack/v1/+"):
-        assert a.subscribe(filt) in ([1], [NOT_AUTHORIZED]), filt
+    assert a.subscribe(f"ws/ack/v1/{broker.site_a}") == [1]
+    for filt in (f"ws/ack/v1/{broker.site_b}", "ws/ack/v1/+", "ws/ack/v1/#"):
+        assert a.subscribe(filt) == [NOT_AUTHORIZED], filt
     own, other = uuid.uuid4().hex.encode(), uuid.uuid4().hex.encode()
-    assert bridge.publish(f"ws/ack/v1/{broker.site_b}", other) == 0
+    assert bridge.publish(f"ws/ack/v1/{broker.site_b}", other) in (0, 16)  # 16: no subscriber
     assert bridge.publish(f"ws/ack/v1/{broker.site_a}", own) == 0
     assert a.wait_message(own)
     time.sleep(0.3)
@@ -440,28 +639,87 @@ def test_services_are_confined(broker: Broker) -> None:
     officer = Client(broker, username="officer", password=broker.secret("officer"))
     assert alerts.connect() == 0 and officer.connect() == 0
     assert officer.subscribe("ws/v1/enforcement/#") == [1]
+    assert officer.subscribe("ws/v1/#") == [NOT_AUTHORIZED]
     mark = uuid.uuid4().hex.encode()
     assert alerts.publish("ws/v1/enforcement/alerts/critical", mark) == 0
     assert officer.wait_message(mark)
     assert alerts.publish(topic(broker.site_a), b"x") == NOT_AUTHORIZED  # cannot pose as a device
+    assert alerts.publish(f"ws/ack/v1/{broker.site_a}", b"x") == NOT_AUTHORIZED
     assert officer.publish("ws/v1/enforcement/alerts/critical", b"x") == NOT_AUTHORIZED
-    bridge = Client(broker, username="bridge", password=broker.secret("bridge"))
+    bridge = Client(broker, username=BRIDGE_ADHOC, password=broker.secret(BRIDGE_ADHOC))
     assert bridge.connect() == 0
     assert bridge.publish(topic(broker.site_a), b"x") == NOT_AUTHORIZED
+    assert bridge.publish("ws/v1/enforcement/alerts/critical", b"x") == NOT_AUTHORIZED
     for c in (alerts, officer, bridge):
         c.close()
 
 
-def test_make_passwd_refuses_the_enforcement_namespace_as_an_account(tmp_path: Path) -> None:
-    """`pattern write ws/v1/%u/#` would let an account named `enforcement` forge alerts."""
+def test_a_certificate_without_an_account_may_do_nothing(broker: Broker, bridge_sub: Client) -> None:
+    """A client certificate of our CA whose CN has no account (e.g. made by hand for `enforcement`)
+    logs in but is refused every publish and subscription: the roles are per account."""
+    subprocess.run(
+        ["bash", str(MAKE_PKI), str(broker.pki), "ghost"], check=True, capture_output=True, timeout=30
+    )
+    ghost = Client(broker, port=broker.cert_port, cert="ghost")
+    assert ghost.connect() == 0
+    mark = uuid.uuid4().hex.encode()
+    assert ghost.publish(topic("ghost"), status_payload("ghost", "wb-1", mark.decode())) == NOT_AUTHORIZED
+    assert ghost.publish("ws/v1/enforcement/alerts/critical", mark) == NOT_AUTHORIZED
+    assert ghost.subscribe("#") == [NOT_AUTHORIZED]
+    ghost.close()
+
+
+@pytest.mark.parametrize("name", RESERVED)
+def test_make_accounts_refuses_reserved_names_for_sites(tmp_path: Path, name: str) -> None:
+    """A site named `enforcement` could forge alerts, one named like a service would be that service."""
     done = subprocess.run(
-        ["bash", str(MAKE_PASSWD), str(tmp_path / "s"), str(tmp_path / "passwd"), "enforcement"],
+        ["bash", str(MAKE_ACCOUNTS), str(tmp_path / "s"), str(tmp_path / "dynsec.json"), "site-ok", name],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert done.returncode == 2 and "bad account name" in done.stderr
-    assert not (tmp_path / "passwd").exists()
+    assert done.returncode == 2 and f"bad site name {name}" in done.stderr, done.stderr
+    assert not (tmp_path / "dynsec.json").exists() and not (tmp_path / "s" / f"{name}.secret").exists()
+
+
+@pytest.mark.parametrize("name", RESERVED)
+def test_make_pki_refuses_reserved_names_for_site_certificates(tmp_path: Path, name: str) -> None:
+    """Issue 11, finding 11: make-pki.sh issued a certificate for `enforcement` (or `bridge`)."""
+    done = subprocess.run(
+        ["bash", str(MAKE_PKI), str(tmp_path / "pki"), "site-ok", name],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and f"bad site name {name}" in done.stderr, done.stderr
+    assert not list((tmp_path / "pki").glob("clients/*.crt"))
+
+
+def test_service_names_must_be_services(tmp_path: Path) -> None:
+    """--service takes only a reserved name; and a legitimate service gets its certificate and account."""
+    for script, out in (
+        (MAKE_PKI, [str(tmp_path / "pki")]),
+        (MAKE_ACCOUNTS, [str(tmp_path / "s"), str(tmp_path / "d.json")]),
+    ):
+        bad = subprocess.run(
+            ["bash", str(script), "--service", "site-a", *out], capture_output=True, text=True, timeout=30
+        )
+        assert bad.returncode == 2 and "bad service name site-a" in bad.stderr, (script, bad.stderr)
+        ok = subprocess.run(
+            ["bash", str(script), "--service", "bridge-7", *out, "site-a"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert ok.returncode == 0, ok.stderr
+    assert sorted(p.name for p in (tmp_path / "pki" / "clients").glob("*.crt")) == [
+        "bridge-7.crt",
+        "site-a.crt",
+    ]
+    config = json.loads((tmp_path / "d.json").read_text())
+    roles = {c["username"]: [r["rolename"] for r in c["roles"]] for c in config["clients"]}
+    assert roles == {"bridge-7": ["bridge"], "site-a": ["site:site-a"]}
+    assert (tmp_path / "d.json").stat().st_mode & 0o077 == 0
 
 
 def test_compose_healthcheck_command_works_against_this_broker(broker: Broker) -> None:
@@ -531,9 +789,9 @@ def tls_bridge(broker: Broker, live_services: Settings) -> Iterator[subprocess.P
                 "--mqtt-port",
                 str(broker.port),
                 "--username",
-                "bridge",
+                BRIDGE,
                 "--password-file",
-                str(broker.secrets / "bridge.secret"),
+                str(broker.secrets / f"{BRIDGE}.secret"),
                 "--tls-ca",
                 str(broker.pki / "ca.crt"),
             ],

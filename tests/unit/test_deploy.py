@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.integration.test_security import MOSQUITTO_DIR, localize_mosquitto_conf
+from tests.integration.test_security import IMAGE_PLUGIN, MOSQUITTO_DIR, localize_mosquitto_conf
 from wastestream.settings import REPO_ROOT
 
 PROD = REPO_ROOT / "deploy" / "production"
@@ -54,6 +59,7 @@ def test_secrets_are_files_outside_the_repository() -> None:
         if path.is_file():
             text = path.read_text(errors="replace")
             assert "PRIVATE KEY-----" not in text and "$7$101$" not in text, path
+            assert not re.search(r'"(password|salt)"\s*:\s*"', text), path  # a dynamic-security config
 
 
 def test_every_used_secret_is_declared() -> None:
@@ -104,13 +110,26 @@ def test_broker_in_compose_is_the_tested_config() -> None:
     """Compose mounts exactly the files tests/integration/test_security.py runs."""
     mounts = SERVICES["mosquitto"]["volumes"]
     assert "./mosquitto/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro" in mounts
-    assert "./mosquitto/acl:/mosquitto/config/acl:ro" in mounts
+    assert "${WS_SECRETS_DIR:-./secrets}/mosquitto:/mosquitto/secrets:ro" in mounts  # dynamic-security.json
     assert MOSQUITTO_DIR == PROD / "mosquitto"
+
+
+def test_each_bridge_has_its_own_account() -> None:
+    """The broker names a session by its account (use_username_as_clientid): two bridges sharing
+    an account would take over each other's session."""
+    bridges = {name: svc for name, svc in SERVICES.items() if name.startswith("bridge-")}
+    accounts = [svc["command"][svc["command"].index("--username") + 1] for svc in bridges.values()]
+    assert accounts == sorted(bridges) and len(set(accounts)) == len(accounts)
+    for name, svc in bridges.items():
+        secret = svc["command"][svc["command"].index("--password-file") + 1].removeprefix("/run/secrets/")
+        assert secret in svc["secrets"] and COMPOSE["secrets"][secret]["file"].endswith(
+            f"/mqtt/{name}.secret"
+        )
 
 
 def test_the_security_test_changes_only_paths_and_ports() -> None:
     prod = (MOSQUITTO_DIR / "mosquitto.conf").read_text().splitlines()
-    local = localize_mosquitto_conf("\n".join(prod), Path("/tmp/x"), 1111, 2222).splitlines()
+    local = localize_mosquitto_conf("\n".join(prod), Path("/tmp/x"), 1111, 2222, "/opt/p.so").splitlines()
     assert len(prod) == len(local)
     changed = [(a, b) for a, b in zip(prod, local, strict=True) if a != b]
     assert changed
@@ -118,6 +137,7 @@ def test_the_security_test_changes_only_paths_and_ports() -> None:
         assert a.replace("/mosquitto/", "/tmp/x/") == b or (a, b) in {
             ("listener 8883", "listener 1111 127.0.0.1"),
             ("listener 8884", "listener 2222 127.0.0.1"),
+            (f"plugin {IMAGE_PLUGIN}", "plugin /opt/p.so"),
         }, (a, b)
 
 
@@ -134,16 +154,83 @@ def test_broker_config_is_tls_only_and_closed() -> None:
         )
     assert "require_certificate true" in lines[listeners[1] :]
     assert "use_identity_as_username true" in lines[listeners[1] :]
-
-
-def test_acl_confines_sites_to_their_own_prefix() -> None:
-    acl = [
-        ln.strip() for ln in (MOSQUITTO_DIR / "acl").read_text().splitlines() if ln.strip() and ln[0] != "#"
+    # Sessions belong to accounts on both ports, and the plugin (not acl_file) checks SUBSCRIBEs.
+    for start, end in zip(listeners, [*listeners[1:], len(lines)], strict=True):
+        assert "use_username_as_clientid true" in lines[start:end]
+    assert not any(ln.startswith(("acl_file", "password_file")) for ln in lines)
+    assert lines[: listeners[0]][-2:] == [
+        f"plugin {IMAGE_PLUGIN}",
+        "plugin_opt_config_file /mosquitto/secrets/dynamic-security.json",
     ]
-    patterns = [ln for ln in acl if ln.startswith("pattern")]
-    assert patterns == ["pattern write ws/v1/%u/#", "pattern read ws/ack/v1/%u"]  # its own confirmations
-    bridge = acl[acl.index("user bridge") :]
-    assert "topic read ws/v1/#" in bridge and "topic write ws/ack/v1/#" in bridge
+
+
+def _dynsec(accounts: dict[str, str], tmp_path: Path) -> dict[str, Any]:
+    """dynsec.py's config for {name: kind}, secrets made up here."""
+    lines = []
+    for name, kind in accounts.items():
+        (tmp_path / f"{name}.secret").write_text(f"pw-{name}\n")
+        lines.append(f"{kind}\t{name}\t{tmp_path / f'{name}.secret'}\n")
+    out = tmp_path / "dynsec.json"
+    done = subprocess.run(
+        [sys.executable, str(MOSQUITTO_DIR / "dynsec.py"), str(out)],
+        input="".join(lines),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(out.read_text()))
+
+
+def test_dynsec_confines_sites_to_their_own_prefix_and_confirmations(tmp_path: Path) -> None:
+    config = _dynsec(
+        {"site-a": "site", "bridge-1": "bridge", "alerts": "alerts", "officer": "officer"}, tmp_path
+    )
+    assert config["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
+    roles = {
+        r["rolename"]: {(a["acltype"], a["topic"]) for a in r["acls"] if a["allow"]} for r in config["roles"]
+    }
+    assert roles["site:site-a"] == {
+        ("publishClientSend", "ws/v1/site-a/#"),
+        ("subscribeLiteral", "ws/ack/v1/site-a"),  # literal: no wildcard, no $share form of it
+        ("publishClientReceive", "ws/ack/v1/site-a"),
+    }
+    assert ("subscribePattern", "$share/+/ws/v1/#") in roles["bridge"]
+    assert ("publishClientSend", "ws/ack/v1/#") in roles["bridge"]
+    assert not any(
+        t == "subscribePattern" and not topic.startswith("$share/") for t, topic in roles["bridge"]
+    )
+    clients = {c["username"]: c for c in config["clients"]}
+    assert {n: [r["rolename"] for r in c["roles"]] for n, c in clients.items()} == {
+        "alerts": ["alerts"],
+        "bridge-1": ["bridge"],
+        "officer": ["officer"],
+        "site-a": ["site:site-a"],
+    }
+    site = clients["site-a"]
+    digest = hashlib.pbkdf2_hmac("sha512", b"pw-site-a", base64.b64decode(site["salt"]), site["iterations"])
+    assert base64.b64decode(site["password"]) == digest  # Mosquitto's PBKDF2-SHA512, never the secret
+    assert "pw-site-a" not in (tmp_path / "dynsec.json").read_text()
+    assert (tmp_path / "dynsec.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_dynsec_refuses_an_unknown_kind_and_an_empty_secret(tmp_path: Path) -> None:
+    (tmp_path / "x.secret").write_text("\n")
+    for line in ("site\tx\t{}\n", "root\ty\t{}\n"):
+        done = subprocess.run(
+            [sys.executable, str(MOSQUITTO_DIR / "dynsec.py"), str(tmp_path / "out.json")],
+            input=line.format(tmp_path / "x.secret"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2 and "make-accounts:" in done.stderr, done.stderr
+    assert not (tmp_path / "out.json").exists()
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")

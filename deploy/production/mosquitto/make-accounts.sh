@@ -1,66 +1,62 @@
 #!/usr/bin/env bash
-# Build Mosquitto's password file from one secret file per account.
+# Build the broker's accounts (Mosquitto's dynamic-security plugin config) from one secret file
+# per account.
 #
-#   make-passwd.sh SECRETS_DIR PASSWD_FILE [NEW_ACCOUNT ...]
+#   make-accounts.sh [--service NAME]... SECRETS_DIR DYNSEC_JSON [SITE ...]
 #
-# SECRETS_DIR/<account>.secret holds that account's password (first line). Accounts are edge
-# agents (account = site id, see ./acl) and the services: bridge, alerts, officer. The name
-# `enforcement` is refused: the ACL's site pattern would let that account write alerts.
-# NEW_ACCOUNTs that have no secret file yet get a random one (openssl rand); existing ones are
-# kept, so running it again after adding a site re-hashes everything and rotates nothing.
-# The same secret file is what the client reads (edge site config `mqtt.password_file`, the
-# bridge's WS_MQTT_PASSWORD_FILE), so a password never appears in a config or on a command line.
-# PASSWD_FILE is written atomically with mode 0600 (chown it to the broker's user, 1883 in the
-# eclipse-mosquitto image); send the broker SIGHUP to reload it without dropping connections.
+# SECRETS_DIR/<account>.secret holds that account's password (first line). A SITE is an edge
+# agent's account (its site id); a service (--service) is bridge[-*], alerts[-*] or officer[-*].
+# The names are checked by accounts.sh, the list make-pki.sh uses too: a site may not take a
+# reserved name (enforcement*, bridge*, alerts*, officer*), a --service must be one.
+# New accounts get a random secret (openssl rand); existing ones are kept, so running it again
+# after adding a site rebuilds DYNSEC_JSON and rotates nothing. The same secret file is what the
+# client reads (edge site config `mqtt.password_file`, the bridge's WS_MQTT_PASSWORD_FILE), so a
+# password never appears in a config, on a command line or in the repository.
+# DYNSEC_JSON holds PBKDF2-SHA512 hashes and what each account may do (dynsec.py), written
+# atomically with mode 0600 (chown it to the broker's user, 1883 in the eclipse-mosquitto image).
+# Mosquitto 2.0 reads it at start only: restart the broker to apply it (sessions are persisted).
 set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=deploy/production/mosquitto/accounts.sh
+source "$here/accounts.sh"
 
 usage() {
-  printf 'usage: %s SECRETS_DIR PASSWD_FILE [NEW_ACCOUNT ...]\n' "$0" >&2
+  printf 'usage: %s [--service NAME]... SECRETS_DIR DYNSEC_JSON [SITE ...]\n' "$0" >&2
   exit 2
 }
 
+ws_parse_services "$@" || usage
+shift "$WS_SHIFT"
+services=("${WS_SERVICES[@]}")
 (($# >= 2)) || usage
 secrets=$1
-passwd=$2
+out=$2
 shift 2
+python=${PYTHON:-python3}
+command -v "$python" >/dev/null 2>&1 || { printf 'make-accounts: %s not found\n' "$python" >&2; exit 1; }
 
-passwd_bin=${MOSQUITTO_PASSWD:-$(command -v mosquitto_passwd || true)}
-[[ -n "$passwd_bin" ]] || { printf 'make-passwd: mosquitto_passwd not found (apt install mosquitto)\n' >&2; exit 1; }
-
-account_ok() {  # a contract Ident: also keeps '/', '+', '#' and ':' out of ACL patterns and the file
-  [[ "$1" =~ ^[A-Za-z0-9_.-]{1,64}$ && "$1" != enforcement ]]
-}
+ws_require_accounts make-accounts service "${services[@]}"
+ws_require_accounts make-accounts site "$@"
 
 umask 077
 mkdir -p "$secrets"
-for name in "$@"; do
-  account_ok "$name" || { printf 'make-passwd: bad account name %q\n' "$name" >&2; exit 2; }
+for name in "${services[@]}" "$@"; do
   file=$secrets/$name.secret
   if [[ ! -s "$file" ]]; then
     openssl rand -base64 24 | tr -d '\n=' >"$file"
     printf '\n' >>"$file"
-    printf 'make-passwd: new secret %s\n' "$file" >&2
+    printf 'make-accounts: new secret %s\n' "$file" >&2
   fi
 done
 
-tmp=$(mktemp "$(dirname "$passwd")/.passwd.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
-count=0
+list=()
 shopt -s nullglob
 for file in "$secrets"/*.secret; do
   name=$(basename "$file" .secret)
-  account_ok "$name" || { printf 'make-passwd: bad account name %q (%s)\n' "$name" "$file" >&2; exit 2; }
-  IFS= read -r secret <"$file" || true
-  secret=${secret%$'\r'}
-  [[ -n "$secret" ]] || { printf 'make-passwd: empty secret in %s\n' "$file" >&2; exit 2; }
-  printf '%s:%s\n' "$name" "$secret" >>"$tmp"
-  count=$((count + 1))
+  kind=$(ws_account_kind "$name") || { printf 'make-accounts: bad account name %q (%s)\n' "$name" "$file" >&2; exit 2; }
+  list+=("$(printf '%s\t%s\t%s' "$kind" "$name" "$file")")
 done
-((count)) || { printf 'make-passwd: no *.secret files in %s\n' "$secrets" >&2; exit 2; }
+((${#list[@]})) || { printf 'make-accounts: no *.secret files in %s\n' "$secrets" >&2; exit 2; }
 
-# -U hashes a plaintext user:password file in place (PBKDF2-SHA512 in Mosquitto 2.0).
-"$passwd_bin" -U "$tmp"
-chmod 600 "$tmp"
-mv -f "$tmp" "$passwd"
-trap - EXIT
-printf 'make-passwd: %d accounts -> %s\n' "$count" "$passwd" >&2
+printf '%s\n' "${list[@]}" | "$python" "$here/dynsec.py" "$out"
+printf 'make-accounts: %d accounts -> %s\n' "${#list[@]}" "$out" >&2
