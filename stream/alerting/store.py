@@ -18,9 +18,9 @@ Tables:
 from __future__ import annotations
 
 import enum
+import re
 import sqlite3
 import time
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.events import Alert
+from contract.text import BLANK, FORBIDDEN
 from stream.sinks.line_protocol import to_ns
 
 SCHEMA = """
@@ -97,8 +98,9 @@ MAX_LIST = 1000
 MAX_ID_CHARS = 128
 """An alert id is a contract msg_id (at most 128 characters): a longer one cannot be known."""
 MAX_OFFICER_CHARS, MAX_NOTE_CHARS = 64, 2000
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-"""Characters that reorder what an officer reads in the audit trail (a name shown backwards)."""
+_FORBIDDEN = re.compile(f"[{FORBIDDEN}]")
+_FORBIDDEN_IN_NOTE = re.compile(f"(?!\n)[{FORBIDDEN}]")
+_BLANK = re.compile(f"[{BLANK}]*\\Z")
 
 
 class NotFound(LookupError):
@@ -110,16 +112,17 @@ class InvalidInput(ValueError):
 
 
 def checked_text(name: str, value: object, max_chars: int, *, newlines: bool = False) -> str:
-    """`value` if it is a string of at most `max_chars` with no control or bidi character
-    (a note may have line breaks): the audit trail is read by people and exported as-is."""
+    """`value` if it is a string of at most `max_chars` with none of the characters the contract
+    refuses in text (control, format, bidi: contract.text), a note may have line breaks: the audit
+    trail is read by people, exported to InfluxDB and shown in dashboards as-is."""
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a string, not {type(value).__name__}")
     if len(value) > max_chars:
         raise InvalidInput(f"{name} has {len(value)} characters; at most {max_chars}")
-    for i, ch in enumerate(value):
-        control = unicodedata.category(ch) in ("Cc", "Cs") and not (newlines and ch == "\n")
-        if control or ch in BIDI_CONTROLS:
-            raise InvalidInput(f"{name} has a control character U+{ord(ch):04X} at position {i}")
+    bad = (_FORBIDDEN_IN_NOTE if newlines else _FORBIDDEN).search(value)
+    if bad is not None:
+        raise InvalidInput(f"{name} has a control, format or bidi character U+{ord(bad.group()):04X} "
+                           f"at position {bad.start()}")
     return value
 
 
@@ -234,11 +237,11 @@ class AlertStore:
         """Acknowledge or close; NotFound, or TransitionError with the reason."""
         if action not in TRANSITIONS:
             raise TransitionError(f"unknown action {action!r}")
-        officer = checked_text("officer", officer, MAX_OFFICER_CHARS).strip()
-        if not officer:
+        officer = checked_text("officer", officer, MAX_OFFICER_CHARS)
+        if _BLANK.match(officer):
             raise InvalidInput("officer is required")
         note = checked_text("note", note, MAX_NOTE_CHARS, newlines=True)
-        self._run(self._transition, alert_id, action, officer, note)
+        self._run(self._transition, alert_id, action, officer.strip(), note)
         return self.get(alert_id)
 
     def _transition(self, db: sqlite3.Connection, alert_id: str, action: str, officer: str,

@@ -47,7 +47,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-MAX_EXAMPLES = 40
+MAX_EXAMPLES = 60
 """Generated requests per operation (plus the coverage phase's): the whole run stays under a minute."""
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection, ignored_auth]

@@ -179,6 +179,8 @@ def test_api_refuses_bad_input_with_a_reason(tmp_path: Path) -> None:
             await refused(400, "POST", ack, json={"officer": "x", "extra": 1})
             await refused(400, "POST", ack, json={"officer": "王\x1b[31m警官"})
             await refused(400, "POST", ack, json={"officer": "\u202eli"})
+            await refused(400, "POST", ack, json={"officer": "\u3164"})  # a Hangul filler: blank
+            await refused(400, "POST", ack, json={"officer": "王\u200b警官"})  # zero-width space
             await refused(400, "POST", ack, json={"officer": "x" * 65})
             await refused(400, "POST", ack, json={"officer": "x", "note": "n" * 2001})
             await refused(400, "POST", ack, json={"officer": "x", "note": "a\rb"})
