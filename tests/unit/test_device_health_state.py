@@ -230,6 +230,26 @@ def test_wills_kept_are_bounded_and_older_than_all_of_them_is_a_duplicate_withou
     assert out.duplicate and out.points == [] and out.alerts == []
 
 
+def test_a_replaced_edge_box_with_a_lower_epoch_still_alerts_its_wills() -> None:
+    """Issue 11 finding 4: with a full list of the old box's Wills, the new box's (lower epoch)
+    compared below all of them and was dropped as a duplicate, for good."""
+    edge = Device("s1-edge")
+    for k in range(WILLS_KEPT):
+        edge.status(k * 100)
+        will(edge, k * 100 + 50, seq=edge.seq + 1)
+        edge.seq += 1
+    alerts = len(edge.alerts)
+    for k, seq in enumerate((1, 2, 3)):  # the replacement: epoch 0 < 1, seq from 1 again
+        msg_id = f"s1-edge:0:{seq}"
+        s = DeviceStatus(msg_id=msg_id, device_id="s1-edge", site_id="s1", ts=T0,
+                         state=DeviceState.ONLINE if seq % 2 else DeviceState.OFFLINE)
+        out = on_status(edge.h, s, parse_msg_id(msg_id), ns(10**5 + k), RULES)
+        assert not out.duplicate, msg_id
+        edge.alerts += out.alerts
+    assert len(edge.alerts) == alerts + 1 and edge.h.state == "online"
+    assert on_status(edge.h, s, parse_msg_id(msg_id), ns(10**5 + 9), RULES).duplicate
+
+
 # -- a site whose edge is offline: one alert (the edge's), devices' silence explained
 
 def test_edge_state_flips_emit_numbered_notices_the_same_on_replay() -> None:

@@ -98,6 +98,16 @@ def test_bin_full_once_per_fill_cycle_and_rearms_below_threshold() -> None:
     assert BinState.from_json(json.loads(json.dumps(s.to_json()))) == s
 
 
+def test_bin_readings_of_a_replaced_box_with_a_lower_epoch_are_applied() -> None:
+    """Issue 11 finding 4: readings were ordered by (epoch, seq), so a new box whose clock was
+    wrong (lower epoch) had every reading taken for stale."""
+    s = BinState()
+    assert s.apply(parse_msg_id("st-1:1772323200:5"), level(5, 20), 90.0)[0]
+    changed, alert = s.apply(parse_msg_id("st-1:1740000000:1"), level(6, 95), 90.0)
+    assert changed and alert is not None
+    assert s.apply(parse_msg_id("st-1:1740000000:1"), level(6, 95), 90.0) == (False, None)  # replay
+
+
 def test_deposit_point_keeps_household_a_field_and_drops_it_for_anonymous() -> None:
     p = deposit_point(deposit(1, Verdict.CORRECT))
     assert p.fields["household"] == "hh-00000001" and "household" not in p.tags

@@ -67,7 +67,9 @@ def test_tonnage_counts_both_sites_wb_1_with_the_same_msg_ids(monkeypatch: pytes
     monkeypatch.setattr(manifest, "send_events_soon", manifest_soon)
     monkeypatch.setattr(manifest, "WATERMARK", Watermark())
     tickets = [ticket(site, seq) for seq in (1, 2, 3) for site in SITES]
+    before = (tonnage.Counters.processed, tonnage.Counters.duplicates)
     h.run(tonnage.process_batch, events("ws.weighings", [*tickets, tickets[0]]))  # + one true repeat
+    assert (tonnage.Counters.processed - before[0], tonnage.Counters.duplicates - before[1]) == (6, 1)
 
     states = {k: TonnageState.from_json(v) for k, v in h.tables["device_state"].items()}
     assert sorted(states) == ["site-a/wb-1", "site-b/wb-1"]
@@ -88,7 +90,9 @@ def test_sorting_keeps_two_sites_stations_apart(monkeypatch: pytest.MonkeyPatch)
                     community_id="c-1", bin=WasteCategory.KITCHEN, kg=1.0, household="a1b2c3d4e5f6a7b8",
                     verdict=Verdict.CORRECT, verdict_source=VerdictSource.CAMERA)
             for seq in (1, 2) for site in SITES]
+    before = sorting.Counters.processed
     h.run(sorting.process_deposits, events("ws.deposits", deps))
+    assert sorting.Counters.processed - before == 4
     assert sorted(h.of("write")) == ["site-a/ss-1", "site-b/ss-1"]
     for value in h.tables["station_state"].values():
         assert value["last"] == [1, 2] and sum(c[0] for c in value["days"].values()) == 2
@@ -101,5 +105,5 @@ def test_device_health_alerts_each_site_s_device_offline(monkeypatch: pytest.Mon
                              state=DeviceState.ONLINE if seq == 1 else DeviceState.OFFLINE)
                 for seq in (1, 2) for site in SITES]
     h.run(device_health.process, events("ws.device-status", statuses, partition=0))
-    assert sorted(h.of("write")) == ["site-a/wb-1", "site-b/wb-1"]
     assert len(set(h.of("alert"))) == 2  # device_offline for each site, not one dropped as known
+    assert sorted(h.of("write")) == ["site-a/wb-1", "site-b/wb-1"]
