@@ -1,4 +1,5 @@
-# wastestream: the two commands are `make demo` and `make test`; both install what they need.
+# wastestream: the two commands are `make demo` and `make test`; both install what they need
+# (Debian packages: `packages`; Python: the venv), then start the services.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,9 +10,14 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
 
-.PHONY: demo test unit integration services services-down lint schema bench bench-city chaos clean
+.PHONY: demo test unit integration packages services services-down lint schema bench bench-city chaos clean
 
-$(STAMP): pyproject.toml
+# Debian packages of every program the services and tests use (deploy/local/lib.sh WS_PROGRAMS),
+# installed only when missing: first, since even the venv needs one (python3-venv).
+packages:
+	@bash deploy/local/packages.sh
+
+$(STAMP): pyproject.toml | packages
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'

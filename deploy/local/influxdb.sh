@@ -37,7 +37,7 @@ influx_bin() {
 
 influx_install() {
   case "$IX_IMPL" in
-    deb) apt_install influxdb "$IX_DIR/install.log" influxdb ;;
+    deb) ensure_programs influxdb "$IX_DIR/install.log" influxd ;;
     1.8)
       # shellcheck source=deploy/local/influxdb18.sh
       source "$WS_LOCAL_DIR/influxdb18.sh"

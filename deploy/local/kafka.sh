@@ -22,15 +22,8 @@ KF_DATA=$KF_DIR/data              # log.dirs (also holds the KRaft metadata log)
 KF_HEAP=${WS_KAFKA_HEAP:-"-Xms256m -Xmx768m"}
 KF_WAIT=${WS_KAFKA_START_TIMEOUT:-60}
 
-kafka_need_java() {
-  local line major
-  command -v java >/dev/null 2>&1 ||
-    die kafka "java not found in PATH (Kafka 4.x needs Java 17+; Debian: apt-get install openjdk-17-jre-headless)"
-  line=$(java -version 2>&1 | head -n1)
-  [[ "$line" =~ \"([0-9]+)(\.([0-9]+))? ]] || die kafka "cannot parse 'java -version' output: $line"
-  major=${BASH_REMATCH[1]}
-  ((major == 1)) && major=${BASH_REMATCH[3]}
-  ((major >= 17)) || die kafka "Java $major found, Kafka 4.x needs Java 17+ ($line)"
+kafka_need_java() {  # Kafka 4.x needs Java 17+: installed (openjdk-17-jre-headless) if missing or older
+  ensure_programs kafka "$KF_DIR/install.log" java
 }
 
 kafka_pom_hash() {
@@ -50,7 +43,7 @@ kafka_fetch_libs() {
     exec 8>&-
     return 0
   fi
-  command -v mvn >/dev/null 2>&1 || die kafka "Kafka jars missing in $KF_LIBS and mvn not found (Debian: apt-get install maven)"
+  ensure_programs kafka "$KF_DIR/install.log" mvn
   log=$KF_DIR/mvn.log
   tmp=$KF_LIBS.tmp.$$
   rm -rf "$tmp"

@@ -202,6 +202,64 @@ apt_install() {  # apt_install <svc> <logfile> <package>...
   fi
 }
 
+# Every program that `make test`, `make demo`, the services and the tests call, and the Debian
+# package that has it: deploy/local/packages.sh installs the missing ones before anything runs
+# (the Makefile's set-up), and tests/unit/test_setup.py fails when a test or service calls a
+# program not named here. `python3-venv` stands for `python3 -m venv` (the Makefile's first step).
+WS_PROGRAMS=(
+  python3-venv:python3-venv
+  mosquitto:mosquitto
+  mosquitto_sub:mosquitto-clients
+  java:openjdk-17-jre-headless
+  mvn:maven
+  influxd:influxdb
+  openssl:openssl
+  shellcheck:shellcheck
+  systemd-analyze:systemd
+)
+
+# Major version of `java` on PATH (17 for "17.0.15", 8 for "1.8.0"); 1 if none or unparsable.
+ws_java_major() {
+  local line major
+  command -v java >/dev/null 2>&1 || return 1
+  line=$(java -version 2>&1 | head -n1)
+  [[ "$line" =~ \"([0-9]+)(\.([0-9]+))? ]] || return 1
+  major=${BASH_REMATCH[1]}
+  ((major == 1)) && major=${BASH_REMATCH[3]}
+  printf '%s\n' "$major"
+}
+
+# True if <program> of WS_PROGRAMS is usable (java: 17 or newer, as Kafka 4 needs).
+ws_have_program() {  # ws_have_program <program>
+  local major
+  case "$1" in
+    python3-venv) command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null ;;
+    java) major=$(ws_java_major) && ((major >= 17)) ;;
+    *) command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 || -x /usr/bin/$1 ]] ;;
+  esac
+}
+
+# Install, in one apt-get, the packages of those <program>s (of WS_PROGRAMS) that are missing.
+ensure_programs() {  # ensure_programs <svc> <logfile> <program>...
+  local svc=$1 logfile=$2 prog entry package
+  local -a missing=()
+  shift 2
+  for prog in "$@"; do
+    ws_have_program "$prog" && continue
+    package=""
+    for entry in "${WS_PROGRAMS[@]}"; do
+      [[ "${entry%%:*}" == "$prog" ]] && package=${entry#*:}
+    done
+    [[ -n "$package" ]] || die "$svc" "no Debian package known for '$prog' (WS_PROGRAMS in deploy/local/lib.sh)"
+    missing+=("$package")
+  done
+  ((${#missing[@]})) || return 0
+  apt_install "$svc" "$logfile" "${missing[@]}"
+  for prog in "$@"; do
+    ws_have_program "$prog" || die "$svc" "'$prog' still missing after apt-get install (see $logfile)"
+  done
+}
+
 # Last meaningful line of a log file, for error messages.
 log_tail() {  # log_tail <file>
   [[ -f "$1" ]] || return 0

@@ -91,7 +91,7 @@ mosquitto_up() {
   rm -f "$MQ_PID"
 
   if ! bin=$(mosquitto_bin); then
-    apt_install mosquitto "$MQ_DIR/install.log" mosquitto
+    ensure_programs mosquitto "$MQ_DIR/install.log" mosquitto
     bin=$(mosquitto_bin) || die mosquitto "mosquitto binary still missing after apt-get install"
   fi
   ensure_ports_free mosquitto "$MQ_PORT"
