@@ -9,20 +9,21 @@ from typing import Any
 import msgspec
 
 from contract.events import SCHEMA_VERSION, AnyEvent
-from contract.topics import KAFKA_TOPICS, MQTT_PREFIX
+from contract.topics import KIND_EVENTS, MQTT_PREFIX
 
 
 def contract_schema() -> dict[str, Any]:
     """One schema document: a tagged union (`type`) of every message, definitions under $defs."""
     (root,), components = msgspec.json.schema_components([AnyEvent])
     components = _ecma_patterns(components)
-    events = ", ".join(sorted(k for k in KAFKA_TOPICS if k != "alert"))
+    events = "; ".join(f"{kind}: {', '.join(sorted(allowed))}" for kind, allowed in KIND_EVENTS.items())
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"wastestream message contract v{SCHEMA_VERSION}",
         "description": (
             f"UTF-8 JSON over MQTT 5, QoS 1, on {MQTT_PREFIX}/{{site_id}}/{{kind}}/{{device_id}}/{{event}}"
-            f" where event is one of: {events}. `msg_id` must be unique per message and identical on retries."
+            f" where each kind publishes only its events ({events}). `msg_id` must be unique per message and"
+            " identical on retries. Text fields hold no control, format or bidi character and are not blank."
         ),
         **root,
         "$defs": components,
