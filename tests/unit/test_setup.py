@@ -167,3 +167,10 @@ def test_ensure_programs_installs_only_what_is_missing(tmp_path: Path) -> None:
     again = subprocess.run([*run], capture_output=True, text=True, timeout=60, env=env)
     assert again.returncode == 0 and again.stderr == ""
     assert len(calls.read_text().splitlines()) == 1
+
+
+def test_the_readme_names_every_package_it_promises() -> None:
+    """README's first section says what the two commands install: the same list."""
+    first = (REPO_ROOT / "README.md").read_text(encoding="utf-8").split("\n## ", 1)[0]
+    words = set(re.findall(r"[\w.+-]+", first))
+    assert sorted(set(set_up_programs().values()) - words) == []
