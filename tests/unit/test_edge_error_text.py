@@ -15,6 +15,13 @@ from tests.unit.test_edge_config import site
 ERROR = "SerialException: read failed\n\x1b[31m[Errno 5] \u202eInput/output error"
 
 
+def weighbridge_agent(tmp_path: Path) -> tuple[Agent, _ClockedWeighbridgePort]:
+    cfg = parse_config(site(tmp_path, {"id": "wb-1", "port": "/dev/null-x"}))
+    agent, [device] = Agent(cfg), cfg.devices
+    assert isinstance(device, WeighbridgeDevice)
+    return agent, _ClockedWeighbridgePort(cfg, device, agent.outbox, agent.clock)
+
+
 def statuses(agent: Agent) -> list[DeviceStatus]:
     out = []
     for i, (_, _, build) in enumerate(agent.status_batch(heartbeat=True)):
@@ -25,8 +32,7 @@ def statuses(agent: Agent) -> list[DeviceStatus]:
 
 
 def test_a_driver_error_with_control_characters_still_gives_a_valid_status(tmp_path: Path) -> None:
-    cfg = parse_config(site(tmp_path, {"id": "wb-1", "port": "/dev/null-x"}))
-    agent = Agent(cfg)
+    agent, _ = weighbridge_agent(tmp_path)
     agent.note_error("wb-1", ERROR)
     agent.health["wb-1"].state = DeviceState.OFFLINE
     errors = [s.last_error for s in statuses(agent)]
@@ -35,11 +41,7 @@ def test_a_driver_error_with_control_characters_still_gives_a_valid_status(tmp_p
 
 
 def test_the_weighbridge_ports_own_error_report_is_valid(tmp_path: Path) -> None:
-    cfg = parse_config(site(tmp_path, {"id": "wb-1", "port": "/dev/null-x"}))
-    agent = Agent(cfg)
-    [device] = cfg.devices
-    assert isinstance(device, WeighbridgeDevice)
-    port = _ClockedWeighbridgePort(cfg, device, agent.outbox, agent.clock)
+    agent, port = weighbridge_agent(tmp_path)
     port._report(DeviceState.OFFLINE, ERROR)
     [entry] = agent.outbox.pending()
     status = decode(entry.payload, DeviceStatus)
