@@ -41,7 +41,8 @@ class Sender:
     def __init__(self, settings: Settings, client_id: str, confirm_timeout_s: float = 15.0,
                  attempts: int = 4) -> None:
         self.settings, self.confirm_timeout_s, self.attempts = settings, confirm_timeout_s, attempts
-        self._confirmed: set[str] = set()
+        self._confirmed: set[tuple[str, str]] = set()
+        """(site, msg_id): device ids, and so msg_ids, are unique within a site only."""
         self._cond = threading.Condition()
         self._connected = threading.Event()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
@@ -67,8 +68,9 @@ class Sender:
         except AckError as exc:
             log.warning("ignored on %s: %s", message.topic, exc)
             return
+        site = message.topic.rsplit("/", 1)[-1]
         with self._cond:
-            self._confirmed.update(ids)
+            self._confirmed.update((site, i) for i in ids)
             self._cond.notify_all()
 
     def __enter__(self) -> Sender:
@@ -95,12 +97,12 @@ class Sender:
 
     def send_confirmed(self, events: Sequence[Weighing]) -> None:
         """Publish `events` and wait until every one is confirmed; re-send the rest on timeout."""
-        todo = [e for e in events if e.msg_id not in self._confirmed]
+        todo = [e for e in events if (e.site_id, e.msg_id) not in self._confirmed]
         for attempt in range(1, self.attempts + 1):
             self._publish(todo)
             deadline = time.monotonic() + self.confirm_timeout_s
             with self._cond:
-                while (todo := [e for e in todo if e.msg_id not in self._confirmed]) and \
+                while (todo := [e for e in todo if (e.site_id, e.msg_id) not in self._confirmed]) and \
                         time.monotonic() < deadline:
                     self._cond.wait(0.2)
             if not todo:
