@@ -33,7 +33,7 @@ umask 077
 mkdir -p "$dir"/{pki,mqtt,mosquitto,influxdb,grafana}
 
 WS_PKI_SERVER_NAMES="mosquitto,${WS_MQTT_PUBLIC_NAMES:-}" \
-  bash "$here/../pki/make-pki.sh" "$dir/pki" "${services[@]}" "$@"
+  bash "$here/../pki/make-pki.sh" "${services[@]}" "$dir/pki" "$@"
 bash "$here/mosquitto/make-accounts.sh" "${services[@]}" "$dir/mqtt" "$dir/mosquitto/dynamic-security.json" "$@"
 cp -f "$dir/pki/ca.crt" "$dir/pki/server.crt" "$dir/pki/server.key" "$dir/mosquitto/"
 

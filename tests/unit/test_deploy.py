@@ -274,3 +274,26 @@ def test_scripts_are_shellcheck_clean() -> None:
         cwd=REPO_ROOT,
     )
     assert done.returncode == 0, done.stdout
+
+
+def test_init_secrets_makes_every_secret_compose_mounts(tmp_path: Path) -> None:
+    """init-secrets.sh end to end: every `secrets:` file of compose, the broker's files, an account
+    and certificate per site and service; a reserved name as a site is refused."""
+    env = {
+        "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
+        "WS_SECRETS_DIR": str(tmp_path / "s"),
+        "HOME": str(tmp_path),
+    }
+    script = str(PROD / "init-secrets.sh")
+    done = subprocess.run(["bash", script, "site-a"], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    for spec in COMPOSE["secrets"].values():
+        assert (tmp_path / "s" / spec["file"].removeprefix("${WS_SECRETS_DIR:-./secrets}/")).is_file(), spec
+    for name in ("ca.crt", "server.crt", "server.key", "dynamic-security.json"):
+        assert (tmp_path / "s" / "mosquitto" / name).is_file(), name
+    config = json.loads((tmp_path / "s" / "mosquitto" / "dynamic-security.json").read_text())
+    accounts = sorted(c["username"] for c in config["clients"])
+    assert accounts == ["alerts", "bridge-1", "bridge-2", "officer", "site-a"]
+    assert sorted(p.stem for p in (tmp_path / "s" / "pki" / "clients").glob("*.crt")) == accounts
+    bad = subprocess.run(["bash", script, "bridge-9"], capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and "bad site name bridge-9" in bad.stderr

@@ -11,12 +11,14 @@
 # Reserved names are matched case-insensitively, so `Bridge-1` is no site either.
 
 # Services that init-secrets.sh and make-pki.sh create when given none.
+# shellcheck disable=SC2034 # used by the scripts that source this file
 WS_SERVICE_ACCOUNTS=(bridge-1 bridge-2 alerts officer)
 
 # ws_account_kind NAME: print site|bridge|alerts|officer; return 1 if NAME is no account name
-# (the contract's Ident: A-Z a-z 0-9 _ . -, which also keeps / + # $ out of topics and ACLs).
+# (the contract's Ident: A-Z a-z 0-9 _ . -, which also keeps / + # $ out of topics and ACLs; and a
+# letter or digit first, so that no name reads as a command-line option).
 ws_account_kind() {
-  [[ "$1" =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || return 1
+  [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$ ]] || return 1
   local lower=${1,,}
   case "$lower" in
     enforcement*) return 1 ;;
@@ -59,7 +61,7 @@ ws_require_accounts() {
   shift 2
   for name in "$@"; do
     ws_check_account "$want" "$name" || {
-      printf '%s: bad %s name %q (reserved or not A-Z a-z 0-9 _ . -; see deploy/production/mosquitto/accounts.sh)\n' \
+      printf '%s: bad %s name %q (reserved, or not [A-Za-z0-9][A-Za-z0-9_.-]*: see deploy/production/mosquitto/accounts.sh)\n' \
         "$prog" "$want" "$name" >&2
       exit 2
     }
