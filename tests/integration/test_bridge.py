@@ -117,7 +117,7 @@ def test_valid_routed_invalid_deadlettered() -> None:
     invalid = [
         (mqtt_topic("site-a", "weighbridge", f"{dev}x", "weighing"), encode(weighing(dev, 100))),  # spoofed
         (topic, b'{"broken json ' + dev.encode()),
-        (mqtt_topic("site-a", "weighbridge", dev, "deposit"), encode(weighing(dev, 101))),  # wrong event
+        (mqtt_topic("site-a", "weighbridge", dev, "device_status"), encode(weighing(dev, 101))),  # wrong event
         (topic, encode(weighing(dev, 102)).replace(b'"schema":1', b'"schema":9')),
     ]
 
@@ -135,7 +135,7 @@ def test_valid_routed_invalid_deadlettered() -> None:
         routed = [(k, v) for t, k, v in found if t == "ws.weighings"]
         dead = [json.loads(v) for t, _, v in found if t == DEADLETTER_TOPIC]
         assert sorted(v for _, v in routed) == sorted(valid)  # exact original bytes, each once
-        assert {k for k, _ in routed} == {dev.encode()}
+        assert {k for k, _ in routed} == {f"site-a/{dev}".encode()}  # keyed site/device (finding 5)
         assert not [t for t, _, _ in found if t == "ws.deposits"]
         reasons = sorted(d["reason"] for d in dead)
         assert len(dead) == len(invalid), reasons
