@@ -117,7 +117,7 @@ def test_valid_routed_invalid_deadlettered() -> None:
     invalid = [
         (mqtt_topic("site-a", "weighbridge", f"{dev}x", "weighing"), encode(weighing(dev, 100))),  # spoofed
         (topic, b'{"broken json ' + dev.encode()),
-        (mqtt_topic("site-a", "weighbridge", dev, "device_status"), encode(weighing(dev, 101))),  # wrong event
+        (mqtt_topic("site-a", "weighbridge", dev, "device_status"), encode(weighing(dev, 101))),  # wrong type
         (topic, encode(weighing(dev, 102)).replace(b'"schema":1', b'"schema":9')),
     ]
 
