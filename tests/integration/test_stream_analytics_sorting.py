@@ -69,9 +69,9 @@ def test_sorting_accuracy_participation_and_alerts(settings: Settings, run_id: s
     events: list[Envelope] = [*deposits, *levels, *deposits, levels[1], levels[4]]  # all duplicated
     asyncio.run(produce(settings, events))
     rules, log = write_rules(tmp_path / "rules.yaml", r), tmp_path / "worker.log"
-    expected_alerts = {alert_id("low_sorting_accuracy", f"st1-{r}|2026-03-01"),
-                       alert_id("bin_full", f"st1-{r}|kitchen|st1-{r}:1:9"),
-                       alert_id("bin_full", f"st1-{r}|kitchen|st1-{r}:1:12")}
+    expected_alerts = {alert_id("low_sorting_accuracy", f"s-{r}/st1-{r}|2026-03-01"),  # site/device
+                       alert_id("bin_full", f"kitchen|s-{r}/st1-{r}:1:9"),
+                       alert_id("bin_full", f"kitchen|s-{r}/st1-{r}:1:12")}
     proc = start_worker(settings, rules, log)
     try:
         def community_day() -> None:

@@ -85,10 +85,10 @@ def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_i
     first.append(edge_statuses[4])
     log = tmp_path / "worker.log"
     proc = start_worker(settings, log, WS_RULES=str(rules_file))
-    want = {alert_id("outbox_growing", f"{edge}|{edge}:1:3"),
-            alert_id("device_offline", f"{edge}|{edge}:1:1"),
-            alert_id("device_offline", f"{flaky}|{flaky}:1:2"),
-            alert_id("device_offline", f"{silent}|silent-after|{silent}:1:1")}
+    want = {alert_id("outbox_growing", f"{site}/{edge}|{edge}:1:3"),  # keys: site/device
+            alert_id("device_offline", f"{site}/{edge}|{edge}:1:1"),
+            alert_id("device_offline", f"{site}/{flaky}|{flaky}:1:2"),
+            alert_id("device_offline", f"{quiet_site}/{silent}|silent-after|{silent}:1:1")}
     sent = {s.msg_id for s in first}
     seq = 2
     try:
@@ -121,10 +121,10 @@ def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_i
     for aid in want:  # ws.alerts is shared (another worker may replay): "once" is counted in OUR log
         assert text.count(f"raised alert {aid} ") == 1, aid
     assert all(a["severity"] == "warning" and a["subject"] == a["device_id"] for a in by_id.values())
-    will = by_id[alert_id("device_offline", f"{edge}|{edge}:1:1")]
+    will = by_id[alert_id("device_offline", f"{site}/{edge}|{edge}:1:1")]
     assert will["evidence"] == [f"{edge}:1:1"] and "last will" in will["summary"]
-    assert by_id[alert_id("device_offline", f"{silent}|silent-after|{silent}:1:1")]["evidence"] == \
-        [f"{silent}:1:1"]
+    silence = by_id[alert_id("device_offline", f"{quiet_site}/{silent}|silent-after|{silent}:1:1")]
+    assert silence["evidence"] == [f"{silent}:1:1"]
     by_msg = {r["msg_id"]: r for r in rows}
     assert by_msg[f"{edge}:1:1"]["state"] == "offline" and by_msg[f"{edge}:1:1"]["online"] is False
     assert by_msg[f"{edge}:1:3"]["outbox_depth"] == OUTBOX_DEPTH + 10
@@ -161,8 +161,8 @@ def test_site_outage_one_alert_from_a_will_beyond_the_window_then_silence_after_
     asyncio.run(send_now(settings, [will]))  # the broker delivers it again (QoS 1): a second record
     log = tmp_path / "worker.log"
     proc = start_worker(settings, log, WS_RULES=str(rules_file))
-    will_alert = alert_id("device_offline", f"{edge}|{will.msg_id}")
-    mute_alert = alert_id("device_offline", f"{mute}|silent-after|{mute}:1:1")
+    will_alert = alert_id("device_offline", f"{site}/{edge}|{will.msg_id}")
+    mute_alert = alert_id("device_offline", f"{site}/{mute}|silent-after|{mute}:1:1")
     try:
         wait_until(lambda: f"raised alert {will_alert} " in log.read_text(), 90, proc, log,
                    "the Will's alert")

@@ -221,10 +221,10 @@ def test_tonnage_by_beijing_day_facility_load_and_alerts(settings: Settings, run
     rules, log = write_rules(tmp_path / "rules.yaml", r), tmp_path / "worker.log"
     expected_alerts = {
         alert_id("over_capacity", f"inc-{r}|2026-03-01"),  # 12 + 10 + 15 = 37 t > 30 t; 2 March: 25 t
-        alert_id("raw_waste_landfilled", f"wb3-{r}:1:1"),
-        alert_id("raw_waste_landfilled", f"wb3-{r}:1:3"),  # kitchen is raw household waste too
-        alert_id("weighbridge_double_weighing", f"wb1-{r}:1:2|double_weighing"),
-        alert_id("weighbridge_over_rating", f"wb2-{r}:1:2|over_rating"),
+        alert_id("raw_waste_landfilled", f"lf-{r}/wb3-{r}:1:1"),  # dedup keys name the site too
+        alert_id("raw_waste_landfilled", f"lf-{r}/wb3-{r}:1:3"),  # kitchen is raw household waste too
+        alert_id("weighbridge_double_weighing", f"inc-{r}/wb1-{r}:1:2|double_weighing"),
+        alert_id("weighbridge_over_rating", f"inc-{r}/wb2-{r}:1:2|over_rating"),
     }
     proc = start_worker(settings, rules, log)
     try:
