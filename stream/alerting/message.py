@@ -1,20 +1,73 @@
 """What officers read: one alert rendered as Chinese text, Markdown, and a JSON document.
 
-Channels only wrap these in their own envelope, so every channel says the same thing.
+Chinese first, English second: the kind's Chinese name, severity in Chinese, the time in
+Beijing time and a Chinese sentence built from the alert's structured fields (kind, subject,
+site, device) by a per-kind template, then the stream's English summary as the second line.
+The summary is free text from the agents; it is never machine-translated. Channels only wrap
+these in their own envelope, so every channel says the same thing.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from stream.alerting.kinds import kind_name, severity_name
 
 SCHEMA = "wastestream.alert.v1"
 
+log = logging.getLogger(__name__)
+
+
+def _beijing() -> tzinfo:
+    """Asia/Shanghai; UTC+8 if the host has no tz database (China has kept UTC+8 since 1991)."""
+    try:
+        return ZoneInfo("Asia/Shanghai")
+    except ZoneInfoNotFoundError:
+        return timezone(timedelta(hours=8), "CST")
+
+
+BEIJING = _beijing()
+
+# The "what happened" sentence per kind, from structured fields only: {subject} (the plate,
+# device, station/bin or facility the agent names), {site}, {device}. Kinds without one get
+# GENERIC, so a new kind still reads as a sentence.
+TEMPLATES: dict[str, str] = {
+    "illegal_dumping": "渣土车{subject}在核准消纳场所以外卸载（车厢举升或载重骤降），疑似违规倾倒",
+    "uncovered_transport": "车辆{subject}行驶中车厢顶盖打开，未密闭运输",
+    "route_or_hours_violation": "车辆{subject}偏离核准路线或在禁行时段行驶",
+    "stuck_sensor": "车辆{subject}行驶中GPS位置持续不变，定位设备疑似卡滞或被遮挡",
+    "manifest_mismatch": "车辆{subject}到达{site}的重量与电子联单出场重量不符，超出允许误差",
+    "manifest_missing": "车辆{subject}自{site}出场后未在规定时间内到达消纳设施，电子联单未闭合",
+    "over_capacity": "设施{subject}当日进场量超过设计处理能力",
+    "raw_waste_landfilled": "车辆{subject}将原生生活垃圾运入{site}，原生垃圾不得直接填埋",
+    "bin_full": "投放点{subject}的垃圾桶已满，请安排清运",
+    "low_sorting_accuracy": "投放点{subject}当日分类准确率低于要求",
+    "device_offline": "站点{site}的设备{subject}离线，数据中断",
+    "outbox_growing": "站点{site}的边缘网关数据积压，未能及时上传",
+    "weighbridge_double_weighing": "车辆{subject}在{site}地磅{device}短时间内重复过磅",
+    "weighbridge_unstable_capture": "车辆{subject}在{site}地磅{device}上重量未稳定即取数",
+    "weighbridge_tare_deviation": "车辆{subject}在{site}地磅{device}的皮重与备案皮重偏差过大",
+    "weighbridge_over_rating": "车辆{subject}在{site}地磅{device}的毛重超过车辆核定载质量",
+    "weighbridge_remote_jump": "车辆{subject}在{site}地磅{device}的重量异常跳变，疑似遥控作弊",
+    "weighbridge_clock_skew": "{site}地磅{subject}的称重仪表时钟偏差过大",
+    "weighbridge_overload": "车辆{subject}在{site}地磅{device}称重超出仪表量程，毛重仅为下限",
+    "weighbridge_motion": "{site}地磅{device}在重量静止时仍持续报告晃动（车辆{subject}）",
+    "weighbridge_net_mode": "车辆{subject}在{site}地磅{device}以仪表净重模式称重（用仪表皮重，非备案皮重）",
+}
+GENERIC = "站点{site}（设备{device}）报告“{kind_name}”，对象：{subject}"
+
 
 _MARKUP = re.compile(r"[\\`*_{}\[\]()#+!|<>~&]|:(?=//)|(?<=www)\.", re.IGNORECASE)
 _BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def plain(value: object) -> str:
+    """`value` on one line: a line break in a value could fake another field on a terminal."""
+    return _BREAKS.sub(" ", str(value))
 
 
 def md(value: object) -> str:
@@ -24,8 +77,7 @@ def md(value: object) -> str:
     (a new line could start a heading or a list). A plate `[x](http://e.cn)` then reads as itself
     in the robot's message and links nowhere. The contract already refuses such plates and any
     control character; this holds for whatever text reaches an alert (summaries, older rows)."""
-    text = _BREAKS.sub(" ", str(value))
-    return _MARKUP.sub(lambda m: "\\" + m.group(), text)
+    return _MARKUP.sub(lambda m: "\\" + m.group(), plain(value))
 
 
 def link(base_url: str, alert_id: str) -> str:
@@ -36,25 +88,74 @@ def title(alert: dict[str, Any]) -> str:
     return f"【{severity_name(alert['severity'])}】{kind_name(alert['kind'])}：{alert['subject']}"
 
 
+def kind_english(kind: str) -> str:
+    """The kind's code read as English ("illegal_dumping" -> "Illegal dumping")."""
+    return kind.replace("_", " ").strip().capitalize() or kind
+
+
+def _instant(raised_at: object) -> datetime | None:
+    """The stored UTC time (`2026-12-03T07:14:21.000Z`) as an aware datetime; None, logged, if
+    it is not ISO 8601 (an older or hand-made row): the push still goes out, with the raw text."""
+    try:
+        when = datetime.fromisoformat(str(raised_at))
+    except ValueError:
+        log.warning("alert time %r is not ISO 8601: shown as stored, not in Beijing time", raised_at)
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def beijing_time(raised_at: object) -> str:
+    """`2026-12-03 15:14:21（北京时间）` for officers; the stored text if it cannot be read."""
+    when = _instant(raised_at)
+    return str(raised_at) if when is None else f"{when.astimezone(BEIJING):%Y-%m-%d %H:%M:%S}（北京时间）"
+
+
+def local_iso(raised_at: object) -> str | None:
+    """ISO 8601 in Beijing time with its offset (`2026-12-03T15:14:21.000+08:00`), for machines."""
+    when = _instant(raised_at)
+    return None if when is None else when.astimezone(BEIJING).isoformat(timespec="milliseconds")
+
+
+def summary_zh(alert: dict[str, Any]) -> str:
+    """The Chinese sentence from the kind's template (GENERIC for a kind without one)."""
+    fields = {"subject": alert["subject"], "site": alert["site_id"], "device": alert["device_id"],
+              "kind_name": kind_name(alert["kind"])}
+    return TEMPLATES.get(alert["kind"], GENERIC).format(**fields) + "。"
+
+
 def _location(alert: dict[str, Any]) -> str:
     if alert.get("lat") is None or alert.get("lon") is None:
         return "无"
     return f"{alert['lat']:.6f}, {alert['lon']:.6f}"
 
 
+def _english(alert: dict[str, Any]) -> str:
+    return f"{kind_english(alert['kind'])} ({alert['severity']}): {alert['summary']}"
+
+
+def _fields(alert: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) in reading order: Chinese first, the English line second to last."""
+    return [
+        ("类型", f"{kind_name(alert['kind'])}（{alert['kind']}）"),
+        ("级别", severity_name(alert["severity"])),
+        ("对象", alert["subject"]),
+        ("站点", f"{alert['site_id']}　设备：{alert['device_id']}"),
+        ("时间", beijing_time(alert["raised_at"])),
+        ("位置", _location(alert)),
+        ("概要", summary_zh(alert)),
+        ("English", _english(alert)),
+        ("编号", alert["alert_id"]),
+    ]
+
+
+def text(alert: dict[str, Any]) -> str:
+    """Plain text for a terminal's screen (the MQTT document's `text`): one line per field."""
+    return "\n".join([plain(title(alert)), *(f"{label}：{plain(value)}" for label, value in _fields(alert))])
+
+
 def markdown(alert: dict[str, Any], base_url: str) -> str:
     """Markdown for the IM robots (DingTalk and WeCom both render this subset); every value is `md()`."""
-    lines = [
-        f"### {md(title(alert))}",
-        f"- 类型：{md(kind_name(alert['kind']))}（{md(alert['kind'])}）",
-        f"- 级别：{md(severity_name(alert['severity']))}",
-        f"- 对象：{md(alert['subject'])}",
-        f"- 站点：{md(alert['site_id'])}　设备：{md(alert['device_id'])}",
-        f"- 时间：{md(alert['raised_at'])}",
-        f"- 位置：{md(_location(alert))}",
-        f"- 概要：{md(alert['summary'])}",
-        f"- 编号：{md(alert['alert_id'])}",
-    ]
+    lines = [f"### {md(title(alert))}", *(f"- {label}：{md(value)}" for label, value in _fields(alert))]
     url = link(base_url, alert["alert_id"])
     if url:
         lines.append(f"\n[查看详情并处置]({url})")
@@ -62,12 +163,14 @@ def markdown(alert: dict[str, Any], base_url: str) -> str:
 
 
 def document(alert: dict[str, Any], base_url: str, evidence: list[str]) -> dict[str, Any]:
-    """The JSON body of the webhook and the MQTT message (stable field names: a public format)."""
+    """The JSON body of the webhook and the MQTT message (stable field names: a public format).
+    `raised_at` stays UTC; `ts_local` is the same instant in Beijing time with its offset."""
     return {
         "schema": SCHEMA,
         "alert_id": alert["alert_id"],
         "kind": alert["kind"],
         "kind_name": kind_name(alert["kind"]),
+        "kind_name_en": kind_english(alert["kind"]),
         "severity": alert["severity"],
         "severity_name": severity_name(alert["severity"]),
         "state": alert["state"],
@@ -75,11 +178,14 @@ def document(alert: dict[str, Any], base_url: str, evidence: list[str]) -> dict[
         "device_id": alert["device_id"],
         "subject": alert["subject"],
         "summary": alert["summary"],
+        "summary_zh": summary_zh(alert),
         "raised_at": alert["raised_at"],
+        "ts_local": local_iso(alert["raised_at"]),
         "lat": alert.get("lat"),
         "lon": alert.get("lon"),
         "count": alert.get("count", 1),
         "evidence": evidence,
         "title": title(alert),
+        "text": text(alert),
         "url": link(base_url, alert["alert_id"]),
     }

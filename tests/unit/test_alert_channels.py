@@ -202,4 +202,4 @@ def test_markdown_injection_shows_literally_and_links_nowhere(robot: str) -> Non
 def test_markdown_keeps_ordinary_values_readable() -> None:
     html = rendered(markdown(ALERT, "https://zf.example.cn/alerts"))
     assert "对象：桂B12345" in html and "站点：liuzhou-n" in html and "违规倾倒（illegal_dumping）" in html
-    assert "2025-03-01T08:00:00.000Z" in html and "24.325000, 109.415000" in html
+    assert "2025-03-01 16:00:00（北京时间）" in html and "24.325000, 109.415000" in html

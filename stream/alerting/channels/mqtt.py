@@ -1,5 +1,7 @@
 """MQTT push for enforcement terminals: the alert document, QoS 1, on a per-severity topic.
 
+The document's `text` is what a terminal displays (Chinese first, 北京时间, English second).
+
 Topic template fields: `{severity}`, `{kind}`, `{site}` (default
 `ws/v1/enforcement/alerts/{severity}`), so a terminal subscribes to what it handles, e.g.
 `ws/v1/enforcement/alerts/critical`. A send counts as delivered when the broker has

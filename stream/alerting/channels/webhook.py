@@ -1,5 +1,8 @@
 """Signed JSON webhook: the alert document, HMAC-SHA256-signed so receivers can trust it.
 
+The document is for machines: `raised_at` in UTC, `ts_local` the same instant in Beijing time
+with its +08:00 offset, and `title`/`text` in Chinese for a receiver that shows them.
+
 Headers sent with each POST:
 - `X-Wastestream-Timestamp`: Unix seconds when this attempt was signed.
 - `X-Wastestream-Signature`: `sha256=` + hex(HMAC-SHA256(secret, f"{timestamp}." + raw body)).
