@@ -110,7 +110,7 @@ def _rejected(reason: str, site_id: str, device_id: str, payload: bytes) -> Reje
     try:
         msg_id = _id_decoder.decode(payload).msg_id
         owner = parse_msg_id(msg_id).device_id
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError):
         return Rejection(reason)
     if owner != device_id:
         return Rejection(reason)

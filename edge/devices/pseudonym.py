@@ -9,7 +9,8 @@ every station (participation counts distinct households). Rotating the key re-ps
 everyone: do it only at a reporting-period boundary.
 
 16 hex chars (64 bits) keeps collisions negligible for a city's households (about 1e-8 at a
-million households) while staying short; the contract requires at least 8 chars.
+million households) while staying short; the contract (contract.text.PSEUDONYM) accepts exactly
+this shape and nothing else, so a raw id can never pass for one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import os
 import secrets
 from pathlib import Path
 
-DIGEST_CHARS = 16
+from contract.text import PSEUDONYM_CHARS
+
 MIN_KEY_BYTES = 16
 ANONYMOUS = "anonymous"
 """Pseudonym of a drop made without a card: a fixed word, never a hex digest, so it is obvious."""
@@ -57,13 +59,11 @@ def load_key(key_file: str | None = None, key_env: str | None = None) -> bytes:
 class Pseudonymiser:
     """Callable raw household id -> pseudonym, stable for one key."""
 
-    def __init__(self, key: bytes, chars: int = DIGEST_CHARS) -> None:
+    def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise PseudonymKeyError(f"household key is {len(key)} bytes, need >= {MIN_KEY_BYTES}")
-        if not 8 <= chars <= 64:
-            raise ValueError("pseudonym length must be 8..64 hex chars")
         self._key = key
-        self._chars = chars
+        self._chars = PSEUDONYM_CHARS
 
     def __call__(self, raw_id: str) -> str:
         if not raw_id:

@@ -120,3 +120,9 @@ def test_never_raises_even_at_the_edge_of_the_recursion_limit() -> None:
     for out in outs:
         check(out)
     assert all(out.reason is not None for out in outs[::2])
+
+
+def test_the_poison_is_refused_by_the_contract_not_by_the_last_resort() -> None:
+    """The contract's own reason, not 'internal error': an operator reads what was wrong."""
+    out = prepare(item(TOPIC, with_field(status(), "x", nested(1000, "array"))))
+    assert out.reason is not None and not out.reason.startswith("internal error")
