@@ -55,7 +55,7 @@ from firmware_sim.scenario import (
 )
 from firmware_sim.sorting_station import Drop, run_station_sim
 from firmware_sim.weighbridge import LedgerEntry, TruckVisit, run_weighbridge
-from wastestream.settings import Settings, load_settings
+from wastestream.foundation.settings import Settings, load_settings
 
 log = logging.getLogger("firmware_sim.city")
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from contract.events import Ident, WasteCategory
-from wastestream.yamlconfig import load_yaml_as
+from wastestream.foundation.yamlconfig import load_yaml_as
 
 FrameFormat = Literal["toledo", "xk3190"]
 FacilityKind = Literal[

@@ -29,8 +29,8 @@ from contract.topics import DEADLETTER_TOPIC, KAFKA_TOPICS
 from stream import faust_fixes
 from stream.rules import load_rules
 from stream.topics_admin import ensure_topics
-from wastestream import eventloop
-from wastestream.settings import load_settings
+from wastestream.foundation import eventloop
+from wastestream.foundation.settings import load_settings
 
 faust_fixes.apply()  # commits and rebalances that lose or hang on records: see stream/faust_fixes.py
 log = logging.getLogger(__name__)

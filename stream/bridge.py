@@ -63,8 +63,8 @@ from stream.logutil import RateLimitedLog
 from stream.mqtt_loop import PahoOnLoop
 from stream.topics_admin import ensure_topics
 from stream.validation import Rejection, validate
-from wastestream import eventloop
-from wastestream.settings import Settings, load_settings
+from wastestream.foundation import eventloop
+from wastestream.foundation.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 

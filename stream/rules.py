@@ -17,7 +17,7 @@ from shapely.geometry import Point, Polygon
 from shapely.prepared import PreparedGeometry, prep
 
 from contract.events import Ident, WasteCategory
-from wastestream.yamlconfig import load_yaml_as
+from wastestream.foundation.yamlconfig import load_yaml_as
 
 NonNeg = Annotated[float, msgspec.Meta(ge=0)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]

@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from contract.topics import ALL_KAFKA_TOPICS
-from wastestream.settings import load_settings
+from wastestream.foundation.settings import load_settings
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from wastestream.foundation.settings import Settings, load_settings
 from wastestream.pipeline import services
-from wastestream.settings import Settings, load_settings
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer
 
 from contract.topics import DEADLETTER_TOPIC, mqtt_topic
-from wastestream.settings import Settings
+from wastestream.foundation.settings import Settings
 
 BAD_MESSAGES: list[tuple[str, bytes]] = [
     # a truncated JSON document, as a flaky modem might deliver it

@@ -52,7 +52,8 @@ from typing import Any
 from contract.topics import KAFKA_TOPICS
 from firmware_sim.city import LEAD_S, visit_pacing
 from firmware_sim.scenario import Scenario, load_scenario
-from wastestream.influxql import InfluxQueryError, influxql
+from wastestream.foundation.influxql import InfluxQueryError, influxql
+from wastestream.foundation.settings import REPO_ROOT, Settings, load_settings
 from wastestream.pipeline import (
     Pipeline,
     PipelineError,
@@ -61,7 +62,6 @@ from wastestream.pipeline import (
     private_services_env,
     services,
 )
-from wastestream.settings import REPO_ROOT, Settings, load_settings
 
 log = logging.getLogger("wastestream.chaos")
 

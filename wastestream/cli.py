@@ -11,7 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
-from wastestream.settings import REPO_ROOT
+from wastestream.foundation.settings import REPO_ROOT
 
 
 def _schema(args: argparse.Namespace, rest: list[str]) -> int:

@@ -22,10 +22,10 @@ from contract.topics import KAFKA_TOPICS
 from firmware_sim.scenario import DEFAULT_SCENARIO, load_scenario
 from stream.rules import DEFAULT_RULES
 from wastestream.badinput import deadletters_since, publish_bad_messages
-from wastestream.influxql import influxql
+from wastestream.foundation.influxql import influxql
+from wastestream.foundation.settings import Settings, load_settings
 from wastestream.pipeline import Pipeline, PipelineError, commit_group_at_end, services, services_running
 from wastestream.report.build import build_report
-from wastestream.settings import Settings, load_settings
 
 log = logging.getLogger("wastestream.demo")
 

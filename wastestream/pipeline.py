@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wastestream.settings import REPO_ROOT, Settings
+from wastestream.foundation.settings import REPO_ROOT, Settings
 
 log = logging.getLogger("wastestream.pipeline")
 

@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace) -> int:
     from stream.alerting.service import AlertService
     from stream.rules import load_rules
-    from wastestream.settings import load_settings
+    from wastestream.foundation.settings import load_settings
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -30,7 +30,7 @@ from stream.alerting.store import AlertStore, Outcome
 from stream.deadletter import deadletter_record
 from stream.sinks.influx import InfluxSink, SinkConfig, make_transport
 from stream.topics_admin import ensure_topics
-from wastestream.settings import Settings
+from wastestream.foundation.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ import aiohttp
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
 from stream.sinks.line_protocol import FieldValue, Point, to_line
-from wastestream.settings import Settings
+from wastestream.foundation.settings import Settings
 
 log = logging.getLogger(__name__)
 

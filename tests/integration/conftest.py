@@ -51,9 +51,9 @@ from contract.topics import KAFKA_TOPICS
 from firmware_sim.scenario import Scenario, load_scenario
 from stream.rules import DEFAULT_RULES
 from wastestream.demo import run_city
-from wastestream.influxql import InfluxQueryError, influxql
+from wastestream.foundation.influxql import InfluxQueryError, influxql
+from wastestream.foundation.settings import Settings, load_settings
 from wastestream.pipeline import Pipeline, commit_group_at_end
-from wastestream.settings import Settings, load_settings
 
 DASH_CITY = Path(__file__).parent.parent / "fixtures" / "dash_city.yaml"
 DURATION_S = 35.0

@@ -40,8 +40,8 @@ from stream.alerting.api import OPENAPI_PATH
 from stream.alerting.config import parse_config
 from stream.alerting.make import make_alert
 from stream.alerting.service import AlertService
+from wastestream.foundation.settings import Settings
 from wastestream.pipeline import commit_group_at_end
-from wastestream.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from stream.alerting.channels.mqtt import MqttChannel
 from tests.unit.test_alert_wording import MISSING
-from wastestream.settings import Settings
+from wastestream.foundation.settings import Settings
 
 
 def receive_one(settings: Settings, topic: str, alert: dict[str, Any]) -> dict[str, Any]:

@@ -40,9 +40,9 @@ from stream.alerting.channels import webhook
 from stream.alerting.config import parse_config
 from stream.alerting.make import make_alert
 from stream.alerting.service import AlertService
-from wastestream.influxql import influxql
+from wastestream.foundation.influxql import influxql
+from wastestream.foundation.settings import REPO_ROOT, Settings
 from wastestream.pipeline import commit_group_at_end
-from wastestream.settings import REPO_ROOT, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -18,8 +18,8 @@ from contract.events import Direction, WasteCategory
 from contract.topics import DEADLETTER_TOPIC
 from stream.bridge import Bridge, BridgeConfig
 from stream.topics_admin import ensure_topics
+from wastestream.foundation.settings import load_settings
 from wastestream.pipeline import drop_mqtt_sessions
-from wastestream.settings import load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

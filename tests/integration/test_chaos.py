@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from wastestream.chaos import CHAOS_CITY, ChaosRun, render
+from wastestream.foundation.settings import Settings
 from wastestream.pipeline import Pipeline
-from wastestream.settings import Settings
 
 pytestmark = pytest.mark.integration
 

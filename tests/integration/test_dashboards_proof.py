@@ -35,7 +35,7 @@ from dashboards.generate import OUT_DIR
 from firmware_sim.scenario import Scenario, load_scenario
 from stream.rules import Rules, load_rules
 from tests.integration.conftest import DASH_CITY, SITE_RE, CityRun
-from wastestream.influxql import influxql
+from wastestream.foundation.influxql import influxql
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -30,7 +30,7 @@ from firmware_sim.scenario import CommunitySpec, StationSpec, TruckSpec
 from firmware_sim.sorting_station import Drop, run_station_sim
 from firmware_sim.truck import TruckLedger, run_truck_sim
 from firmware_sim.weighbridge import LedgerEntry, TruckVisit, run_weighbridge
-from wastestream.settings import load_settings
+from wastestream.foundation.settings import load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 SETTINGS = load_settings()

@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.config import MqttConfig
 from edge.mqtt_session import MqttSession
 from edge.outbox import Outbox
-from wastestream.settings import load_settings
+from wastestream.foundation.settings import load_settings
 
 pytestmark = pytest.mark.integration
 SETTINGS = load_settings()

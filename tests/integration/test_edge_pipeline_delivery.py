@@ -35,7 +35,7 @@ from edge.outbox import Outbox
 from stream.bridge import Bridge, BridgeConfig
 from tests.integration.test_bridge import end_offsets, read_since
 from tests.integration.test_edge_outage import Broker, free_port
-from wastestream.settings import Settings
+from wastestream.foundation.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

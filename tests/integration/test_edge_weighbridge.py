@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from contract import DeviceStatus, Weighing, decode
 from firmware_sim.weighbridge import TruckVisit, run_weighbridge
-from wastestream.settings import load_settings
+from wastestream.foundation.settings import load_settings
 
 pytestmark = pytest.mark.integration
 

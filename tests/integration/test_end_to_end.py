@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from wastestream.demo import run_city
+from wastestream.foundation.settings import Settings
 from wastestream.pipeline import Pipeline
-from wastestream.settings import Settings
 
 MINI_CITY = Path(__file__).parent.parent / "fixtures" / "mini_city.yaml"
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from wastestream.settings import REPO_ROOT, Settings
+from wastestream.foundation.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 

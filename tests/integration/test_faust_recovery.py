@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_faust_rebalance import PARTITIONS, fresh_run, tiny_app, wait_for
-from wastestream.settings import REPO_ROOT, Settings
+from wastestream.foundation.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 

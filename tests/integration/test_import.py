@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.integration.workerkit import skip_backlog, start_worker, stop
-from wastestream.influxql import influxql
-from wastestream.settings import REPO_ROOT, Settings
+from wastestream.foundation.influxql import influxql
+from wastestream.foundation.settings import REPO_ROOT, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 

@@ -19,8 +19,8 @@ from contract import Weighing
 from contract.events import Direction, WasteCategory
 from stream.agents.tonnage_points import weighing_point
 from stream.sinks.influx import InfluxSink, SinkConfig, V1Transport, make_transport
-from wastestream.influxql import influxql
-from wastestream.settings import Settings, load_settings
+from wastestream.foundation.influxql import influxql
+from wastestream.foundation.settings import Settings, load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -18,9 +18,9 @@ import yaml
 from contract.events import Severity
 from stream.alerting.make import make_alert
 from stream.alerting.store import AlertStore
+from wastestream.foundation.settings import Settings
 from wastestream.report import build_report
 from wastestream.report.screenshot import ScreenshotError, ensure_chromium, screenshot
-from wastestream.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -44,7 +44,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from contract import encode, mqtt_topic
 from contract.events import DeviceState, DeviceStatus
 from stream.topics_admin import ensure_topics
-from wastestream.settings import REPO_ROOT, Settings
+from wastestream.foundation.settings import REPO_ROOT, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

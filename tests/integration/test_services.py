@@ -1,6 +1,6 @@
 """deploy/local/services.sh: real Mosquitto, Kafka and InfluxDB on loopback.
 
-The shared instance (run dir and ports from the WS_* environment, defaults in wastestream.settings)
+The shared instance (run dir and ports from the WS_* environment, defaults in wastestream.foundation.settings)
 is brought up once and left running for the other integration tests. Tests that need a failing or
 a disposable instance use their own WS_RUN_DIR and free ports, so they never disturb it.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from wastestream.settings import REPO_ROOT, load_settings
+from wastestream.foundation.settings import REPO_ROOT, load_settings
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from tests.integration.test_stream_tonnage_analytics import (
     wait_until,
     write_rules,
 )
-from wastestream.settings import Settings
+from wastestream.foundation.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

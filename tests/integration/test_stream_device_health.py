@@ -30,8 +30,8 @@ from tests.integration.workerkit import (
     stop,
     wait_until,
 )
-from wastestream.influxql import influxql
-from wastestream.settings import Settings
+from wastestream.foundation.influxql import influxql
+from wastestream.foundation.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 OFFLINE_AFTER_S = 6

@@ -23,8 +23,8 @@ from tests.integration.workerkit import (
     stop,
     wait_until,
 )
-from wastestream.influxql import influxql
-from wastestream.settings import Settings
+from wastestream.foundation.influxql import influxql
+from wastestream.foundation.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 TIMEOUT_S = 60  # generous: a cold worker can take ~30 s to get all partitions; see the note on watermarks

@@ -19,8 +19,8 @@ from contract import Weighing, encode
 from contract.events import Direction, WasteCategory
 from stream.topics_admin import ensure_topics
 from tests.integration.test_stream_tonnage_analytics import skip_history
-from wastestream.influxql import influxql
-from wastestream.settings import REPO_ROOT, Settings
+from wastestream.foundation.influxql import influxql
+from wastestream.foundation.settings import REPO_ROOT, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 

@@ -31,8 +31,8 @@ from contract.events import Alert, Direction, Envelope, WasteCategory, Weighing,
 from contract.topics import KAFKA_TOPICS
 from stream.alerting.make import alert_id
 from stream.topics_admin import ensure_topics
-from wastestream.influxql import influxql
-from wastestream.settings import REPO_ROOT, Settings
+from wastestream.foundation.influxql import influxql
+from wastestream.foundation.settings import REPO_ROOT, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

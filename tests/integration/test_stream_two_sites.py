@@ -22,8 +22,8 @@ from contract.topics import KAFKA_TOPICS
 from stream.topics_admin import ensure_topics
 from stream.validation import Routed, validate
 from tests.integration.workerkit import skip_backlog, start_worker, stop, wait_until
-from wastestream.influxql import influxql
-from wastestream.settings import Settings
+from wastestream.foundation.influxql import influxql
+from wastestream.foundation.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 

@@ -24,8 +24,8 @@ from contract import encode
 from contract.events import Envelope
 from contract.topics import ALL_KAFKA_TOPICS, KAFKA_TOPICS
 from stream.topics_admin import ensure_topics
+from wastestream.foundation.settings import REPO_ROOT, Settings
 from wastestream.pipeline import commit_group_at_end
-from wastestream.settings import REPO_ROOT, Settings
 
 
 async def produce(settings: Settings, events: Sequence[Envelope]) -> None:

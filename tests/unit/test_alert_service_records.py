@@ -17,7 +17,7 @@ from contract.events import Severity
 from stream.alerting.config import parse_config
 from stream.alerting.make import make_alert
 from stream.alerting.service import AlertService
-from wastestream.settings import Settings
+from wastestream.foundation.settings import Settings
 
 POISON = b'{"msg_id":"poison-1","type":' + b"[" * 1000 + b"]" * 1000 + b"}"
 """2 KB: msgspec raised RecursionError looking for the tag (1,000 nested arrays)."""

@@ -27,7 +27,7 @@ from stream import bridge as bridge_mod
 from stream.bridge import Bridge, BridgeConfig
 from stream.mqtt_loop import PahoOnLoop
 from tests.integration.test_bridge import weighing
-from wastestream.settings import load_settings
+from wastestream.foundation.settings import load_settings
 
 pytestmark = pytest.mark.timeout(60)
 

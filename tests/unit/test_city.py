@@ -11,7 +11,7 @@ from edge.config import SortingStationDevice, TruckDevice, WeighbridgeDevice, lo
 from firmware_sim.city import Ledger, assign_ports, write_site_configs
 from firmware_sim.scenario import load_scenario
 from firmware_sim.truck import LedgerEntry
-from wastestream.settings import Settings
+from wastestream.foundation.settings import Settings
 
 
 def test_site_configs_for_all_three_kinds(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.integration.test_security import IMAGE_PLUGIN, MOSQUITTO_DIR, localize_mosquitto_conf
-from wastestream.settings import REPO_ROOT
+from wastestream.foundation.settings import REPO_ROOT
 
 PROD = REPO_ROOT / "deploy" / "production"
 COMPOSE = yaml.safe_load((PROD / "docker-compose.yml").read_text())

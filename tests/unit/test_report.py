@@ -13,11 +13,11 @@ import pytest
 from contract.events import Severity
 from stream.alerting.make import make_alert
 from stream.alerting.store import AlertStore
+from wastestream.foundation.settings import Settings
 from wastestream.indicators.alerts import from_store
 from wastestream.indicators.data import CommunitySorting, PeriodData, Tonnage
 from wastestream.report import build
 from wastestream.report.svg import Bar, bar_chart
-from wastestream.settings import Settings
 
 START = datetime(2025, 6, 1, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 END = START + timedelta(days=1)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from wastestream.settings import REPO_ROOT
+from wastestream.foundation.settings import REPO_ROOT
 
 LIB = REPO_ROOT / "deploy" / "local" / "lib.sh"
 PYTHON_DIRS = ["tests", "wastestream", "stream", "edge", "firmware_sim", "dashboards", "contract"]

@@ -35,9 +35,9 @@ from wastestream.bench.run import (
     stop_pipeline,
 )
 from wastestream.bench.stats import fifo_delays, percentile, rate_between, slope
-from wastestream.influxql import InfluxQueryError, influxql
+from wastestream.foundation.influxql import InfluxQueryError, influxql
+from wastestream.foundation.settings import Settings
 from wastestream.pipeline import Pipeline
-from wastestream.settings import Settings
 
 log = logging.getLogger("wastestream.bench")
 

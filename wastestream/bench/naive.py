@@ -23,7 +23,7 @@ from stream.agents.tonnage_points import weighing_point
 from stream.sinks.line_protocol import to_line, to_ns
 from wastestream.bench.loadgen import LoadGen, specs_for
 from wastestream.bench.stats import rate_between, summarise
-from wastestream.settings import Settings
+from wastestream.foundation.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from contract.codec import encode
 from stream.agents.tonnage_points import weighing_point
 from stream.sinks.line_protocol import to_line
 from wastestream.bench.loadgen import LoadGen, specs_for, weighing
-from wastestream.settings import Settings
+from wastestream.foundation.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ from contract.topics import ALL_KAFKA_TOPICS
 from wastestream.bench.city import CityModel
 from wastestream.bench.loadgen import LoadGen, specs_for
 from wastestream.bench.stats import pooled_latency, rate_between, weighted_median
-from wastestream.influxql import InfluxQueryError, influxql
+from wastestream.foundation.influxql import InfluxQueryError, influxql
+from wastestream.foundation.settings import Settings, load_settings
 from wastestream.pipeline import (
     Pipeline,
     PipelineError,
@@ -39,7 +40,6 @@ from wastestream.pipeline import (
     services,
     services_running,
 )
-from wastestream.settings import Settings, load_settings
 
 log = logging.getLogger("wastestream.bench")
 

@@ -7,7 +7,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from wastestream.settings import Settings
+from wastestream.foundation.settings import Settings
 
 
 class InfluxQueryError(RuntimeError):

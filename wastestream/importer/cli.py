@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rejected rows with reasons: {rejects_path}")
     if args.dry_run or not events:
         return 0
+    from wastestream.foundation.settings import load_settings
     from wastestream.importer.send import Sender, SendError
-    from wastestream.settings import load_settings
 
     try:
         with Sender(load_settings(), f"ws-import-{uuid.uuid4().hex[:8]}", args.confirm_timeout) as sender:

@@ -27,7 +27,7 @@ from contract.events import Weighing
 from contract.msgid import parse_msg_id
 from contract.topics import mqtt_topic
 from stream.dedup import WINDOW
-from wastestream.settings import Settings
+from wastestream.foundation.settings import Settings
 
 log = logging.getLogger(__name__)
 CHUNK = WINDOW // 2

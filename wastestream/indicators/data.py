@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from wastestream.influxql import influxql
-from wastestream.settings import Settings
+from wastestream.foundation.influxql import influxql
+from wastestream.foundation.settings import Settings
 
 
 @dataclass

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from stream.alerting.kinds import kind_name, severity_name
 from stream.rules import Rules, load_rules
+from wastestream.foundation.settings import Settings
 from wastestream.indicators.alerts import AlertLog, load_alerts
 from wastestream.indicators.config import CityTable, load_city, load_manual
 from wastestream.indicators.data import PeriodData, fetch_period, split_whole_days
@@ -27,7 +28,6 @@ from wastestream.indicators.evaluate import STATUS_ZH, IndicatorResult, evaluate
 from wastestream.indicators.formulas import HOUSEHOLD, Context
 from wastestream.report.svg import CATEGORY_ZH, Bar, bar_chart
 from wastestream.report.template import page
-from wastestream.settings import Settings
 
 DEFAULT_ALERTS_URL = "http://127.0.0.1:18600"
 KIND_ZH = {"incineration": "焚烧厂", "landfill": "填埋场", "food_waste": "餐厨处理厂",

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from wastestream.foundation.influxql import InfluxQueryError
 from wastestream.indicators.alerts import AlertSourceError
 from wastestream.indicators.config import IndicatorConfigError, available_cities
-from wastestream.influxql import InfluxQueryError
 
 
 def parse_time(text: str, tz: str = "Asia/Shanghai") -> datetime:
@@ -59,8 +59,8 @@ def report_main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=Path("report.html"))
     parser.add_argument("--alerts-base-url", help="base URL of the evidence links (/alerts/{id})")
     args = parser.parse_args(argv)
+    from wastestream.foundation.settings import load_settings
     from wastestream.report.build import build_report
-    from wastestream.settings import load_settings
 
     try:
         out = build_report(load_settings(), parse_time(args.start), parse_time(args.end), args.out,
@@ -82,10 +82,10 @@ def indicators_main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     args = parser.parse_args(argv)
     from stream.rules import load_rules
+    from wastestream.foundation.settings import load_settings
     from wastestream.indicators import Context, evaluate_table, load_city, load_manual
     from wastestream.indicators.alerts import load_alerts
     from wastestream.indicators.data import fetch_period
-    from wastestream.settings import load_settings
 
     settings = load_settings()
     try:
