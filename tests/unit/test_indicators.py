@@ -15,8 +15,6 @@ from wastestream.indicators import formulas as f
 from wastestream.indicators.alerts import AlertLog, AlertRecord
 from wastestream.indicators.config import (
     IndicatorConfigError,
-    ManualInput,
-    ManualInputs,
     Target,
     available_cities,
     load_city,
@@ -24,6 +22,7 @@ from wastestream.indicators.config import (
 )
 from wastestream.indicators.data import CommunitySorting, PeriodData, Tonnage
 from wastestream.indicators.evaluate import Status, evaluate, evaluate_table, status_of
+from wastestream.indicators.manual import ManualInput, ManualInputs
 
 START = datetime(2025, 6, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
 """A local midnight: periods of `period(days)` are whole local days (judged)."""

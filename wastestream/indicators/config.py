@@ -18,13 +18,15 @@ from typing import Annotated, Literal
 import msgspec
 import yaml
 
+from wastestream.indicators.formulas import FORMULAS
+from wastestream.indicators.manual import ManualInputs, Year
+
 CITIES_DIR = Path(__file__).parent / "cities"
 LINES_RE = re.compile(r"^(?P<line>\d+)(?:[–-](?P<end>\d+))?$")
 RISING_TEXTS = ("逐年提高",)
 """Text targets meaning "rising every year": judged against the previous period's value."""
 
 Comparator = Literal["≥", "≤", "=", ">", "<"]
-Year = Annotated[int, msgspec.Meta(ge=2000, le=2100)]
 
 
 class IndicatorConfigError(ValueError):
@@ -156,20 +158,6 @@ class CityTable(Base, frozen=True, kw_only=True):
         return period if year > period.end else None
 
 
-class ManualInput(Base, frozen=True, kw_only=True):
-    value: float
-    year: Year | None = None
-    source: str = ""
-    """Who supplied it (statistics bureau, survey, ...)."""
-
-
-class ManualInputs(Base, frozen=True, kw_only=True):
-    """`indicators:` manual values by indicator id; `params:` e.g. population for per-capita."""
-
-    indicators: dict[str, ManualInput] = {}
-    params: dict[str, float] = {}
-
-
 def city_path(city: str) -> Path:
     return CITIES_DIR / f"{city}.yaml"
 
@@ -202,8 +190,6 @@ def load_city(city_or_path: str | Path) -> CityTable:
 
 def validate_table(table: CityTable) -> list[str]:
     """Checks a schema cannot express: ids unique, feed/formula agree, units match, targets well formed."""
-    from wastestream.indicators.formulas import FORMULAS
-
     problems: list[str] = []
     seen: set[str] = set()
     for i, ind in enumerate(table.indicators):

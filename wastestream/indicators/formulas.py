@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from stream.rules import Rules
 from wastestream.indicators.alerts import AlertLog
-from wastestream.indicators.config import ManualInputs
 from wastestream.indicators.data import PeriodData
+from wastestream.indicators.manual import ManualInputs
 
 HOUSEHOLD = {"kitchen", "recyclable", "hazardous", "residual", "bulky"}
 """Household (生活垃圾) categories: the national four-way sort plus bulky household waste."""
