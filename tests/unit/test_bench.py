@@ -13,9 +13,10 @@ from contract.msgid import parse_msg_id
 from contract.topics import parse_mqtt_topic
 from stream.sinks.influx import LATENCY_BUCKETS_MS, LatencyRecorder, SinkConfig
 from stream.validation import Routed, validate
+from wastestream.bench.config import RESULT_SCHEMA, STEP_KEYS
 from wastestream.bench.loadgen import LoadSpec, device_ids, weighing
-from wastestream.bench.run import RESULT_SCHEMA, STEP_KEYS, _nan_to_none, plot, summarise_run
 from wastestream.bench.stats import percentile, pooled_latency, rate_between, summarise, weighted_median
+from wastestream.bench.summary import nan_to_none, plot, summarise_run
 
 
 def test_nearest_rank_percentiles() -> None:
@@ -94,7 +95,7 @@ def test_result_file_schema_and_plot(tmp_path: Path) -> None:
     assert isinstance(summary, dict)
     assert summary["slowest_raw"] == "mosquitto"
     assert summary["ratio_vs_slowest_raw"] == 1.0 / 10_000 and summary["ratio_vs_naive"] == 1.0 / 1000
-    text = json.dumps(_nan_to_none(result), allow_nan=False)  # strict JSON: NaN becomes null
+    text = json.dumps(nan_to_none(result), allow_nan=False)  # strict JSON: NaN becomes null
     loaded = json.loads(text)
     assert loaded["naive"]["p50_ms"] is None
     assert set(STEP_KEYS) <= set(loaded["steps"][0])

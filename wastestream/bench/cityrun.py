@@ -22,19 +22,11 @@ from typing import Any
 from contract.topics import KAFKA_TOPICS
 from wastestream.bench.city import CityModel
 from wastestream.bench.citygen import KINDS, MEASUREMENTS, CityLoad, city_specs, driving_trucks
-from wastestream.bench.run import (
-    CATCH_UP_S,
-    BenchConfig,
-    _fmt,
-    _topic_partitions,
-    cpu_between,
-    cpu_snapshot,
-    latency_of,
-    start_pipeline,
-    step_latency,
-    stop_pipeline,
-)
+from wastestream.bench.config import CATCH_UP_S, BenchConfig
+from wastestream.bench.measure import cpu_between, cpu_snapshot, latency_of, step_latency, topic_partitions
 from wastestream.bench.stats import fifo_delays, percentile, rate_between, slope
+from wastestream.bench.steps import start_pipeline, stop_pipeline
+from wastestream.bench.summary import fmt
 from wastestream.foundation.influxql import InfluxQueryError, influxql
 from wastestream.foundation.settings import Settings
 from wastestream.pipeline import Pipeline
@@ -78,7 +70,7 @@ async def _kafka_offsets(bootstrap: str, group: str, topics: tuple[str, ...]) ->
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
-    tps = [tp for topic in topics for tp in await _topic_partitions(bootstrap, topic)]
+    tps = [tp for topic in topics for tp in await topic_partitions(bootstrap, topic)]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -243,18 +235,18 @@ def city_table(c: dict[str, Any]) -> str:
              f"{'p50 ms':>7} {'p99 ms':>7}"]
     for name, k in [*c["kinds"].items(), ("total", c["total"])]:
         mark = "*" if name in LATENCY_NOTE else ""
-        lines.append(f"  {name + mark:<16} {_fmt(k['model_msg_per_s'], '.1f'):>8} "
-                     f"{_fmt(k['offered_msg_per_s'], '.1f'):>9} {_fmt(k['delivered_msg_per_s'], '.1f'):>11} "
-                     f"{k['in_db']:>8}/{k['acked']:<8} {_fmt(k['latency_p50_ms']):>7} "
-                     f"{_fmt(k['latency_p99_ms']):>7}")
+        lines.append(f"  {name + mark:<16} {fmt(k['model_msg_per_s'], '.1f'):>8} "
+                     f"{fmt(k['offered_msg_per_s'], '.1f'):>9} {fmt(k['delivered_msg_per_s'], '.1f'):>11} "
+                     f"{k['in_db']:>8}/{k['acked']:<8} {fmt(k['latency_p50_ms']):>7} "
+                     f"{fmt(k['latency_p99_ms']):>7}")
     lines += [f"  * latency {note}" for note in LATENCY_NOTE.values()]
     lag = c["kafka_lag_at_end"]
     lines.append(f"  kept up: {'yes' if c['kept_up'] else 'NO'} (at the end of publishing "
                  f"{c['backlog_at_end']} acked messages not yet in InfluxDB, Kafka lag "
                  f"{'-' if lag is None else lag}; {'drained' if c['drained'] else 'NOT drained'} "
-                 f"{c['drain_s']:.1f} s after the last publish; backlog max {_fmt(c['backlog_max'])}, "
-                 f"trend {_fmt(c['backlog_trend_msg_per_s'], '+.2f')} msg/s; as a delay: p50 "
-                 f"{_fmt(c['delay_p50_s'], '.1f')} s, max {_fmt(c['delay_max_s'], '.1f')} s)")
+                 f"{c['drain_s']:.1f} s after the last publish; backlog max {fmt(c['backlog_max'])}, "
+                 f"trend {fmt(c['backlog_trend_msg_per_s'], '+.2f')} msg/s; as a delay: p50 "
+                 f"{fmt(c['delay_p50_s'], '.1f')} s, max {fmt(c['delay_max_s'], '.1f')} s)")
     records = c.get("kafka_records")
     if records is not None:
         lines.append(f"  Kafka: {records} records in the source topics during the run, for "
@@ -263,5 +255,5 @@ def city_table(c: dict[str, Any]) -> str:
     lines.append(f"  publishers: at most {c['publish_late_max_ms']:.0f} ms behind schedule "
                  f"({c['publish_late_over_1s']} messages more than 1 s late)")
     cpu = ", ".join(f"{name} {pct:.0f}" for name, pct in sorted(c["cpu_pct"].items()))
-    lines.append(f"  CPU % of one core: {cpu}; machine {_fmt(c['machine_cpu_pct'])}% busy")
+    lines.append(f"  CPU % of one core: {cpu}; machine {fmt(c['machine_cpu_pct'])}% busy")
     return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""The bench's settings (one run's BenchConfig) and the result file's schema constants."""
+
+from __future__ import annotations
+
+import dataclasses
+
+RESULT_SCHEMA = "wastestream-bench/1"
+CITY_RESULT_SCHEMA = "wastestream-bench-city/1"
+STEP_KEYS = ("offered_msg_per_s", "sent", "acked", "publish_rate", "sustained_msg_per_s", "delivered",
+             "drained", "drain_s", "latency_p50_ms", "latency_p99_ms", "latency_max_ms",
+             "latency_p99_worst_window_ms", "latency_within_1s", "cpu_pct",
+             "machine_cpu_pct", "saturated")
+"""Every step record has these keys (tests/unit/test_bench_result.py checks the file against them)."""
+SATURATION = 0.85
+"""A step delivering less than this share of what was published is past the pipeline's knee ..."""
+CATCH_UP_S = 5.0
+P99_TARGET_MS = 1000.0
+"""The latency bar of the summary's `within_p99_target_msg_per_s` (issue 6: p99 under 1 s)."""
+PRIVATE_PORTS = (38830, 39092, 38086)
+"""MQTT, Kafka (+1: its controller), InfluxDB (+2: its RPC) of the bench's own services."""
+"""... when it also needs more than this after the step's last publish to deliver everything."""
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    steps: list[float]
+    step_s: float = 20.0
+    warmup_s: float = 5.0
+    workers: int = 2
+    bridges: int = 2
+    publishers: int = 2
+    devices: int = 2000
+    raw_s: float = 8.0
+    raw_procs: int = 2
+    naive_rate: float = 2500.0
+    naive_s: float = 12.0
+    drain_timeout_s: float = 45.0
+    backlog: int = 6000
+    skip_raw: bool = False
+    skip_naive: bool = False
+    keep_going: bool = False
+    keep_db: bool = False
+    py_spy: str = ""
+    profile_step: int = -1
+    worker_env: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Extra environment for the children, e.g. Faust settings (STREAM_WAIT_EMPTY, PRODUCER_LINGER)
+    to measure a tuning without editing the app."""
+    city_scale: bool = False
+    """Instead of raw limits, baseline and steps: the city of city.py in real time (cityrun.py)."""
+    city_s: float = 120.0
+    city_population: int = 4_000_000
+    """--city-scale: the city's size; its devices and rates scale with it (city.py)."""
+    private_services: bool = True
+    confirmations: bool = False
+    """Every message asks for a pipeline confirmation, as edge agents' do: measures their cost."""
+    """Own services for the run (see run_bench); False measures on the shared ones."""

@@ -1,0 +1,235 @@
+"""The pipeline under the bench: start and stop it, run one offered-load step, the workers-alone drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from contract.topics import ALL_KAFKA_TOPICS
+from wastestream.bench.config import (
+    CATCH_UP_S,
+    SATURATION,
+    BenchConfig,
+)
+from wastestream.bench.loadgen import LoadGen, specs_for
+from wastestream.bench.measure import (
+    cpu_between,
+    cpu_snapshot,
+    delivered,
+    py_spy,
+    service_pids,
+    skip_backlog,
+    step_latency,
+    topic_partitions,
+    wait_until,
+)
+from wastestream.bench.stats import rate_between
+from wastestream.bench.summary import fmt, step_row
+from wastestream.foundation.settings import Settings
+from wastestream.pipeline import (
+    Pipeline,
+    drop_mqtt_sessions,
+)
+
+log = logging.getLogger("wastestream.bench")
+
+def start_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
+                   run_dir: Path) -> tuple[Pipeline, dict[str, int]]:
+    """Bridges and workers of a fresh app, warmed up; and the pids to measure (children + services).
+
+    On failure the children started so far are stopped before the error propagates."""
+    # A short session timeout: a worker the drain phase restarts (or kills) leaves the group in
+    # seconds, not the 60 s default, so the others do not stall waiting for its partitions.
+    env = {"APP_DATADIR": str(run_dir / "faust-data"), "WS_FAUST_SESSION_TIMEOUT_S": "10", **cfg.worker_env}
+    pipeline = Pipeline(settings, run_dir, env=env)
+    try:
+        pipeline.wait(pipeline.start("topics", "topics"), timeout=120)
+        # Every contract topic, not just ws.weighings: any registered agent that chokes on someone
+        # else's old record would otherwise hold every rebalance of the run (Faust wait_empty).
+        skipped = sum(asyncio.run(skip_backlog(settings.kafka_bootstrap, settings.faust_app_id, topic))
+                      for topic in ALL_KAFKA_TOPICS)
+        log.info("consumer group %s starts at the end of the contract topics (%d records skipped)",
+                 settings.faust_app_id, skipped)
+        # `-l info`, as in production: at warn/error Faust's spinner handler puts the ROOT logger at
+        # DEBUG (faust/worker.py _setup_spinner_handler), so every aiokafka debug record is built.
+        # `--without-web`: the CLI default turns Faust's web server on (0.0.0.0:6066, one per host).
+        for i in range(cfg.workers):
+            pipeline.start(f"worker-{i}", "worker", "-l", "info", "--without-web")
+        for i in range(cfg.bridges):
+            pipeline.start(f"bridge-{i}", "bridge", "--client-id", f"wsbench-{run_id}-{i}",
+                           "--group", f"wsbench{run_id}", "-l", "warn")
+        pids = {p.name: p.popen.pid for p in pipeline.processes if p.name != "topics"}
+        pids.update(service_pids())
+        # Warm-up: trickles of messages until one reaches InfluxDB within 3 s of its end, i.e. every
+        # worker has joined and the rebalances (which stall Faust for seconds) are over.
+        started = time.monotonic()
+        for round_ in range(8):
+            prefix = f"w{run_id}r{round_}"
+            warm = LoadGen(specs_for(settings.mqtt_host, settings.mqtt_port, prefix, 50, 3, 1, 10))
+            acked = sum(r.acked for r in warm.results(timeout=60))
+            waited = wait_until(lambda p=prefix, n=acked: delivered(settings, p) >= n, 240,
+                                 "warm-up messages in InfluxDB", pipeline)
+            if waited <= 3.0:
+                break
+    except BaseException:
+        stop_pipeline(pipeline, settings, run_id, cfg.bridges)
+        raise
+    print(f"  pipeline ready ({cfg.workers} workers, {cfg.bridges} bridges; warm-up took "
+          f"{time.monotonic() - started:.0f} s)")
+    return pipeline, pids
+
+
+def stop_pipeline(pipeline: Pipeline, settings: Settings, run_id: str, bridges: int) -> None:
+    pipeline.stop_all()
+    drop_mqtt_sessions(settings, [f"wsbench-{run_id}-{i}" for i in range(bridges)])
+
+
+def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
+                 run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    steps: list[dict[str, Any]] = []
+    drain: dict[str, Any] | None = None
+    pipeline, pids = start_pipeline(cfg, settings, run_id, run_dir)
+    try:
+        for i, rate in enumerate(cfg.steps):
+            step = run_step(cfg, settings, pipeline, pids, run_id, run_dir, i, rate)
+            steps.append(step)
+            print(step_row(step), flush=True)
+            if step["saturated"] and not cfg.keep_going:
+                print("  saturated: stopping the ramp (--keep-going to continue)")
+                break
+        if cfg.backlog > 0:
+            drain = run_worker_drain(cfg, settings, pipeline, pids, run_id)
+    finally:
+        stop_pipeline(pipeline, settings, run_id, cfg.bridges)
+    return steps, drain
+
+
+async def _end_offsets(bootstrap: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer
+
+    tps = await topic_partitions(bootstrap, topic)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+def run_worker_drain(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict[str, int],
+                     run_id: str) -> dict[str, Any]:
+    """The workers alone: stop them, queue `backlog` messages in Kafka, restart them, time the drain.
+
+    Neither the load generator nor the bridges run while it is timed, so this is the Faust
+    stage's own capacity (and its CPU per message) on this machine.
+    """
+    workers = [p for p in pipeline.processes if p.name.startswith("worker-")]
+    pipeline.stop_together(workers)
+    for proc in workers:
+        pipeline.processes.remove(proc)
+    prefix = f"k{run_id}"
+    before = asyncio.run(_end_offsets(settings.kafka_bootstrap, "ws.weighings"))
+    load = LoadGen(specs_for(settings.mqtt_host, settings.mqtt_port, prefix, 2000, cfg.backlog / 2000,
+                             cfg.publishers, cfg.devices))
+    acked = sum(r.acked for r in load.results(timeout=cfg.backlog / 2000 + 60))
+    wait_until(lambda: asyncio.run(_end_offsets(settings.kafka_bootstrap, "ws.weighings")) - before >= acked,
+                120, "backlog in Kafka", pipeline)
+    for i in range(cfg.workers):
+        proc = pipeline.start(f"worker-{i}", "worker", "-l", "info", "--without-web")
+        pids[f"worker-{i}"] = proc.popen.pid
+    started = time.time()
+    cpu0 = cpu_snapshot(pids)
+    samples: list[tuple[float, int]] = []
+    snapshots: list[dict[str, Any]] = []
+    deadline = time.monotonic() + cfg.drain_timeout_s + 120
+    count = 0
+    while count < acked and time.monotonic() < deadline:
+        count = delivered(settings, prefix)
+        samples.append((time.time(), count))
+        snapshots.append(cpu_snapshot(pids))
+        pipeline.check_alive()
+        time.sleep(1.0)
+    cpu1 = cpu_snapshot(pids)
+    procs, machine = cpu_between(cpu0, cpu1)
+    # The slope between 10 % and 90 % of the backlog leaves out start-up (rebalance, table recovery).
+    i10 = next((i for i, (_, c) in enumerate(samples) if c >= 0.1 * acked), None)
+    i90 = next((i for i, (_, c) in enumerate(samples) if c >= 0.9 * acked), None)
+    rate = worker_cpu_ms = math.nan
+    if i10 is not None and i90 is not None and i90 > i10:
+        rate = rate_between(samples, samples[i10][0], samples[i90][0])
+        # Worker CPU per message over the same span (start-up, imports and recovery left out).
+        span_procs, _ = cpu_between(snapshots[i10], snapshots[i90])
+        span_s = snapshots[i90]["t"] - snapshots[i10]["t"]
+        span_cpu_s = sum(v for k, v in span_procs.items() if k.startswith("worker-")) / 100 * span_s
+        worker_cpu_ms = 1000 * span_cpu_s / max(1, samples[i90][1] - samples[i10][1])
+    best = max((rate_between(samples, t, t + 10) for t, _ in samples if t + 10 <= samples[-1][0]),
+               default=math.nan, key=lambda r: -1.0 if math.isnan(r) else r)
+    out = {"backlog": acked, "delivered": count, "msg_per_s": round(rate, 1),
+           "best_10s_msg_per_s": round(best, 1), "workers": cfg.workers,
+           "seconds_to_drain": round(samples[-1][0] - started, 1) if samples else math.nan,
+           "worker_cpu_ms_per_msg": round(worker_cpu_ms, 2),
+           "cpu_pct": procs, "machine_cpu_pct": machine}
+    print(f"  workers alone (drain of a {acked}-message backlog): {fmt(out['msg_per_s'])} msg/s "
+          f"(best 10 s: {fmt(out['best_10s_msg_per_s'])}), "
+          f"{fmt(out['worker_cpu_ms_per_msg'], '.2f')} ms worker CPU per message, "
+          f"machine {machine:.0f}% busy")
+    return out
+
+
+def run_step(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict[str, int], run_id: str,
+             run_dir: Path, index: int, rate: float) -> dict[str, Any]:
+    prefix = f"b{run_id}s{index}"
+    specs = specs_for(settings.mqtt_host, settings.mqtt_port, prefix, rate, cfg.step_s, cfg.publishers,
+                      cfg.devices, confirm=cfg.confirmations)
+    start, end = specs[0].start_at, specs[0].start_at + cfg.step_s
+    load = LoadGen(specs)
+    spies = []
+    if cfg.py_spy and index == cfg.profile_step:
+        time.sleep(max(0.0, start + cfg.warmup_s - time.time()))
+        for name in ("worker-0", "bridge-0"):
+            spies.append(py_spy(cfg.py_spy, pids[name], cfg.step_s - cfg.warmup_s,
+                                 run_dir / f"profile-{name}-step{index}.txt"))
+    time.sleep(max(0.0, start + cfg.warmup_s - time.time()))
+    cpu0 = cpu1 = cpu_snapshot(pids)
+    samples: list[tuple[float, int]] = []
+    deadline = end + 90
+    while time.time() < deadline and not (load.done() and time.time() > end):
+        samples.append((time.time(), delivered(settings, prefix)))
+        if time.time() <= end:
+            cpu1 = cpu_snapshot(pids)
+        pipeline.check_alive()
+        time.sleep(1.0)
+    results = load.results(timeout=60)
+    sent, acked = sum(r.sent for r in results), sum(r.acked for r in results)
+    drain_started = time.monotonic()
+    count = delivered(settings, prefix)
+    while count < acked and time.monotonic() - drain_started < cfg.drain_timeout_s:
+        time.sleep(1.0)
+        count = delivered(settings, prefix)
+    drain_s = time.monotonic() - drain_started
+    for spy in spies:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            spy.wait(30)
+    sustained = rate_between(samples, start + cfg.warmup_s, end)
+    span = max(r.last_send for r in results) - min(r.first_send for r in results)
+    publish_rate = sent / span if span > 0 else 0.0
+    procs, machine = cpu_between(cpu0, cpu1)
+    step = {
+        "offered_msg_per_s": rate, "sent": sent, "acked": acked, "publish_rate": round(publish_rate, 1),
+        "sustained_msg_per_s": round(sustained, 1), "delivered": count, "drained": count >= acked,
+        "drain_s": round(drain_s, 1),
+        **step_latency(settings, int((start + cfg.warmup_s) * 1e9), int(end * 1e9)),
+        "cpu_pct": procs, "machine_cpu_pct": machine,
+    }
+    # Both signs, so one slow poll or a short stall does not end the ramp: it delivered less than
+    # was published AND needed more than CATCH_UP_S after the last publish to catch up (or never did).
+    behind = not sustained >= SATURATION * min(rate, publish_rate)
+    step["saturated"] = bool(not step["drained"] or (behind and drain_s > CATCH_UP_S))
+    return step
