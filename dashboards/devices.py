@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
+from dashboards.alerts import alerts_by_kind
 from dashboards.common import board, series_panel, table_panel, tag_variable
 from dashboards.query import Query
 
@@ -48,4 +49,6 @@ def build() -> dashboard.Dashboard:
                   'AND $timeFilter GROUP BY time($__interval), "host" fill(none)')
             .alias("p50 $tag_host").ref("B"),
         ], "ms", w=24))
+        .with_panel(alerts_by_kind(UID, "Device alerts by kind", STATUS, w=24,
+                                   description="Offline devices, growing outboxes, stuck sensors."))
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
+from dashboards.alerts import alerts_by_kind
 from dashboards.common import FACILITY, TZ, board, gauge_bars, series_panel, stat_panel, table_panel
 from dashboards.query import Query
 
@@ -37,11 +38,8 @@ def build() -> dashboard.Dashboard:
             'SELECT sum("net_kg") / 1000 AS "net_t", count("net_kg") AS "tickets" '
             f'FROM "weighing" WHERE {SITE} GROUP BY time(1d), "site", "category" fill(none) {TZ}')
             .table(), w=12))
-        .with_panel(table_panel("Weighbridge integrity events", Query(
-            f'SELECT count("alert_id") AS "alerts", sum("count") AS "occurrences" FROM "alert" '
-            f'WHERE "kind" =~ /^weighbridge_/ AND "state" = \'open\' AND {SITE} '
-            'GROUP BY "site", "kind"').table(),
+        .with_panel(alerts_by_kind(UID, "Facility alerts: integrity, capacity, raw waste", SITE,
             description="Anti-cheat flags on tickets (double weighing, unstable capture, tare deviation, "
-                        "over rating, ...); occurrences include cool-down repeats folded into one alert.",
-            w=12))
+                        "over rating, ...), over capacity, raw waste landfilled; occurrences include "
+                        "cool-down repeats folded into one alert."))
     )

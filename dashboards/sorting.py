@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
+from dashboards.alerts import alerts_by_kind
 from dashboards.common import COMMUNITY, TZ, board, gauge_bars, series_panel, table_panel
 from dashboards.query import Query
 
@@ -45,4 +46,6 @@ def build() -> dashboard.Dashboard:
             'SELECT "subject" AS "station", "count" FROM "alert" WHERE "kind" = \'bin_full\' '
             'AND "state" = \'open\' AND "site" =~ /^$community$/ AND $timeFilter').table(),
             description="bin_full alerts raised (a station's site is its community).", w=24))
+        .with_panel(alerts_by_kind(UID, "Sorting alerts by kind", '"site" =~ /^$community$/ AND $timeFilter',
+                                   description="Full bins and low sorting accuracy per community.", w=24))
     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
+from dashboards.alerts import kinds_regex
 from dashboards.common import TRUCK, TZ, board, map_panel, series_panel, table_panel
 from dashboards.query import Query
 
 UID = "ws-trucks"
-TRANSPORT_KINDS = ("illegal_dumping|uncovered_transport|route_or_hours_violation|"
-                   "manifest_mismatch|manifest_missing")
-"""Alert kinds raised by the transport and manifest agents (stream/agents/transport*, manifest*)."""
+TRANSPORT_KINDS = kinds_regex(UID)
+"""The alert kinds registered for this dashboard (stream/alertkinds.py): transport and manifest."""
 DEV = '"device" =~ /^$truck$/ AND $timeFilter'
 CENTER = (24.33, 109.41)  # 柳州 (the map can be panned; the view is only the initial one)
 
@@ -32,7 +32,7 @@ def build() -> dashboard.Dashboard:
             'GROUP BY "status"').table(),
             description="matched / mismatch (arrived lighter than it left) / missing (never arrived).", w=8))
         .with_panel(table_panel("Transport alerts by kind", Query(
-            f'SELECT count("alert_id") AS "alerts" FROM "alert" WHERE "kind" =~ /^({TRANSPORT_KINDS})$/ '
+            f'SELECT count("alert_id") AS "alerts" FROM "alert" WHERE "kind" =~ /{TRANSPORT_KINDS}/ '
             'AND "state" = \'open\' AND $timeFilter GROUP BY "kind"').table(), w=8))
         .with_panel(table_panel("Sealed transport per truck and day", Query(
             f'SELECT last("sealed_pct") AS "sealed_pct", last("sealed_km") AS "sealed_km", '
@@ -43,5 +43,5 @@ def build() -> dashboard.Dashboard:
             'GROUP BY time($__interval), "device" fill(none)').alias("$tag_device")], "velocitykmh", w=12))
         .with_panel(table_panel("Transport alert log", Query(
             'SELECT "kind", "subject", "severity", "lat", "lon", "count" FROM "alert" '
-            f'WHERE "kind" =~ /^({TRANSPORT_KINDS})$/ AND "state" = \'open\' AND $timeFilter').table(), w=12))
+            f'WHERE "kind" =~ /{TRANSPORT_KINDS}/ AND "state" = \'open\' AND $timeFilter').table(), w=12))
     )

@@ -65,7 +65,7 @@ from typing import Any
 
 import msgspec
 
-from contract.events import Alert, DeviceState, DeviceStatus, Severity
+from contract.events import Alert, DeviceState, DeviceStatus
 from contract.msgid import MsgKey, device_key, split_device_key
 from stream.agents.seen import accept
 from stream.alerting.make import make_alert
@@ -74,8 +74,6 @@ from stream.sinks.line_protocol import Point, to_ns
 
 NS = 1_000_000_000
 DEVICE_STATUS = "device_status"
-DEVICE_OFFLINE = "device_offline"
-OUTBOX_GROWING = "outbox_growing"
 WILLS_KEPT = 16
 """The edge's own offline statuses remembered for de-duplication (one per outage)."""
 
@@ -188,7 +186,7 @@ def on_status(h: Health, s: DeviceStatus, key: MsgKey, heard_ns: int, rules: Rul
     elif h.offline is None:
         h.offline = f"{device_key(s.site_id, s.device_id)}|{s.msg_id}"
         out.alerts.append(make_alert(
-            DEVICE_OFFLINE, Severity.WARNING, site_id=s.site_id, device_id=s.device_id, subject=s.device_id,
+            "device_offline", site_id=s.site_id, device_id=s.device_id, subject=s.device_id,
             summary=f"{s.device_id} at {s.site_id} reported offline"
                     + (f": {s.last_error}" if s.last_error else ""),
             evidence=[s.msg_id], ts=when, dedup_key=h.offline))
@@ -235,7 +233,7 @@ def _outbox(h: Health, s: DeviceStatus, when: datetime, rules: Rules, out: Outpu
     elif h.outbox is None and s.outbox_depth >= limit:
         h.outbox = f"{device_key(s.site_id, s.device_id)}|{s.msg_id}"
         out.alerts.append(make_alert(
-            OUTBOX_GROWING, Severity.WARNING, site_id=s.site_id, device_id=s.device_id, subject=s.device_id,
+            "outbox_growing", site_id=s.site_id, device_id=s.device_id, subject=s.device_id,
             summary=f"the outbox of {s.site_id}'s edge holds {s.outbox_depth} messages "
                     f"(threshold {limit}): data is not getting through",
             evidence=[s.msg_id], ts=when, dedup_key=h.outbox))
@@ -252,7 +250,7 @@ def on_check(h: Health, key: str, now_ns: int, rules: Rules) -> Output:
     after = rules.device_health.offline_after_s
     since = " since its edge came back" if h.edge_up_ns > h.heard_ns else ""
     out.alerts.append(make_alert(
-        DEVICE_OFFLINE, Severity.WARNING, site_id=h.site, device_id=device_id, subject=device_id,
+        "device_offline", site_id=h.site, device_id=device_id, subject=device_id,
         summary=f"{device_id} at {h.site}: nothing heard for {after:g} s{since} "
                 f"(last status {h.msg_id}, {h.state})",
         evidence=[h.msg_id], ts=datetime.fromtimestamp((h.quiet_since_ns() + round(after * NS)) / NS, UTC),

@@ -2,20 +2,16 @@
 
 The flags are raised by the indicator or the edge (double weighing, unstable capture, tare
 deviation, gross above rating, remote-control jump, clock skew); the stream turns each into
-an alert `weighbridge_<flag>`. This runs inside the tonnage step rather than as its own
-agent: it then shares the tonnage de-duplication mark, so a duplicated ticket raises
-nothing twice, with no second consumer or table.
+an alert `weighbridge_<flag>` (each registered, with its severity, in stream/alertkinds.py).
+This runs inside the tonnage step rather than as its own agent: it then shares the tonnage
+de-duplication mark, so a duplicated ticket raises nothing twice, with no second consumer or table.
 """
 
 from __future__ import annotations
 
-from contract.events import Alert, Severity, Weighing, WeighingFlag
+from contract.events import Alert, Weighing, WeighingFlag
 from contract.msgid import site_msg_id
 from stream.alerting.make import make_alert
-
-SEVERITY: dict[WeighingFlag, Severity] = {f: Severity.WARNING for f in WeighingFlag}
-SEVERITY[WeighingFlag.OVER_RATING] = Severity.CRITICAL
-SEVERITY[WeighingFlag.NET_MODE] = Severity.INFO  # a note: the indicator's tare was used
 
 WHAT: dict[WeighingFlag, str] = {
     WeighingFlag.DOUBLE_WEIGHING: "weighed twice within minutes",
@@ -38,7 +34,7 @@ def integrity_alerts(w: Weighing) -> list[Alert]:
     """One alert per distinct flag; dedup key site/msg_id|flag, evidence the ticket."""
     return [
         make_alert(
-            kind(flag), SEVERITY[flag], site_id=w.site_id, device_id=w.device_id,
+            kind(flag), site_id=w.site_id, device_id=w.device_id,
             subject=w.device_id if flag == WeighingFlag.CLOCK_SKEW else w.plate,
             summary=f"ticket {w.ticket_id} of {w.plate} at {w.site_id}/{w.device_id}: {WHAT[flag]} "
                     f"(gross {w.gross_kg:g} kg, tare {w.tare_kg:g} kg, net {w.net_kg:g} kg)",

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from contract.events import Alert, Severity
+from contract.events import Alert
 from stream.alerting.make import make_alert
 from stream.rules import Rules
 from stream.sinks.line_protocol import Point
@@ -152,7 +152,7 @@ def _close(state: PlateState, m: Manifest, e: Event, rules: Rules, out: Output) 
     status: Status = "mismatch" if diff_pct > rules.manifest.tolerance_pct else "matched"
     if status == "mismatch":
         out.alerts.append(make_alert(
-            "manifest_mismatch", Severity.WARNING, site_id=e.site, device_id=e.device, subject=e.plate,
+            "manifest_mismatch", site_id=e.site, device_id=e.device, subject=e.plate,
             summary=f"{e.plate}: left {m.origin} with {m.left_kg:.0f} kg, arrived at {e.place} with "
                     f"{e.kg:.0f} kg ({diff_pct:.1f} % less, tolerance {rules.manifest.tolerance_pct} %)",
             evidence=[*m.evidence, e.msg_id], ts=_dt(e.ts_ns), dedup_key=f"{e.plate}|{m.id}"))
@@ -164,7 +164,7 @@ def _expire(state: PlateState, now_ns: int, rules: Rules, out: Output) -> None:
     for m in [m for m in state.open if now_ns - m.ts_ns > limit]:
         state.open.remove(m)
         out.alerts.append(make_alert(
-            "manifest_missing", Severity.CRITICAL, site_id=m.site, device_id=m.device, subject=m.plate,
+            "manifest_missing", site_id=m.site, device_id=m.device, subject=m.plate,
             summary=f"{m.plate}: load of {m.left_kg:.0f} kg from {m.origin} not delivered within "
                     f"{rules.manifest.timeout_s:.0f} s", evidence=m.evidence, ts=_dt(m.ts_ns + limit),
             dedup_key=f"{m.plate}|{m.id}"))

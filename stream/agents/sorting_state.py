@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract.events import Alert, BinLevel, Deposit, Severity, Verdict
+from contract.events import Alert, BinLevel, Deposit, Verdict
 from contract.msgid import MsgKey, device_key, parse_msg_id, site_msg_id
 from stream.agents.localday import day_label, local_day_start_ns
 from stream.alerting.make import make_alert
@@ -32,8 +32,6 @@ from stream.sinks.line_protocol import Point, to_ns
 DEPOSIT = "deposit"
 SORTING_DAILY = "sorting_daily"
 BIN_LEVEL = "bin_level"
-LOW_SORTING_ACCURACY = "low_sorting_accuracy"
-BIN_FULL = "bin_full"
 ANONYMOUS = "anonymous"
 """The household id the edge gives a drop without a card (edge/devices/pseudonym.py)."""
 
@@ -120,7 +118,7 @@ def low_accuracy(counts: DayCounts, d: Deposit, rules: SortingRules, tz: str) ->
     counts.alerted = True
     day = day_label(local_day_start_ns(d.ts, tz), tz)
     return make_alert(
-        LOW_SORTING_ACCURACY, Severity.WARNING, site_id=d.site_id, device_id=d.device_id,
+        "low_sorting_accuracy", site_id=d.site_id, device_id=d.device_id,
         subject=d.device_id,
         summary=f"sorting accuracy at station {d.device_id} ({d.community_id}) on {day}: {acc:.1f} % "
                 f"({counts.correct}/{counts.checked} checked deposits), below {rules.low_accuracy_pct:g} %",
@@ -158,7 +156,7 @@ class BinState:
         if b.fill_pct >= full_pct and full is None:
             full = b.msg_id
             alert = make_alert(
-                BIN_FULL, Severity.WARNING, site_id=b.site_id, device_id=b.device_id,
+                "bin_full", site_id=b.site_id, device_id=b.device_id,
                 subject=f"{b.device_id}/{b.bin.value}",
                 summary=f"{b.bin.value} bin at station {b.device_id} ({b.community_id}) is "
                         f"{b.fill_pct:.0f} % full (threshold {full_pct:g} %)",

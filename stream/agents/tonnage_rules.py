@@ -14,16 +14,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from contract.events import Alert, Direction, Severity, Weighing
+from contract.events import Alert, Direction, Weighing
 from contract.msgid import site_msg_id
 from stream.agents.localday import day_label
 from stream.agents.tonnage_points import DeviceDayTotal
 from stream.alerting.make import make_alert
 from stream.dedup import KEEP_DAYS, NS_PER_DAY
 from stream.rules import Rules
-
-OVER_CAPACITY = "over_capacity"
-RAW_WASTE_LANDFILLED = "raw_waste_landfilled"
 
 
 @dataclass
@@ -72,7 +69,7 @@ def over_capacity(load: SiteLoad, t: DeviceDayTotal, rules: Rules) -> Alert | No
     load.alerted.add(t.day_ns)
     day = day_label(t.day_ns, rules.timezone)
     return make_alert(
-        OVER_CAPACITY, Severity.WARNING, site_id=t.site, device_id=t.device, subject=t.site,
+        "over_capacity", site_id=t.site, device_id=t.device, subject=t.site,
         summary=f"{t.site} received {kg / 1000:.1f} t on {day}, above its design capacity of "
                 f"{facility.capacity_t_per_day:g} t/d",
         evidence=[t.msg_id], ts=datetime.fromtimestamp(t.ts_ns / 1e9, UTC), dedup_key=f"{t.site}|{day}",
@@ -86,7 +83,7 @@ def raw_waste_landfilled(w: Weighing, rules: Rules) -> Alert | None:
             or w.category not in rules.raw_household_categories):
         return None
     return make_alert(
-        RAW_WASTE_LANDFILLED, Severity.CRITICAL, site_id=w.site_id, device_id=w.device_id, subject=w.plate,
+        "raw_waste_landfilled", site_id=w.site_id, device_id=w.device_id, subject=w.plate,
         summary=f"{w.net_kg / 1000:.2f} t of raw {w.category.value} waste from {w.origin} (truck {w.plate}, "
                 f"ticket {w.ticket_id}) landed at {w.site_id}, where raw household waste must not go",
         evidence=[w.msg_id], ts=w.ts, dedup_key=site_msg_id(w.site_id, w.msg_id),

@@ -43,7 +43,7 @@ import msgspec
 from shapely.geometry import Point as ShapelyPoint
 from shapely.geometry import Polygon
 
-from contract.events import Alert, Severity, TruckTelemetry
+from contract.events import Alert, TruckTelemetry
 from contract.msgid import MsgKey, device_key, site_msg_id
 from stream.agents import seen
 from stream.alerting.make import make_alert
@@ -169,7 +169,7 @@ def _dump(state: TruckState, t: TruckTelemetry, ts_ns: int, rules: Rules, out: O
             how = "bed raised" if t.bed_raised else f"load fell {ep.peak_kg - t.load_kg:.0f} kg"
             after = " (position from the first fix after a GPS loss)" if ep.saw_no_fix else ""
             out.alerts.append(make_alert(
-                "illegal_dumping", Severity.CRITICAL, site_id=t.site_id, device_id=t.device_id,
+                "illegal_dumping", site_id=t.site_id, device_id=t.device_id,
                 subject=t.plate, summary=f"{t.plate}: {how} outside every approved disposal site{after}",
                 evidence=ep.evidence, ts=t.ts, dedup_key=f"{_truck(t)}|{ep.start}", lat=t.lat, lon=t.lon))
         else:
@@ -209,7 +209,7 @@ def _uncovered(state: TruckState, t: TruckTelemetry, ts_ns: int, rules: Rules, o
 def _raise_uncovered(ep: Episode, t: TruckTelemetry, end_ns: int, out: Output) -> None:
     ep.alerted = True
     out.alerts.append(make_alert(
-        "uncovered_transport", Severity.WARNING, site_id=t.site_id, device_id=t.device_id, subject=t.plate,
+        "uncovered_transport", site_id=t.site_id, device_id=t.device_id, subject=t.plate,
         summary=f"{t.plate}: lid open while moving for {(end_ns - ep.start_ns) / 1e9:.0f} s",
         evidence=ep.evidence, ts=t.ts, dedup_key=f"{_truck(t)}|{ep.start}", lat=t.lat, lon=t.lon))
 
@@ -253,7 +253,7 @@ def _route(state: TruckState, t: TruckTelemetry, ts_ns: int, rules: Rules, out: 
     if state.route is None:
         state.route = Episode(start=t.msg_id, start_ns=ts_ns, alerted=True)
         out.alerts.append(make_alert(
-            "route_or_hours_violation", Severity.WARNING, site_id=t.site_id, device_id=t.device_id,
+            "route_or_hours_violation", site_id=t.site_id, device_id=t.device_id,
             subject=t.plate, summary=f"{t.plate}: " + "; ".join(reasons), evidence=[t.msg_id], ts=t.ts,
             dedup_key=f"{_truck(t)}|{t.msg_id}", lat=t.lat, lon=t.lon))
 
@@ -287,7 +287,7 @@ def _stuck(state: TruckState, t: TruckTelemetry, ts_ns: int, rules: Rules, out: 
     if not ep.alerted and ep.count >= rules.device_health.stuck_after_readings:
         ep.alerted = True
         out.alerts.append(make_alert(
-            "stuck_sensor", Severity.WARNING, site_id=t.site_id, device_id=t.device_id, subject=t.plate,
+            "stuck_sensor", site_id=t.site_id, device_id=t.device_id, subject=t.plate,
             summary=f"{t.plate}: GPS position unchanged over {ep.count} reports while moving "
                     f"at {t.speed_kmh:.0f} km/h", evidence=ep.evidence, ts=t.ts,
             dedup_key=f"{_truck(t)}|gps|{ep.start}", lat=t.lat, lon=t.lon))

@@ -1,41 +1,12 @@
-"""Chinese names for alert kinds and severities: what an enforcement officer reads on a phone.
+"""Names of alert kinds and severities: what an enforcement officer reads on a phone.
 
-An unknown kind (a new agent shipped before this table was updated) still renders, with its
-code, so a new alert kind never breaks pushing.
+The kinds' names come from the registry (stream/alertkinds.py). A kind not there (a row stored
+by an older or newer version) still renders, with its code, so pushing never breaks.
 """
 
 from __future__ import annotations
 
-KIND_NAMES: dict[str, str] = {
-    "illegal_dumping": "违规倾倒",
-    "uncovered_transport": "未密闭运输",
-    "overload": "超载",
-    "over_rating": "超载",
-    "route_or_hours_violation": "违规路线或时段运输",
-    "manifest_mismatch": "电子联单重量不符",
-    "manifest_missing": "电子联单未到达",
-    "over_capacity": "设施超负荷",
-    "raw_waste_landfilled": "原生垃圾填埋",
-    "bin_full": "垃圾桶满溢",
-    "low_sorting_accuracy": "分类准确率偏低",
-    "double_weighing": "重复过磅",
-    "unstable_capture": "非稳定称重",
-    "tare_deviation": "皮重异常",
-    "remote_jump": "遥控作弊嫌疑",
-    # raised by stream/agents/integrity.py as weighbridge_<flag>
-    "weighbridge_double_weighing": "重复过磅",
-    "weighbridge_unstable_capture": "非稳定称重",
-    "weighbridge_tare_deviation": "皮重异常",
-    "weighbridge_over_rating": "超载",
-    "weighbridge_remote_jump": "遥控作弊嫌疑",
-    "weighbridge_clock_skew": "地磅时钟偏差",
-    "weighbridge_overload": "地磅超量程",
-    "weighbridge_motion": "地磅静止时报晃动",
-    "weighbridge_net_mode": "仪表净重模式称重",
-    "device_offline": "设备离线",
-    "stuck_sensor": "传感器卡滞",
-    "outbox_growing": "数据积压",
-}
+from stream.alertkinds import REGISTRY
 
 SEVERITY_NAMES: dict[str, str] = {"info": "提示", "warning": "警告", "critical": "严重"}
 
@@ -43,7 +14,15 @@ SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
 def kind_name(kind: str) -> str:
-    return KIND_NAMES.get(kind, kind)
+    """The Chinese name; the code itself for an unregistered kind."""
+    known = REGISTRY.get(kind)
+    return kind if known is None else known.name_zh
+
+
+def kind_english(kind: str) -> str:
+    """The English name; an unregistered kind's code read as English ("fire_alarm" -> "Fire alarm")."""
+    known = REGISTRY.get(kind)
+    return (kind.replace("_", " ").strip().capitalize() or kind) if known is None else known.name_en
 
 
 def severity_name(severity: str) -> str:

@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from stream.alerting.kinds import kind_name, severity_name
+from stream.alerting.kinds import kind_english, kind_name, severity_name
+from stream.alertkinds import REGISTRY
 
 SCHEMA = "wastestream.alert.v1"
 
@@ -32,32 +33,8 @@ def _beijing() -> tzinfo:
 
 BEIJING = _beijing()
 
-# The "what happened" sentence per kind, from structured fields only: {subject} (the plate,
-# device, station/bin or facility the agent names), {site}, {device}. Kinds without one get
-# GENERIC, so a new kind still reads as a sentence.
-TEMPLATES: dict[str, str] = {
-    "illegal_dumping": "渣土车{subject}在核准消纳场所以外卸载（车厢举升或载重骤降），疑似违规倾倒",
-    "uncovered_transport": "车辆{subject}行驶中车厢顶盖打开，未密闭运输",
-    "route_or_hours_violation": "车辆{subject}偏离核准路线或在禁行时段行驶",
-    "stuck_sensor": "车辆{subject}行驶中GPS位置持续不变，定位设备疑似卡滞或被遮挡",
-    "manifest_mismatch": "车辆{subject}到达{site}的重量与电子联单出场重量不符，超出允许误差",
-    "manifest_missing": "车辆{subject}自{site}出场后未在规定时间内到达消纳设施，电子联单未闭合",
-    "over_capacity": "设施{subject}当日进场量超过设计处理能力",
-    "raw_waste_landfilled": "车辆{subject}将原生生活垃圾运入{site}，原生垃圾不得直接填埋",
-    "bin_full": "投放点{subject}的垃圾桶已满，请安排清运",
-    "low_sorting_accuracy": "投放点{subject}当日分类准确率低于要求",
-    "device_offline": "站点{site}的设备{subject}离线，数据中断",
-    "outbox_growing": "站点{site}的边缘网关数据积压，未能及时上传",
-    "weighbridge_double_weighing": "车辆{subject}在{site}地磅{device}短时间内重复过磅",
-    "weighbridge_unstable_capture": "车辆{subject}在{site}地磅{device}上重量未稳定即取数",
-    "weighbridge_tare_deviation": "车辆{subject}在{site}地磅{device}的皮重与备案皮重偏差过大",
-    "weighbridge_over_rating": "车辆{subject}在{site}地磅{device}的毛重超过车辆核定载质量",
-    "weighbridge_remote_jump": "车辆{subject}在{site}地磅{device}的重量异常跳变，疑似遥控作弊",
-    "weighbridge_clock_skew": "{site}地磅{subject}的称重仪表时钟偏差过大",
-    "weighbridge_overload": "车辆{subject}在{site}地磅{device}称重超出仪表量程，毛重仅为下限",
-    "weighbridge_motion": "{site}地磅{device}在重量静止时仍持续报告晃动（车辆{subject}）",
-    "weighbridge_net_mode": "车辆{subject}在{site}地磅{device}以仪表净重模式称重（用仪表皮重，非备案皮重）",
-}
+# The "what happened" sentence per kind is its registry entry's `template` (stream/alertkinds.py);
+# a kind without an entry gets GENERIC, so it still reads as a sentence.
 GENERIC = "站点{site}（设备{device}）报告“{kind_name}”，对象：{subject}"
 
 
@@ -88,11 +65,6 @@ def title(alert: dict[str, Any]) -> str:
     return f"【{severity_name(alert['severity'])}】{kind_name(alert['kind'])}：{alert['subject']}"
 
 
-def kind_english(kind: str) -> str:
-    """The kind's code read as English ("illegal_dumping" -> "Illegal dumping")."""
-    return kind.replace("_", " ").strip().capitalize() or kind
-
-
 def _instant(raised_at: object) -> datetime | None:
     """The stored UTC time (`2026-12-03T07:14:21.000Z`) as an aware datetime; None, logged, if
     it is not ISO 8601 (an older or hand-made row): the push still goes out, with the raw text."""
@@ -120,7 +92,8 @@ def summary_zh(alert: dict[str, Any]) -> str:
     """The Chinese sentence from the kind's template (GENERIC for a kind without one)."""
     fields = {"subject": alert["subject"], "site": alert["site_id"], "device": alert["device_id"],
               "kind_name": kind_name(alert["kind"])}
-    return TEMPLATES.get(alert["kind"], GENERIC).format(**fields) + "。"
+    known = REGISTRY.get(alert["kind"])
+    return (GENERIC if known is None else known.template).format(**fields) + "。"
 
 
 def _location(alert: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ import pytest
 from dashboards.common import CityConstants
 from dashboards.generate import OUT_DIR
 from firmware_sim.scenario import Scenario, load_scenario
+from stream.alertkinds import on_dashboard
 from stream.rules import Rules, load_rules
 from tests.integration.conftest import DASH_CITY, SITE_RE, CityRun
 from wastestream.foundation.influxql import influxql
@@ -355,14 +356,33 @@ def _(res: dict[str, Rows], t: Truth) -> None:
     assert {k: r["tickets"] for k, r in got.items()} == dict(tickets)
 
 
-@check("ws-facilities", "Weighbridge integrity events")
+def registered_alerts(uid: str, res: dict[str, Rows], t: Truth) -> dict[tuple[Any, ...], Any]:
+    """An `alerts_by_kind` panel (dashboards/alerts.py): one row per site and kind registered for
+    `uid`, its alert count as in the store; returns the rows by (site, kind)."""
+    kinds = set(on_dashboard(uid))
+    got = by(res["A"], "site", "kind")
+    store = Counter((a["site_id"], a["kind"]) for a in t.alerts if a["kind"] in kinds)
+    assert {k: r["alerts"] for k, r in got.items()} == dict(store)
+    return got
+
+
+@check("ws-facilities", "Facility alerts: integrity, capacity, raw waste")
 def _(res: dict[str, Rows], t: Truth) -> None:
     flagged = Counter((w["site_id"], f"weighbridge_{f}") for w in t.weighings for f in w["flags"])
     assert flagged, "the dash city makes double weighings: its scenario must flag some tickets"
-    got = by(res["A"], "site", "kind")
-    assert {k: r["occurrences"] for k, r in got.items()} == dict(flagged)
-    store = Counter((a["site_id"], a["kind"]) for a in t.alerts if a["kind"].startswith("weighbridge_"))
-    assert {k: r["alerts"] for k, r in got.items()} == dict(store)
+    got = registered_alerts("ws-facilities", res, t)
+    assert {k: r["occurrences"] for k, r in got.items() if k[1].startswith("weighbridge_")} == dict(flagged)
+
+
+@check("ws-sorting", "Sorting alerts by kind")
+def _(res: dict[str, Rows], t: Truth) -> None:
+    got = registered_alerts("ws-sorting", res, t)
+    assert "bin_full" in {k[1] for k in got}, "the dash city fills a bin"
+
+
+@check("ws-devices", "Device alerts by kind")
+def _(res: dict[str, Rows], t: Truth) -> None:
+    registered_alerts("ws-devices", res, t)
 
 
 # Sorting stations
@@ -489,8 +509,7 @@ def _(res: dict[str, Rows], t: Truth) -> None:
     got = {k[0]: r["alerts"] for k, r in by(res["A"], "kind").items()}
     expected = {"illegal_dumping", "uncovered_transport"} & t.ledger_alert_kinds()
     assert set(got) >= expected
-    from dashboards.trucks import TRANSPORT_KINDS
-    kinds = set(TRANSPORT_KINDS.split("|"))
+    kinds = set(on_dashboard("ws-trucks"))
     assert got == dict(Counter(a["kind"] for a in t.alerts if a["kind"] in kinds))
 
 
@@ -516,8 +535,7 @@ def _(res: dict[str, Rows], t: Truth) -> None:
 
 @check("ws-trucks", "Transport alert log")
 def _(res: dict[str, Rows], t: Truth) -> None:
-    from dashboards.trucks import TRANSPORT_KINDS
-    kinds = set(TRANSPORT_KINDS.split("|"))
+    kinds = set(on_dashboard("ws-trucks"))
     columns(res["A"], "kind", "subject", "severity", "count")
     assert Counter((r["kind"], r["subject"]) for r in res["A"]) == \
         Counter((a["kind"], a["subject"]) for a in t.alerts if a["kind"] in kinds)

@@ -14,8 +14,9 @@ import pytest
 from contract.events import WeighingFlag
 from stream.agents.integrity import kind as weighbridge_kind
 from stream.alerting.channels import dingtalk, webhook, wecom
-from stream.alerting.kinds import KIND_NAMES, kind_name
-from stream.alerting.message import TEMPLATES, document, markdown, summary_zh, text
+from stream.alerting.kinds import kind_name
+from stream.alerting.message import document, markdown, summary_zh, text
+from stream.alertkinds import KINDS, REGISTRY
 from tests.unit.test_alert_channels import ALERT, INJECTED
 
 MISSING: dict[str, Any] = {
@@ -78,13 +79,13 @@ def test_a_kind_without_a_template_still_reads_as_a_chinese_sentence() -> None:
 def test_every_weighbridge_flag_has_a_chinese_name_and_a_template() -> None:
     for flag in WeighingFlag:
         code = weighbridge_kind(flag)
-        assert kind_name(code) != code, f"{code}: no Chinese name in kinds.py"
-        assert code in TEMPLATES, f"{code}: no Chinese sentence"
+        assert kind_name(code) != code, f"{code}: not registered in stream/alertkinds.py"
+        assert REGISTRY[code].template, f"{code}: no Chinese sentence"
 
 
 def test_every_template_formats_and_names_a_known_kind() -> None:
-    for code in TEMPLATES:
-        assert code in KIND_NAMES
+    for entry in KINDS:
+        code = entry.code
         line = summary_zh({**MISSING, "kind": code})
         assert "{" not in line and ("桂B54321" in line or "lz-liudong-site" in line), code
 
