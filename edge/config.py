@@ -25,9 +25,11 @@ Schema (every key not marked optional is required; unknown keys are errors)::
     status_interval_s: float = 60    # device_status heartbeat per device and for the agent itself
     device_backoff_max_s: float = 30 # a failing device driver is restarted with 1 s .. this backoff
     clock: {max_skew_s: float = 300, not_before: "2024-01-01T00:00:00Z"}
-    devices:                          # a list tagged by `kind`; `kind` defaults to weighbridge
+    devices:                          # a list tagged by `kind` (edge/devices/registry.py); `kind`
+                                      # defaults to weighbridge; each kind's keys are its driver's
+                                      # config struct (DeviceSpec subclass), e.g.:
       - id: str                       # contract Ident, unique in the site
-        kind: weighbridge
+        kind: weighbridge             # edge.devices.weighbridge.WeighbridgeDevice
         port: str                     # indicator serial port (a pty symlink in the simulator)
         anpr_port: str | null         # plate camera line port: `PLATE <plate>\\r\\n`, UTF-8
         baudrate: 9600, parity: N|E|O, bytesize: 7|8, stopbits: 1|2
@@ -56,19 +58,19 @@ A bad file raises ConfigError whose message names the key path, e.g. `$.devices[
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 import yaml
 
-from contract.events import Ident, WasteCategory
-from edge.devices.sorting_station import SortingStationConfig
-from edge.devices.truck_terminal import TruckTerminalConfig
-
-PositiveKg = Annotated[float, msgspec.Meta(gt=0)]
+from contract.events import Ident
+from edge.devices.base import DeviceSpec, Vehicle
+from edge.devices.registry import DEFAULT_KIND, DRIVERS
 
 
 class ConfigError(ValueError):
@@ -123,56 +125,10 @@ class OutboxConfig(Base, frozen=True):
     when_full: Literal["drop_oldest", "reject_new"] = "drop_oldest"
 
 
-class Vehicle(Base, frozen=True):
-    plate: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
-    tare_kg: Annotated[float, msgspec.Meta(ge=0)]
-    rated_gross_kg: PositiveKg
-    category: WasteCategory = WasteCategory.RESIDUAL
-    origin: Ident = "unknown"
-
-
-class StableConfig(Base, frozen=True):
-    tolerance_kg: Annotated[float, msgspec.Meta(ge=0)] = 20.0
-    hold_s: PositiveKg = 1.0
-
-
-class WeighbridgeDevice(Base, frozen=True, tag_field="kind", tag="weighbridge"):
-    kind: ClassVar[str] = "weighbridge"
-    id: Ident
-    port: str
-    anpr_port: str | None = None
-    baudrate: Annotated[int, msgspec.Meta(ge=50)] = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    bytesize: Literal[7, 8] = 8
-    stopbits: Literal[1, 2] = 1
-    format: Literal["toledo", "xk3190"] = "toledo"
-    checksum: bool = True
-    unit: Literal["kg", "t", "lb"] = "kg"
-    division_kg: PositiveKg = 20.0
-    occupied_kg: PositiveKg = 500.0
-    stable: StableConfig = msgspec.field(default_factory=StableConfig)
-    double_weigh_window_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
-    tare_deviation_kg: Annotated[float, msgspec.Meta(ge=0)] = 500.0
-
-
-class SortingStationDevice(
-    SortingStationConfig, frozen=True, kw_only=True, forbid_unknown_fields=True,
-    tag_field="kind", tag="sorting_station",
-):
-    """The driver's own config (so it is passed to the driver as is); site_id is filled in from the site."""
-
-    kind: ClassVar[str] = "sorting_station"
-
-
-class TruckDevice(
-    TruckTerminalConfig, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind", tag="truck",
-):
-    """The truck terminal driver's config; site_id is filled in from the site."""
-
-    kind: ClassVar[str] = "truck"
-
-
-DeviceConfig = WeighbridgeDevice | SortingStationDevice | TruckDevice
+if TYPE_CHECKING:
+    DeviceConfig = DeviceSpec
+else:  # msgspec decodes the union of every registered kind's config, tagged by `kind`
+    DeviceConfig = functools.reduce(operator.or_, (d.config for d in DRIVERS.values()))
 """Tagged by `kind`; every device config has `id` and a class-level `kind`."""
 
 
@@ -211,28 +167,19 @@ class SiteConfig(Base, frozen=True):
 
 
 def _fill_devices(data: object) -> object:
-    """Defaults that depend on the site: `kind` weighbridge, `site_id`, the household key source.
+    """Defaults that depend on the site: `kind` (DEFAULT_KIND), and what each kind's driver takes
+    from the site (`site_id`, the household key source...; `Driver.site_defaults`).
 
     Works on a copy of the raw mapping so that key paths in errors stay those of the file.
     """
     if not isinstance(data, dict) or not isinstance(data.get("devices"), list):
         return data
-    site_keys = {k: data[k] for k in ("household_key_file", "household_key_env") if data.get(k)}
     devices: list[Any] = []
     for i, raw in enumerate(data["devices"]):
-        if not isinstance(raw, dict):
-            devices.append(raw)
-            continue
-        device = {"kind": "weighbridge", **raw}
-        if device["kind"] in ("sorting_station", "truck"):
-            if "site_id" in device:
-                raise ConfigError(f"`$.devices[{i}].site_id`: a device takes site_id from the site")
-            device["site_id"] = data.get("site_id")
-        if device["kind"] == "sorting_station" and not (
-            device.get("household_key_file") or device.get("household_key_env")
-        ):
-            device.update(site_keys)
-        devices.append(device)
+        device = {"kind": DEFAULT_KIND, **raw} if isinstance(raw, dict) else raw
+        kind = device.get("kind") if isinstance(device, dict) else None
+        driver = DRIVERS.get(kind) if isinstance(kind, str) else None
+        devices.append(device if driver is None else driver.site_defaults(device, data, f"$.devices[{i}]"))
     return {**data, "devices": devices}
 
 

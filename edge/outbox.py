@@ -172,11 +172,6 @@ class Outbox:
             row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def last_seqs(self) -> dict[str, int]:
-        """The last seq allocated per device id (how many messages each device has produced)."""
-        with self._lock:
-            return {r[0]: int(r[1]) for r in self._db.execute("SELECT device_id, last_seq FROM seqs")}
-
     def pending(self, after_id: int = 0, limit: int = 100) -> list[Entry]:
         """Stored messages with id > after_id, oldest first."""
         return self._entries("WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))

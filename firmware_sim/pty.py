@@ -40,13 +40,6 @@ class PtyPort:
         self.dropped += len(data) - n
         return n
 
-    def drain_input(self) -> bytes:
-        """Bytes the driver wrote to the port (indicators here ignore them)."""
-        try:
-            return os.read(self.master_fd, 4096)
-        except OSError:
-            return b""
-
     def close(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             if self.link.is_symlink() and os.readlink(self.link) == self.slave_path:

@@ -14,6 +14,7 @@ the last reading as current would hide the fault; the agent judges the silent tr
 
 `run_truck_terminal` is the thin transport: a pyserial reader thread for the GPS port, a
 Modbus poll loop for the I/O module, both retrying with capped backoff; it never raises.
+`TruckDriver` is the kind's driver; the terminal keeps GPS time, so its offset is reported.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 import serial
 
 from contract.events import Envelope, Ident, TruckTelemetry
+from edge.devices.base import DeviceSpec, Driver
 from edge.devices.nmea import GpsFix, NmeaError, NmeaReader
 from edge.devices.truck_io import IoError, IoModuleError, IoReading, Transport, TruckIoClient
 
@@ -42,8 +44,10 @@ Positive = Annotated[float, msgspec.Meta(gt=0)]
 MAX_SPEED_KMH = 200.0  # the contract's bound; a receiver glitch above it is clipped
 
 
-class TruckTerminalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    id: Ident
+class TruckTerminalConfig(DeviceSpec, frozen=True, tag="truck"):
+    """One truck terminal in the site config; site_id is filled in from the site."""
+
+    kind: ClassVar[str] = "truck"
     site_id: Ident
     plate: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
     gps_port: str
@@ -280,3 +284,18 @@ async def run_truck_terminal(
         with contextlib.suppress(asyncio.CancelledError):
             await io_task
         await asyncio.to_thread(gps.join, 2.0)
+
+
+class TruckDriver(Driver[TruckTerminalConfig]):
+    """The muck-truck kind: GPS + I/O module; silent for a few report intervals means offline."""
+
+    kind: ClassVar[str] = "truck"
+    config = TruckTerminalConfig
+    loggers = (__name__,)
+    has_clock = True
+
+    async def run(self) -> None:
+        await run_truck_terminal(self.cfg, self.ctx.emit, self.ctx.stop)
+
+    def stale_after(self) -> float:
+        return 3 * self.cfg.report_interval_s + 2.0

@@ -31,6 +31,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
 
 from contract.events import (
     MAX_VEHICLE_KG,
@@ -40,7 +43,7 @@ from contract.events import (
     Weighing,
     WeighingFlag,
 )
-from edge.config import Vehicle, WeighbridgeDevice
+from edge.devices.base import DeviceSpec, PositiveKg, Vehicle
 from edge.devices.stability import StabilityDetector, StableCapture, round_to_division
 from edge.devices.weighbridge_frames import NO_UNIT, FrameError, WeightReading
 
@@ -50,6 +53,31 @@ UNREAD_PLATE = "UNREAD"
 """Plate on a ticket when the camera sent nothing for the visit."""
 FAULT_CLEAR_READINGS = 10
 """Good readings in a row that end a fault (1 s at the usual 10 Hz)."""
+
+
+class StableConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    tolerance_kg: Annotated[float, msgspec.Meta(ge=0)] = 20.0
+    hold_s: PositiveKg = 1.0
+
+
+class WeighbridgeDevice(DeviceSpec, frozen=True, tag="weighbridge"):
+    """One weighbridge in the site config (schema in edge/config.py's docstring)."""
+
+    kind: ClassVar[str] = "weighbridge"
+    port: str
+    anpr_port: str | None = None
+    baudrate: Annotated[int, msgspec.Meta(ge=50)] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    bytesize: Literal[7, 8] = 8
+    stopbits: Literal[1, 2] = 1
+    format: Literal["toledo", "xk3190"] = "toledo"
+    checksum: bool = True
+    unit: Literal["kg", "t", "lb"] = "kg"
+    division_kg: PositiveKg = 20.0
+    occupied_kg: PositiveKg = 500.0
+    stable: StableConfig = msgspec.field(default_factory=StableConfig)
+    double_weigh_window_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+    tare_deviation_kg: Annotated[float, msgspec.Meta(ge=0)] = 500.0
 
 
 class State(StrEnum):

@@ -1,27 +1,27 @@
-"""Weighbridge transport: pyserial on the indicator and ANPR ports feeding the pure workflow.
+"""Weighbridge transport and driver: pyserial on the indicator and ANPR ports feeding the workflow.
 
 Runs in its own thread (pyserial is blocking). A port that is missing or fails is reopened
-with backoff (1 s doubling to 30 s) and the device's DeviceStatus says why; the workflow's
-state survives a reopen. Nothing here raises out of `run`.
+with backoff (1 s doubling to 30 s) and the device's DeviceStatus says why (`ctx.report`); the
+workflow's state survives a reopen and a driver restart. Nothing here raises out of `run`.
+A ticket whose device time is outside the agent's bound gets the `clock_skew` flag.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from typing import ClassVar
 
 import serial
 
-from contract import DeviceStatus, encode, mqtt_topic
-from contract.events import DeviceState
-from contract.text import printable
-from edge.config import SiteConfig, WeighbridgeDevice
+from contract.events import DeviceState, Envelope, Weighing, WeighingFlag
 from edge.devices.anpr import AnprLineReader
-from edge.devices.weighbridge import Ticket, WeighbridgeWorkflow
+from edge.devices.base import DeviceContext, Driver, Numbered
+from edge.devices.weighbridge import Ticket, WeighbridgeDevice, WeighbridgeWorkflow
 from edge.devices.weighbridge_frames import FrameError, make_framer
-from edge.outbox import Outbox
 
 log = logging.getLogger("edge.weighbridge")
 
@@ -30,19 +30,16 @@ MAX_BACKOFF_S = 30.0
 
 
 class WeighbridgePort:
-    """One weighbridge: ports, framer, ANPR reader and workflow; tickets go to the outbox."""
+    """One weighbridge: ports, framer, ANPR reader and workflow; tickets go to `ctx.store`."""
 
-    def __init__(self, site: SiteConfig, device: WeighbridgeDevice, outbox: Outbox) -> None:
-        self.site = site
+    def __init__(self, device: WeighbridgeDevice, ctx: DeviceContext) -> None:
         self.device = device
-        self.outbox = outbox
-        self.workflow = WeighbridgeWorkflow(device, site.registry())
+        self.ctx = ctx
+        self.workflow = WeighbridgeWorkflow(device, ctx.vehicles)
         self.framer = make_framer(device.format, checksum=device.checksum, unit=device.unit)
         self.anpr = AnprLineReader()
         self.state: DeviceState | None = None
         self.last_error: str | None = None
-        self._topic = mqtt_topic(site.site_id, device.kind, device.id, "weighing")
-        self._status_topic = mqtt_topic(site.site_id, device.kind, device.id, "device_status")
 
     def run(self, stop: threading.Event) -> None:
         """Read until `stop` is set, reopening failed ports with backoff."""
@@ -119,25 +116,24 @@ class WeighbridgePort:
                 self.emit(ticket)
 
     def emit(self, ticket: Ticket) -> None:
-        d, site = self.device, self.site.site_id
-        epoch = self.outbox.epoch
+        d, site, epoch = self.device, self.ctx.site_id, self.ctx.epoch
+        if self.ctx.clock.check(d.id, ticket.ts) and WeighingFlag.CLOCK_SKEW not in ticket.flags:
+            ticket = dataclasses.replace(ticket, flags=(*ticket.flags, WeighingFlag.CLOCK_SKEW))
 
-        def build(msg_id: str, seq: int) -> bytes:
+        def build(msg_id: str, seq: int) -> Envelope:
             ticket_id = f"{d.id}-{epoch}-{seq}"
-            return encode(
-                ticket.to_weighing(msg_id=msg_id, ticket_id=ticket_id, device_id=d.id, site_id=site)
-            )
+            return ticket.to_weighing(msg_id=msg_id, ticket_id=ticket_id, device_id=d.id, site_id=site)
 
         try:
-            entry = self.outbox.put(d.id, self._topic, build)
+            [msg_id] = self.ctx.store([Numbered(Weighing, build)])
         except ValueError as exc:  # a ticket the contract rejects: log it, never crash
             log.error("%s: ticket for %s not valid: %s (%r)", d.id, ticket.plate, exc, ticket)
             return
-        if entry is not None:
+        if msg_id is not None:
             log.info(
                 "%s: ticket %s plate=%s gross=%.0f net=%.0f flags=%s",
                 d.id,
-                entry.msg_id,
+                msg_id,
                 ticket.plate,
                 ticket.gross_kg,
                 ticket.net_kg,
@@ -148,19 +144,19 @@ class WeighbridgePort:
         if state == self.state and error == self.last_error:
             return
         self.state, self.last_error = state, error
-        d, site = self.device, self.site.site_id
+        self.ctx.report(state, error)
 
-        def build(msg_id: str, seq: int) -> bytes:
-            return encode(
-                DeviceStatus(
-                    msg_id=msg_id,
-                    device_id=d.id,
-                    site_id=site,
-                    ts=datetime.now(UTC),
-                    state=state,
-                    outbox_depth=self.outbox.depth(),
-                    last_error=None if error is None else printable(error),  # the contract refuses a newline
-                )
-            )
 
-        self.outbox.put(d.id, self._status_topic, build)
+class WeighbridgeDriver(Driver[WeighbridgeDevice]):
+    """The weighbridge kind: one port thread per device; it reports its own state."""
+
+    kind: ClassVar[str] = "weighbridge"
+    config = WeighbridgeDevice
+    reports_state = True
+
+    def __init__(self, cfg: WeighbridgeDevice, ctx: DeviceContext) -> None:
+        super().__init__(cfg, ctx)
+        self.port = WeighbridgePort(cfg, ctx)
+
+    async def run(self) -> None:
+        await asyncio.to_thread(self.port.run, self.ctx.halt)

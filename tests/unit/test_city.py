@@ -7,7 +7,10 @@ import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge.config import SortingStationDevice, TruckDevice, WeighbridgeDevice, load_config
+from edge.config import load_config
+from edge.devices.sorting_station import SortingStationConfig
+from edge.devices.truck_terminal import TruckTerminalConfig
+from edge.devices.weighbridge import WeighbridgeDevice
 from firmware_sim.city import Ledger, assign_ports, write_site_configs
 from firmware_sim.scenario import load_scenario
 from firmware_sim.truck import LedgerEntry
@@ -21,17 +24,17 @@ def test_site_configs_for_all_three_kinds(tmp_path: Path) -> None:
     configs = {p.stem: load_config(p) for p in paths}
     assert {"lz-jm-incinerator", "cz-wuxing", "yf-baisha", "fleet-liubei", "fleet-yufeng"} <= set(configs)
     kinds = {type(d) for c in configs.values() for d in c.devices}
-    assert kinds == {WeighbridgeDevice, SortingStationDevice, TruckDevice}
+    assert kinds == {WeighbridgeDevice, SortingStationConfig, TruckTerminalConfig}
     wuxing = configs["cz-wuxing"].devices
     assert [d.id for d in wuxing] == ["ss-cz-wuxing-1", "ss-cz-wuxing-2"]
     tcp, rtu = wuxing
-    assert isinstance(tcp, SortingStationDevice) and tcp.port == ports["ss-cz-wuxing-1"]
-    assert isinstance(rtu, SortingStationDevice) and rtu.transport == "rtu" and rtu.unit_id == 2
+    assert isinstance(tcp, SortingStationConfig) and tcp.port == ports["ss-cz-wuxing-1"]
+    assert isinstance(rtu, SortingStationConfig) and rtu.transport == "rtu" and rtu.unit_id == 2
     assert rtu.serial_port == str(tmp_path / "dev" / "ss-cz-wuxing-2")
     key = Path(str(tcp.household_key_file))
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_text().strip()) == 64
     [truck] = configs["fleet-yufeng"].devices
-    assert isinstance(truck, TruckDevice) and truck.site_id == "fleet-yufeng"
+    assert isinstance(truck, TruckTerminalConfig) and truck.site_id == "fleet-yufeng"
     assert truck.report_interval_s < 1 and truck.io_poll_s <= 0.1  # scaled with time_scale 40
     assert len(set(ports.values())) == len(ports)
 

@@ -11,20 +11,16 @@ import pytest
 
 from contract import decode
 from contract.events import DeviceStatus, WasteCategory, WeighingFlag
-from edge.agent import Agent, _ClockedWeighbridgePort, _StoredTracker
+from edge.agent import Agent
 from edge.clock import ClockGuard
-from edge.config import (
-    ConfigError,
-    SortingStationDevice,
-    TruckDevice,
-    WeighbridgeDevice,
-    load_config,
-    parse_config,
-)
+from edge.config import ConfigError, load_config, parse_config
 from edge.devices import sorting_registers as reg
 from edge.devices.pseudonym import Pseudonymiser, generate_key
 from edge.devices.sorting_registers import decode_block
-from edge.devices.weighbridge import Ticket
+from edge.devices.sorting_station import SortingStationConfig, StoredTracker
+from edge.devices.truck_terminal import TruckTerminalConfig
+from edge.devices.weighbridge import Ticket, WeighbridgeDevice
+from edge.devices.weighbridge_port import WeighbridgePort
 from firmware_sim.scenario import CommunitySpec, StationSpec
 from firmware_sim.sorting_station import StationSim
 
@@ -44,9 +40,9 @@ def test_weighbridge_kind_defaults_and_all_kinds_decode(tmp_path: Path) -> None:
                             household_key_file="/etc/ws/household.key"))
     wb, st, trk = cfg.devices
     assert isinstance(wb, WeighbridgeDevice) and wb.kind == "weighbridge"
-    assert isinstance(st, SortingStationDevice) and st.site_id == "s1" and st.kind == "sorting_station"
+    assert isinstance(st, SortingStationConfig) and st.site_id == "s1" and st.kind == "sorting_station"
     assert st.household_key_file == "/etc/ws/household.key"  # inherited from the site
-    assert isinstance(trk, TruckDevice) and trk.site_id == "s1" and trk.plate == "桂BZ8801"
+    assert isinstance(trk, TruckTerminalConfig) and trk.site_id == "s1" and trk.plate == "桂BZ8801"
     assert cfg.status_interval_s == 60 and cfg.clock.max_skew_s == 300
     assert cfg.mqtt.delivery == "pipeline"  # kept until the bridge confirms Kafka has it
 
@@ -64,7 +60,7 @@ def test_station_key_of_its_own_wins(tmp_path: Path) -> None:
     cfg = parse_config(site(tmp_path, {**STATION, "household_key_env": "WS_KEY"},
                             household_key_file="/etc/ws/household.key"))
     [st] = cfg.devices
-    assert isinstance(st, SortingStationDevice)
+    assert isinstance(st, SortingStationConfig)
     assert (st.household_key_file, st.household_key_env) == (None, "WS_KEY")
 
 
@@ -111,7 +107,7 @@ def test_weighing_with_skewed_clock_is_flagged(tmp_path: Path) -> None:
     agent = Agent(cfg)
     [device] = cfg.devices
     assert isinstance(device, WeighbridgeDevice)
-    port = _ClockedWeighbridgePort(cfg, device, agent.outbox, agent.clock)
+    port = WeighbridgePort(device, agent.context(device))
     ticket = Ticket(plate="桂B1", gross_kg=20000, tare_kg=10000, net_kg=10000,
                     category=WasteCategory.RESIDUAL, origin="x", stable=True, flags=(),
                     ts=datetime.now(UTC), at=0.0)
@@ -126,11 +122,11 @@ def test_station_cursor_is_stored_with_its_deposits(tmp_path: Path) -> None:
     (tmp_path / "k").write_text(key)
     cfg = parse_config(site(tmp_path, STATION, household_key_file=str(tmp_path / "k")))
     [device] = cfg.devices
-    assert isinstance(device, SortingStationDevice)
+    assert isinstance(device, SortingStationConfig)
     community = CommunitySpec(id="c1", name="c", district="d", households=9)
     sim = StationSim(StationSpec(id="ss-1"), community, seed=1)
     agent = Agent(cfg)
-    tracker = _StoredTracker(agent, device, Pseudonymiser(key.encode()))
+    tracker = StoredTracker(agent.context(device), device, Pseudonymiser(key.encode()))
     # the baseline: 4 bin levels, no deposits, all in the outbox; nothing for the driver to emit
     assert tracker.update(decode_block(sim.registers), datetime.now(UTC)) == []
     for _ in range(3):
@@ -144,7 +140,7 @@ def test_station_cursor_is_stored_with_its_deposits(tmp_path: Path) -> None:
     sim.random_drop()
     agent.outbox.close()
     again = Agent(cfg)
-    resumed = _StoredTracker(again, device, Pseudonymiser(key.encode()))
+    resumed = StoredTracker(again.context(device), device, Pseudonymiser(key.encode()))
     before = len(again.outbox.pending(limit=1000))
     resumed.update(decode_block(sim.registers), datetime.now(UTC))
     new = [decode(e.payload) for e in again.outbox.pending(limit=1000)[before:]]

@@ -8,18 +8,20 @@ from pathlib import Path
 
 from contract import decode
 from contract.events import DeviceState, DeviceStatus
-from edge.agent import Agent, _ClockedWeighbridgePort
-from edge.config import WeighbridgeDevice, parse_config
+from edge.agent import Agent
+from edge.config import parse_config
+from edge.devices.weighbridge import WeighbridgeDevice
+from edge.devices.weighbridge_port import WeighbridgePort
 from tests.unit.test_edge_config import site
 
 ERROR = "SerialException: read failed\n\x1b[31m[Errno 5] \u202eInput/output error"
 
 
-def weighbridge_agent(tmp_path: Path) -> tuple[Agent, _ClockedWeighbridgePort]:
+def weighbridge_agent(tmp_path: Path) -> tuple[Agent, WeighbridgePort]:
     cfg = parse_config(site(tmp_path, {"id": "wb-1", "port": "/dev/null-x"}))
     agent, [device] = Agent(cfg), cfg.devices
     assert isinstance(device, WeighbridgeDevice)
-    return agent, _ClockedWeighbridgePort(cfg, device, agent.outbox, agent.clock)
+    return agent, WeighbridgePort(device, agent.context(device))
 
 
 def statuses(agent: Agent) -> list[DeviceStatus]:

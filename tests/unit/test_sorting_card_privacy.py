@@ -16,16 +16,22 @@ import pytest
 
 from contract import decode
 from contract.events import Deposit, DeviceStatus
-from edge.agent import Agent, _ErrorCapture, _StoredTracker
-from edge.config import SortingStationDevice, parse_config
+from edge.agent import Agent
+from edge.config import parse_config
 from edge.devices import sorting_registers as reg
 from edge.devices.pseudonym import Pseudonymiser, generate_key
 from edge.devices.sorting_registers import decode_block
-from edge.devices.sorting_station import _log_new_problems
+from edge.devices.sorting_station import (
+    SortingStationConfig,
+    SortingStationDriver,
+    StoredTracker,
+    _log_new_problems,
+)
+from edge.health import ErrorCapture
 
 GOOD_CARD = b"LZ-CZ-000123"
 BAD_CARD = b"LZ-CZ-00\x000123"  # a NUL inside: the decoder refuses it with a reason
-DRIVER_LOG = "edge.devices.sorting_station"
+[DRIVER_LOG] = SortingStationDriver.loggers
 
 
 def pieces(card: bytes) -> set[str]:
@@ -64,12 +70,12 @@ def test_a_bad_card_reaches_log_status_and_outbox_without_its_bytes(
         "devices": [{"id": "ss-1", "kind": "sorting_station", "community_id": "c1", "port": 1502}],
     })
     [device] = cfg.devices
-    assert isinstance(device, SortingStationDevice)
+    assert isinstance(device, SortingStationConfig)
     agent = Agent(cfg)
-    capture = _ErrorCapture(agent)  # what Agent.run attaches to the driver loggers
+    capture = ErrorCapture(agent.health, agent.note_error)  # what Agent.run attaches to the driver loggers
     logging.getLogger(DRIVER_LOG).addHandler(capture)
     try:
-        tracker = _StoredTracker(agent, device, Pseudonymiser(key.encode()))
+        tracker = StoredTracker(agent.context(device), device, Pseudonymiser(key.encode()))
         with caplog.at_level(logging.DEBUG):
             tracker.update(decode_block(station_image(0, {})), datetime.now(UTC))  # baseline
             tracker.update(decode_block(station_image(2, {1: GOOD_CARD, 2: BAD_CARD})), datetime.now(UTC))

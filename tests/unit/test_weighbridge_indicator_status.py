@@ -22,8 +22,9 @@ import pytest
 
 from contract import DeviceStatus, Weighing, decode
 from contract.events import DeviceState, TareSource, WeighingFlag
-from edge.config import WeighbridgeDevice, parse_config
-from edge.devices.weighbridge import FAULT_CLEAR_READINGS
+from edge.agent import Agent
+from edge.config import parse_config
+from edge.devices.weighbridge import FAULT_CLEAR_READINGS, WeighbridgeDevice
 from edge.devices.weighbridge_frames import FrameError, WeightReading, parse_toledo, parse_xk3190
 from edge.devices.weighbridge_port import WeighbridgePort
 from edge.outbox import Outbox
@@ -66,10 +67,9 @@ def make(tmp_path: Path, **device: object) -> tuple[WeighbridgePort, Outbox]:
         "vehicles": [{"plate": PLATE, "tare_kg": 12000, "rated_gross_kg": 40000}],
         "devices": [{"id": "wb-1", "port": str(tmp_path / "none"), **device}],
     })
-    outbox = Outbox(cfg.outbox.path)
-    wb = cfg.devices[0]
+    agent, wb = Agent(cfg), cfg.devices[0]
     assert isinstance(wb, WeighbridgeDevice)
-    return WeighbridgePort(cfg, wb, outbox), outbox
+    return WeighbridgePort(wb, agent.context(wb)), agent.outbox
 
 
 class Feeder:

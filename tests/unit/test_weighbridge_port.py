@@ -6,7 +6,9 @@ import threading
 from pathlib import Path
 
 from contract import DeviceStatus, Weighing, decode
+from edge.agent import Agent
 from edge.config import parse_config
+from edge.devices.weighbridge import WeighbridgeDevice
 from edge.devices.weighbridge_port import WeighbridgePort
 from edge.outbox import Outbox
 from firmware_sim.weighbridge import encode_toledo
@@ -21,8 +23,9 @@ def make(tmp_path: Path) -> tuple[WeighbridgePort, Outbox]:
             "devices": [{"id": "wb-1", "port": str(tmp_path / "missing"), "anpr_port": None}],
         }
     )
-    outbox = Outbox(cfg.outbox.path)
-    return WeighbridgePort(cfg, cfg.devices[0], outbox), outbox
+    agent, wb = Agent(cfg), cfg.devices[0]
+    assert isinstance(wb, WeighbridgeDevice)
+    return WeighbridgePort(wb, agent.context(wb)), agent.outbox
 
 
 def test_missing_port_reports_offline_and_retries(tmp_path: Path) -> None:

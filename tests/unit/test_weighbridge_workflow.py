@@ -9,9 +9,16 @@ import pytest
 
 from contract import decode, encode
 from contract.events import WasteCategory, Weighing, WeighingFlag
-from edge.config import StableConfig, Vehicle, WeighbridgeDevice
 from edge.devices.anpr import AnprLineReader, parse_anpr_line
-from edge.devices.weighbridge import UNREAD_PLATE, State, Ticket, WeighbridgeWorkflow
+from edge.devices.base import Vehicle
+from edge.devices.weighbridge import (
+    UNREAD_PLATE,
+    StableConfig,
+    State,
+    Ticket,
+    WeighbridgeDevice,
+    WeighbridgeWorkflow,
+)
 from edge.devices.weighbridge_frames import FrameError, WeightReading
 
 PLATE = "桂B12345"

@@ -1,0 +1,22 @@
+"""Every device kind the edge agent can run: one line per kind (its driver, see base.py).
+
+The site config's device union and the agent's drivers come from here; contract/topics.py's
+KIND_EVENTS says what each kind may publish (a test checks the two agree).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge.devices.base import Driver
+from edge.devices.sorting_station import SortingStationDriver
+from edge.devices.truck_terminal import TruckDriver
+from edge.devices.weighbridge_port import WeighbridgeDriver
+
+DRIVERS: dict[str, type[Driver[Any]]] = {d.kind: d for d in (
+    WeighbridgeDriver,
+    SortingStationDriver,
+    TruckDriver,
+)}
+DEFAULT_KIND = WeighbridgeDriver.kind
+"""The kind of a device entry without `kind` (sites that were weighbridges only)."""
