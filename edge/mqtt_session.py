@@ -43,7 +43,6 @@ import time
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -53,6 +52,7 @@ from contract.acks import AckError, ack_topic, decode_ack
 from contract.events import DeviceState
 from edge.config import MqttConfig
 from edge.outbox import Outbox
+from wastestream.foundation.mqtt import MqttAuth, make_client
 
 log = logging.getLogger("edge.mqtt")
 
@@ -116,20 +116,14 @@ class MqttSession:
         outbox.on_put(self._wake.set)
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"ws-edge-{self.site_id}",
-            protocol=mqtt.MQTTv5,
-        )
+        tls = self.cfg.tls
+        client = make_client(f"ws-edge-{self.site_id}", MqttAuth(
+            tls_ca=tls.ca_file if tls else "", tls_cert=(tls.cert_file or "") if tls else "",
+            tls_key=(tls.key_file or "") if tls else "", username=self.cfg.username or "",
+            password=self.cfg.password() if self.cfg.username else None))
         client.enable_logger(PAHO_LOG)
         client.max_inflight_messages_set(self.cfg.max_inflight)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        if self.cfg.tls is not None:
-            client.tls_set(
-                ca_certs=self.cfg.tls.ca_file, certfile=self.cfg.tls.cert_file, keyfile=self.cfg.tls.key_file
-            )
-        if self.cfg.username:
-            client.username_pw_set(self.cfg.username, self.cfg.password())
         self._set_will(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -52,7 +52,6 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -64,6 +63,7 @@ from stream.mqtt_loop import PahoOnLoop
 from stream.topics_admin import ensure_topics
 from stream.validation import Rejection, validate
 from wastestream.foundation import eventloop
+from wastestream.foundation.mqtt import MqttAuth, make_client
 from wastestream.foundation.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -195,23 +195,11 @@ class Bridge:
     # --- paho callbacks (on the loop, from loop_read/loop_write/loop_misc) ------------------
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
+        auth = MqttAuth.from_settings(self.config.settings)
+        client = make_client(self.config.client_id, auth, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
-        settings = self.config.settings
-        if settings.mqtt_tls_ca:
-            client.tls_set(ca_certs=settings.mqtt_tls_ca, certfile=settings.mqtt_tls_cert or None,
-                           keyfile=settings.mqtt_tls_key or None)
-        elif settings.mqtt_tls_cert:
-            raise ValueError("an MQTT client certificate needs the CA too (WS_MQTT_TLS_CA / --tls-ca)")
-        if settings.mqtt_username:
-            client.username_pw_set(settings.mqtt_username, settings.mqtt_password())
         return client
 
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:

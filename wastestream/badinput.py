@@ -11,10 +11,10 @@ import json
 import time
 from typing import Any
 
-import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaConsumer
 
 from contract.topics import DEADLETTER_TOPIC, mqtt_topic
+from wastestream.foundation.mqtt import MqttAuth, make_client
 from wastestream.foundation.settings import Settings
 
 BAD_MESSAGES: list[tuple[str, bytes]] = [
@@ -29,8 +29,7 @@ BAD_MESSAGES: list[tuple[str, bytes]] = [
 
 def publish_bad_messages(settings: Settings) -> int:
     """Publish BAD_MESSAGES at QoS 1 and wait for the broker's acks; returns how many."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ws-badinput-{time.time_ns()}",
-                         protocol=mqtt.MQTTv5)
+    client = make_client(f"ws-badinput-{time.time_ns()}", MqttAuth.from_settings(settings))
     client.connect(settings.mqtt_host, settings.mqtt_port)
     client.loop_start()
     try:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wastestream.foundation.mqtt import MqttAuth, make_client
 from wastestream.foundation.settings import REPO_ROOT, Settings
 
 log = logging.getLogger("wastestream.pipeline")
@@ -85,14 +86,11 @@ def services_running(env: dict[str, str] | None = None) -> bool:
 def drop_mqtt_sessions(settings: Settings, client_ids: list[str]) -> None:
     """End the bridges' persistent sessions: left behind, Mosquitto would queue every device
     message for them (up to max_queued_messages each) long after the run."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
     for client_id in client_ids:
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5)
+        client = make_client(client_id, MqttAuth.from_settings(settings))
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
         try:

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -25,6 +24,7 @@ from contract.codec import encode
 from contract.events import Direction, WasteCategory, Weighing
 from contract.msgid import make_msg_id
 from contract.topics import mqtt_topic
+from wastestream.foundation.mqtt import make_client
 
 CATEGORIES = (WasteCategory.KITCHEN, WasteCategory.RESIDUAL, WasteCategory.RECYCLABLE,
               WasteCategory.CONSTRUCTION)
@@ -90,8 +90,7 @@ def device_ids(spec: LoadSpec) -> list[tuple[str, str, str]]:
 
 def publisher_client(client_id: str, host: str, port: int, on_publish: Any) -> mqtt.Client:
     """A connected paho client (MQTT 5, 100 in flight, unbounded queue), its network thread started."""
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5)
+    client = make_client(client_id)
     client.on_publish = on_publish
     client.max_inflight_messages_set(100)
     client.max_queued_messages_set(0)

@@ -15,7 +15,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from contract.codec import decode
 from contract.events import Weighing
@@ -23,6 +22,7 @@ from stream.agents.tonnage_points import weighing_point
 from stream.sinks.line_protocol import to_line, to_ns
 from wastestream.bench.loadgen import LoadGen, specs_for
 from wastestream.bench.stats import rate_between, summarise
+from wastestream.foundation.mqtt import make_client
 from wastestream.foundation.settings import Settings
 
 
@@ -65,8 +65,7 @@ def naive_subscriber(host: str, port: int, topic_filter: str, influx_url: str, d
         written += 1
         latencies.append((time.time_ns() - to_ns(w.ts)) / 1e6)
 
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"naive-{multiprocessing.current_process().pid}", protocol=mqtt.MQTTv5)
+    client = make_client(f"naive-{multiprocessing.current_process().pid}")
     client.on_message = on_message
     client.connect(host, port, keepalive=30)
     client.subscribe(topic_filter, qos=1)

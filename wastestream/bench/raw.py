@@ -20,12 +20,12 @@ from typing import Any
 
 import aiohttp
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from contract.codec import encode
 from stream.agents.tonnage_points import weighing_point
 from stream.sinks.line_protocol import to_line
 from wastestream.bench.loadgen import LoadGen, specs_for, weighing
+from wastestream.foundation.mqtt import make_client
 from wastestream.foundation.settings import Settings
 
 
@@ -72,8 +72,7 @@ def mqtt_subscriber(host: str, port: int, group: str, topic_filter: str, end_at:
             first = last
         count += 1
 
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"{group}-{multiprocessing.current_process().pid}", protocol=mqtt.MQTTv5)
+    client = make_client(f"{group}-{multiprocessing.current_process().pid}")
     client.on_message = on_message
     client.connect(host, port, keepalive=30)
     client.subscribe(f"$share/{group}/{topic_filter}", qos=1)

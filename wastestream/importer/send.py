@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from itertools import groupby
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -27,6 +26,7 @@ from contract.events import Weighing
 from contract.msgid import parse_msg_id
 from contract.topics import mqtt_topic
 from stream.dedup import WINDOW
+from wastestream.foundation.mqtt import MqttAuth, make_client
 from wastestream.foundation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,7 @@ class Sender:
         """(site, msg_id): device ids, and so msg_ids, are unique within a site only."""
         self._cond = threading.Condition()
         self._connected = threading.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if settings.mqtt_tls_ca:
-            self._client.tls_set(ca_certs=settings.mqtt_tls_ca, certfile=settings.mqtt_tls_cert or None,
-                                 keyfile=settings.mqtt_tls_key or None)
-        if settings.mqtt_username:
-            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password())
+        self._client = make_client(client_id, MqttAuth.from_settings(settings))
         self._client.max_inflight_messages_set(200)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message

@@ -16,10 +16,10 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from stream.alerting.channels.base import Delivery, dumps
 from stream.alerting.message import document
+from wastestream.foundation.mqtt import MqttAuth, make_client
 
 
 def topic_for(template: str, alert: dict[str, Any]) -> str:
@@ -40,12 +40,8 @@ class MqttChannel:
         if self._client is not None and self._client.is_connected():
             return self._client
         self._drop()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ws-alerts-{uuid.uuid4().hex[:8]}",
-                             protocol=mqtt.MQTTv5)
-        if self._auth[0]:
-            client.username_pw_set(*self._auth)
-        if self._tls:
-            client.tls_set()
+        client = make_client(f"ws-alerts-{uuid.uuid4().hex[:8]}", MqttAuth(
+            tls_system_ca=self._tls, username=self._auth[0] or "", password=self._auth[1]))
         connected = threading.Event()
         client.on_connect = lambda c, u, f, rc, p: connected.set() if not rc.is_failure else None
         client.connect(self._host, self._port, keepalive=30)
