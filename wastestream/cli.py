@@ -45,7 +45,7 @@ def _bridge(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _worker(args: argparse.Namespace, rest: list[str]) -> int:
-    from stream.app import main
+    from stream.worker import main
 
     return main(["worker", *rest]) or 0
 

@@ -58,7 +58,8 @@ from stream.agents.runner import (
     sent_from_timer,
     write_points,
 )
-from stream.app import app, rules, send_alerts, settings
+from stream.app import app, rules, settings
+from stream.senders import send_alerts
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point
 

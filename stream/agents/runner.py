@@ -1,10 +1,11 @@
 """The loop every analysis agent shares: batches of events, one InfluxDB sink, manual acks.
 
 Why batches: per event, Faust and aiokafka cost far more than our own code, and every table
-write is a changelog record that Kafka must store. So an agent takes up to `BATCH_MAX` events
-(or what came within `BATCH_WITHIN_S`), reads each key's state once, applies the events in
-order, and writes ONE table value per key per batch (`StateCache`). The order of effects in a
-batch is the order a single event had, so crash safety is unchanged:
+write is a changelog record that Kafka must store. So an agent takes up to `settings.batch_max`
+events (or what came within `settings.batch_within_s`: WS_BATCH_MAX, WS_BATCH_WITHIN_S), reads
+each key's state once, applies the events in order, and writes ONE table value per key per batch
+(`StateCache`). The order of effects in a batch is the order a single event had, so crash safety
+is unchanged:
 
 1. alerts and forwarded records of the batch are sent, and Kafka has them,
 2. then each touched key's state (dedup mark + aggregates) is written, one changelog record,
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -32,9 +32,10 @@ from faust.streams import _current_event
 from contract.codec import ContractError, decode
 from contract.events import Envelope
 from contract.msgid import MsgKey, parse_msg_id
-from stream.app import send_deadletter, settings
+from stream.app import settings
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
+from stream.senders import send_deadletter
 from stream.sinks.influx import InfluxSink, make_transport
 from stream.sinks.line_protocol import Point
 
@@ -42,10 +43,6 @@ log = logging.getLogger(__name__)
 
 _internal_errors = RateLimitedLog(log, per_interval=5)
 
-BATCH_MAX = int(os.environ.get("WS_BATCH_MAX", "1000"))
-"""Events per batch at most: bounds memory and the work one crash repeats."""
-BATCH_WITHIN_S = float(os.environ.get("WS_BATCH_WITHIN_S", "0.05"))
-"""How long a batch waits to fill: adds at most this to the latency of a quiet stream."""
 
 Ack = Callable[[], Any]
 BatchStep = Callable[[Sequence[Any], InfluxSink, Ack], Awaitable[None]]
@@ -87,7 +84,7 @@ async def run_batches(stream: Any, step: BatchStep, on_stop: Callable[[], None])
     sink = InfluxSink(make_transport(settings), send_deadletter)
     await sink.start()
     try:
-        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
             await step(events, sink, batch_acker(stream, events))
     finally:
         await sink.stop(timeout=10)

@@ -39,7 +39,8 @@ from stream.agents.sorting_state import (
     sorting_daily_point,
     station_day_key,
 )
-from stream.app import app, rules, send_alerts, settings
+from stream.app import app, rules, settings
+from stream.senders import send_alerts
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point
 

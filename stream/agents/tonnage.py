@@ -54,8 +54,9 @@ from stream.agents.tonnage_points import (
     weighing_point,
 )
 from stream.agents.tonnage_rules import SiteLoad, over_capacity, raw_waste_landfilled
-from stream.app import app, rules, send_alerts, settings, weighings_topic
+from stream.app import app, rules, settings, weighings_topic
 from stream.dedup import DeviceState
+from stream.senders import send_alerts
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point, to_ns
 

@@ -27,7 +27,8 @@ from contract.topics import KAFKA_TOPICS
 from stream.agents import manifest
 from stream.agents.runner import Ack, AgentCounters, StateCache, decode_valid, run_batches, write_points
 from stream.agents.transport_state import TRANSPORT_DAILY, TruckState, step
-from stream.app import app, rules, send_alerts, settings
+from stream.app import app, rules, settings
+from stream.senders import send_alerts
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point, to_ns
 

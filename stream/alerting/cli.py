@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 import urllib.error
@@ -25,6 +24,7 @@ from typing import Any
 
 from stream.alerting.config import DEFAULT_API_PORT, ConfigError, load_config
 from stream.alerting.kinds import kind_name
+from wastestream.foundation.settings import load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,12 +63,11 @@ def _parser() -> argparse.ArgumentParser:
 def serve(args: argparse.Namespace) -> int:
     from stream.alerting.service import AlertService
     from stream.rules import load_rules
-    from wastestream.foundation.settings import load_settings
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(args.config or os.environ.get("WS_ALERTS_CONFIG"))
+        config = load_config(args.config or load_settings().alerts_config or None)
         token = config.api.token.resolve("api token")
     except ConfigError as exc:
         print(f"wastestream alerts: {exc}", file=sys.stderr)
@@ -94,7 +93,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _env_port(default: int) -> int:
-    return int(os.environ.get("WS_ALERTS_PORT") or default)
+    return load_settings().alerts_port or default
 
 
 # --- API client ----------------------------------------------------------------------------
@@ -104,11 +103,11 @@ class ApiError(RuntimeError):
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    base = args.url or os.environ.get("WS_ALERTS_URL") or f"http://127.0.0.1:{_env_port(DEFAULT_API_PORT)}"
+    base = args.url or load_settings().alerts_url or f"http://127.0.0.1:{_env_port(DEFAULT_API_PORT)}"
     if args.token_file:
         token = Path(args.token_file).read_text(encoding="utf-8").strip()
     else:
-        token = os.environ.get("WS_ALERTS_TOKEN", "")
+        token = load_settings().alerts_token
     data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
     request = urllib.request.Request(base.rstrip("/") + path, data=data, method=method, headers={
         "Authorization": f"Bearer {token}", "Content-Type": "application/json"})

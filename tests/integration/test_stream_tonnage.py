@@ -61,7 +61,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
                WS_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, WS_INFLUX_URL=settings.influx_url,
                WS_FAUST_SESSION_TIMEOUT_S="8")  # a kill -9'd member is evicted quickly
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "stream.app", "worker", "-l", "info"],
+        return subprocess.Popen([sys.executable, "-m", "stream.worker", "worker", "-l", "info"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
 
 

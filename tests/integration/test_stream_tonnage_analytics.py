@@ -140,7 +140,7 @@ def start_worker(settings: Settings, rules: Path, log: Path) -> subprocess.Popen
                WS_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, WS_INFLUX_URL=settings.influx_url,
                WS_RULES=str(rules), WS_FAUST_SESSION_TIMEOUT_S="8")
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "stream.app", "worker", "-l", "info"],
+        return subprocess.Popen([sys.executable, "-m", "stream.worker", "worker", "-l", "info"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
 
 

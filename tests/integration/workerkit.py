@@ -58,7 +58,7 @@ def start_worker(settings: Settings, log: Path, **env: str) -> subprocess.Popen[
                    WS_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, WS_INFLUX_URL=settings.influx_url,
                    WS_FAUST_SESSION_TIMEOUT_S="8", WS_FAUST_WEB_PORT=str(free_port()), **env)
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "stream.app", "worker", "-l", "info"],
+        return subprocess.Popen([sys.executable, "-m", "stream.worker", "worker", "-l", "info"],
                                 stdout=out, stderr=subprocess.STDOUT, env=environ, cwd=REPO_ROOT)
 
 

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from faust import current_event
 
-import stream.app  # noqa: F401  (first: it imports the agents, which import it)
 from contract.codec import decode, encode
 from contract.events import (
     BinLevel,

@@ -16,7 +16,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-import stream.app  # noqa: F401  (first: it imports the agents, which import it)
 from contract import DeviceStatus, encode
 from contract.acks import AckError, decode_ack, encode_ack
 from contract.codec import ContractError, decode

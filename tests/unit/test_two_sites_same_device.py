@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-import stream.app  # noqa: F401  (first: it imports the agents, which import it)
 from contract.events import (
     Deposit,
     DeviceState,

@@ -45,6 +45,27 @@ class Settings:
     influx_org: str = field(default_factory=lambda: _env("WS_INFLUX_ORG", "wastestream"))
     influx_token: str = field(default_factory=lambda: _env("WS_INFLUX_TOKEN", ""))
     faust_app_id: str = field(default_factory=lambda: _env("WS_FAUST_APP_ID", "wastestream"))
+    faust_web_port: int | None = field(
+        default_factory=lambda: int(_env("WS_FAUST_WEB_PORT", "") or 0) or None)
+    """Faust's web server port on 127.0.0.1; unset: workers run without it (they share a host)."""
+    faust_session_timeout_s: float = field(
+        default_factory=lambda: float(_env("WS_FAUST_SESSION_TIMEOUT_S", "60")))
+    """How long Kafka waits for a silent worker before reassigning its partitions."""
+    faust_standby_replicas: int = field(default_factory=lambda: int(_env("WS_FAUST_STANDBY_REPLICAS", "1")))
+    """Standby copies of each table on other workers (Faust's default 1): measurements and why in
+    deploy/production/SCALING.md, "Standby replicas"."""
+    batch_max: int = field(default_factory=lambda: int(_env("WS_BATCH_MAX", "1000")))
+    """Events per agent batch at most (stream/agents/runner.py): bounds memory and what a crash repeats."""
+    batch_within_s: float = field(default_factory=lambda: float(_env("WS_BATCH_WITHIN_S", "0.05")))
+    """How long an agent batch waits to fill: adds at most this to the latency of a quiet stream."""
+    alerts_config: str = field(default_factory=lambda: _env("WS_ALERTS_CONFIG", ""))
+    """The alert service's alerts.yaml; empty: no push channels."""
+    alerts_port: int | None = field(default_factory=lambda: int(_env("WS_ALERTS_PORT", "") or 0) or None)
+    """The alert API's port, over the config's; also where `wastestream alerts` clients call."""
+    alerts_url: str = field(default_factory=lambda: _env("WS_ALERTS_URL", ""))
+    """Where `wastestream alerts` clients call the alert API; empty: 127.0.0.1 and the port above."""
+    alerts_token: str = field(default_factory=lambda: _env("WS_ALERTS_TOKEN", ""), repr=False)
+    """The bearer token `wastestream alerts` clients send (the service reads its own from alerts.yaml)."""
 
     def mqtt_password(self) -> str | None:
         """The MQTT password: first line of the password file, else WS_MQTT_PASSWORD, else None."""

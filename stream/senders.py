@@ -1,0 +1,34 @@
+"""What agents produce besides their tables: dead-letter records and alerts, each awaited until
+Kafka has it (the batch order of stream/agents/runner.py depends on that)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from contract.codec import encode
+from contract.events import Alert
+from stream.app import alerts_topic, deadletter_topic
+
+log = logging.getLogger(__name__)
+
+
+async def send_deadletter(record: bytes) -> None:
+    """Produce one dead-letter record and wait until Kafka has it."""
+    future = await deadletter_topic.send(value=record)
+    await future
+
+
+async def send_alerts(alerts: Sequence[Alert]) -> None:
+    """Raise several alerts: all are sent, then all awaited (one round trip for the lot, not N).
+
+    Keyed by kind and subject, not by alert id: repeats of one incident land on one partition
+    in order, so the alert service's cool-down pages for the first occurrence, not a later one.
+    """
+    sent = [(a, await alerts_topic.send(key=f"{a.kind}|{a.subject}".encode(), value=encode(a)))
+            for a in alerts]
+    for alert, future in sent:
+        await future
+        # Counts what THIS worker raised: ws.alerts is shared, and any app replaying the topics
+        # re-raises the same deterministic ids (tests count these lines).
+        log.info("raised alert %s (%s)", alert.alert_id, alert.subject)

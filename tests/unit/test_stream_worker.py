@@ -1,0 +1,36 @@
+"""The Faust app module imports no agent: the agents import it, and the worker's entry point
+(stream/worker.py) finds them with Faust's autodiscovery (issue 12, "What to reach" 3)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from stream.app import AGENT_PACKAGES, app
+
+AGENT_MODULES = {"stream.agents.tonnage", "stream.agents.sorting", "stream.agents.transport",
+                 "stream.agents.manifest", "stream.agents.device_health"}
+
+
+def test_the_app_module_imports_no_agent() -> None:
+    probe = ("import sys, stream.app, stream.senders, stream.worker; "
+             "print(sorted(m for m in sys.modules if m.startswith('stream.agents')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_autodiscovery_registers_every_agent_module() -> None:
+    assert AGENT_PACKAGES == ["stream.agents"]
+    app.discover()
+    found = {agent.fun.__module__ for agent in app.agents.values()}
+    assert found == AGENT_MODULES
+
+
+def test_an_agent_module_that_fails_to_import_fails_the_worker() -> None:
+    with pytest.raises(RuntimeError, match=r"stream\.agents\.broken failed to import"):
+        try:
+            raise ValueError("bad rules")
+        except ValueError:
+            app._on_autodiscovery_error("stream.agents.broken")
