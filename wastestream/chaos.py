@@ -50,8 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from contract.topics import KAFKA_TOPICS
-from firmware_sim.city import LEAD_S, visit_pacing
 from firmware_sim.scenario import Scenario, load_scenario
+from firmware_sim.twins.base import LEAD_S
+from firmware_sim.twins.weighbridge import visit_pacing
 from wastestream.foundation.influxql import InfluxQueryError, influxql
 from wastestream.foundation.settings import REPO_ROOT, Settings, load_settings
 from wastestream.pipeline import (

@@ -30,8 +30,9 @@ import yaml
 from contract.events import Verdict
 from edge.devices.sorting_station import SortingStationConfig
 from firmware_sim import truck as truck_sim
-from firmware_sim.city import STATION_POLL_S, truck_clock_span_s
 from firmware_sim.sorting_station import BIN_CAPACITY_G, COLLECT_AT_PCT, StationSim, run_station_sim
+from firmware_sim.twins.sorting_station import STATION_POLL_S
+from firmware_sim.twins.truck import truck_clock_span_s
 from stream.agents.device_health_state import edge_device_id
 from tests.integration.conftest import DURATION_S, CityRun
 from tests.integration.test_dashboards_proof import Truth
@@ -194,7 +195,7 @@ def bin_full_counts(t: Truth) -> dict[Key, set[Counts]]:
 def _possible_alerts(levels: list[tuple[float, float]], step: float, period: float,
                      threshold: float) -> set[int]:
     """Alert counts over the levels (until, %) the polls may have read: the first (the initial
-    level: the edge's baseline, firmware_sim/city.py LEAD_S) and the last are read; after a read
+    level: the edge's baseline, firmware_sim/twins/base.py LEAD_S) and the last are read; after a read
     the next poll comes within `period` of the level's end at the latest (the loosest bound).
     Each read goes through the edge's report rule and sorting_state.BinState: alert at
     >= threshold when armed, re-armed below it."""

@@ -11,9 +11,12 @@ from edge.config import load_config
 from edge.devices.sorting_station import SortingStationConfig
 from edge.devices.truck_terminal import TruckTerminalConfig
 from edge.devices.weighbridge import WeighbridgeDevice
-from firmware_sim.city import Ledger, assign_ports, write_site_configs
+from firmware_sim.city import assign_ports, write_site_configs
 from firmware_sim.scenario import load_scenario
 from firmware_sim.truck import LedgerEntry
+from firmware_sim.twins.base import Ledger
+from firmware_sim.twins.sorting_station import station_incident_record
+from firmware_sim.twins.truck import truck_record
 from wastestream.foundation.settings import Settings
 
 
@@ -53,8 +56,8 @@ def test_ledger_kinds_do_not_count_as_tickets(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "ledger.jsonl")
     entry = LedgerEntry(kind="dump_outside", start_s=40, start_ts=datetime.now(UTC), lat=24.3, lon=109.4,
                         load_before_kg=13800, load_after_kg=5520)
-    ledger.truck("fleet-yufeng", scenario.trucks[1], entry, "z8817-dump-outside")
-    ledger.station_incident("yf-baisha", "ss-yf-baisha-1", "full_bin", "baisha-full-bin")
+    ledger.write(truck_record("fleet-yufeng", scenario.trucks[1], entry, "z8817-dump-outside"))
+    ledger.write(station_incident_record("yf-baisha", "ss-yf-baisha-1", "full_bin", "baisha-full-bin"))
     ledger.close()
     lines = [json.loads(line) for line in (tmp_path / "ledger.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in lines] == ["truck", "station_incident"]

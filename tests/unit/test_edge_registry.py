@@ -34,3 +34,10 @@ def test_an_unregistered_kind_is_refused_with_its_key_path() -> None:
     with pytest.raises(ValueError, match=r"\$\.devices\[0\]\.kind"):
         parse_config({"site_id": "s1", "outbox": {"path": "o.db"},
                       "devices": [{"id": "x", "kind": "fill_sensor"}]})
+
+
+def test_every_edge_kind_has_its_simulator_twin() -> None:
+    from firmware_sim.twins.registry import TWINS
+
+    assert set(TWINS) == set(DRIVERS)
+    assert all(twin.kind == kind for kind, twin in TWINS.items())

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 from contract.events import WasteCategory
-from firmware_sim.city import Ledger
 from firmware_sim.scenario import CommunitySpec, StationSpec
 from firmware_sim.sorting_station import IncidentKind, StationSim, _simulate
+from firmware_sim.twins.base import Ledger
+from firmware_sim.twins.sorting_station import station_incident_record
 
 
 def test_full_bin_incident_reports_the_bin_it_filled() -> None:
@@ -31,7 +32,7 @@ def test_full_bin_incident_reports_the_bin_it_filled() -> None:
 
 def test_ledger_records_the_incident_bin(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "ledger.jsonl")
-    ledger.station_incident("c-1", "ss-1", "full_bin", "c-full", WasteCategory.RESIDUAL.value)
+    ledger.write(station_incident_record("c-1", "ss-1", "full_bin", "c-full", WasteCategory.RESIDUAL.value))
     ledger.close()
     record = json.loads((tmp_path / "ledger.jsonl").read_text())
     assert (record["kind"], record["device_id"], record["bin"]) == ("station_incident", "ss-1", "residual")
