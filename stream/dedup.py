@@ -26,7 +26,7 @@ changelog but not committed its Kafka offsets, so the same messages are processe
 again after restart. If the tonnage total lived in one table and `last_seen` in
 another, the two changelog records could be split by the crash (one written, one
 not) and the total would be off by that message. Therefore the de-duplication mark
-and the running totals live in ONE value per device (`DeviceState`), written as one
+and the running totals live in ONE value per device (`WeighbridgeState`), written as one
 changelog record (once per device per batch, stream/agents/runner.py): after any crash
 either both or neither are in the changelog, and a replayed message is either a
 recognised duplicate (the total already holds it) or new (the total does not). Table
@@ -112,7 +112,7 @@ def _unmask(top: int, mask_hex: str) -> set[int]:
 class SeqMark:
     """The de-duplication mark alone: per epoch, the top seq seen and the gaps below it.
 
-    Analyses embed it in their own per-device state (see `DeviceState`, and the sorting
+    Analyses embed it in their own per-device state (see `WeighbridgeState`, and the sorting
     station's state) so mark and aggregates are always one table value.
 
     Epochs are NOT ordered against each other: an epoch is an outbox's creation time on the
@@ -225,14 +225,14 @@ class SeqMark:
 
 
 @dataclass
-class DeviceState(SeqMark):
+class WeighbridgeState(SeqMark):
     """What the stream remembers per weighbridge: the dedup mark and its daily running totals."""
 
     days: dict[str, tuple[float, int]] = field(default_factory=dict)
     """`site|category|day_ns` -> (net kg, tickets); day_ns = start of the local day."""
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> DeviceState:
+    def from_json(cls, data: dict[str, Any] | None) -> WeighbridgeState:
         state = cls()
         if data:
             state.mark_from_json(data)

@@ -85,13 +85,13 @@ def weighing_event(w: Weighing) -> dict[str, Any]:
             "device": w.device_id, "site": w.site_id, "msg_id": w.msg_id}
 
 
-def _dump(state: PlateState) -> Any:
+def _to_json(state: PlateState) -> Any:
     return state.to_json()
 
 
 async def match_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
     """Apply a batch of manifest events to their plates' states (one table write per plate)."""
-    states = StateCache(plate_state, PlateState.from_json, _dump)
+    states = StateCache(plate_state, PlateState.from_json, _to_json)
     alerts: list[Alert] = []
     points: list[Point] = []
     now = time.time()

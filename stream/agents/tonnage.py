@@ -55,7 +55,7 @@ from stream.agents.tonnage_points import (
 )
 from stream.agents.tonnage_rules import SiteLoad, over_capacity, raw_waste_landfilled
 from stream.app import app, rules, settings, weighings_topic
-from stream.dedup import DeviceState
+from stream.dedup import WeighbridgeState
 from stream.senders import send_alerts
 from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point, to_ns
@@ -90,7 +90,7 @@ site_load = app.Table(
 Counters = AgentCounters(log)
 
 
-def _dump(state: DeviceState) -> Any:
+def _to_json(state: WeighbridgeState) -> Any:
     return state.to_json()
 
 
@@ -104,7 +104,7 @@ async def process_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> No
     """
     valid, rejected = await decode_valid(events, Weighing, KAFKA_TOPICS["weighing"])
     Counters.rejected += rejected
-    states = StateCache(device_state, DeviceState.from_json, _dump)
+    states = StateCache(device_state, WeighbridgeState.from_json, _to_json)
     alerts: list[Alert] = []
     points: list[Point] = []
     daily: dict[tuple[str, str], Point] = {}
@@ -158,13 +158,13 @@ def _after(sent: Sequence[Awaitable[Any]], newest_ns: int | None, ack: Ack) -> C
     return done
 
 
-def _dump_load(load: SiteLoad) -> Any:
+def _load_to_json(load: SiteLoad) -> Any:
     return load.to_json()
 
 
 async def process_site_totals(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
     """Merge devices' day totals into their facility's load; alert once per facility-day over capacity."""
-    loads = StateCache(site_load, SiteLoad.from_json, _dump_load)
+    loads = StateCache(site_load, SiteLoad.from_json, _load_to_json)
     alerts: list[Alert] = []
     points: dict[tuple[str, int], Point] = {}
     for event, t in ((e, t) for e in events for t in decode_totals(e.value)):

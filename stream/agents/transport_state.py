@@ -129,7 +129,7 @@ def step(state: TruckState, t: TruckTelemetry, key: MsgKey, rules: Rules) -> Out
         return out
     state.recent = [*state.recent, t.msg_id][-5:]
     ts_ns = to_ns(t.ts)
-    _dump(state, t, ts_ns, rules, out)
+    _dumping(state, t, ts_ns, rules, out)
     _uncovered(state, t, ts_ns, rules, out)
     _route(state, t, ts_ns, rules, out)
     _stuck(state, t, ts_ns, rules, out)
@@ -144,7 +144,7 @@ def step(state: TruckState, t: TruckTelemetry, key: MsgKey, rules: Rules) -> Out
 # ------------------------------------------------------------------------------ dumping
 
 
-def _dump(state: TruckState, t: TruckTelemetry, ts_ns: int, rules: Rules, out: Output) -> None:
+def _dumping(state: TruckState, t: TruckTelemetry, ts_ns: int, rules: Rules, out: Output) -> None:
     prev = state.prev_load_kg
     falling = prev is not None and t.load_kg < prev - LOAD_NOISE_KG
     state.peak_kg = max(state.peak_kg, t.load_kg)

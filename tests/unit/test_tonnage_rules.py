@@ -10,7 +10,7 @@ from stream.agents.localday import day_label, local_day, local_day_start_ns
 from stream.agents.tonnage_points import DeviceDayTotal, daily_point, day_key, facility_load_point
 from stream.agents.tonnage_rules import SiteLoad, over_capacity, raw_waste_landfilled
 from stream.alerting.make import alert_id
-from stream.dedup import DeviceState
+from stream.dedup import WeighbridgeState
 from stream.rules import load_rules
 from stream.sinks.line_protocol import to_ns
 
@@ -38,7 +38,7 @@ def test_local_day_starts_at_midnight_beijing_not_utc() -> None:
 
 
 def test_device_totals_split_at_local_midnight_and_sum_per_site_across_categories() -> None:
-    s = DeviceState()
+    s = WeighbridgeState()
     t0 = datetime(2026, 3, 1, 15, 30, tzinfo=UTC)  # 23:30 Beijing
     tickets = [ticket(1, t0), ticket(2, t0 + timedelta(minutes=10), category=WasteCategory.RESIDUAL),
                ticket(3, t0 + timedelta(minutes=40))]  # 00:10 next local day

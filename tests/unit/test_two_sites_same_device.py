@@ -25,7 +25,7 @@ from contract.events import (
 )
 from stream.agents import device_health, manifest, sorting, tonnage
 from stream.agents.manifest_state import Watermark
-from stream.dedup import DeviceState as TonnageState
+from stream.dedup import WeighbridgeState as TonnageState
 from tests.unit.test_agents_batch import Harness, events
 
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
