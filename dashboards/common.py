@@ -20,8 +20,11 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.query import DATASOURCE, Query
 from stream.rules import Rules
+from wastestream.foundation.city import city
 
-TZ = "tz('Asia/Shanghai')"
+TIMEZONE = city().timezone()
+"""The city's time zone (WS_CITY's rules.yaml): local days in queries and the dashboards' clock."""
+TZ = f"tz('{TIMEZONE}')"
 HOUSEHOLD = "kitchen|recyclable|hazardous|residual"
 """The national four-way sort: household waste (生活垃圾) categories."""
 RECOVERED = "recyclable|kitchen"
@@ -82,7 +85,7 @@ def board(uid: str, title: str, description: str, time_from: str = "now/d") -> d
         .uid(uid)
         .description(description)
         .tags(["wastestream"])
-        .timezone("Asia/Shanghai")
+        .timezone(TIMEZONE)
         .time(time_from, "now")
         .refresh("30s")
         .readonly()

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from contract.events import Ident, WasteCategory
+from wastestream.foundation.city import CITIES_DIR, CityError, check_city, city, city_of
 from wastestream.foundation.yamlconfig import load_yaml_as
 
 FrameFormat = Literal["toledo", "xk3190"]
@@ -169,11 +170,19 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True):
         return fleets
 
 
-DEFAULT_SCENARIO = Path(__file__).parent / "scenarios" / "liuzhou.yaml"
+DEFAULT_SCENARIO = CITIES_DIR / "liuzhou" / "scenario.yaml"
+"""The example city's scenario (wastestream/foundation/cities/liuzhou/)."""
 
 
-def load_scenario(path: Path | str = DEFAULT_SCENARIO) -> Scenario:
-    path = Path(path)
+def load_scenario(path: Path | str | None = None) -> Scenario:
+    """`path`, else $WS_CITY's scenario; a city's scenario only if it agrees with the city's rules."""
+    try:
+        path = Path(path or city().scenario)
+        folder = city_of(path)
+        if folder is not None:
+            check_city(folder)
+    except CityError as exc:
+        raise ScenarioError(str(exc)) from None
     scenario = load_yaml_as(path, Scenario, ScenarioError, "scenario")
     _check(scenario, path)
     return scenario

@@ -1,13 +1,13 @@
 """The city's rules for the stream: capacities, geofences, thresholds. One YAML file a city edits.
 
-Loaded once per worker from `$WS_RULES` (default: the Liuzhou example next to this module).
+Loaded once per worker from the city folder `$WS_CITY` names (wastestream/foundation/cities/<city>/
+rules.yaml, checked there against the city's scenario and indicator table), or from `$WS_RULES`.
 A bad file fails the worker at start with the file name and the key path of the problem,
 never later in the middle of a stream.
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,6 +17,8 @@ from shapely.geometry import Point, Polygon
 from shapely.prepared import PreparedGeometry, prep
 
 from contract.events import Ident, WasteCategory
+from wastestream.foundation.city import CITIES_DIR, CityError, check_city, city, city_of
+from wastestream.foundation.settings import load_settings
 from wastestream.foundation.yamlconfig import load_yaml_as
 
 NonNeg = Annotated[float, msgspec.Meta(ge=0)]
@@ -24,7 +26,8 @@ Positive = Annotated[float, msgspec.Meta(gt=0)]
 Pct = Annotated[float, msgspec.Meta(ge=0, le=100)]
 Hour = Annotated[int, msgspec.Meta(ge=0, le=24)]
 
-DEFAULT_RULES = Path(__file__).parent / "rules" / "liuzhou.yaml"
+DEFAULT_RULES = CITIES_DIR / "liuzhou" / "rules.yaml"
+"""The example city's rules: tests and tools write variants of it."""
 
 
 class RulesError(ValueError):
@@ -133,7 +136,14 @@ def _prepared(polygon: tuple[tuple[float, float], ...]) -> PreparedGeometry:
 
 
 def load_rules(path: Path | str | None = None) -> Rules:
-    path = Path(path or os.environ.get("WS_RULES") or DEFAULT_RULES)
+    """`path`, else $WS_RULES, else the rules of $WS_CITY; a city's rules only if its folder agrees."""
+    try:
+        path = Path(path or load_settings().rules_file or city().rules)
+        folder = city_of(path)
+        if folder is not None:
+            check_city(folder)
+    except CityError as exc:
+        raise RulesError(str(exc)) from None
     rules = load_yaml_as(path, Rules, RulesError, "rules")
     for fence in [*rules.disposal_sites, *rules.corridors]:
         if len(fence.polygon) < 3:

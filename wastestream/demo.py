@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from contract.topics import KAFKA_TOPICS
-from firmware_sim.scenario import DEFAULT_SCENARIO, load_scenario
+from firmware_sim.scenario import load_scenario
 from stream.rules import DEFAULT_RULES
 from wastestream.badinput import deadletters_since, publish_bad_messages
+from wastestream.foundation.city import city
 from wastestream.foundation.influxql import influxql
 from wastestream.foundation.settings import Settings, load_settings
 from wastestream.pipeline import Pipeline, PipelineError, commit_group_at_end, services, services_running
@@ -219,13 +220,16 @@ def run_demo(duration: float, scenario_path: Path, keep_services: bool, drain_ti
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wastestream demo", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic")
-    parser.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
+    parser.add_argument("--city", default=None, help="city folder (default $WS_CITY): its scenario and rules")
+    parser.add_argument("--scenario", type=Path, default=None, help="a scenario instead of the city's")
     parser.add_argument("--keep-services", action="store_true", help="leave the services running")
     parser.add_argument("--drain-timeout", type=float, default=90.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return run_demo(args.duration, args.scenario, args.keep_services, args.drain_timeout)
+        chosen = city(args.city)
+        return run_demo(args.duration, args.scenario or chosen.scenario, args.keep_services,
+                        args.drain_timeout, rules_path=chosen.rules)
     except KeyboardInterrupt:
         print("\ndemo: interrupted; everything it started is stopped")
         return 130

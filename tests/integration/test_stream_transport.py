@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 # ------------------------------------------------------------------------------- the track
 
-SITE_LAT, SITE_LON = 24.392, 109.399  # inside xn-liubei (stream/rules/liuzhou.yaml)
+SITE_LAT, SITE_LON = 24.392, 109.399  # inside xn-liubei (wastestream/foundation/cities/liuzhou/rules.yaml)
 STEP_DEG = 0.0018  # ~200 m north per 10 s report
 
 

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 ROUTE_TOLERANCE_DEG = 0.0003  # ~30 m: interpolation plus the encoder's 4-decimal minutes
 
-# Liuzhou's trk-z8801 and the Liubei disposal site (firmware_sim/scenarios/liuzhou.yaml), copied so
+# Liuzhou's trk-z8801 and the Liubei disposal site (foundation/cities/liuzhou/scenario.yaml), copied so
 # that edits to the shared city do not change this test.
 SPEC = msgspec.convert({
     "id": "trk-z8801", "plate": "桂BZ8801", "origin": "liubei", "disposal_site": "xn-liubei",

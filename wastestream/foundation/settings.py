@@ -25,6 +25,10 @@ def _env(name: str, default: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     run_dir: Path = field(default_factory=lambda: Path(_env("WS_RUN_DIR", str(REPO_ROOT / ".run"))))
+    city: str = field(default_factory=lambda: _env("WS_CITY", "liuzhou"))
+    """The city folder (wastestream/foundation/cities/<city>/) whose rules, scenario and indicators run."""
+    rules_file: str = field(default_factory=lambda: _env("WS_RULES", ""))
+    """A rules file instead of the city's rules.yaml (tests and demos write variants); empty: the city's."""
     mqtt_host: str = field(default_factory=lambda: _env("WS_MQTT_HOST", "127.0.0.1"))
     mqtt_port: int = field(default_factory=lambda: int(_env("WS_MQTT_PORT", "18830")))
     mqtt_username: str = field(default_factory=lambda: _env("WS_MQTT_USERNAME", ""))

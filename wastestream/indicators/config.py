@@ -18,10 +18,11 @@ from typing import Annotated, Literal
 import msgspec
 import yaml
 
+from wastestream.foundation.city import CITIES_DIR
+from wastestream.foundation.city import available_cities as cities_with
 from wastestream.indicators.formulas import FORMULAS
 from wastestream.indicators.manual import ManualInputs, Year
 
-CITIES_DIR = Path(__file__).parent / "cities"
 LINES_RE = re.compile(r"^(?P<line>\d+)(?:[–-](?P<end>\d+))?$")
 RISING_TEXTS = ("逐年提高",)
 """Text targets meaning "rising every year": judged against the previous period's value."""
@@ -159,11 +160,12 @@ class CityTable(Base, frozen=True, kw_only=True):
 
 
 def city_path(city: str) -> Path:
-    return CITIES_DIR / f"{city}.yaml"
+    """The city's indicator table: wastestream/foundation/cities/<city>/indicators.yaml."""
+    return CITIES_DIR / city / "indicators.yaml"
 
 
 def available_cities() -> list[str]:
-    return sorted(p.stem for p in CITIES_DIR.glob("*.yaml"))
+    return cities_with("indicators.yaml")
 
 
 def _read_yaml(path: Path) -> object:

@@ -371,7 +371,7 @@ def build_report(settings: Settings, start: datetime, end: datetime, out_path: P
         meta=meta, body=body,
         footer="wastestream · formulas: wastestream/indicators/formulas.py "
                "(each with its formula and source) · "
-               "city table: wastestream/indicators/cities/" + escape(table.city) + ".yaml")
+               "city table: wastestream/foundation/cities/" + escape(table.city) + "/indicators.yaml")
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
