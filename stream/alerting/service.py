@@ -28,7 +28,8 @@ from stream.alerting.exporter import InfluxExporter
 from stream.alerting.pusher import Pusher
 from stream.alerting.store import AlertStore, Outcome
 from stream.deadletter import deadletter_record
-from stream.sinks.influx import InfluxSink, SinkConfig, make_transport
+from stream.sinks.config import SinkConfig
+from stream.sinks.influx import InfluxSink, make_transport
 from stream.topics_admin import ensure_topics
 from wastestream.foundation.settings import Settings
 

@@ -18,7 +18,9 @@ import pytest
 from contract import Weighing
 from contract.events import Direction, WasteCategory
 from stream.agents.tonnage_points import weighing_point
-from stream.sinks.influx import InfluxSink, SinkConfig, V1Transport, make_transport
+from stream.sinks.config import SinkConfig
+from stream.sinks.influx import InfluxSink, make_transport
+from stream.sinks.influx_v1 import V1Transport
 from wastestream.foundation.influxql import influxql
 from wastestream.foundation.settings import Settings, load_settings
 

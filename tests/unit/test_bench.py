@@ -11,7 +11,8 @@ from contract.codec import decode, encode
 from contract.events import Weighing
 from contract.msgid import parse_msg_id
 from contract.topics import parse_mqtt_topic
-from stream.sinks.influx import LATENCY_BUCKETS_MS, LatencyRecorder, SinkConfig
+from stream.sinks.config import SinkConfig
+from stream.sinks.latency import LATENCY_BUCKETS_MS, LatencyRecorder
 from stream.validation import Routed, validate
 from wastestream.bench.config import RESULT_SCHEMA, STEP_KEYS
 from wastestream.bench.loadgen import LoadSpec, device_ids, weighing

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from stream.sinks.influx import InfluxSink, SinkConfig, WriteError
+from stream.sinks.config import SinkConfig
+from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point
+from stream.sinks.transport import WriteError
 
 
 class FakeTransport:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from stream.sinks.influx import V2Transport, WriteError
+from stream.sinks.influx_v2 import V2Transport
+from stream.sinks.transport import WriteError
 
 
 async def with_stub(status: int, scenario: Any) -> list[dict[str, Any]]:

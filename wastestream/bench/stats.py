@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from stream.sinks.influx import LATENCY_BUCKETS_MS, percentile
+from stream.sinks.latency import LATENCY_BUCKETS_MS, percentile
 
 __all__ = ["fifo_delays", "percentile", "pooled_latency", "rate_between", "slope", "summarise",
            "weighted_median"]
@@ -34,7 +34,7 @@ def weighted_median(pairs: Sequence[tuple[float, float]]) -> float:
 
 def pooled_latency(rows: Sequence[dict[str, float | None]], within_ms: int = 1000) -> dict[str, float]:
     """p50/p99 of ALL messages of `pipeline_latency` windows (from several workers and intervals),
-    from their cumulative histograms (`le_<ms>`, stream/sinks/influx.py), interpolated inside a
+    from their cumulative histograms (`le_<ms>`, stream/sinks/latency.py), interpolated inside a
     bucket; and the exact share at or under `within_ms` (a bucket bound). A window without a
     histogram (an older sink) makes the result NaN: mixing would bias it."""
     nan = {"p50_ms": math.nan, "p99_ms": math.nan, "share_within": math.nan}
