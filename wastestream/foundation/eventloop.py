@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+
+from wastestream.foundation.settings import load_settings
 
 log = logging.getLogger(__name__)
 
 
 def install() -> str:
     """Make uvloop the loop of every `asyncio.run` / new loop in this process; which loop is used."""
-    if os.environ.get("WS_EVENT_LOOP", "uvloop") == "asyncio":
+    if load_settings().event_loop == "asyncio":
         return "asyncio"
     try:
         import uvloop

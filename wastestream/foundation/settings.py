@@ -28,6 +28,8 @@ class Settings:
     city: str = field(default_factory=lambda: _env("WS_CITY", "liuzhou"))
     """The city folder (wastestream/foundation/cities/<city>/) whose rules, scenario and indicators run."""
     rules_file: str = field(default_factory=lambda: _env("WS_RULES", ""))
+    event_loop: str = field(default_factory=lambda: _env("WS_EVENT_LOOP", "uvloop"))
+    """`uvloop` (the workers' and bridges' loop, wastestream/foundation/eventloop.py) or `asyncio`."""
     """A rules file instead of the city's rules.yaml (tests and demos write variants); empty: the city's."""
     mqtt_host: str = field(default_factory=lambda: _env("WS_MQTT_HOST", "127.0.0.1"))
     mqtt_port: int = field(default_factory=lambda: int(_env("WS_MQTT_PORT", "18830")))

@@ -10,7 +10,6 @@ The alert service (stream/alerting/) owns the lifecycle; this module only reads:
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import urllib.parse
 import urllib.request
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from wastestream.foundation.settings import load_settings
 
 
 class AlertSourceError(RuntimeError):
@@ -111,7 +112,7 @@ def _get(url: str, token: str, timeout: float) -> Any:
 def from_api(base_url: str, start: datetime, end: datetime, *, token: str | None = None,
              timeout: float = 10.0, limit: int = 1000) -> AlertLog:
     """Read alerts raised in `[start, end)` from the alert service's HTTP API (bearer token)."""
-    token = token if token is not None else os.environ.get("WS_ALERTS_TOKEN", "")
+    token = token if token is not None else load_settings().alerts_token
     base = base_url.rstrip("/")
     rows = _get(f"{base}/alerts?{urllib.parse.urlencode({'limit': limit})}", token, timeout)
     log = AlertLog(source=base)

@@ -12,7 +12,6 @@ Citations name the plan (title, 文号, section or table row), facilities their 
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -320,7 +319,7 @@ def build_report(settings: Settings, start: datetime, end: datetime, out_path: P
         ctx = Context(data=data, rules=rules, alerts=log, manual=manual)
         return data, evaluate_table(table, ctx), ctx
 
-    base_url = alerts_base_url or alerts_api or os.environ.get("WS_ALERTS_URL") or DEFAULT_ALERTS_URL
+    base_url = alerts_base_url or alerts_api or settings.alerts_url or DEFAULT_ALERTS_URL
     accuracy = table.indicator("sorting_accuracy")
     target_acc = next((t.value for t in (accuracy.targets if accuracy else []) if t.value is not None), 90.0)
     parts: list[str] = []
