@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar
 
 import msgspec
 
@@ -209,5 +209,3 @@ AnyEvent = Weighing | Deposit | BinLevel | TruckTelemetry | DeviceStatus | Alert
 EVENT_TYPES: dict[str, type[Envelope]] = {
     cls.event: cls for cls in (Weighing, Deposit, BinLevel, TruckTelemetry, DeviceStatus, Alert)
 }
-
-DeviceKind = Literal["weighbridge", "sorting_station", "truck"]
