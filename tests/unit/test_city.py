@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge.config import load_config
+from edge.devices.registry import DRIVERS
 from edge.devices.sorting_station import SortingStationConfig
 from edge.devices.truck_terminal import TruckTerminalConfig
-from edge.devices.weighbridge import WeighbridgeDevice
 from firmware_sim.city import assign_ports, write_site_configs
 from firmware_sim.scenario import load_scenario
 from firmware_sim.truck import LedgerEntry
@@ -27,7 +27,7 @@ def test_site_configs_for_all_three_kinds(tmp_path: Path) -> None:
     configs = {p.stem: load_config(p) for p in paths}
     assert {"lz-jm-incinerator", "cz-wuxing", "yf-baisha", "fleet-liubei", "fleet-yufeng"} <= set(configs)
     kinds = {type(d) for c in configs.values() for d in c.devices}
-    assert kinds == {WeighbridgeDevice, SortingStationConfig, TruckTerminalConfig}
+    assert kinds == {d.config for d in DRIVERS.values()}  # every kind is simulated
     wuxing = configs["cz-wuxing"].devices
     assert [d.id for d in wuxing] == ["ss-cz-wuxing-1", "ss-cz-wuxing-2"]
     tcp, rtu = wuxing

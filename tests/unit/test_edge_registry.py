@@ -33,7 +33,7 @@ def test_the_site_config_union_is_the_registry() -> None:
 def test_an_unregistered_kind_is_refused_with_its_key_path() -> None:
     with pytest.raises(ValueError, match=r"\$\.devices\[0\]\.kind"):
         parse_config({"site_id": "s1", "outbox": {"path": "o.db"},
-                      "devices": [{"id": "x", "kind": "fill_sensor"}]})
+                      "devices": [{"id": "x", "kind": "no_such_kind"}]})
 
 
 def test_every_edge_kind_has_its_simulator_twin() -> None:
