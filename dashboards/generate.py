@@ -18,15 +18,16 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from dashboards import city, devices, facilities, sorting, trucks
 from dashboards.common import CityConstants
 from dashboards.targets import plan_targets
-from stream.rules import DEFAULT_RULES, load_rules
+from stream.rules import load_rules
+from wastestream.foundation.settings import load_settings
 
 OUT_DIR = Path(__file__).parent
-DEFAULT_CITY = "liuzhou"
+DEFAULT_CITY = load_settings().city
 
 
 def dashboards(rules_path: Path | None = None, city_table: str = DEFAULT_CITY) -> dict[str, dict[str, Any]]:
     """uid → dashboard JSON (as dicts), for the city's rules file and indicator table."""
-    constants = CityConstants.from_rules(load_rules(rules_path or DEFAULT_RULES))
+    constants = CityConstants.from_rules(load_rules(rules_path))
     built = [
         city.build(constants, plan_targets(city_table)),
         facilities.build(),

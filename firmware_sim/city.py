@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from firmware_sim.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
+from firmware_sim.scenario import Scenario, load_scenario
 from firmware_sim.twins.base import CityPlan, Ledger, free_port
 from firmware_sim.twins.registry import TWINS
 from wastestream.foundation.settings import Settings, load_settings
@@ -106,7 +106,7 @@ async def run_city(scenario: Scenario, run_dir: Path, duration: float, settings:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wastestream sim", description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
+    parser.add_argument("--scenario", type=Path, default=None, help="default: $WS_CITY's scenario.yaml")
     parser.add_argument("--run-dir", type=Path, default=None, help="default: $WS_RUN_DIR/sim")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
     parser.add_argument("-l", "--log-level", default="info")

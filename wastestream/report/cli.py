@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from wastestream.foundation.influxql import InfluxQueryError
+from wastestream.foundation.settings import load_settings
 from wastestream.indicators.alerts import AlertSourceError
 from wastestream.indicators.config import IndicatorConfigError, available_cities
 
@@ -35,8 +36,9 @@ def parse_time(text: str, tz: str = "Asia/Shanghai") -> datetime:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="start", required=True, help="period start (ISO 8601; naive = local)")
     parser.add_argument("--to", dest="end", default="now", help="period end, exclusive (default now)")
-    parser.add_argument("--city", default="liuzhou", choices=available_cities(), help="indicator table")
-    parser.add_argument("--rules", type=Path, help="stream rules file (default $WS_RULES or Liuzhou)")
+    parser.add_argument("--city", default=load_settings().city, choices=available_cities(),
+                        help="indicator table (default $WS_CITY)")
+    parser.add_argument("--rules", type=Path, help="stream rules file (default $WS_RULES, else $WS_CITY's)")
     parser.add_argument("--manual", type=Path, help="manual inputs YAML (GDP-based, surveys, population)")
     parser.add_argument("--alerts-api", help="alert service URL (token from $WS_ALERTS_TOKEN)")
     parser.add_argument("--alerts-db", type=Path, help="alert store (default $WS_RUN_DIR/alerts/alerts.db)")
