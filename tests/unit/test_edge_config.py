@@ -66,6 +66,7 @@ def test_station_key_of_its_own_wins(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("device", "where"), [
     ({"id": "x", "kind": "bogus", "port": "p"}, "$.devices[0].kind"),
+    ({"id": "x", "kind": ["sorting_station"], "port": "p"}, "$.devices[0].kind"),  # unhashable: no crash
     ({**STATION, "site_id": "other"}, "$.devices[0].site_id"),
     ({**STATION, "household_key_file": "k", "colour": "red"}, "$.devices[0]"),
     ({**TRUCK, "io_unit_id": 300}, "$.devices[0].io_unit_id"),
