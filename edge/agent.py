@@ -139,7 +139,7 @@ class Agent:
                     log.exception("could not store device statuses")
 
     def _log_activity(self) -> None:
-        """One line per heartbeat: what the drivers produced so far (tickets log themselves)."""
+        """One line per heartbeat: what the drivers stored so far, per device and event."""
         if self.stored:
             counts = ", ".join(f"{d} {e} {n}" for (d, e), n in sorted(self.stored.items()))
             log.info("stored since start: %s; outbox depth %d", counts, self.outbox.depth())
