@@ -3,12 +3,13 @@ Kafka has it (the batch order of stream/agents/runner.py depends on that)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 
 from contract.codec import encode
 from contract.events import Alert
-from stream.app import alerts_topic, deadletter_topic
+from stream.app import alerts_topic, deadletter_topic, settings
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,17 @@ async def send_alerts(alerts: Sequence[Alert]) -> None:
             for a in alerts]
     for alert, future in sent:
         await future
-        # Counts what THIS worker raised: ws.alerts is shared, and any app replaying the topics
-        # re-raises the same deterministic ids (tests count these lines).
         log.info("raised alert %s (%s)", alert.alert_id, alert.subject)
+    record_raised(alerts, settings.raised_alerts_file)
+
+
+def record_raised(alerts: Sequence[Alert], path: str) -> None:
+    """Append one JSON line per raised alert to `path` (WS_RAISED_ALERTS_FILE; "" = off).
+
+    Why a file and not the log: it says what THIS worker raised (ws.alerts is shared, and any app
+    replaying the topics re-raises the same deterministic ids), in a form that is read, not parsed."""
+    if not path or not alerts:
+        return
+    with open(path, "a", encoding="utf-8") as out:
+        out.writelines(json.dumps({"alert_id": a.alert_id, "kind": a.kind, "subject": a.subject},
+                                  ensure_ascii=False) + "\n" for a in alerts)

@@ -18,6 +18,7 @@ from tests.integration.test_stream_tonnage_analytics import skip_history
 from tests.integration.workerkit import (
     assert_alerts_once,
     produce,
+    raised,
     read_alerts,
     start_worker,
     stop,
@@ -67,8 +68,8 @@ def test_manifests_matched_mismatched_missing(settings: Settings, run_id: str,
 
         def alerts_in() -> list[dict[str, Any]] | None:
             got = asyncio.run(read_alerts(settings, lambda a: a["site_id"] in mine))
-            raised = [a for a in got if f"raised alert {a['alert_id']} " in log.read_text()]
-            return got if {a["kind"] for a in raised} >= want_kinds else None
+            ours = [a for a in got if a["alert_id"] in raised(log)]
+            return got if {a["kind"] for a in ours} >= want_kinds else None
 
         wait_until(alerts_in, 20, proc, log, "alerts")
         time.sleep(3)

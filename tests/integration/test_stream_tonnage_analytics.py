@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +29,7 @@ from contract.events import Alert, Direction, Envelope, WasteCategory, Weighing,
 from contract.topics import KAFKA_TOPICS
 from stream.alerting.make import alert_id
 from stream.topics_admin import ensure_topics
+from tests.integration.workerkit import raised, raised_file
 from wastestream.foundation.influxql import influxql
 from wastestream.foundation.settings import REPO_ROOT, Settings
 
@@ -138,7 +137,8 @@ def start_worker(settings: Settings, rules: Path, log: Path) -> subprocess.Popen
     env = dict(os.environ, WS_FAUST_WEB_PORT=str(free_port()), WS_INFLUX_DB=settings.influx_db,
                WS_FAUST_APP_ID=settings.faust_app_id,
                WS_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, WS_INFLUX_URL=settings.influx_url,
-               WS_RULES=str(rules), WS_FAUST_SESSION_TIMEOUT_S="8")
+               WS_RULES=str(rules), WS_FAUST_SESSION_TIMEOUT_S="8",
+               WS_RAISED_ALERTS_FILE=str(raised_file(log)))
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "stream.worker", "worker", "-l", "info"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
@@ -183,13 +183,13 @@ def expect_alerts(settings: Settings, start: dict[TopicPartition, int], run: str
     """ws.alerts holds exactly the expected ids for this run, and THIS worker raised each exactly once.
 
     ws.alerts is shared: any other worker (another test's app id) that replays the source topics
-    re-raises the same deterministic ids, so once-ness is counted in this worker's log.
+    re-raises the same deterministic ids, so once-ness is counted in what this worker raised.
     """
     def check() -> None:
         ids = {a.alert_id for a in asyncio.run(_read_alerts(settings, start, run))}
         assert ids == expected, f"alerts {sorted(ids)} != {sorted(expected)}"
-        raised = Counter(re.findall(r"raised alert (\S+) ", log.read_text()))
-        assert {a: raised[a] for a in expected} == dict.fromkeys(expected, 1), f"raised: {raised}"
+        counts = raised(log)
+        assert {a: counts[a] for a in expected} == dict.fromkeys(expected, 1), f"raised: {counts}"
     return check
 
 

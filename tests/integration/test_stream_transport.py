@@ -19,6 +19,7 @@ from contract.events import TruckTelemetry
 from tests.integration.workerkit import (
     assert_alerts_once,
     produce,
+    raised,
     read_alerts,
     start_worker,
     stop,
@@ -105,7 +106,7 @@ def test_track_gives_exactly_its_alerts_and_sealed_km(settings: Settings, run_id
     try:
         def alerts_in() -> list[dict[str, Any]] | None:
             got = asyncio.run(read_alerts(settings, lambda a: a["device_id"] == dev))
-            mine = [a for a in got if f"raised alert {a['alert_id']} " in log.read_text()]
+            mine = [a for a in got if a["alert_id"] in raised(log)]
             return got if {a["kind"] for a in mine} >= want_kinds else None
 
         wait_until(alerts_in, 80, proc, log, "alerts")

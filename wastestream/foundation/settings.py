@@ -64,6 +64,9 @@ class Settings:
     """Events per agent batch at most (stream/agents/runner.py): bounds memory and what a crash repeats."""
     batch_within_s: float = field(default_factory=lambda: float(_env("WS_BATCH_WITHIN_S", "0.05")))
     """How long an agent batch waits to fill: adds at most this to the latency of a quiet stream."""
+    raised_alerts_file: str = field(default_factory=lambda: _env("WS_RAISED_ALERTS_FILE", ""))
+    """A worker appends one JSON line per alert it raised (once Kafka has it): what THIS worker raised,
+    which ws.alerts (shared, replayed by any app) cannot tell; tests count it. Empty: not written."""
     alerts_config: str = field(default_factory=lambda: _env("WS_ALERTS_CONFIG", ""))
     """The alert service's alerts.yaml; empty: no push channels."""
     alerts_port: int | None = field(default_factory=lambda: int(_env("WS_ALERTS_PORT", "") or 0) or None)
