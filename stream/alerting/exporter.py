@@ -14,6 +14,7 @@ import logging
 from stream.alerting.points import alert_point
 from stream.alerting.store import AlertStore
 from stream.sinks.influx import InfluxSink
+from wastestream.foundation.eventloop import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,5 @@ class InfluxExporter:
                 await self.export_once()
             except Exception:
                 log.exception("alert export to InfluxDB failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            await wait_event(self._wake, self.interval_s)
             self._wake.clear()

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from stream.alerting.channels.base import Channel, Delivery
 from stream.alerting.config import RetryConfig
 from stream.alerting.store import AlertStore, NotFound, PushJob
+from wastestream.foundation.eventloop import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,7 @@ class Pusher:
             wait = 1.0 if due is None else max(0.0, min(1.0, due - self._clock()))
             if free <= 0:
                 wait = 1.0  # a finishing send wakes us
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait if wait > 0 else 0.01)
+            await wait_event(self._wake, wait if wait > 0 else 0.01)
             self._wake.clear()
 
     def _done(self, key: tuple[str, str], _task: asyncio.Task[None]) -> None:

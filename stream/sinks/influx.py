@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import inspect
 import logging
 import time
@@ -37,6 +36,7 @@ from stream.sinks.influx_v2 import V2Transport
 from stream.sinks.latency import LatencyRecorder
 from stream.sinks.line_protocol import Point, to_line
 from stream.sinks.transport import Transport, WriteError
+from wastestream.foundation.eventloop import wait_event
 from wastestream.foundation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,7 @@ class InfluxSink:
     async def _run(self) -> None:
         flush_s = self.config.flush_ms / 1000
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), flush_s)
+            await wait_event(self._wake, flush_s)
             self._wake.clear()
             while self._buf:
                 n = min(len(self._buf), self.config.batch_size)

@@ -26,3 +26,19 @@ def install() -> str:
         return "asyncio"
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return "uvloop"
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until `event` is set or `timeout` seconds pass; True if it was set.
+
+    Not `asyncio.wait_for(event.wait(), timeout)`: on Python 3.11 that swallows a cancellation
+    arriving as the inner wait completes (cpython gh-86296), so a `while True:` loop around it can
+    outlive its own `cancel()`: an InfluxDB sink task stayed "cancelling" and held a worker's
+    SIGTERM stop past 30 s (test_stream_tonnage, twice in one fresh-clone run under load).
+    `asyncio.timeout` counts cancellations, so a cancel always reaches the caller."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
