@@ -50,8 +50,9 @@ double-weighing check). Unread plates come as text such as 无牌 or UNKNOWN, wh
 
 PSEUDONYM_CHARS = 16
 PSEUDONYM = f"^(?:[0-9a-f]{{{PSEUDONYM_CHARS}}}|anonymous)\\Z"
-"""A household as the edge writes it (edge.devices.pseudonym): the first 16 lowercase hex chars of
-HMAC-SHA256(key, card id), or `anonymous` for a drop without a card. Exactly that shape, so that a
+"""A household as the edge writes it (edge/devices/sorting_station/pseudonym.py): the first 16
+lowercase hex chars of HMAC-SHA256(key, card id), or `anonymous` for a drop without a card.
+Exactly that shape, so that a
 raw card id (`LZ-CZ-000123`, or a Mifare UID: 8, 14 or 20 hex digits, usually upper case) is
 refused at the first hop instead of being stored."""
 

@@ -29,7 +29,7 @@ Schema (every key not marked optional is required; unknown keys are errors)::
                                       # defaults to weighbridge; each kind's keys are its driver's
                                       # config struct (DeviceSpec subclass), e.g.:
       - id: str                       # contract Ident, unique in the site
-        kind: weighbridge             # edge.devices.weighbridge.WeighbridgeDevice
+        kind: weighbridge             # edge.devices.weighbridge.workflow.WeighbridgeDevice
         port: str                     # indicator serial port (a pty symlink in the simulator)
         anpr_port: str | null         # plate camera line port: `PLATE <plate>\\r\\n`, UTF-8
         baudrate: 9600, parity: N|E|O, bytesize: 7|8, stopbits: 1|2
@@ -44,11 +44,11 @@ Schema (every key not marked optional is required; unknown keys are errors)::
         double_weigh_window_s: 600
         tare_deviation_kg: 500        # |measured - registered| above this flags tare_deviation
       - id: str
-        kind: sorting_station         # every key of edge.devices.sorting_station.SortingStationConfig
+        kind: sorting_station         # every key of edge.devices.sorting_station.station.SortingStationConfig
         community_id: str             # but site_id (taken from the site), e.g. transport: tcp|rtu,
         host: str, port: int          # serial_port, unit_id, poll_s, fill_step_pct, heartbeat_s
       - id: str
-        kind: truck                   # every key of edge.devices.truck_terminal.TruckTerminalConfig
+        kind: truck                   # every key of edge.devices.truck.terminal.TruckTerminalConfig
         plate: str                    # but site_id, e.g. gps_port, io_transport, io_host, io_port,
         gps_port: str                 # io_unit_id, io_poll_s, report_interval_s, load_step_kg
 

@@ -33,7 +33,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from contract.events import Verdict, VerdictSource, WasteCategory
-from edge.devices import sorting_registers as reg
+from edge.devices.sorting_station import registers as reg
 from firmware_sim.scenario import CommunitySpec, StationSpec
 
 log = logging.getLogger(__name__)

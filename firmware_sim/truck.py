@@ -1,7 +1,7 @@
 """Muck-truck (渣土车) simulator: NMEA on a pty and a Modbus TCP I/O module, with incidents.
 
 One simulated second is one tick: the truck moves `speed_kmh` along its route, an RMC and a GGA
-sentence go out on the pty and the I/O registers (see `edge.devices.truck_io`) are updated. With
+sentence go out on the pty and the I/O registers (see `edge.devices.truck.io_module`) are updated. With
 `time_scale` N a tick lasts 1/N real seconds, so a test drives a whole trip in seconds while
 positions, speeds and the GPS clock stay those of a 1 Hz receiver.
 
@@ -36,7 +36,7 @@ import msgspec
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from edge.devices.truck_io import DI_BED_RAISED, DI_IGNITION, DI_LID_CLOSED, HR_LOAD, encode_load
+from edge.devices.truck.io_module import DI_BED_RAISED, DI_IGNITION, DI_LID_CLOSED, HR_LOAD, encode_load
 from firmware_sim import nmea_encode
 from firmware_sim.scenario import TruckSpec
 

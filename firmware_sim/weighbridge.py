@@ -1,7 +1,7 @@
 """Weighbridge simulator: an indicator's continuous serial output plus the plate camera's lines.
 
 The sim's half of the wire is written here from the protocol specs, independently of the edge
-parser (edge/devices/weighbridge_frames.py), so each checks the other. Frame formats:
+parser (edge/devices/weighbridge/frames.py), so each checks the other. Frame formats:
 
 - `toledo`: STX SWA SWB SWC, 6 weight digits, 6 tare digits, CR, optional checksum
   ((-sum) & 0x7F). SWA carries the count-by (dummy zeros/decimal point + x1/x2/x5), SWB the

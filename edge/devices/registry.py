@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from edge.devices.base import Driver
-from edge.devices.sorting_station import SortingStationDriver
-from edge.devices.truck_terminal import TruckDriver
-from edge.devices.weighbridge_port import WeighbridgeDriver
+from edge.devices.sorting_station.station import SortingStationDriver
+from edge.devices.truck.terminal import TruckDriver
+from edge.devices.weighbridge.port import WeighbridgeDriver
 
 DRIVERS: dict[str, type[Driver[Any]]] = {d.kind: d for d in (
     WeighbridgeDriver,

@@ -33,7 +33,7 @@ DEPOSIT = "deposit"
 SORTING_DAILY = "sorting_daily"
 BIN_LEVEL = "bin_level"
 ANONYMOUS = "anonymous"
-"""The household id the edge gives a drop without a card (edge/devices/pseudonym.py)."""
+"""The household id the edge gives a drop without a card (edge/devices/sorting_station/pseudonym.py)."""
 
 
 @dataclass

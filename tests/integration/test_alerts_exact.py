@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from contract.events import Verdict
-from edge.devices.sorting_station import SortingStationConfig
+from edge.devices.sorting_station.station import SortingStationConfig
 from firmware_sim import truck as truck_sim
 from firmware_sim.sorting_station import BIN_CAPACITY_G, COLLECT_AT_PCT, StationSim, run_station_sim
 from firmware_sim.twins.sorting_station import STATION_POLL_S
@@ -274,7 +274,7 @@ def teardown_offline(t: Truth) -> dict[Key, set[Counts]]:
     (required); a station is judged offline only after a few silent polls, and an edge's own
     offline is delivered only if the bridge and worker are still up when the fixture stops it:
     both depend on how long the teardown takes (allowed, at most once). A truck terminal whose GPS
-    and I/O module are gone keeps reporting its last reading (edge/devices/truck_terminal.py), so
+    and I/O module are gone keeps reporting its last reading (edge/devices/truck/terminal.py), so
     its edge does not judge it offline today (allowed, not required)."""
     out: dict[Key, set[Counts]] = {}
     for f in t.scenario.weighbridge_sites():

@@ -25,7 +25,7 @@ from contract import decode
 from contract.events import BinLevel, Deposit, DeviceStatus, Envelope, TruckTelemetry, Weighing
 from edge.agent import run_agent
 from edge.config import parse_config
-from edge.devices.pseudonym import Pseudonymiser, generate_key
+from edge.devices.sorting_station.pseudonym import Pseudonymiser, generate_key
 from firmware_sim.scenario import CommunitySpec, StationSpec, TruckSpec
 from firmware_sim.sorting_station import Drop, run_station_sim
 from firmware_sim.truck import TruckLedger, run_truck_sim

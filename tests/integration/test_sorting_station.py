@@ -13,8 +13,8 @@ import pytest
 
 from contract.codec import decode, encode
 from contract.events import BinLevel, Deposit, Envelope
-from edge.devices.pseudonym import Pseudonymiser, generate_key
-from edge.devices.sorting_station import SortingStationConfig, run_sorting_station
+from edge.devices.sorting_station.pseudonym import Pseudonymiser, generate_key
+from edge.devices.sorting_station.station import SortingStationConfig, run_sorting_station
 from firmware_sim.scenario import load_scenario
 from firmware_sim.sorting_station import Drop, run_station_sim
 

@@ -15,7 +15,7 @@ import pytest
 from shapely.geometry import LineString, Point, Polygon
 
 from contract.events import Envelope, TruckTelemetry
-from edge.devices.truck_terminal import TerminalStats, TruckTerminalConfig, run_truck_terminal
+from edge.devices.truck.terminal import TerminalStats, TruckTerminalConfig, run_truck_terminal
 from firmware_sim.scenario import DisposalSiteSpec, TruckSpec
 from firmware_sim.truck import Incident, TruckLedger, run_truck_sim
 
@@ -69,7 +69,7 @@ async def drive(
 
 
 def test_trip_with_incidents(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="edge.devices.truck_terminal")
+    caplog.set_level(logging.WARNING, logger="edge.devices.truck.terminal")
     incidents = [
         Incident(kind="dump_outside", at_fraction=0.5, drop_fraction=0.6),
         Incident(kind="bad_checksum", at_s=80, duration_s=8),

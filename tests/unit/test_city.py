@@ -9,8 +9,8 @@ from pathlib import Path
 
 from edge.config import load_config
 from edge.devices.registry import DRIVERS
-from edge.devices.sorting_station import SortingStationConfig
-from edge.devices.truck_terminal import TruckTerminalConfig
+from edge.devices.sorting_station.station import SortingStationConfig
+from edge.devices.truck.terminal import TruckTerminalConfig
 from firmware_sim.city import assign_ports, write_site_configs
 from firmware_sim.scenario import load_scenario
 from firmware_sim.truck import LedgerEntry

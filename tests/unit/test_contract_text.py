@@ -33,7 +33,7 @@ from contract.events import (
 from contract.jsonschema import contract_schema
 from contract.text import FORBIDDEN, printable
 from contract.topics import DEVICE_KINDS, KIND_EVENTS, TopicError, mqtt_topic, parse_mqtt_topic
-from edge.devices.pseudonym import ANONYMOUS, Pseudonymiser, generate_key
+from edge.devices.sorting_station.pseudonym import ANONYMOUS, Pseudonymiser, generate_key
 from edge.mqtt_session import agent_device_id
 from stream.validation import Rejection, Routed, validate
 

@@ -21,11 +21,11 @@ import pytest
 import yaml
 
 from contract.codec import ContractError, decode
-from edge.devices import sorting_registers as reg
-from edge.devices.anpr import AnprLineReader
-from edge.devices.nmea import GpsFix, NmeaError, NmeaReader
-from edge.devices.truck_io import IoError, decode_io
-from edge.devices.weighbridge_frames import (
+from edge.devices.sorting_station import registers as reg
+from edge.devices.truck.io_module import IoError, decode_io
+from edge.devices.truck.nmea import GpsFix, NmeaError, NmeaReader
+from edge.devices.weighbridge.anpr import AnprLineReader
+from edge.devices.weighbridge.frames import (
     FrameError,
     WeightReading,
     make_framer,

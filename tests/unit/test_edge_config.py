@@ -14,13 +14,13 @@ from contract.events import DeviceStatus, WasteCategory, WeighingFlag
 from edge.agent import Agent
 from edge.clock import ClockGuard
 from edge.config import ConfigError, load_config, parse_config
-from edge.devices import sorting_registers as reg
-from edge.devices.pseudonym import Pseudonymiser, generate_key
-from edge.devices.sorting_registers import decode_block
-from edge.devices.sorting_station import SortingStationConfig, StoredTracker
-from edge.devices.truck_terminal import TruckTerminalConfig
-from edge.devices.weighbridge import Ticket, WeighbridgeDevice
-from edge.devices.weighbridge_port import WeighbridgePort
+from edge.devices.sorting_station import registers as reg
+from edge.devices.sorting_station.pseudonym import Pseudonymiser, generate_key
+from edge.devices.sorting_station.registers import decode_block
+from edge.devices.sorting_station.station import SortingStationConfig, StoredTracker
+from edge.devices.truck.terminal import TruckTerminalConfig
+from edge.devices.weighbridge.port import WeighbridgePort
+from edge.devices.weighbridge.workflow import Ticket, WeighbridgeDevice
 from firmware_sim.scenario import CommunitySpec, StationSpec
 from firmware_sim.sorting_station import StationSim
 

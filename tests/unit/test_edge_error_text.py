@@ -10,8 +10,8 @@ from contract import decode
 from contract.events import DeviceState, DeviceStatus
 from edge.agent import Agent
 from edge.config import parse_config
-from edge.devices.weighbridge import WeighbridgeDevice
-from edge.devices.weighbridge_port import WeighbridgePort
+from edge.devices.weighbridge.port import WeighbridgePort
+from edge.devices.weighbridge.workflow import WeighbridgeDevice
 from tests.unit.test_edge_config import site
 
 ERROR = "SerialException: read failed\n\x1b[31m[Errno 5] \u202eInput/output error"

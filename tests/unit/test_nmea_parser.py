@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.devices.nmea import MAX_SENTENCE, GpsFix, NmeaError, NmeaReader, parse_sentence
+from edge.devices.truck.nmea import MAX_SENTENCE, GpsFix, NmeaError, NmeaReader, parse_sentence
 from firmware_sim import nmea_encode
 
 # Published examples with their published checksums (NMEA reference pages, u-blox protocol docs).

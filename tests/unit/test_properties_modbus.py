@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract.events import Verdict, VerdictSource
-from edge.devices import sorting_registers as reg
-from edge.devices.truck_io import MAX_LOAD_KG, IoError, IoReading, decode_io, encode_load
+from edge.devices.sorting_station import registers as reg
+from edge.devices.truck.io_module import MAX_LOAD_KG, IoError, IoReading, decode_io, encode_load
 from firmware_sim.scenario import CommunitySpec, StationSpec
 from firmware_sim.sorting_station import StationSim
 

@@ -12,7 +12,7 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.devices.nmea import MAX_SENTENCE, GpsFix, NmeaError, NmeaReader, parse_sentence
+from edge.devices.truck.nmea import MAX_SENTENCE, GpsFix, NmeaError, NmeaReader, parse_sentence
 from firmware_sim import nmea_encode as enc
 
 FAST = settings(max_examples=150, deadline=None)

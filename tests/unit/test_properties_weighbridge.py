@@ -12,8 +12,8 @@ from itertools import pairwise
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.devices.anpr import MAX_LINE, AnprLineReader
-from edge.devices.weighbridge_frames import (
+from edge.devices.weighbridge.anpr import MAX_LINE, AnprLineReader
+from edge.devices.weighbridge.frames import (
     STX,
     FrameError,
     Framer,

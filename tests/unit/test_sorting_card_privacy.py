@@ -18,10 +18,10 @@ from contract import decode
 from contract.events import Deposit, DeviceStatus
 from edge.agent import Agent
 from edge.config import parse_config
-from edge.devices import sorting_registers as reg
-from edge.devices.pseudonym import Pseudonymiser, generate_key
-from edge.devices.sorting_registers import decode_block
-from edge.devices.sorting_station import (
+from edge.devices.sorting_station import registers as reg
+from edge.devices.sorting_station.pseudonym import Pseudonymiser, generate_key
+from edge.devices.sorting_station.registers import decode_block
+from edge.devices.sorting_station.station import (
     SortingStationConfig,
     SortingStationDriver,
     StoredTracker,

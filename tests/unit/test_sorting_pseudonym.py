@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from edge.devices.pseudonym import ANONYMOUS, Pseudonymiser, PseudonymKeyError, generate_key, load_key
+from edge.devices.sorting_station.pseudonym import (
+    ANONYMOUS,
+    Pseudonymiser,
+    PseudonymKeyError,
+    generate_key,
+    load_key,
+)
 
 
 def test_stable_and_keyed() -> None:

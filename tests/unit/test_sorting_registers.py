@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from contract.events import Verdict, VerdictSource, WasteCategory
-from edge.devices import sorting_registers as reg
-from edge.devices.sorting_registers import decode_block
+from edge.devices.sorting_station import registers as reg
+from edge.devices.sorting_station.registers import decode_block
 
 
 def image(counter: int = 0, epoch: int = 7) -> list[int]:

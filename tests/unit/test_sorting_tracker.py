@@ -9,10 +9,10 @@ import pytest
 
 from contract.codec import decode, encode
 from contract.events import BinLevel, Deposit, Verdict, VerdictSource, WasteCategory
-from edge.devices import sorting_registers as reg
-from edge.devices.pseudonym import Pseudonymiser, generate_key
-from edge.devices.sorting_registers import decode_block
-from edge.devices.sorting_station import SortingStationConfig, SortingStationTracker
+from edge.devices.sorting_station import registers as reg
+from edge.devices.sorting_station.pseudonym import Pseudonymiser, generate_key
+from edge.devices.sorting_station.registers import decode_block
+from edge.devices.sorting_station.station import SortingStationConfig, SortingStationTracker
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 PSEUDO = Pseudonymiser(generate_key().encode())

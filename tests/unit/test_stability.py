@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.devices.stability import StabilityDetector, round_to_division
+from edge.devices.weighbridge.stability import StabilityDetector, round_to_division
 
 
 def feed_all(det: StabilityDetector, samples: list[tuple[float, float]], motion: bool = False):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.devices.truck_io import MAX_LOAD_KG, IoError, IoReading, decode_io, encode_load
+from edge.devices.truck.io_module import MAX_LOAD_KG, IoError, IoReading, decode_io, encode_load
 
 
 def regs(load: int, status: int = 0) -> list[int]:

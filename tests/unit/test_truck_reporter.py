@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from edge.devices.nmea import GpsFix, parse_sentence
-from edge.devices.truck_io import IoReading
-from edge.devices.truck_terminal import TruckReporter, TruckTerminalConfig
+from edge.devices.truck.io_module import IoReading
+from edge.devices.truck.nmea import GpsFix, parse_sentence
+from edge.devices.truck.terminal import TruckReporter, TruckTerminalConfig
 from firmware_sim import nmea_encode
 
 CFG = TruckTerminalConfig(

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from edge.devices.weighbridge_frames import (
+from edge.devices.weighbridge.frames import (
     FrameError,
     WeightReading,
     make_framer,

@@ -24,9 +24,9 @@ from contract import DeviceStatus, Weighing, decode
 from contract.events import DeviceState, TareSource, WeighingFlag
 from edge.agent import Agent
 from edge.config import parse_config
-from edge.devices.weighbridge import FAULT_CLEAR_READINGS, WeighbridgeDevice
-from edge.devices.weighbridge_frames import FrameError, WeightReading, parse_toledo, parse_xk3190
-from edge.devices.weighbridge_port import WeighbridgePort
+from edge.devices.weighbridge.frames import FrameError, WeightReading, parse_toledo, parse_xk3190
+from edge.devices.weighbridge.port import WeighbridgePort
+from edge.devices.weighbridge.workflow import FAULT_CLEAR_READINGS, WeighbridgeDevice
 from edge.outbox import Outbox
 
 PLATE = "桂B12345"  # registered: tare 12 000 kg, rated gross 40 000 kg

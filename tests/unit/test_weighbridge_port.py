@@ -8,8 +8,8 @@ from pathlib import Path
 from contract import DeviceStatus, Weighing, decode
 from edge.agent import Agent
 from edge.config import parse_config
-from edge.devices.weighbridge import WeighbridgeDevice
-from edge.devices.weighbridge_port import WeighbridgePort
+from edge.devices.weighbridge.port import WeighbridgePort
+from edge.devices.weighbridge.workflow import WeighbridgeDevice
 from edge.outbox import Outbox
 from firmware_sim.weighbridge import encode_toledo
 

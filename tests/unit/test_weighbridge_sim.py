@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from edge.devices.base import Vehicle
-from edge.devices.weighbridge import StableConfig, WeighbridgeDevice, WeighbridgeWorkflow
-from edge.devices.weighbridge_frames import WeightReading, make_framer, parse_toledo, parse_xk3190
+from edge.devices.weighbridge.frames import WeightReading, make_framer, parse_toledo, parse_xk3190
+from edge.devices.weighbridge.workflow import StableConfig, WeighbridgeDevice, WeighbridgeWorkflow
 from firmware_sim.weighbridge import TruckVisit, WeighbridgeSim, encode_toledo, encode_xk3190
 
 

@@ -9,9 +9,10 @@ import pytest
 
 from contract import decode, encode
 from contract.events import WasteCategory, Weighing, WeighingFlag
-from edge.devices.anpr import AnprLineReader, parse_anpr_line
 from edge.devices.base import Vehicle
-from edge.devices.weighbridge import (
+from edge.devices.weighbridge.anpr import AnprLineReader, parse_anpr_line
+from edge.devices.weighbridge.frames import FrameError, WeightReading
+from edge.devices.weighbridge.workflow import (
     UNREAD_PLATE,
     StableConfig,
     State,
@@ -19,7 +20,6 @@ from edge.devices.weighbridge import (
     WeighbridgeDevice,
     WeighbridgeWorkflow,
 )
-from edge.devices.weighbridge_frames import FrameError, WeightReading
 
 PLATE = "桂B12345"
 DEVICE = WeighbridgeDevice(

@@ -32,8 +32,14 @@ from pymodbus.framer import FramerType
 
 from contract.events import BinLevel, Deposit, Envelope, Ident, WasteCategory
 from edge.devices.base import DeviceContext, DeviceSpec, Driver
-from edge.devices.pseudonym import Pseudonymiser, load_key
-from edge.devices.sorting_registers import BLOCK_LEN, COUNTER_MOD, RING_SIZE, StationSnapshot, decode_block
+from edge.devices.sorting_station.pseudonym import Pseudonymiser, load_key
+from edge.devices.sorting_station.registers import (
+    BLOCK_LEN,
+    COUNTER_MOD,
+    RING_SIZE,
+    StationSnapshot,
+    decode_block,
+)
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ import serial
 
 from contract.events import Envelope, Ident, TruckTelemetry
 from edge.devices.base import DeviceSpec, Driver
-from edge.devices.nmea import GpsFix, NmeaError, NmeaReader
-from edge.devices.truck_io import IoError, IoModuleError, IoReading, Transport, TruckIoClient
+from edge.devices.truck.io_module import IoError, IoModuleError, IoReading, Transport, TruckIoClient
+from edge.devices.truck.nmea import GpsFix, NmeaError, NmeaReader
 
 log = logging.getLogger(__name__)
 

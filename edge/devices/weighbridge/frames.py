@@ -28,7 +28,7 @@ indicator manuals' "standard continuous output" tables (status bytes A, B and C)
 
 The parser reports what the frame says (net, overload, motion, unit, expanded) and converts
 to kg; whether such a reading may make a ticket is the workflow's decision
-(edge/devices/weighbridge.py), against the unit the site pinned.
+(edge/devices/weighbridge/workflow.py), against the unit the site pinned.
 
 Leading spaces in the weight/tare fields are read as zeros (some indicators blank them).
 

@@ -18,10 +18,10 @@ from typing import ClassVar
 import serial
 
 from contract.events import DeviceState, Envelope, Weighing, WeighingFlag
-from edge.devices.anpr import AnprLineReader
 from edge.devices.base import DeviceContext, Driver, Numbered
-from edge.devices.weighbridge import Ticket, WeighbridgeDevice, WeighbridgeWorkflow
-from edge.devices.weighbridge_frames import FrameError, make_framer
+from edge.devices.weighbridge.anpr import AnprLineReader
+from edge.devices.weighbridge.frames import FrameError, make_framer
+from edge.devices.weighbridge.workflow import Ticket, WeighbridgeDevice, WeighbridgeWorkflow
 
 log = logging.getLogger("edge.weighbridge")
 

@@ -44,8 +44,8 @@ from contract.events import (
     WeighingFlag,
 )
 from edge.devices.base import DeviceSpec, PositiveKg, Vehicle
-from edge.devices.stability import StabilityDetector, StableCapture, round_to_division
-from edge.devices.weighbridge_frames import NO_UNIT, FrameError, WeightReading
+from edge.devices.weighbridge.frames import NO_UNIT, FrameError, WeightReading
+from edge.devices.weighbridge.stability import StabilityDetector, StableCapture, round_to_division
 
 log = logging.getLogger("edge.weighbridge")
 
