@@ -88,6 +88,7 @@ def test_sorting_accuracy_participation_and_alerts(settings: Settings, run_id: s
             assert [(x["time"], x["hh"]) for x in part] == [(MAR1, 5), (MAR2, 1)]  # of 10 registered
             n = q(settings, f"SELECT count(kg) AS n FROM deposit WHERE community = 'cm-{r}'", r)
             b = q(settings, f"SELECT count(fill_pct) AS n FROM bin_level WHERE community = 'cm-{r}'", r)
+            assert n and b, (n, b)  # the bin_level points may land after the deposits': wait for them
             assert (n[0]["n"], b[0]["n"]) == (10, 6)  # duplicates overwrote, not added
         wait_until(community_day, 60, proc, log)
         wait_until(expect_alerts(settings, start, r, expected_alerts, log), 30, proc, log)
