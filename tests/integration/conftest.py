@@ -105,10 +105,15 @@ def _wait_for(settings: Settings, ledger: list[dict[str, Any]], timeout: float) 
         got = {m: sum(int(r["n"]) for r in _query(settings, f'SELECT count("{f}") AS n FROM "{m}" '
                                                             f"WHERE site =~ {SITE_RE} GROUP BY site"))
                for m, f in (("weighing", "net_kg"), ("deposit", "kg"), ("alert", "alert_id"))}
-        if got["weighing"] >= tickets and got["deposit"] >= deposits and got["alert"] > 0:
+        # facility_load is one hop further (the facility agent, from the tonnage agent's totals):
+        # one point per facility and day, rewritten as it fills, so its tickets add up to the count
+        loads = sum(int(r["n"] or 0) for r in _query(settings, f'SELECT sum("tickets") AS n FROM '
+                                                             f'"facility_load" WHERE site =~ {SITE_RE}'))
+        if got["weighing"] >= tickets and got["deposit"] >= deposits and got["alert"] > 0 \
+                and loads >= got["weighing"]:
             break
         time.sleep(1.0)
-    time.sleep(5.0)  # daily running totals and facility_load are rewritten after the last event
+    time.sleep(5.0)  # daily running totals are rewritten after the last event
 
 
 def _officer_actions(run_dir: Path, settings: Settings, timeout: float = 30.0) -> None:
