@@ -8,6 +8,7 @@ A bad file fails `alerts serve` at start with the file name and the problem.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,6 +17,9 @@ import msgspec
 import yaml
 
 from stream.alerting.kinds import SEVERITY_RANK
+from stream.alertkinds import REGISTRY
+
+log = logging.getLogger(__name__)
 
 NonNeg = Annotated[float, msgspec.Meta(ge=0)]
 Positive = Annotated[float, msgspec.Meta(gt=0)]
@@ -146,7 +150,19 @@ def parse_config(raw: object, source: str = "<config>") -> AlertsConfig:
     names = [c.name for c in config.channels]
     if len(names) != len(set(names)):
         raise ConfigError(f"{source}: channel names must be unique")
+    _warn_unknown_kinds(config, source)
     return config
+
+
+def _warn_unknown_kinds(config: AlertsConfig, source: str) -> None:
+    """A kind no agent can raise (a typo, or one this version lacks) would silently never match:
+    say so at start. Only a warning: a config shared with another version must still load."""
+    named = [("cooldown_by_kind", k) for k in config.cooldown_by_kind]
+    named += [(f"channel {c.name} kinds", k) for c in config.channels for k in c.kinds]
+    for where, kind in named:
+        if kind not in REGISTRY:
+            log.warning("%s: %s names alert kind %r, which is not registered (stream/alertkinds.py): "
+                        "it never matches", source, where, kind)
 
 
 def load_config(path: Path | str | None) -> AlertsConfig:

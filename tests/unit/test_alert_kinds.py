@@ -92,3 +92,15 @@ def test_the_example_alert_config_names_only_registered_kinds() -> None:
         named |= set(channel.get("kinds", []))
     assert named, "the example names kinds (cool-downs, a channel filter)"
     assert named <= set(REGISTRY), f"not registered: {named - set(REGISTRY)}"
+
+
+def test_an_alert_config_naming_an_unregistered_kind_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    from stream.alerting.config import parse_config
+
+    parse_config({"cooldown_by_kind": {"bin_ful": 60, "bin_full": 60},
+                  "channels": [{"type": "webhook", "name": "w", "url": "https://e.cn/h",
+                                "secret": {"value": "s"}, "kinds": ["illegal_dump"]}]}, "alerts.yaml")
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2, warned
+    assert "cooldown_by_kind names alert kind 'bin_ful'" in warned[0]
+    assert "channel w kinds names alert kind 'illegal_dump'" in warned[1]
