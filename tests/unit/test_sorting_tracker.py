@@ -10,12 +10,13 @@ import pytest
 from contract.codec import decode, encode
 from contract.events import BinLevel, Deposit, Verdict, VerdictSource, WasteCategory
 from edge.devices.sorting_station import registers as reg
-from edge.devices.sorting_station.pseudonym import Pseudonymiser, generate_key
+from edge.devices.sorting_station.pseudonym import Pseudonymiser
 from edge.devices.sorting_station.registers import decode_block
 from edge.devices.sorting_station.station import SortingStationConfig, SortingStationTracker
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
-PSEUDO = Pseudonymiser(generate_key().encode())
+PSEUDO = Pseudonymiser(b"a fixed test household key")
+"""Fixed, not random: a random key's pseudonym contained '777' now and then, failing the check below."""
 
 
 class Station:
