@@ -36,6 +36,7 @@ deleted on PUBACK.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -53,6 +54,7 @@ from contract.events import DeviceState
 from edge.config import MqttConfig
 from edge.outbox import Outbox
 from wastestream.foundation.mqtt import MqttAuth, make_client
+from wastestream.foundation.settings import load_settings
 
 log = logging.getLogger("edge.mqtt")
 
@@ -334,10 +336,23 @@ class MqttSession:
             self._inflight[info.mid] = (entry.id, msg_id, attempt + 1)
         if entries:
             self.resent += len(entries)
+            self._record_resends(len(entries))
             log.warning(
                 "re-sent %d message(s) the pipeline did not confirm in time (oldest row %d, attempt %d); "
                 "if this repeats, check the bridges are running with confirmations on, or set "
                 "mqtt.delivery: broker", len(entries), entries[0].id, attempts[entries[0].id][1] + 1)
+
+    def _record_resends(self, count: int) -> None:
+        """One JSON line in WS_EDGE_RESENDS_FILE, if set (the chaos report reads it); best effort."""
+        path = load_settings().edge_resends_file
+        if not path:
+            return
+        line = json.dumps({"site": self.site_id, "ts": datetime.now(UTC).isoformat(), "count": count})
+        try:
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(line + "\n")
+        except OSError as exc:
+            log.debug("re-send record not written to %s: %s", path, exc)
 
     def _send_more(self) -> None:
         room = self.cfg.max_inflight - len(self._inflight)

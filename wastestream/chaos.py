@@ -40,7 +40,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import signal
 import time
 from collections import defaultdict
@@ -423,19 +422,25 @@ def result_json(windows: list[Window], settings: Settings, run_dir: Path, edge_s
             "alerts": "not exercised: the chaos city has no incidents"}
 
 
-_RESENT = re.compile(r"^(\S+ \S+) WARNING edge\.mqtt: re-sent (\d+) message")
+RESENDS_FILE = "edge-resends.jsonl"
+"""In the run's logs/: every edge agent's re-send records (WS_EDGE_RESENDS_FILE)."""
 
 
 def edge_resends(log_dir: Path) -> dict[str, list[tuple[str, int]]]:
-    """Per edge agent, (log time, count) of each re-send of messages the pipeline had not
-    confirmed in time (edge/mqtt_session.py): shows when the confirmations saved a message."""
+    """Per edge agent, (time, count) of each re-send of messages the pipeline had not confirmed
+    in time, from the agents' own records (edge/mqtt_session.py): shows when the confirmations
+    saved a message. A line torn by a kill -9 is skipped."""
     found: dict[str, list[tuple[str, int]]] = {}
-    for path in sorted(log_dir.glob("edge-*.log")):
-        with path.open(encoding="utf-8", errors="replace") as lines:
-            hits = [(m[1], int(m[2])) for m in map(_RESENT.match, lines) if m]
-        if hits:
-            found[path.stem] = hits
-    return found
+    path = log_dir / RESENDS_FILE
+    if not path.exists():
+        return found
+    for text in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(text)
+            found.setdefault(f"edge-{record['site']}", []).append((str(record["ts"]), int(record["count"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return dict(sorted(found.items()))
 
 
 def _hms(t: float | None) -> str:
@@ -491,6 +496,8 @@ def run(args: argparse.Namespace) -> int:
     unique = time.strftime("%Y%m%d%H%M%S")
     extra = private_env(run_root, args.mqtt_port, args.kafka_port, args.influx_port, unique)
     extra["WS_FAUST_SESSION_TIMEOUT_S"] = "10"
+    run_dir = run_root / "runs" / unique
+    extra["WS_EDGE_RESENDS_FILE"] = str(run_dir / "logs" / RESENDS_FILE)
     service_env = {**os.environ, **extra}
     for key, value in extra.items():  # load_settings() reads the environment
         os.environ[key] = value
@@ -498,7 +505,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"chaos: private services under {run_root} (MQTT {args.mqtt_port}, Kafka {args.kafka_port}, "
           f"InfluxDB {args.influx_port}); faults: {', '.join(args.faults)}")
     services("up", env=service_env)
-    pipeline = Pipeline(settings, run_root / "runs" / unique, env=extra)
+    pipeline = Pipeline(settings, run_dir, env=extra)
     chaos = ChaosRun(pipeline, args.scenario, args.faults, args.duration_per_fault, args.pause,
                      drain_timeout_s=args.drain_timeout, edge_site=args.edge_site, service_env=service_env)
     try:

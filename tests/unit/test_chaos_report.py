@@ -1,25 +1,32 @@
-"""The chaos report's count of edge re-sends, read from the agents' own log lines."""
+"""The chaos report's count of edge re-sends, from the agents' own records (WS_EDGE_RESENDS_FILE)."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from wastestream.chaos import edge_resends
+import pytest
+
+from edge.config import MqttConfig
+from edge.mqtt_session import MqttSession
+from edge.outbox import Outbox
+from wastestream.chaos import RESENDS_FILE, edge_resends
 
 
-def test_edge_resends_are_read_from_the_agents_log_lines(tmp_path: Path) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")  # the CLI's format
-
-    def line(level: int, name: str, msg: str) -> str:
-        return fmt.format(logging.LogRecord(name, level, __file__, 1, msg, None, None)) + "\n"
-
-    (tmp_path / "edge-c-food.log").write_text(
-        line(logging.INFO, "edge.mqtt", "MQTT connected to 127.0.0.1:28830 (session present: True)")
-        + line(logging.WARNING, "edge.mqtt", "re-sent 2 message(s) the pipeline did not confirm in time")
-        + line(logging.WARNING, "edge.mqtt", "re-sent 1 message(s) the pipeline did not confirm in time"))
-    (tmp_path / "edge-c-river.log").write_text(line(logging.INFO, "edge.agent", "running"))
-    (tmp_path / "bridge-0.log").write_text(line(logging.WARNING, "edge.mqtt", "re-sent 9 message(s)"))
+def test_edge_resends_are_read_from_the_agents_records(tmp_path: Path) -> None:
+    (tmp_path / RESENDS_FILE).write_text(
+        '{"site": "c-food", "ts": "2026-12-03T13:00:01+00:00", "count": 2}\n'
+        '{"site": "c-food", "ts": "2026-12-03T13:00:41+00:00", "count": 1}\n'
+        '{"site": "c-riv'  # torn by a kill -9: skipped
+    )
     found = edge_resends(tmp_path)
-    assert list(found) == ["edge-c-food"]
-    assert [n for _, n in found["edge-c-food"]] == [2, 1]
+    assert found == {"edge-c-food": [("2026-12-03T13:00:01+00:00", 2), ("2026-12-03T13:00:41+00:00", 1)]}
+    assert edge_resends(tmp_path / "nothing") == {}
+
+
+def test_a_session_records_its_resends_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / RESENDS_FILE
+    monkeypatch.setenv("WS_EDGE_RESENDS_FILE", str(path))
+    session = MqttSession(MqttConfig(), "c-food", Outbox(tmp_path / "outbox.db"), status_kind="weighbridge")
+    session._record_resends(3)
+    session._record_resends(1)
+    assert [n for _, n in edge_resends(tmp_path)["edge-c-food"]] == [3, 1]

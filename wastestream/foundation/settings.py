@@ -64,6 +64,10 @@ class Settings:
     """Events per agent batch at most (stream/agents/runner.py): bounds memory and what a crash repeats."""
     batch_within_s: float = field(default_factory=lambda: float(_env("WS_BATCH_WITHIN_S", "0.05")))
     """How long an agent batch waits to fill: adds at most this to the latency of a quiet stream."""
+    edge_resends_file: str = field(default_factory=lambda: _env("WS_EDGE_RESENDS_FILE", ""))
+    """An edge agent appends one JSON line (site, time, count) per re-send of messages the pipeline
+    did not confirm in time: what the chaos report counts, instead of parsing the agents' logs.
+    Empty: not written."""
     raised_alerts_file: str = field(default_factory=lambda: _env("WS_RAISED_ALERTS_FILE", ""))
     """A worker appends one JSON line per alert it raised (once Kafka has it): what THIS worker raised,
     which ws.alerts (shared, replayed by any app) cannot tell; tests count it. Empty: not written."""
