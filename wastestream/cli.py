@@ -7,6 +7,7 @@ vendor's laptop does not pull in Faust.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -128,8 +129,17 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, list[str]], int], str]] 
 }
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml), as operators expect of a service."""
+    try:
+        return importlib.metadata.version("wastestream")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wastestream", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, add_help=name == "schema")
