@@ -94,6 +94,7 @@ class MqttSession:
         self.outbox = outbox
         self.status_device = agent_device_id(site_id)
         self.status_topic = mqtt_topic(site_id, status_kind, self.status_device, "device_status")
+        self._resends_file = load_settings().edge_resends_file
         self.connected = threading.Event()
         self.refused = 0
         self.connects = 0
@@ -344,7 +345,7 @@ class MqttSession:
 
     def _record_resends(self, count: int) -> None:
         """One JSON line in WS_EDGE_RESENDS_FILE, if set (the chaos report reads it); best effort."""
-        path = load_settings().edge_resends_file
+        path = self._resends_file
         if not path:
             return
         line = json.dumps({"site": self.site_id, "ts": datetime.now(UTC).isoformat(), "count": count})

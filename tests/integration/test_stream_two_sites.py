@@ -6,22 +6,19 @@ the stream kept one state for `wb-1` and dropped the second site's tickets as du
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from contract import Weighing, encode, mqtt_topic
 from contract.events import Direction, WasteCategory, WeighingFlag
-from contract.topics import KAFKA_TOPICS
 from stream.topics_admin import ensure_topics
 from stream.validation import Routed, validate
-from tests.integration.workerkit import skip_backlog, start_worker, stop, wait_until
+from tests.integration.workerkit import read_alerts, skip_backlog, start_worker, stop, wait_until
 from wastestream.foundation.influxql import influxql
 from wastestream.foundation.settings import Settings
 
@@ -92,26 +89,7 @@ def test_two_sites_each_with_wb_1_are_both_counted_exactly_once(
     assert summary is not None, text[-3000:]
     assert (int(summary[1]), int(summary[2])) == (2 * PER_SITE, len(repeats))
 
-    alerts = asyncio.run(alerts_of(settings, (a, b)))
+    alerts = asyncio.run(read_alerts(settings, lambda x: x.get("site_id") in (a, b)))
     double = {x["alert_id"]: x["site_id"] for x in alerts if x["kind"] == "weighbridge_double_weighing"}
     assert sorted(double.values()) == [a, b]  # one per site: not taken for the same incident
 
-
-async def alerts_of(settings: Settings, sites: tuple[str, ...]) -> list[dict[str, Any]]:
-    """ws.alerts records naming one of `sites` (bytes filtered first: the topic is shared, and
-    other tests publish hostile records there)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(KAFKA_TOPICS["alert"], p) for p in range(settings.kafka_partitions)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        end = await consumer.end_offsets(parts)
-        out: list[dict[str, Any]] = []
-        while [p for p in parts if await consumer.position(p) < end[p]]:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                out += [json.loads(r.value) for r in records
-                        if r.value and any(f'"site_id":"{site}"'.encode() in r.value for site in sites)]
-        return out
-    finally:
-        await consumer.stop()

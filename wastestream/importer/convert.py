@@ -26,11 +26,13 @@ import msgspec
 from contract.codec import decode, encode
 from contract.events import Direction, TareSource, WasteCategory, Weighing
 from contract.msgid import make_msg_id
+from contract.text import IDENT
 from wastestream.importer.mapping import Mapping
 
 PLATE = re.compile(r"^[\u4e00-\u9fff][A-Z][A-Z0-9]{4,5}[A-Z0-9挂学警港澳领使]$")
 """A Chinese plate: province character, issuing-office letter, 5 (or 6, new energy) more."""
-TICKET = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+TICKET = re.compile(IDENT)
+"""The contract's id rule (contract.text.IDENT); lengths are checked where it is used."""
 NET_TOLERANCE_KG = 0.5
 """As the contract (Weighing.__post_init__): net must be gross - tare within half a kilo."""
 
@@ -138,7 +140,7 @@ def convert_row(n: int, row: dict[str, str], mapping: Mapping, now: datetime) ->
         return Reject(n, bad.column, str(bad), row)
     digest = hashlib.sha256(repr(sorted(row.items())).encode("utf-8")).hexdigest()
     ticket = _get(row, c.ticket)
-    ticket_id = ticket if TICKET.match(ticket) else f"imp-{digest[:16]}"
+    ticket_id = ticket if TICKET.match(ticket) and len(ticket) <= 64 else f"imp-{digest[:16]}"
     fields: dict[str, object] = {
         "ticket_id": ticket_id, "plate": plate, "direction": Direction.INBOUND, "gross_kg": gross,
         "tare_kg": tare, "net_kg": net, "category": category, "origin": origin,
