@@ -34,6 +34,10 @@ def _sim(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _edge(args: argparse.Namespace, rest: list[str]) -> int:
+    if rest[:1] == ["probe"]:  # `edge probe --modbus|--serial|--jt808 ...`: edge/probe/, one module per mode
+        from edge.probe import main as probe
+
+        return probe(rest[1:])
     from edge.agent import main
 
     return main(rest) or 0
@@ -112,7 +116,7 @@ def _services(args: argparse.Namespace, rest: list[str]) -> int:
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, list[str]], int], str]] = {
     "sim": (_sim, "run the simulated city: devices speaking their wire protocols on ptys"),
-    "edge": (_edge, "run an edge agent for one site: `edge run --config site.yaml`"),
+    "edge": (_edge, "run an edge agent for one site: `edge run --config site.yaml`, or `edge probe`"),
     "bridge": (_bridge, "move validated device messages from MQTT to Kafka"),
     "worker": (_worker, "run a Faust stream worker (tonnage, ...) writing to InfluxDB"),
     "topics": (_topics, "create the Kafka topics of the contract (idempotent)"),
