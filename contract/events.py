@@ -58,6 +58,7 @@ class Direction(enum.StrEnum):
 class TareSource(enum.StrEnum):
     MEASURED = "measured"  # truck weighed empty on exit
     REGISTERED = "registered"  # tare from the vehicle registry
+    NONE = "none"  # no tare known (an unread plate, a first pass never weighed out): tare = gross, net 0
 
 
 class WeighingFlag(enum.StrEnum):
@@ -72,6 +73,8 @@ class WeighingFlag(enum.StrEnum):
     OVERLOAD = "overload"  # the indicator reported out of range (over capacity) during the visit
     MOTION = "motion"  # the indicator kept reporting motion while the weights were at rest
     NET_MODE = "net_mode"  # the indicator was in net mode: its own tare, not the registry's
+    UNREGISTERED_VEHICLE = "unregistered_vehicle"  # plate unread or not in the site's vehicle registry
+    PASS_EXPIRED = "pass_expired"  # weighed in, never weighed out within the site's time: no measured tare
 
 
 class Verdict(enum.StrEnum):
