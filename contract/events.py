@@ -92,6 +92,8 @@ class VerdictSource(enum.StrEnum):
 class DeviceState(enum.StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
+    STOPPED = "stopped"
+    """Stopped on purpose (a planned shutdown, maintenance): reported by the edge, never alerted."""
 
 
 class AlertState(enum.StrEnum):
