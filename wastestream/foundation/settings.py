@@ -28,6 +28,9 @@ class Settings:
     city: str = field(default_factory=lambda: _env("WS_CITY", "liuzhou"))
     """The city folder (wastestream/foundation/cities/<city>/) whose rules, scenario and indicators run."""
     rules_file: str = field(default_factory=lambda: _env("WS_RULES", ""))
+    log_format: str = field(default_factory=lambda: _env("WS_LOG_FORMAT", "text"))
+    """`text` (readable lines) or `json` (one JSON object a line: ts, level, logger, msg, and site,
+    device and msg_id where known), for every process (wastestream/foundation/logs.py)."""
     event_loop: str = field(default_factory=lambda: _env("WS_EVENT_LOOP", "uvloop"))
     """`uvloop` (the workers' and bridges' loop, wastestream/foundation/eventloop.py) or `asyncio`."""
     """A rules file instead of the city's rules.yaml (tests and demos write variants); empty: the city's."""
@@ -79,6 +82,12 @@ class Settings:
     """Where `wastestream alerts` clients call the alert API; empty: 127.0.0.1 and the port above."""
     alerts_token: str = field(default_factory=lambda: _env("WS_ALERTS_TOKEN", ""), repr=False)
     """The bearer token `wastestream alerts` clients send (the service reads its own from alerts.yaml)."""
+    metrics_port: int = field(default_factory=lambda: int(_env("WS_METRICS_PORT", "") or 0))
+    """The process's /metrics, /healthz and /readyz port (wastestream/foundation/observability.py);
+    0: off. Every process has a `--metrics-port` flag over it: several processes on one host each
+    need their own (deploy/production/README.md, "Metrics and health")."""
+    metrics_host: str = field(default_factory=lambda: _env("WS_METRICS_HOST", "127.0.0.1"))
+    """The address that endpoint binds: loopback, or 0.0.0.0 in a container Prometheus scrapes."""
 
     def mqtt_password(self) -> str | None:
         """The MQTT password: first line of the password file, else WS_MQTT_PASSWORD, else None."""
