@@ -216,6 +216,8 @@ WS_PROGRAMS=(
   openssl:openssl
   shellcheck:shellcheck
   systemd-analyze:systemd
+  chromium:chromium
+  chromedriver:chromium-driver
 )
 
 # Major version of `java` on PATH (17 for "17.0.15", 8 for "1.8.0"); 1 if none or unparsable.
