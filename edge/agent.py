@@ -18,7 +18,6 @@ disconnect. Run as `python -m edge.agent --config site.yaml` or `wastestream edg
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -40,6 +39,7 @@ from edge.health import ErrorCapture, Health
 from edge.mqtt_session import MqttSession
 from edge.outbox import Outbox
 from edge.status import Item, Running, due_statuses, status_item
+from wastestream.foundation import cliutil, logs
 
 log = logging.getLogger("edge.agent")
 
@@ -88,6 +88,7 @@ class Agent:
 
     # -- running devices
     async def _supervise(self, device: Running) -> None:
+        logs.bind(device=device.id)  # this task's log records carry the device (WS_LOG_FORMAT=json)
         health, backoff = device.health, RESTART_MIN_S
         while not self.stop.is_set():
             started = time.monotonic()
@@ -201,20 +202,17 @@ async def _relay(src: asyncio.Event, dst: asyncio.Event) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="edge.agent", description="Run the wastestream edge agent for one site."
-    )
-    parser.add_argument("--config", required=True, help="site YAML (see edge/config.py)")
-    parser.add_argument("--log-level", default="INFO")
+    parser = cliutil.parser("wastestream edge run", "Run the wastestream edge agent for one site.")
+    parser.add_argument("--config", required=True, help="site YAML (see edge/examples/site.yaml)")
+    cliutil.add_log_level(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+        print(f"wastestream edge run: config error: {exc}", file=sys.stderr)
+        return cliutil.EXIT_USAGE
+    logs.bind_process(site=config.site_id)  # every record of this process is this site's
     asyncio.run(run_agent(config))
     return 0
 

@@ -57,6 +57,7 @@ from paho.mqtt.properties import Properties
 
 from contract.acks import MAX_IDS_PER_ACK, ack_topic, encode_ack
 from contract.topics import DEADLETTER_TOPIC, MQTT_SHARE_GROUP, shared_subscription
+from stream import metrics
 from stream.deadletter import PAYLOAD_PREFIX_BYTES, deadletter_record
 from stream.logutil import RateLimitedLog
 from stream.mqtt_loop import PahoOnLoop
@@ -292,6 +293,7 @@ class Bridge:
 
     async def _route(self, item: Inbound) -> None:
         self.stats.received += 1
+        metrics.bridge_received()
         out = prepare(item)
         if out.reason is None:
             self.stats.routed += 1
@@ -318,6 +320,7 @@ class Bridge:
             self._failed(out, exc, attempt + 1)
             return
         self._in_flight -= 1
+        metrics.bridge_delivered(out.topic)
         item = out.item
         if item.qos > 0 and item.generation == self._generation:
             self._client.ack(item.mid, item.qos)  # queued; written with this response's others
@@ -426,12 +429,13 @@ def _install_signal_handlers(bridge: Bridge) -> None:
 async def _amain(config: BridgeConfig) -> None:
     bridge = Bridge(config)
     _install_signal_handlers(bridge)
-    await bridge.run()
+    with metrics.bridge_endpoint(bridge):  # /metrics, /healthz, /readyz
+        await bridge.run()
 
 
 _FLAG_SETTINGS = {"mqtt_host": "mqtt_host", "mqtt_port": "mqtt_port", "username": "mqtt_username",
                   "password_file": "mqtt_password_file", "tls_ca": "mqtt_tls_ca",
-                  "tls_cert": "mqtt_tls_cert", "tls_key": "mqtt_tls_key"}
+                  "tls_cert": "mqtt_tls_cert", "tls_key": "mqtt_tls_key", "metrics_port": "metrics_port"}
 
 
 def settings_from_args(args: argparse.Namespace, settings: Settings) -> Settings:
@@ -458,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     mq.add_argument("--tls-ca", help="WS_MQTT_TLS_CA: CA file; enables TLS")
     mq.add_argument("--tls-cert", help="WS_MQTT_TLS_CERT: client certificate (mutual TLS)")
     mq.add_argument("--tls-key", help="WS_MQTT_TLS_KEY: its private key")
+    parser.add_argument("--metrics-port", type=int,
+                        help="WS_METRICS_PORT: /metrics, /healthz, /readyz on this port (0: off)")
     parser.add_argument("-l", "--loglevel", default="info", choices=sorted(_LEVELS),
                         help="as for the worker: crit, error, warn, info, debug")
     args = parser.parse_args(argv)
