@@ -4,7 +4,7 @@ What each process counts (`ws_messages_{in,out,deadlettered}_total{topic}`) and 
 
 - bridge: in = MQTT messages taken (topic `ws/v1/+/+/+/+`), out = records Kafka has, per Kafka topic,
   dead-lettered = those Kafka has on ws.deadletter; ready = MQTT connected and the Kafka producer
-  started with a broker connection and no send waiting for a retry;
+  started with a broker connection;
 - worker: in = records taken by the agents per source topic (one call per batch), out = records
   acked (their effects durable), dead-lettered = records refused by the contract; lag per partition
   (`ws_kafka_consumer_lag`); ready = partitions assigned and InfluxDB answering /ping.
@@ -66,13 +66,7 @@ def bridge_checks(bridge: Any) -> dict[str, Check]:
             return None
         return f"not connected to {settings.mqtt_host}:{settings.mqtt_port}"
 
-    def kafka() -> str | None:
-        reason = kafka_producer_ready(bridge._producer)
-        if reason is None and bridge._retry_tasks:
-            reason = f"{len(bridge._retry_tasks)} messages waiting to retry a failed Kafka send"
-        return reason
-
-    return {"mqtt": mqtt, "kafka": kafka}
+    return {"mqtt": mqtt, "kafka": lambda: kafka_producer_ready(bridge._producer)}
 
 
 def bridge_endpoint(bridge: Any) -> contextlib.AbstractContextManager[observability.MetricsServer | None]:
