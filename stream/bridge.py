@@ -63,7 +63,7 @@ from stream.logutil import RateLimitedLog
 from stream.mqtt_loop import PahoOnLoop
 from stream.topics_admin import ensure_topics
 from stream.validation import Rejection, validate
-from wastestream.foundation import eventloop
+from wastestream.foundation import cliutil, eventloop, logs
 from wastestream.foundation.mqtt import MqttAuth, make_client
 from wastestream.foundation.settings import Settings, load_settings
 
@@ -367,7 +367,8 @@ class Bridge:
         reason = f"Kafka refused the record for {out.topic}: {type(exc).__name__}: {exc}"
         if out.reason is not None:
             reason = f"{reason} (rejected before: {out.reason})"
-        log.error("dead-lettering a message on %.200s: %.1000s", item.topic, reason)
+        log.error("dead-lettering a message on %.200s: %.1000s", item.topic, reason,
+                  extra=logs.topic_fields(item.topic))
         keep = 0 if out.refusals else PAYLOAD_PREFIX_BYTES
         record = deadletter_record(reason, item.topic, item.payload, max_payload_bytes=keep)
         if out.reason is None:
@@ -416,10 +417,6 @@ class Bridge:
         self._stopped.set()
 
 
-_LEVELS = {"crit": logging.CRITICAL, "critical": logging.CRITICAL, "error": logging.ERROR,
-           "warn": logging.WARNING, "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
-
-
 def _install_signal_handlers(bridge: Bridge) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -446,7 +443,7 @@ def settings_from_args(args: argparse.Namespace, settings: Settings) -> Settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wastestream bridge", description="MQTT → Kafka bridge")
+    parser = cliutil.parser("wastestream bridge", "MQTT → Kafka bridge")
     parser.add_argument("--client-id", default=f"ws-bridge-{socket.gethostname()}",
                         help="stable per bridge instance: it names the persistent MQTT session")
     parser.add_argument("--group", default=MQTT_SHARE_GROUP, help="MQTT shared-subscription group")
@@ -464,11 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mq.add_argument("--tls-key", help="WS_MQTT_TLS_KEY: its private key")
     parser.add_argument("--metrics-port", type=int,
                         help="WS_METRICS_PORT: /metrics, /healthz, /readyz on this port (0: off)")
-    parser.add_argument("-l", "--loglevel", default="info", choices=sorted(_LEVELS),
-                        help="as for the worker: crit, error, warn, info, debug")
+    cliutil.add_log_level(parser)  # `-l/--loglevel`, the old spelling: a hidden alias
     args = parser.parse_args(argv)
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=_LEVELS[args.loglevel], format=fmt)
+    logs.configure(args.log_level)
     config = BridgeConfig(client_id=args.client_id, group=args.group, receive_maximum=args.receive_maximum,
                           edge_confirmations=args.edge_confirmations,
                           settings=settings_from_args(args, load_settings()))
