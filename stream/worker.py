@@ -12,18 +12,37 @@ from collections.abc import Sequence
 
 from stream.app import app, settings
 from stream.topics_admin import ensure_topics
-from wastestream.foundation import eventloop
+from wastestream.foundation import eventloop, logs
+
+_FAUST_LEVELS = {"CRITICAL": "crit", "WARNING": "warn"}  # Faust's -l names; the others are the same
+
+
+def faust_args(args: Sequence[str]) -> list[str]:
+    """`--log-level LEVEL` (every command's spelling) as Faust's `--loglevel`, in its level names."""
+    out: list[str] = []
+    items = iter(args)
+    for arg in items:
+        name, eq, value = arg.partition("=")
+        if name != "--log-level":
+            out.append(arg)
+            continue
+        level = logs.level_name(value if eq else next(items, "info"))
+        out += ["--loglevel", _FAUST_LEVELS.get(level, level.lower())]
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run Faust's CLI (`worker -l info`, ...) after making sure the source topics exist."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    """Run Faust's CLI (`worker --log-level info`, ...) after making sure the source topics exist.
+
+    Faust's own handler writes our format (foundation/logs.py: text, or JSON with WS_LOG_FORMAT)."""
+    args = faust_args(sys.argv[1:] if argv is None else argv)
+    app.conf.logging_config = logs.mode_logging_config()
     if args[:1] == ["worker"]:
         eventloop.install()
         asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions))
         if settings.faust_web_port is None and "--with-web" not in args:
             args.append("--without-web")  # Faust's CLI would bind 6066 anyway; workers share a host
-    sys.argv = ["wastestream-worker", *args]
+    sys.argv = ["wastestream", *args]  # Faust's usage line then reads `wastestream worker [OPTIONS]`
     app.main()
     return 0
 
