@@ -30,6 +30,7 @@ from typing import Any
 
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
+from stream.sinks import metrics as sink_metrics
 from stream.sinks.config import SinkConfig
 from stream.sinks.influx_v1 import V1Transport
 from stream.sinks.influx_v2 import V2Transport
@@ -163,13 +164,16 @@ class InfluxSink:
         delay = self.config.backoff_initial_s
         while True:
             try:
+                began = time.monotonic()
                 await self.transport.write(body)
+                sink_metrics.written(time.monotonic() - began, len(lines))
                 if self.latency is not None:
                     self.latency.record(lines, time.time_ns())
                 self.stats.points += len(lines)
                 self.stats.batches += 1
                 return True
             except WriteError as exc:
+                sink_metrics.WRITE_FAILURES.inc()
                 waited = time.monotonic() - started
                 if not exc.transient or waited + delay > self.config.give_up_s:
                     reason = f"InfluxDB write to {self.transport.target} failed after {waited:.1f}s: {exc}"
@@ -191,6 +195,7 @@ class InfluxSink:
             log.exception("dead-letter of %d points failed; leaving them unacked for replay", len(lines))
             return False
         self.stats.deadlettered += len(lines)
+        sink_metrics.POINTS_DEADLETTERED.inc(len(lines))
         return True
 
 
