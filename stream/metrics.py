@@ -5,9 +5,10 @@ What each process counts (`ws_messages_{in,out,deadlettered}_total{topic}`) and 
 - bridge: in = MQTT messages taken (topic `ws/v1/+/+/+/+`), out = records Kafka has, per Kafka topic,
   dead-lettered = those Kafka has on ws.deadletter; ready = MQTT connected and the Kafka producer
   started with a broker connection;
-- worker: in = records taken by the agents per source topic (one call per batch), out = records
-  acked (their effects durable), dead-lettered = records refused by the contract; lag per partition
-  (`ws_kafka_consumer_lag`); ready = partitions assigned and InfluxDB answering /ping.
+- worker: in = messages decoded per source topic (one call per batch), out = the valid ones handed
+  to the analyses (durable before their batch is acked), dead-lettered = those the contract
+  refused; lag per partition (`ws_kafka_consumer_lag`); ready = source partitions assigned and
+  InfluxDB answering /ping.
 
 Only this module and its callers' few hook lines know the metric names: the bridge's and the
 agents' internals (rewritten for throughput) keep one call each.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -79,37 +80,6 @@ def bridge_endpoint(bridge: Any) -> contextlib.AbstractContextManager[observabil
 
 
 # --- workers ------------------------------------------------------------------------------------
-
-def _by_topic(events: Sequence[Any]) -> Iterator[tuple[str, int]]:
-    """(topic, how many) of a batch of Faust events, in runs (a batch is mostly one topic)."""
-    topic, n = None, 0
-    for event in events:
-        t = event.message.topic
-        if t != topic:
-            if n:
-                yield topic, n  # type: ignore[misc]
-            topic, n = t, 0
-        n += 1
-    if n:
-        yield topic, n  # type: ignore[misc]
-
-
-def worker_received(events: Sequence[Any]) -> None:
-    """A batch of records taken by an agent."""
-    for topic, n in _by_topic(events):
-        messages_in.inc(topic, n)
-
-
-def worker_acked(events: Sequence[Any]) -> None:
-    """A batch of records acked: their effects are in Kafka and InfluxDB."""
-    for topic, n in _by_topic(events):
-        messages_out.inc(topic, n)
-
-
-def worker_deadlettered(topic: str, n: int) -> None:
-    """`n` records of `topic` refused by the contract, in ws.deadletter."""
-    messages_deadlettered.inc(topic, n)
-
 
 def http_ok(url: str, timeout_s: float = 2.0) -> str | None:
     """None when `url` answers below 400 within the time-out; else why not."""
@@ -192,3 +162,28 @@ def install_worker_endpoint(app: Any, settings: Settings) -> None:
                 counter.inc(topic, 0)
     app.task(start_endpoint)
     REGISTRY.register(FaustCollector(app))
+
+
+def worker_decoded(topic: str, valid: int, rejected: int) -> None:
+    """One batch of `topic` decoded: `valid` messages go on to the analyses, `rejected` are in
+    ws.deadletter. Counted in messages (a version-2 record holds several)."""
+    messages_in.inc(topic, valid + rejected)
+    messages_out.inc(topic, valid)
+    if rejected:
+        messages_deadlettered.inc(topic, rejected)
+
+
+def pop_metrics_port(args: list[str], default: int) -> tuple[list[str], int]:
+    """`--metrics-port N` (or `=N`) taken out of a Faust command line, which does not know it."""
+    rest, port, i = [], default, 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--metrics-port" and i + 1 < len(args):
+            port, i = int(args[i + 1]), i + 2
+            continue
+        if arg.startswith("--metrics-port="):
+            port = int(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, port

@@ -32,6 +32,7 @@ from faust.streams import _current_event
 from contract.codec import ContractError, decode
 from contract.events import Envelope
 from contract.msgid import MsgKey, parse_msg_id
+from stream import metrics
 from stream.app import settings
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
@@ -120,6 +121,7 @@ async def decode_valid(events: Iterable[Any], type_: type[M], topic: str
         valid.append((event, m, key))
     if rejected:
         await asyncio.gather(*(send_deadletter(record) for record in rejected))
+    metrics.worker_decoded(topic, len(valid), len(rejected))
     return valid, len(rejected)
 
 
