@@ -1,13 +1,13 @@
 """Smart sorting station driver: a pure tracker (snapshot -> events) and a thin Modbus poller.
 
-The tracker turns successive register snapshots (see `sorting_registers`) into contract
+The tracker turns successive register snapshots (see `registers`: any vendor profile) into contract
 events: one `Deposit` per new drop, found by the drop counter and read from the drop ring, and
 a `BinLevel` when a bin's fill moved by `fill_step_pct` or `heartbeat_s` passed. It keeps the
 last counter it consumed; the caller may persist `cursor` and pass it back after a restart so
 drops are neither repeated nor skipped. Without a cursor, the first snapshot is the baseline:
 the drops already in the ring are not re-sent (they may have been sent before the restart).
 
-The poller reads the whole block in one request each `poll_s`, over Modbus TCP or RTU, and
+The poller reads the profile's tables (one request each) every `poll_s`, over Modbus TCP or RTU, and
 reconnects with exponential backoff; device and transport errors are logged with a reason and
 never reach the caller. Errors raised by `emit` do propagate: swallowing them would lose drops.
 
@@ -32,14 +32,10 @@ from pymodbus.framer import FramerType
 
 from contract.events import BinLevel, Deposit, Envelope, Ident, WasteCategory
 from edge.devices.base import DeviceContext, DeviceSpec, Driver
+from edge.devices.profiles import DEFAULT, ProfileError
+from edge.devices.profiles.reader import ModbusReadError, read_image
 from edge.devices.sorting_station.pseudonym import Pseudonymiser, load_key
-from edge.devices.sorting_station.registers import (
-    BLOCK_LEN,
-    COUNTER_MOD,
-    RING_SIZE,
-    StationSnapshot,
-    decode_block,
-)
+from edge.devices.sorting_station.registers import StationMap, StationSnapshot, station_map
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +62,9 @@ class SortingStationConfig(DeviceSpec, frozen=True, tag="sorting_station"):
     poll_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     backoff_max_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    profile: str = DEFAULT
+    """The station model's register map: a shipped profile's name (edge/devices/profiles/vendors/
+    sorting_station/) or a path to a vendor's profile file."""
     household_key_file: str | None = None
     household_key_env: str | None = None
     fill_step_pct: Annotated[float, msgspec.Meta(gt=0, le=100)] = 5.0
@@ -76,6 +75,10 @@ class SortingStationConfig(DeviceSpec, frozen=True, tag="sorting_station"):
             raise ValueError("transport rtu needs serial_port")
         if bool(self.household_key_file) == bool(self.household_key_env):
             raise ValueError("set exactly one of household_key_file and household_key_env")
+        try:
+            station_map(self.profile)
+        except ProfileError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class SortingStationTracker:
@@ -119,18 +122,19 @@ class SortingStationTracker:
         if snap.epoch != epoch:
             self.problems.append(f"station restarted (epoch {epoch} -> {snap.epoch}); counter restarts at 0")
             last = 0
-        advanced = (snap.counter - last) % COUNTER_MOD
+        mod = snap.counter_mod
+        advanced = (snap.counter - last) % mod
         first = 1
-        if advanced > RING_SIZE:
-            lost = advanced - RING_SIZE
+        if advanced > snap.ring_size:
+            lost = advanced - snap.ring_size
             self.missed += lost
             self.problems.append(
                 f"gap: counter advanced by {advanced} since the last poll, {lost} drops were overwritten "
-                f"before they could be read (seq {(last + 1) % COUNTER_MOD}..{(last + lost) % COUNTER_MOD})")
+                f"before they could be read (seq {(last + 1) % mod}..{(last + lost) % mod})")
             first = lost + 1
         events: list[Envelope] = []
         for step in range(first, advanced + 1):
-            seq = (last + step) % COUNTER_MOD
+            seq = (last + step) % mod
             event = self._deposit(snap, seq, now)
             if event is not None:
                 events.append(event)
@@ -184,19 +188,14 @@ def make_client(cfg: SortingStationConfig) -> Client:
                                    timeout=cfg.timeout_s, retries=0, reconnect_delay=0, name=cfg.id)
 
 
-class ReadError(Exception):
-    """A poll that returned no usable registers; `str()` is the reason."""
+ReadError = ModbusReadError
+"""A poll that returned no usable registers; `str()` is the reason."""
 
 
-async def read_block(client: Client, unit_id: int) -> list[int]:
-    """The whole map in one function-03 request, so the counter and the ring are consistent."""
-    try:
-        response = await client.read_holding_registers(0, count=BLOCK_LEN, device_id=unit_id)
-    except ModbusException as exc:
-        raise ReadError(f"read failed: {exc}") from None
-    if response.isError():
-        raise ReadError(f"device answered with an exception: {response}")
-    return list(response.registers)
+async def read_snapshot(client: Client, unit_id: int, smap: StationMap) -> StationSnapshot:
+    """One poll: each table of the profile in one request (the counter and its ring in the same
+    one, so they are consistent), decoded."""
+    return smap.decode(await read_image(client, unit_id, smap.spans))
 
 
 async def run_sorting_station(
@@ -213,6 +212,7 @@ async def run_sorting_station(
             device_id=cfg.id, site_id=cfg.site_id, community_id=cfg.community_id,
             pseudonymise=pseudonymise, fill_step_pct=cfg.fill_step_pct, heartbeat_s=cfg.heartbeat_s)
     where = f"{cfg.host}:{cfg.port}" if cfg.transport == "tcp" else cfg.serial_port
+    smap = station_map(cfg.profile)
     backoff = min(cfg.poll_s, 1.0)
     logged: set[str] = set()
     while not stop.is_set():
@@ -220,10 +220,11 @@ async def run_sorting_station(
         try:
             if not await client.connect():
                 raise ReadError(f"cannot connect to {cfg.transport} {where}")
-            log.info("%s: connected (%s %s, unit %d)", cfg.id, cfg.transport, where, cfg.unit_id)
+            log.info("%s: connected (%s %s, unit %d, profile %s)", cfg.id, cfg.transport, where, cfg.unit_id,
+                     smap.profile.profile)
             while not stop.is_set():
-                registers = await read_block(client, cfg.unit_id)
-                events = tracker.update(decode_block(registers), datetime.now(UTC))
+                snap = await read_snapshot(client, cfg.unit_id, smap)
+                events = tracker.update(snap, datetime.now(UTC))
                 logged = _log_new_problems(cfg.id, tracker.problems, logged)
                 for event in events:
                     await emit(event)
