@@ -12,8 +12,10 @@ themselves and only log, so the agent keeps the last warning a driver logged for
 its `last_error` (edge/health.py), and judges a device that does not report its own state
 offline when it has gone quiet for its driver's `stale_after`.
 
-SIGINT/SIGTERM stop the devices, flush the outbox for a few seconds, publish `offline` and
-disconnect. Run as `python -m edge.agent --config site.yaml` or `wastestream edge run --config ...`.
+SIGINT/SIGTERM are a planned stop: the devices stop, every device and the agent itself report
+`stopped` with the reason (no alert: the silence is intended), the outbox is flushed for a few
+seconds, and the agent disconnects cleanly (the broker drops its Last-Will).
+Run as `python -m edge.agent --config site.yaml` or `wastestream edge run --config ...`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from edge.devices.registry import DRIVERS
 from edge.health import ErrorCapture, Health
 from edge.mqtt_session import MqttSession
 from edge.outbox import Outbox
-from edge.status import Item, Running, due_statuses, status_item
+from edge.status import PLANNED_STOP, Item, Running, due_statuses, status_item, stopped_statuses
 from wastestream.foundation import cliutil, logs
 
 log = logging.getLogger("edge.agent")
@@ -63,6 +65,7 @@ class Agent:
         self.last_error: str | None = None
         self.stored: Counter[tuple[str, str]] = Counter()  # (device, event) -> events stored
         self.stop = asyncio.Event()
+        self.stop_reason = PLANNED_STOP
         self._threads_stop = threading.Event()
         self.health: dict[str, Health] = {}
         self.devices = [self._start(d) for d in config.devices]
@@ -82,6 +85,11 @@ class Agent:
             health=self.health[cfg.id], vehicles=self.config.registry(), stored=self.stored,
             stop=self.stop, halt=self._threads_stop)
 
+    def request_stop(self, reason: str = PLANNED_STOP) -> None:
+        """A planned stop (a signal, maintenance): reported as `stopped` with `reason`, not alerted."""
+        self.stop_reason = reason
+        self.stop.set()
+
     def note_error(self, device_id: str, error: str) -> None:
         self.health[device_id].last_error = printable(error)  # an exception text may hold a newline
         self.last_error = printable(f"{device_id}: {error}")
@@ -98,6 +106,8 @@ class Agent:
                     return
                 raise RuntimeError("driver returned while the agent runs")
             except Exception as exc:
+                if self.stop.is_set():
+                    return  # a driver interrupted by the planned stop: not a failure
                 health.state, health.started = DeviceState.OFFLINE, started
                 health.restarts += 1
                 self.note_error(device.id, f"{type(exc).__name__}: {exc}")
@@ -167,7 +177,13 @@ class Agent:
             self._threads_stop.set()
             await asyncio.gather(*tasks, status, return_exceptions=True)
             self._log_activity()
-            await asyncio.to_thread(self.session.stop, flush_timeout)
+            log.info("planned stop (%s): every device reports stopped", self.stop_reason)
+            try:
+                await asyncio.to_thread(self.outbox.put_batch, stopped_statuses(
+                    self.devices, self.outbox, self.site_id, self.stop_reason))
+            except Exception:
+                log.exception("could not store the stopped statuses")
+            await asyncio.to_thread(self.session.stop, flush_timeout, self.stop_reason)
             self.outbox.close()
             for name in loggers:
                 logging.getLogger(name).removeHandler(capture)
@@ -182,7 +198,7 @@ async def run_agent(
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, agent.stop.set)
+            loop.add_signal_handler(sig, agent.request_stop, f"{PLANNED_STOP} ({sig.name})")
     relay = None
     if stop is not None:
         relay = asyncio.create_task(_relay(stop, agent.stop))

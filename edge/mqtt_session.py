@@ -6,7 +6,7 @@ the password read from a file or env var at start.
 
 Status device: the agent reports itself as device `{site_id}-edge` under the kind of the
 site's first device (the contract's topic kinds are device kinds, so the bridge accepts it):
-an `online` DeviceStatus on every connect and a Last-Will `offline` on
+an `online` DeviceStatus on every connect, `stopped` on a planned stop, and a Last-Will `offline` on
 `ws/v1/{site}/{kind}/{site_id}-edge/device_status`. The will's msg_id is renewed after
 every disconnect so two outages are two messages, not one de-duplicated away. Its seq
 is taken at connect, so after a long uptime it lies thousands of heartbeats below the newest:
@@ -162,8 +162,9 @@ class MqttSession:
         self._pump = threading.Thread(target=self._pump_loop, name="edge-mqtt-pump", daemon=True)
         self._pump.start()
 
-    def stop(self, flush_timeout: float = 5.0) -> None:
-        """Publish what we can within `flush_timeout`, say `offline`, disconnect cleanly."""
+    def stop(self, flush_timeout: float = 5.0, reason: str = "planned stop") -> None:
+        """Publish what we can within `flush_timeout`, say `stopped` (with `reason`: a planned stop,
+        which the stream does not alert on), disconnect cleanly (the broker drops the Will)."""
         deadline = time.monotonic() + flush_timeout
         while self.connected.is_set() and time.monotonic() < deadline and self.outbox.depth() > 0:
             self._wake.set()
@@ -175,7 +176,8 @@ class MqttSession:
         self._drain_acks()
         if self.connected.is_set():
             msg_id = self.outbox.next_msg_id(self.status_device)
-            info = self.client.publish(self.status_topic, self._status(DeviceState.OFFLINE, msg_id), qos=1)
+            info = self.client.publish(self.status_topic, self._status(DeviceState.STOPPED, msg_id, reason),
+                                       qos=1)
             try:
                 info.wait_for_publish(timeout=max(0.5, deadline - time.monotonic()))
             except (RuntimeError, ValueError) as exc:

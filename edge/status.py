@@ -4,6 +4,10 @@ A `device_status` goes out per device on every change of state (a driver that re
 state publishes its changes itself, see edge/device_context.py) and for every device plus the
 agent itself on each heartbeat: state, outbox depth, last error, the clock summary, and the
 device's clock offset where it keeps time of its own.
+
+A planned stop (SIGTERM, a maintenance shutdown) is said as such: every device and the agent
+itself report `stopped` with the reason (`stopped_statuses`), so the stream knows the silence
+that follows is intended and raises nothing (stream/agents/device_health_state.py).
 """
 
 from __future__ import annotations
@@ -78,3 +82,14 @@ def due_statuses(devices: Sequence[Running], outbox: Outbox, clock: ClockGuard, 
         text = "; ".join(t for t in (error, summary) if t) or None
         items.append(status_item(outbox, site_id, device.id, driver.kind, state, text, offset))
     return items
+
+
+PLANNED_STOP = "planned stop"
+"""The reason a planned stop reports when none is given."""
+
+
+def stopped_statuses(devices: Sequence[Running], outbox: Outbox, site_id: str,
+                     reason: str = PLANNED_STOP) -> list[Item]:
+    """A `stopped` status for every device, with the reason: the agent is stopping on purpose."""
+    return [status_item(outbox, site_id, d.id, d.driver.kind, DeviceState.STOPPED, reason, None)
+            for d in devices]

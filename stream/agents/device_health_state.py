@@ -26,6 +26,13 @@ stream knows of the device, so mark and state are one changelog record (see dedu
   gap if within the window). Rejected alternatives: renewing the Will by reconnecting (drops
   the session for a bookkeeping problem); heartbeats on a seq stream of their own (one device
   id has one seq per the contract, and dedup.py orders by it).
+- **A planned stop raises nothing**: an edge that stops on purpose (SIGTERM, maintenance) says
+  `stopped` for each device and for itself (edge/status.py `stopped_statuses`). A stopped device
+  is not judged silent, and a stopped edge explains its devices' silence like an offline one
+  (its `EdgeNotice` says down), but no alert is raised for either; `online` again re-arms.
+- **Officers read a plain reason**, never a driver's exception text (`SerialException: device
+  reports readiness...`): the summary says what kind of failure it is (`offline_reason`); the raw
+  `last_error` stays in the `device_status` point and the edge's log for the engineers.
 - **`device_offline`** (warning), once per episode: a status saying `offline` (the agent's
   Last-Will, or a device its edge judged offline), dedup key `site/device|msg_id`; or silence,
   nothing heard for `offline_after_s` (a `check` from the timer, stream/agents/device_health.py),
@@ -81,6 +88,20 @@ WILLS_KEPT = 16
 def edge_device_id(site_id: str) -> str:
     """The edge agent's own status device (edge/mqtt_session.py `agent_device_id`)."""
     return f"{site_id}-edge"
+
+
+def offline_reason(s: DeviceStatus) -> str:
+    """A plain reason for officers (no exception text): the edge's own offline is its connection
+    (its Last-Will: the box, its power or its network); a device's is its link to the edge."""
+    if s.device_id == edge_device_id(s.site_id):
+        return "the site's edge gateway lost its connection to the platform (power or network)"
+    return "the device stopped responding to the site's edge gateway (details in its device status)"
+
+
+def is_edge_down(s: DeviceStatus) -> bool:
+    """The edge agent itself offline (its Last-Will) or stopped on purpose: its devices' silence
+    is explained."""
+    return s.state is not DeviceState.ONLINE and s.device_id == edge_device_id(s.site_id)
 
 
 def is_edge_offline(s: DeviceStatus) -> bool:
@@ -144,6 +165,7 @@ class Health(msgspec.Struct, kw_only=True):
         """Heard before, not in an offline episode, its edge not offline, and nothing for
         `offline_after_s` (the timer's question)."""
         return (bool(self.msg_id) and self.offline is None and self.edge_down is None
+                and self.state != DeviceState.STOPPED.value
                 and now_ns - self.quiet_since_ns() >= rules.device_health.offline_after_s * NS)
 
 
@@ -176,24 +198,23 @@ def on_status(h: Health, s: DeviceStatus, key: MsgKey, heard_ns: int, rules: Rul
     if not new:
         out.duplicate = True  # its point is idempotent: written again (heals a crash before the write)
         return out
-    was_offline = h.state == DeviceState.OFFLINE.value
+    was_down = h.state in (DeviceState.OFFLINE.value, DeviceState.STOPPED.value)
     h.site, h.state, h.msg_id = s.site_id, s.state.value, s.msg_id
     h.ts_ns, h.heard_ns = to_ns(s.ts), max(h.heard_ns, heard_ns)
     h.outbox_depth, h.last_error = s.outbox_depth, s.last_error
     when = datetime.fromtimestamp(heard_ns / NS, UTC)
-    if s.state is DeviceState.ONLINE:
-        h.offline = None
+    if s.state is not DeviceState.OFFLINE:
+        h.offline = None  # online, or stopped on purpose: nothing to alert, the next offline alerts
     elif h.offline is None:
         h.offline = f"{device_key(s.site_id, s.device_id)}|{s.msg_id}"
         out.alerts.append(make_alert(
             "device_offline", site_id=s.site_id, device_id=s.device_id, subject=s.device_id,
-            summary=f"{s.device_id} at {s.site_id} reported offline"
-                    + (f": {s.last_error}" if s.last_error else ""),
+            summary=f"{s.device_id} at {s.site_id} reported offline: {offline_reason(s)}",
             evidence=[s.msg_id], ts=when, dedup_key=h.offline))
     _outbox(h, s, when, rules, out)
-    if s.device_id == edge_device_id(s.site_id) and was_offline != (s.state is DeviceState.OFFLINE):
+    if s.device_id == edge_device_id(s.site_id) and was_down != is_edge_down(s):
         h.notices += 1
-        out.notices.append(EdgeNotice(s.site_id, h.notices, s.msg_id if is_edge_offline(s) else None,
+        out.notices.append(EdgeNotice(s.site_id, h.notices, s.msg_id if is_edge_down(s) else None,
                                       heard_ns))
     return out
 

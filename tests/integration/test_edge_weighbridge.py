@@ -139,5 +139,9 @@ def test_sim_to_mqtt_tickets(tmp_path: Path, fmt: str) -> None:
     assert len({t.msg_id for t in received}) == 3
     assert "checksum mismatch" in out and "torn" in out
     edge_states = [s.state.value for s in statuses if s.device_id == f"{site}-edge"]
-    assert edge_states[0] == "online" and edge_states[-1] == "offline"
+    assert edge_states[0] == "online" and edge_states[-1] == "stopped"  # SIGTERM: a planned stop
+    last = {s.device_id: s for s in statuses}
+    for device in (f"{site}-edge", "wb-1"):  # the agent and each device say so, with the reason
+        assert last[device].state.value == "stopped", last[device]
+        assert last[device].last_error == "planned stop (SIGTERM)", last[device]
     assert any(s.device_id == "wb-1" and s.state.value == "online" for s in statuses)

@@ -67,7 +67,8 @@ def test_last_will_offline_raises_once_per_episode_and_online_rearms() -> None:
     _, dup = edge.status(90, "offline", seq=1, ts_at=-1, error="connection lost (last will)")
     assert not dup, "the Will fills its dedup gap: new, and it is the newest news"
     assert [a.alert_id for a in edge.alerts] == [alert_id("device_offline", f"s1/s1-edge|{will}")]
-    assert edge.alerts[0].evidence == (will,) and "last will" in edge.alerts[0].summary
+    assert edge.alerts[0].evidence == (will,) and "lost its connection" in edge.alerts[0].summary
+    assert "last will" not in edge.alerts[0].summary  # the edge's raw text is not for officers
     assert edge.alerts[0].ts == T0 + timedelta(seconds=90)  # heard, not the Will's stale ts
     assert edge.h.state == "offline"
     edge.status(95, "offline")
@@ -308,3 +309,35 @@ def test_a_notice_leaves_the_edge_itself_and_other_sites_alone() -> None:
     notice = EdgeNotice("s1", 1, "s1-edge:1:1", ns(100))
     assert not on_edge_notice(edge.h, "s1-edge", notice) and not on_edge_notice(other.h, "wb9", notice)
     assert other.check(400) and edge.check(10**5)
+
+
+def test_a_planned_stop_raises_nothing_and_the_next_offline_still_alerts() -> None:
+    """An edge stopped on purpose says `stopped` for its devices and itself: no alert, no silence
+    episode afterwards (also for the devices: the edge's notice says down), and a real outage
+    after it is alerted as before."""
+    d, edge = Device("wb1"), Device("s1-edge")
+    d.status(0)
+    edge.status(0)
+    d.status(100, "stopped", error="planned stop (SIGTERM)")
+    edge.status(101, "stopped", error="planned stop (SIGTERM)")
+    assert d.alerts == [] and edge.alerts == []
+    assert edge.h.notices == 1, "a stopped edge explains its devices' silence"
+    assert d.check(10**5) == [] and edge.check(10**5) == [], "stopped: silence is intended"
+    d.status(20_000)  # started again
+    edge.status(20_000)
+    assert edge.h.notices == 2
+    msg, _ = d.status(20_100, "offline", error="SerialException: device reports readiness to read but "
+                                                 "returned no data")
+    [alert] = d.alerts
+    assert alert.alert_id == alert_id("device_offline", f"s1/wb1|{msg}")
+    assert "SerialException" not in alert.summary and "readiness" not in alert.summary
+    assert "stopped responding" in alert.summary
+
+
+def test_silence_after_a_stopped_status_is_not_judged() -> None:
+    d = Device("wb1")
+    d.status(0)
+    d.status(10, "stopped", error="planned stop")
+    assert not d.h.silent(ns(10**6), RULES) and d.check(10**6) == []
+    d.status(2000)  # back: silence counts again
+    assert len(d.check(2300)) == 1
