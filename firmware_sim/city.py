@@ -28,7 +28,6 @@ flag skip them.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
@@ -41,6 +40,7 @@ import yaml
 from firmware_sim.scenario import Scenario, load_scenario
 from firmware_sim.twins.base import CityPlan, Ledger, free_port
 from firmware_sim.twins.registry import TWINS
+from wastestream.foundation import cliutil, logs
 from wastestream.foundation.settings import Settings, load_settings
 
 log = logging.getLogger("firmware_sim.city")
@@ -105,14 +105,13 @@ async def run_city(scenario: Scenario, run_dir: Path, duration: float, settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wastestream sim", description=__doc__.splitlines()[0])
+    parser = cliutil.parser("wastestream sim", __doc__.splitlines()[0])
     parser.add_argument("--scenario", type=Path, default=None, help="default: $WS_CITY's scenario.yaml")
     parser.add_argument("--run-dir", type=Path, default=None, help="default: $WS_RUN_DIR/sim")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
-    parser.add_argument("-l", "--log-level", default="info")
+    cliutil.add_log_level(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level)
     settings = load_settings()
     scenario = load_scenario(args.scenario)
     run_dir = args.run_dir or settings.run_dir / "sim"

@@ -6,7 +6,6 @@ bounded in time, so deploy scripts and tests can call it on every start.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
@@ -17,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from contract.topics import ALL_KAFKA_TOPICS
+from wastestream.foundation import cliutil, logs
 from wastestream.foundation.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,13 @@ def _raise_for_errors(response: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings()
-    parser = argparse.ArgumentParser(prog="python -m stream.topics_admin", description=__doc__)
+    parser = cliutil.parser("wastestream topics", __doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default=settings.kafka_bootstrap)
     parser.add_argument("--partitions", type=int, default=settings.kafka_partitions)
     parser.add_argument("--timeout", type=float, default=30.0)
+    cliutil.add_log_level(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level)
     created = asyncio.run(ensure_topics(args.bootstrap, args.partitions, timeout_s=args.timeout))
     print(f"created: {', '.join(created) or 'none'}; all present: {', '.join(ALL_KAFKA_TOPICS)}")
     return 0

@@ -7,10 +7,12 @@ Apart from stream/app.py so that the agents, which import the app, never import 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Sequence
 
 from stream.app import app, settings
+from stream.metrics import install_worker_endpoint, pop_metrics_port
 from stream.topics_admin import ensure_topics
 from wastestream.foundation import eventloop, logs
 
@@ -38,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = faust_args(sys.argv[1:] if argv is None else argv)
     app.conf.logging_config = logs.mode_logging_config()
     if args[:1] == ["worker"]:
+        args, port = pop_metrics_port(args, settings.metrics_port)  # --metrics-port N
+        install_worker_endpoint(app, dataclasses.replace(settings, metrics_port=port))
         eventloop.install()
         asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions))
         if settings.faust_web_port is None and "--with-web" not in args:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 import urllib.error
@@ -24,21 +23,23 @@ from typing import Any
 
 from stream.alerting.config import DEFAULT_API_PORT, ConfigError, load_config
 from stream.alerting.kinds import kind_name
+from wastestream.foundation import cliutil, logs
 from wastestream.foundation.settings import load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wastestream alerts", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="action", required=True)
-    serve = sub.add_parser("serve", help="consume ws.alerts, push to enforcement, serve the API")
+    p = cliutil.parser("wastestream alerts", __doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    serve = sub.add_parser("serve", help="consume ws.alerts, push to enforcement, serve the API",
+                           epilog=cliutil.EPILOG)
     serve.add_argument("--config", help="alerts.yaml (default: $WS_ALERTS_CONFIG; none = no channels)")
     serve.add_argument("--port", type=int, help="API port (default: $WS_ALERTS_PORT or the config's)")
     serve.add_argument("--db", help="SQLite path (default: $WS_RUN_DIR/alerts/alerts.db)")
-    serve.add_argument("-l", "--log-level", default="info")
+    cliutil.add_log_level(serve)
     for name, help_text in (("list", "list alerts"), ("show", "one alert with evidence and history"),
                             ("ack", "acknowledge an alert"), ("close", "close an alert"),
                             ("stats", "counts by state and 办结率")):
-        c = sub.add_parser(name, help=help_text)
+        c = sub.add_parser(name, help=help_text, epilog=cliutil.EPILOG)
         c.add_argument("--url", default=None, help="API base URL")
         c.add_argument("--token-file", default=None, help="file with the bearer token")
         c.add_argument("--json", action="store_true", help="print the API's JSON")
@@ -64,8 +65,7 @@ def serve(args: argparse.Namespace) -> int:
     from stream.alerting.service import AlertService
     from stream.rules import load_rules
 
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level)
     try:
         config = load_config(args.config or load_settings().alerts_config or None)
         token = config.api.token.resolve("api token")

@@ -7,14 +7,13 @@ Exit status: 0 imported (rejected rows, if any, are listed and written to the re
 
 from __future__ import annotations
 
-import argparse
 import csv
-import logging
 import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from wastestream.foundation import cliutil, logs
 from wastestream.importer.convert import Reject, Ticket, convert_row, number
 from wastestream.importer.mapping import MappingError, load_mapping
 from wastestream.importer.rows import ExportError, read_rows
@@ -30,14 +29,15 @@ def write_rejects(path: Path, rejects: list[Reject]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wastestream import", description=__doc__.splitlines()[0])
+    parser = cliutil.parser("wastestream import", __doc__.splitlines()[0])
     parser.add_argument("file", type=Path, help="CSV (UTF-8 or GB18030) or .xlsx export")
     parser.add_argument("--mapping", type=Path, required=True, help="column mapping YAML")
     parser.add_argument("--rejects", type=Path, help="rejected rows CSV (default FILE.rejects.csv)")
     parser.add_argument("--dry-run", action="store_true", help="validate only, send nothing")
     parser.add_argument("--confirm-timeout", type=float, default=15.0, help="seconds before a re-send")
+    cliutil.add_log_level(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level)
     now = datetime.now(UTC)
     try:
         mapping = load_mapping(args.mapping)
