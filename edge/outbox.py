@@ -166,6 +166,24 @@ class Outbox:
         )
         return Entry(int(cur.lastrowid or 0), device_id, seq, msg_id, topic, payload)
 
+    def put_allocated(self, rows: Sequence[tuple[str, int, str, str, bytes]]) -> int:
+        """Store (device_id, seq, msg_id, topic, payload) rows whose msg_ids were allocated elsewhere
+        (a replayed backlog, the outbox of a replaced box), atomically, after what is stored: they
+        are published like any row. A msg_id already stored is skipped, so doing it twice stores
+        them once; the device's own seq is untouched (another epoch). Returns how many were stored.
+        Not subject to `max_messages`: the caller sized the backlog."""
+        with self._tx():
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT OR IGNORE INTO messages (device_id, seq, msg_id, topic, payload)"
+                " VALUES (?, ?, ?, ?, ?)", rows,
+            )
+            stored = self._db.total_changes - before
+        if stored:
+            for callback in self._listeners:
+                callback()
+        return stored
+
     def get_state(self, key: str) -> str | None:
         """A value stored by `put_batch(..., state=...)`, or None."""
         with self._lock:

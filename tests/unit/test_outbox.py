@@ -155,3 +155,14 @@ def test_confirm_forgets_by_msg_id_and_rows_skips_gone_ones(tmp_path: Path) -> N
     assert ob.confirm([ids[0]]) == 0 and ob.confirm([]) == 0
     assert [e.msg_id for e in ob.pending()] == [ids[1], ids[3]]
     assert [e.msg_id for e in ob.rows(rows)] == [ids[1], ids[3]] and ob.rows([]) == []
+
+
+def test_put_allocated_stores_foreign_ids_once_and_leaves_the_devices_seq(tmp_path: Path) -> None:
+    """A replayed backlog (or a replaced box's outbox) keeps its msg_ids: stored once, in order."""
+    box = Outbox(tmp_path / "o.db")
+    rows = [("wb", i, f"wb:100:{i}", "ws/v1/s/weighbridge/wb/weighing", b"{}") for i in (1, 2, 3)]
+    assert box.put_allocated(rows) == 3
+    assert box.put_allocated(rows) == 0, "the same backlog twice is stored once"
+    assert [e.msg_id for e in box.pending()] == ["wb:100:1", "wb:100:2", "wb:100:3"]
+    assert box.next_msg_id("wb") == f"wb:{box.epoch}:1", "the device's own seq is untouched"
+    box.close()
