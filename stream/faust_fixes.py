@@ -62,22 +62,55 @@
    consumer's thread) and the batch is not returned, so the records are read again
    (recovery seeks changelogs where it wants them anyway; stream partitions are then seeked
    to their committed offsets by upstream's `perform_seek` as before).
+
+6. A producer flush must wait for every record sent before it (no upstream issue found; the flush
+   before a commit is faust-streaming PR #273). A table write is not sent at once: `send_soon`
+   puts it in the `ProducerBuffer`, whose task hands the records to aiokafka one at a time. Every
+   step that must not run before the changelog is in Kafka calls `Producer.flush()` first: each
+   offset commit (`Consumer.commit`), the revoke before a worker gives up its partitions
+   (`App._on_partitions_revoked`), the shutdown before it leaves the group, and the recovery
+   before it reads the changelogs' highwaters (`Recovery._restart_recovery`). But
+   `ProducerBuffer.flush_atmost` (faust/transport/producer.py) is not a flush: (a) `size` counts
+   only the records still queued, not the one the task has taken and is still handing over
+   (aiokafka's `add_message` waits whenever the partition's batch is full), and aiokafka's own
+   `flush()` waits only for the batches that exist when it is called, so the last record is in
+   neither; (b) it returns as soon as one record takes more than 0.1 s, with the rest still
+   queued. The flush then returns with changelog records not yet in Kafka: offsets are committed
+   past the events that wrote them, and the worker taking a partition (all of them move through
+   recovery with `table_standby_replicas=0`) reads a highwater without them, so its table lacks
+   the last writes, and the next record of such a key reads the value before: the stale reads of
+   tests/integration/test_faust_recovery.py (seq 164 reading 162). A kept partition's recovery
+   likewise replays its changelog up to a highwater without the worker's own last write and
+   overwrites the newer value in memory with the older one. Fix: the buffer counts the records
+   put and the records handed to aiokafka (in order: one task, a FIFO queue); `flush` waits until
+   every record put before it was called has been handed over (then aiokafka's flush waits for
+   their delivery), whatever new records keep coming, and at shutdown, once the task has stopped
+   taking records, hands the rest over itself. Only the non-threaded producer (our setting,
+   Faust's default) is patched.
+
+These patch faust-streaming's internals: `apply()` refuses any other version than FAUST_VERSION
+(pyproject.toml pins it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from importlib.metadata import version
 from typing import Any
 
 from faust import App
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import Message, ack_lock
 from faust.utils.functional import consecutive_numbers
 from mode.utils.futures import notify
 from mode.utils.queues import ThrowableQueue
 
 log = logging.getLogger(__name__)
+
+FAUST_VERSION = "0.15.3"
+"""The faust-streaming release these patches were written against and tested with."""
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
@@ -200,7 +233,55 @@ def _flow_control_queue(self: Any, maxsize: int | None = None, *,
     return ReleasingQueue(maxsize=maxsize, flow_control=self.flow_control, clear_on_resume=clear_on_resume)
 
 
+_upstream_buffer_put = ProducerBuffer.put
+_upstream_send_pending = ProducerBuffer._send_pending
+_upstream_buffer_flush = ProducerBuffer.flush
+
+
+def _buffer_put(self: Any, fut: Any) -> None:
+    """Upstream's, counting the records put (fix 6)."""
+    self._ws_put = getattr(self, "_ws_put", 0) + 1
+    _upstream_buffer_put(self, fut)
+
+
+async def _send_pending(self: Any, fut: Any) -> None:
+    """Upstream's hand-over of one record to aiokafka, counted when done (fix 6)."""
+    try:
+        await _upstream_send_pending(self, fut)
+    finally:
+        self._ws_sent = getattr(self, "_ws_sent", 0) + 1
+        handed = getattr(self, "_ws_handed", None)
+        if handed is not None:
+            handed.set()
+
+
+async def _buffer_flush(self: Any) -> None:
+    """Return once every record put before the call is in aiokafka's batches (fix 6)."""
+    if self.app.conf.producer_threaded:
+        await _upstream_buffer_flush(self)
+        return
+    target = getattr(self, "_ws_put", 0)
+    if getattr(self, "_ws_handed", None) is None:
+        self._ws_handed = asyncio.Event()
+    while getattr(self, "_ws_sent", 0) < target:
+        if self.should_stop:  # its task takes no more records (at most the one in hand): send them here
+            while not self.pending.empty():
+                await self._send_pending(self.pending.get_nowait())
+        self._ws_handed.clear()
+        try:
+            async with asyncio.timeout(1.0):  # then check should_stop again: the task may have stopped
+                await self._ws_handed.wait()
+        except TimeoutError:
+            pass
+
+
 def apply() -> None:
+    if version("faust-streaming") != FAUST_VERSION:
+        raise RuntimeError(f"stream/faust_fixes.py patches faust-streaming {FAUST_VERSION}'s internals, "
+                           f"found {version('faust-streaming')}: check each fix against it first")
+    ProducerBuffer.put = _buffer_put  # type: ignore[method-assign]
+    ProducerBuffer._send_pending = _send_pending  # type: ignore[method-assign]
+    ProducerBuffer.flush = _buffer_flush  # type: ignore[method-assign]
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
     App.FlowControlQueue = _flow_control_queue  # type: ignore[method-assign]
