@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="alerts.yaml (default: $WS_ALERTS_CONFIG; none = no channels)")
     serve.add_argument("--port", type=int, help="API port (default: $WS_ALERTS_PORT or the config's)")
     serve.add_argument("--db", help="SQLite path (default: $WS_RUN_DIR/alerts/alerts.db)")
+    serve.add_argument("--metrics-port", type=int,
+                       help="/metrics, /healthz, /readyz on this port (default: $WS_METRICS_PORT; 0: off)")
     cliutil.add_log_level(serve)
     for name, help_text in (("list", "list alerts"), ("show", "one alert with evidence and history"),
                             ("ack", "acknowledge an alert"), ("close", "close an alert"),
@@ -62,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 # --- serve ---------------------------------------------------------------------------------
 
 def serve(args: argparse.Namespace) -> int:
+    from stream.alerting import metrics as alert_metrics
     from stream.alerting.service import AlertService
     from stream.rules import load_rules
 
@@ -86,7 +89,10 @@ def serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await service.run(stop)
+        settings = load_settings()
+        metrics_port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+        with alert_metrics.endpoint(service, metrics_port, settings.metrics_host):
+            await service.run(stop)
 
     asyncio.run(main())
     return 0

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from stream.alerting import metrics as alert_metrics
 from stream.alerting.channels.base import Channel, Delivery
 from stream.alerting.config import RetryConfig
 from stream.alerting.store import AlertStore, NotFound, PushJob
@@ -101,6 +102,7 @@ class Pusher:
                 log.exception("channel %s raised", job.channel)
                 result = Delivery(False, None, f"{type(exc).__name__}: {exc}"[:500])
         attempt = job.attempts + 1
+        alert_metrics.pushed(job.channel, result.ok)
         retry_at = None
         if not result.ok and result.retryable and attempt < self.retry.attempts:
             retry_at = self._clock() + backoff_s(self.retry, attempt)

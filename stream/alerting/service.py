@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from contract.codec import ContractError, decode
 from contract.events import Alert
 from contract.topics import DEADLETTER_TOPIC
+from stream.alerting import metrics as alert_metrics
 from stream.alerting.api import make_app
 from stream.alerting.channels import Channel, build_channels
 from stream.alerting.config import AlertsConfig
@@ -108,11 +109,13 @@ class AlertService:
             outcome = self.handle(payload)
         except Exception as exc:
             self.stats.rejected += 1
+            alert_metrics.rejected(topic)
             reason = str(exc) if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
             reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")[:1000]
             log.warning("rejected record on %s (%d bytes): %s", topic, len(payload), reason)
             await self._deadletter(deadletter_record(f"alert service: {reason}", topic, payload))
             return
+        alert_metrics.stored(topic, str(outcome))
         if outcome is Outcome.NEW:
             self.pusher.wake()
         if self.exporter is not None:

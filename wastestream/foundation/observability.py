@@ -24,6 +24,7 @@ measure: `python -m wastestream.bench.metrics_overhead`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -71,6 +72,17 @@ messages_out = TopicCounter(MESSAGES_OUT)
 messages_deadlettered = TopicCounter(MESSAGES_DEADLETTERED)
 
 
+class OnLoop:
+    """A check that must run on the process's loop (it touches state the loop owns, e.g. a SQLite
+    connection): the probe schedules it there and waits at most its loop time-out."""
+
+    def __init__(self, fn: Check) -> None:
+        self.fn = fn
+
+    def __call__(self) -> str | None:  # when called directly (no probe): as a plain check
+        return self.fn()
+
+
 class Probe:
     """Liveness of one asyncio loop and readiness of the process, asked from another thread."""
 
@@ -90,6 +102,21 @@ class Probe:
             return f"event loop did not run a callback within {self.loop_timeout_s:g} s (blocked)"
         return None
 
+    def _on_loop(self, fn: Check) -> str | None:
+        done: concurrent.futures.Future[str | None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(fn())
+            except Exception as exc:
+                done.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(run)
+        try:
+            return done.result(self.loop_timeout_s)
+        except TimeoutError:
+            return f"no answer from the event loop within {self.loop_timeout_s:g} s"
+
     def not_ready(self) -> list[str]:
         """Every reason the process is not ready; empty when it is."""
         dead = self.live()
@@ -98,7 +125,7 @@ class Probe:
         reasons = []
         for name, check in self.checks.items():
             try:
-                reason = check()
+                reason = self._on_loop(check.fn) if isinstance(check, OnLoop) else check()
             except Exception as exc:  # a broken check must say so, not kill the server thread
                 reason = f"check failed: {type(exc).__name__}: {exc}"
             if reason is not None:

@@ -1,6 +1,13 @@
 """Muck-truck I/O module over Modbus: lid, bed and ignition switches and the load cell.
 
-Register map (one Modbus unit; addresses are 0-based PDU addresses, as on the wire)::
+The module's map is a vendor profile (`edge/devices/profiles/vendors/truck_io/`, chosen by the
+truck's `io_profile`): which discrete input, coil or register bit is each switch (and whether it is
+inverted), where the load is, in which type, order and unit, and which status bits mean a faulty
+cell. `IoMap(profile).decode(image)` is pure and validates: a negative load, one above
+`MAX_LOAD_KG` or a faulted cell is an `IoError` with the reason, never a reading.
+
+The reference map (profile `wastestream-v1`; `decode_io` reads it; addresses are 0-based PDU
+addresses, as on the wire)::
 
     discrete inputs (FC 02)
       0  lid closed        1 = tarp/lid limit switch closed (load covered)
@@ -11,9 +18,7 @@ Register map (one Modbus unit; addresses are 0-based PDU addresses, as on the wi
       2    status          bit 0 = load cell fault (open circuit / ADC error), other bits 0
 
 A real truck reaches the module over RS-485 (Modbus RTU); the simulator serves Modbus TCP on
-loopback, so both transports are supported (``transport: tcp | rtu``). `decode_io` is pure and
-validates: a negative load, one above `MAX_LOAD_KG` or a faulted cell is an `IoError` with the
-reason, never a reading.
+loopback or RTU on a pty, so both transports are supported (``transport: tcp | rtu``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+
+from edge.devices.profiles import DEFAULT, load_profile
+from edge.devices.profiles.fields import BIT_TABLES, Block, FieldError, Image, raw, spans, value
+from edge.devices.profiles.reader import ModbusReadError, read_image
+from edge.devices.profiles.truck_io import TruckIoProfile
 
 DI_LID_CLOSED = 0
 DI_BED_RAISED = 1
@@ -60,27 +70,65 @@ def encode_load(load_kg: int) -> list[int]:
     return [hi, lo]
 
 
+NOUN = {"holding": "holding registers", "input": "input registers", "coil": "coils",
+        "discrete": "discrete inputs"}
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+class IoMap:
+    """One I/O profile resolved: the reads of a poll (`spans`) and the decoder of its answer."""
+
+    def __init__(self, profile: TruckIoProfile) -> None:
+        self.profile = profile
+        self.fields = dict(profile.roles())
+        self.spans = spans(profile.placed())
+
+    def decode(self, image: Image) -> IoReading | IoError:
+        """One poll (each table read from its span's start) -> a reading or the reason it is none."""
+        for function, (start, count) in self.spans.items():
+            block = image.get(function)
+            n = 0 if block is None else len(block.values)
+            if block is None or n < count or block.start != start:
+                return IoError(f"got {n} {NOUN[function]}, need {count}")
+            if function not in BIT_TABLES:
+                regs = list(block.values[:count])
+                if any(isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= 0xFFFF for r in regs):
+                    return IoError(f"register value out of 16-bit range: {regs}")
+        try:
+            fault = self.profile.fault
+            if fault is not None:
+                status = int(raw(image, self.fields["fault"]))
+                if status & fault.mask:
+                    return IoError(f"{fault.name} (status 0x{status:04X})")
+            load = value(image, self.fields["load"])
+            switches = {role: bool(raw(image, self.fields[role])) != getattr(self.profile, role).invert
+                        for role in ("lid_closed", "bed_raised", "ignition")}
+        except FieldError as exc:
+            return IoError(str(exc))
+        if load < 0:
+            return IoError(f"negative load {_num(load)} kg")
+        if load > MAX_LOAD_KG:
+            return IoError(f"load {_num(load)} kg above {MAX_LOAD_KG:.0f} kg")
+        return IoReading(load_kg=float(load), **switches)
+
+
+REFERENCE = IoMap(load_profile("truck_io", DEFAULT))  # type: ignore[arg-type]
+
+
+def io_map(profile: str = DEFAULT) -> IoMap:
+    """The decoder of an I/O profile by name or path (raises ProfileError)."""
+    loaded = load_profile("truck_io", profile)
+    assert isinstance(loaded, TruckIoProfile)
+    return REFERENCE if profile == DEFAULT else IoMap(loaded)
+
+
 def decode_io(bits: Sequence[bool], registers: Sequence[int]) -> IoReading | IoError:
-    """Turn one poll (discrete inputs 0-2, holding registers 0-2) into a reading or a reason."""
-    if len(bits) < DI_COUNT:
-        return IoError(f"got {len(bits)} discrete inputs, need {DI_COUNT}")
-    if len(registers) < HR_COUNT:
-        return IoError(f"got {len(registers)} holding registers, need {HR_COUNT}")
-    if any(not 0 <= r <= 0xFFFF for r in registers[:HR_COUNT]):
-        return IoError(f"register value out of 16-bit range: {list(registers[:HR_COUNT])}")
-    if registers[HR_STATUS] & STATUS_CELL_FAULT:
-        return IoError(f"load cell fault (status 0x{registers[HR_STATUS]:04X})")
-    (load,) = struct.unpack(">i", struct.pack(">HH", registers[HR_LOAD], registers[HR_LOAD + 1]))
-    if load < 0:
-        return IoError(f"negative load {load} kg")
-    if load > MAX_LOAD_KG:
-        return IoError(f"load {load} kg above {MAX_LOAD_KG:.0f} kg")
-    return IoReading(
-        lid_closed=bool(bits[DI_LID_CLOSED]),
-        bed_raised=bool(bits[DI_BED_RAISED]),
-        ignition=bool(bits[DI_IGNITION]),
-        load_kg=float(load),
-    )
+    """Turn one poll of the reference map (discrete inputs 0-2, holding registers 0-2) into a
+    reading or a reason."""
+    return REFERENCE.decode({"discrete": Block(0, bits), "holding": Block(0, registers)})
 
 
 class IoModuleError(Exception):
@@ -104,8 +152,10 @@ class TruckIoClient:
         baudrate: int = 9600,
         unit_id: int = 1,
         timeout: float = 1.0,
+        profile: str = DEFAULT,
     ) -> None:
         self.unit_id = unit_id
+        self.map = io_map(profile)
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
         if transport == "tcp":
             self._client = AsyncModbusTcpClient(
@@ -120,14 +170,14 @@ class TruckIoClient:
         if not self._client.connected and not await self._client.connect():
             raise IoModuleError("cannot connect to the I/O module")
         try:
-            di = await self._client.read_discrete_inputs(0, count=DI_COUNT, device_id=self.unit_id)
-            hr = await self._client.read_holding_registers(0, count=HR_COUNT, device_id=self.unit_id)
+            image = await read_image(self._client, self.unit_id, self.map.spans)
+        except ModbusReadError as exc:
+            self.close()
+            raise IoModuleError(str(exc)) from exc
         except Exception as exc:  # pymodbus raises ModbusException and subclasses, or OSError
             self.close()
             raise IoModuleError(f"{type(exc).__name__}: {exc}") from exc
-        if di.isError() or hr.isError():
-            raise IoModuleError(f"Modbus exception response: {di if di.isError() else hr}")
-        return decode_io(di.bits[:DI_COUNT], hr.registers)
+        return self.map.decode(image)
 
     def close(self) -> None:
         self._client.close()

@@ -35,7 +35,8 @@ import serial
 
 from contract.events import Envelope, Ident, TruckTelemetry
 from edge.devices.base import DeviceSpec, Driver
-from edge.devices.truck.io_module import IoError, IoModuleError, IoReading, Transport, TruckIoClient
+from edge.devices.profiles import DEFAULT, ProfileError
+from edge.devices.truck.io_module import IoError, IoModuleError, IoReading, Transport, TruckIoClient, io_map
 from edge.devices.truck.nmea import GpsFix, NmeaError, NmeaReader
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,21 @@ class TruckTerminalConfig(DeviceSpec, frozen=True, tag="truck"):
     io_serial_port: str = ""
     io_baudrate: int = 9600
     io_unit_id: Annotated[int, msgspec.Meta(ge=0, le=247)] = 1
+    io_profile: str = DEFAULT
+    """The I/O module model's map: a shipped profile's name (edge/devices/profiles/vendors/truck_io/)
+    or a path to a vendor's profile file."""
     io_poll_s: Positive = 0.5
     report_interval_s: Positive = 10.0
     load_step_kg: Positive = 500.0
     fix_stale_s: Positive = 5.0
     io_stale_s: Positive = 5.0
     retry_max_s: Positive = 10.0
+
+    def __post_init__(self) -> None:
+        try:
+            io_map(self.io_profile)
+        except ProfileError as exc:
+            raise ValueError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +223,7 @@ async def _io_loop(
         baudrate=cfg.io_baudrate,
         unit_id=cfg.io_unit_id,
         timeout=max(0.5, min(3.0, cfg.io_poll_s * 4)),
+        profile=cfg.io_profile,
     )
     attempt = 0
     try:
