@@ -19,7 +19,7 @@ Schema (every key not marked optional is required; unknown keys are errors)::
       max_unconfirmed: int = 10000    # sent but unconfirmed at most; the rest waits in the outbox
     outbox: {path: str, max_messages: int = 100000, when_full: drop_oldest | reject_new}
     vehicles:                         # registry, optional
-      - {plate, tare_kg, rated_gross_kg, category, origin}
+      - {plate, tare_kg, rated_gross_kg, category, origin}   # tare_kg omitted: weighed in and out
     household_key_file: str | null   # HMAC key for station household pseudonyms (never commit one) ...
     household_key_env: str | null    # ... or an env var; stations inherit it unless they set their own
     status_interval_s: float = 60    # device_status heartbeat per device and for the agent itself

@@ -37,7 +37,8 @@ class Vehicle(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     """The site's vehicle registry entry (the weighbridge's tare and rating; others may read it)."""
 
     plate: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
-    tare_kg: Annotated[float, msgspec.Meta(ge=0)]
+    tare_kg: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    """None: no registered tare; the weighbridge weighs the truck in and out (two-pass weighing)."""
     rated_gross_kg: PositiveKg
     category: WasteCategory = WasteCategory.RESIDUAL
     origin: Ident = "unknown"

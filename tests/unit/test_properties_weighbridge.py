@@ -6,12 +6,14 @@ the parser, so "every encoded frame parses back to what was encoded" checks both
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from itertools import pairwise
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contract.text import PLATE as PLATE_RULE
 from edge.devices.weighbridge.anpr import MAX_LINE, AnprLineReader
 from edge.devices.weighbridge.frames import (
     STX,
@@ -211,9 +213,10 @@ def test_noise_between_toledo_frames_costs_no_valid_frame(
 
 # --- ANPR plate lines ------------------------------------------------------------------------
 
-plates = st.text(
+texts = st.text(
     alphabet=st.characters(exclude_categories=("Cs", "Cc", "Zs", "Zl", "Zp")), min_size=1, max_size=16
 ).filter(lambda p: not any(c.isspace() for c in p))
+plates = st.from_regex(PLATE_RULE, fullmatch=True).filter(lambda p: 1 <= len(p) <= 16 and " " not in p)
 
 
 @FAST
@@ -224,6 +227,16 @@ def test_every_plate_line_is_read_whatever_the_chunking(ps: list[str], cuts: lis
     got = [p for chunk in chunked(stream, cuts) for p in reader.feed(chunk)]
     assert got == ps
     assert reader.errors == 0
+
+
+@FAST
+@given(st.lists(texts, min_size=1, max_size=10))
+def test_a_plate_read_is_one_the_contract_accepts_else_a_counted_error(ps: list[str]) -> None:
+    """The edge refuses what the bridge would dead-letter: every line is a valid plate or an error."""
+    reader = AnprLineReader()
+    got = reader.feed("".join(f"PLATE {p}\r\n" for p in ps).encode("utf-8"))
+    assert got == [p for p in ps if re.match(PLATE_RULE, p)]
+    assert reader.errors == len(ps) - len(got)
 
 
 @FAST

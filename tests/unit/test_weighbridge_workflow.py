@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from contract import decode, encode
-from contract.events import WasteCategory, Weighing, WeighingFlag
+from contract.events import TareSource, WasteCategory, Weighing, WeighingFlag
 from edge.devices.base import Vehicle
 from edge.devices.weighbridge.anpr import AnprLineReader, parse_anpr_line
 from edge.devices.weighbridge.frames import FrameError, WeightReading
@@ -34,6 +34,7 @@ REGISTRY = {
     PLATE: Vehicle(
         plate=PLATE, tare_kg=12000, rated_gross_kg=31000, category=WasteCategory.KITCHEN, origin="chengzhong"
     ),
+    "桂B99999": Vehicle(plate="桂B99999", tare_kg=6000, rated_gross_kg=18000),
 }
 NOW = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -114,19 +115,27 @@ def test_over_rating() -> None:
     assert WeighingFlag.OVER_RATING in t.flags and t.net_kg == 21000
 
 
-def test_unknown_plate_is_residual_unknown(caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_plate_is_weighed_in_and_out_and_flagged(caplog: pytest.LogCaptureFixture) -> None:
+    """Not the old silent 'tare 0, residual': the first pass waits, the second measures the tare."""
     wf, clock = make()
     wf.on_plate(clock.t, "粤A00000")
+    assert run(wf, clock, visit(9000)) == [] and set(wf.pending) == {"粤A00000"}
+    wf.on_plate(clock.t, "粤A00000")
     with caplog.at_level(logging.WARNING, logger="edge.weighbridge"):
-        [t] = run(wf, clock, visit(9000))
-    assert (t.category, t.origin, t.tare_kg, t.net_kg) == (WasteCategory.RESIDUAL, "unknown", 0, 9000)
-    assert "not in the vehicle registry" in caplog.text
+        [t] = run(wf, clock, visit(4000))
+    assert (t.category, t.origin, t.gross_kg, t.tare_kg, t.net_kg) == (WasteCategory.RESIDUAL, "unknown", 9000,
+                                                                        4000, 5000)
+    assert t.flags == (WeighingFlag.UNREGISTERED_VEHICLE,) and t.tare_source == TareSource.MEASURED
+    assert "not in the vehicle registry" in caplog.text and wf.pending == {}
 
 
 def test_no_plate_read() -> None:
+    """An unread plate cannot be paired: on record, net 0 (no tare known), flagged."""
     wf, clock = make()
     [t] = run(wf, clock, visit(9000))
     assert t.plate == UNREAD_PLATE
+    assert (t.gross_kg, t.tare_kg, t.net_kg, t.tare_source) == (9000, 9000, 0, TareSource.NONE)
+    assert t.flags == (WeighingFlag.UNREGISTERED_VEHICLE,)
 
 
 def test_double_weighing_within_window() -> None:
@@ -192,3 +201,34 @@ def test_anpr_lines() -> None:
     assert parse_anpr_line(b"PLATE \xff\xfe") is None and parse_anpr_line(b"PLATE") is None
     r.feed(b"x" * 1000)
     assert r.errors == 2
+
+
+def test_remote_jump_while_the_truck_stands_is_flagged() -> None:
+    """Settled at 20 000, a clean step to 22 000 with no motion: the remote-control signature."""
+    wf, clock = make()
+    wf.on_plate(clock.t, PLATE)
+    up = [20000 * i / 10 for i in range(1, 10)]
+    weights = [0.0] * 5 + up + [20000.0] * 15 + [22000.0] * 15 + up[::-1] + [0.0] * 5
+    [t] = run(wf, clock, weights)
+    assert WeighingFlag.REMOTE_JUMP in t.flags and t.gross_kg == 22000
+
+
+def test_an_ordinary_visit_has_no_remote_jump() -> None:
+    wf, clock = make()
+    wf.on_plate(clock.t, PLATE)
+    [t] = run(wf, clock, visit(28000))
+    assert WeighingFlag.REMOTE_JUMP not in t.flags
+
+
+def test_plate_nearest_before_the_weight_settled_is_taken() -> None:
+    """Two reads before the truck settled: the later one is this truck's; a read after settling is
+    the next truck's."""
+    wf, clock = make()
+    wf.on_plate(clock.t, "桂B99999")
+    clock.t += 5
+    wf.on_plate(clock.t, PLATE)
+    ws = visit(28000)
+    out = run(wf, clock, ws[:35])
+    wf.on_plate(clock.t, "桂B99999")
+    out += run(wf, clock, ws[35:] + visit(9000))
+    assert [t.plate for t in out] == [PLATE, "桂B99999"]

@@ -4,6 +4,13 @@ Runs in its own thread (pyserial is blocking). A port that is missing or fails i
 with backoff (1 s doubling to 30 s) and the device's DeviceStatus says why (`ctx.report`); the
 workflow's state survives a reopen and a driver restart. Nothing here raises out of `run`.
 A ticket whose device time is outside the agent's bound gets the `clock_skew` flag.
+
+Plate cameras come on the line port (`anpr_port`) or push HTTP (`anpr_http`: an asyncio server
+on the agent's loop, anpr_http.py); both feed the workflow under one lock. A pushed read's
+camera frame time moves it back on the monotonic clock (by at most `MAX_CAMERA_LAG_S`: a camera
+clock further off is not trusted), so the plate is matched to the weight when the camera saw it.
+First passes of two-pass weighing are stored in the outbox's state table (`pending_key`), in the
+same transaction as the ticket that ends them, so a restart neither loses nor repeats one.
 """
 
 from __future__ import annotations
@@ -13,13 +20,16 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import ClassVar
 
 import serial
 
 from contract.events import DeviceState, Envelope, Weighing, WeighingFlag
 from edge.devices.base import DeviceContext, Driver, Numbered
-from edge.devices.weighbridge.anpr import AnprLineReader
+from edge.devices.weighbridge.anpr import AnprLineReader, PlateRead
+from edge.devices.weighbridge.anpr_http import AnprHttpServer
 from edge.devices.weighbridge.frames import FrameError, make_framer
 from edge.devices.weighbridge.workflow import Ticket, WeighbridgeDevice, WeighbridgeWorkflow
 
@@ -27,6 +37,9 @@ log = logging.getLogger("edge.weighbridge")
 
 READ_TIMEOUT_S = 0.05
 MAX_BACKOFF_S = 30.0
+MAX_CAMERA_LAG_S = 30.0
+"""A pushed plate's frame time is used when it is at most this far behind the edge's clock."""
+EXPIRE_EVERY_S = 10.0
 
 
 class WeighbridgePort:
@@ -36,10 +49,29 @@ class WeighbridgePort:
         self.device = device
         self.ctx = ctx
         self.workflow = WeighbridgeWorkflow(device, ctx.vehicles)
+        self.pending_key = f"weighbridge:{device.id}:first_passes"
+        self.workflow.load_pending(ctx.get_state(self.pending_key))
         self.framer = make_framer(device.format, checksum=device.checksum, unit=device.unit)
         self.anpr = AnprLineReader()
         self.state: DeviceState | None = None
         self.last_error: str | None = None
+        self._lock = threading.Lock()  # the serial thread and the HTTP server's loop share the workflow
+        self._next_expiry = 0.0
+
+    def on_plate_read(self, read: PlateRead, received: float | None = None) -> None:
+        """A plate from any camera input; `received` is the monotonic receive time (default now)."""
+        t = time.monotonic() if received is None else received
+        if read.frame_ts is not None:
+            lag = (datetime.now(UTC) - read.frame_ts).total_seconds()
+            if 0 <= lag <= MAX_CAMERA_LAG_S:
+                t -= lag
+            else:
+                log.info("%s: plate %s: camera frame time %s is %.0f s off the edge's clock; receive"
+                         " time used", self.device.id, read.plate, read.frame_ts.isoformat(), lag)
+        log.info("%s: plate %s (%s%s)", self.device.id, read.plate, read.source,
+                 "" if read.confidence is None else f", confidence {read.confidence}")
+        with self._lock:
+            self.workflow.on_plate(t, read.plate)
 
     def run(self, stop: threading.Event) -> None:
         """Read until `stop` is set, reopening failed ports with backoff."""
@@ -97,48 +129,62 @@ class WeighbridgePort:
             t = time.monotonic()
             if camera is not None and camera.in_waiting:
                 for plate in self.anpr.feed(camera.read(camera.in_waiting)):
-                    log.info("%s: plate %s", self.device.id, plate)
-                    self.workflow.on_plate(t, plate)
+                    self.on_plate_read(PlateRead(plate), t)
             if data:
                 self.feed(t, data)
 
     def feed(self, t: float, data: bytes) -> None:
         """Indicator bytes received at monotonic time `t` (also the seam for tests)."""
-        for item in self.framer.feed(data):
-            if isinstance(item, FrameError):
-                self.workflow.on_frame_error(item)
-                continue
-            ticket = self.workflow.on_reading(t, item)
-            if self.workflow.fault != self.last_error:
-                fault = self.workflow.fault  # a refused indicator is out of service: offline, why
-                self._report(DeviceState.OFFLINE if fault else DeviceState.ONLINE, fault)
-            if ticket is not None:
-                self.emit(ticket)
+        with self._lock:
+            for item in self.framer.feed(data):
+                if isinstance(item, FrameError):
+                    self.workflow.on_frame_error(item)
+                    continue
+                ticket = self.workflow.on_reading(t, item)
+                if self.workflow.fault != self.last_error:
+                    fault = self.workflow.fault  # a refused indicator is out of service: offline, why
+                    self._report(DeviceState.OFFLINE if fault else DeviceState.ONLINE, fault)
+                self._settle([] if ticket is None else [ticket])
+            if t >= self._next_expiry:
+                self._next_expiry = t + EXPIRE_EVERY_S
+                self._settle(self.workflow.expire(t))
 
-    def emit(self, ticket: Ticket) -> None:
+    def _settle(self, tickets: list[Ticket]) -> None:
+        """Store tickets, and the first passes when they changed, in one outbox transaction."""
+        if not tickets and not self.workflow.pending_changed:
+            return
+        state = {self.pending_key: self.workflow.pending_json()} if self.workflow.pending_changed else None
+        self.emit(tickets, state)
+
+    def emit(self, tickets: Ticket | list[Ticket], state: dict[str, str] | None = None) -> None:
+        d, site = self.device, self.ctx.site_id
+        batch = [tickets] if isinstance(tickets, Ticket) else tickets
+        events: list[Numbered] = []
+        kept: list[Ticket] = []
+        for ticket in batch:
+            if self.ctx.clock.check(d.id, ticket.ts) and WeighingFlag.CLOCK_SKEW not in ticket.flags:
+                ticket = dataclasses.replace(ticket, flags=(*ticket.flags, WeighingFlag.CLOCK_SKEW))
+            try:  # a ticket the contract rejects: log it, never crash (built here, once more in store)
+                ticket.to_weighing(msg_id="x:0:0", ticket_id="x", device_id=d.id, site_id=site)
+            except ValueError as exc:
+                log.error("%s: ticket for %s not valid: %s (%r)", d.id, ticket.plate, exc, ticket)
+                continue
+            events.append(Numbered(Weighing, self._builder(ticket)))
+            kept.append(ticket)
+        msg_ids = self.ctx.store(events, state)
+        for ticket, msg_id in zip(kept, msg_ids, strict=True):
+            if msg_id is not None:
+                log.info("%s: ticket %s plate=%s gross=%.0f net=%.0f flags=%s", d.id, msg_id, ticket.plate,
+                         ticket.gross_kg, ticket.net_kg, [f.value for f in ticket.flags])
+
+    def _builder(self, ticket: Ticket) -> Callable[[str, int], Envelope]:
         d, site, epoch = self.device, self.ctx.site_id, self.ctx.epoch
-        if self.ctx.clock.check(d.id, ticket.ts) and WeighingFlag.CLOCK_SKEW not in ticket.flags:
-            ticket = dataclasses.replace(ticket, flags=(*ticket.flags, WeighingFlag.CLOCK_SKEW))
 
         def build(msg_id: str, seq: int) -> Envelope:
             ticket_id = f"{d.id}-{epoch}-{seq}"
             return ticket.to_weighing(msg_id=msg_id, ticket_id=ticket_id, device_id=d.id, site_id=site)
 
-        try:
-            [msg_id] = self.ctx.store([Numbered(Weighing, build)])
-        except ValueError as exc:  # a ticket the contract rejects: log it, never crash
-            log.error("%s: ticket for %s not valid: %s (%r)", d.id, ticket.plate, exc, ticket)
-            return
-        if msg_id is not None:
-            log.info(
-                "%s: ticket %s plate=%s gross=%.0f net=%.0f flags=%s",
-                d.id,
-                msg_id,
-                ticket.plate,
-                ticket.gross_kg,
-                ticket.net_kg,
-                [f.value for f in ticket.flags],
-            )
+        return build
 
     def _report(self, state: DeviceState, error: str | None) -> None:
         if state == self.state and error == self.last_error:
@@ -159,4 +205,16 @@ class WeighbridgeDriver(Driver[WeighbridgeDevice]):
         self.port = WeighbridgePort(cfg, ctx)
 
     async def run(self) -> None:
-        await asyncio.to_thread(self.port.run, self.ctx.halt)
+        http = self.cfg.anpr_http
+        if http is None:
+            await asyncio.to_thread(self.port.run, self.ctx.halt)
+            return
+        server = AnprHttpServer(self.cfg.id, self.port.on_plate_read, host=http.host, port=http.port,
+                                path=http.path, max_body_bytes=http.max_body_bytes)
+        self.http = server
+        serving = asyncio.create_task(server.serve(self.ctx.stop))
+        try:
+            await asyncio.to_thread(self.port.run, self.ctx.halt)
+        finally:
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)

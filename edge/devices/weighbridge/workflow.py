@@ -22,11 +22,36 @@ What the indicator says is obeyed, not just parsed:
   why (the transport reports it in device_status), a visit under way is dropped with a
   logged reason, and nothing is rescaled. The fault clears after `FAULT_CLEAR_READINGS`
   good readings in a row, so a flapping indicator does not flood device_status.
+
+The plate is matched by time: of the reads within `plate_window_s` before the visit's weight
+settled (the camera's frame time when it sends one), the latest; later reads are the next truck's.
+
+**Two-pass weighing** (`two_pass`): a truck with no registered tare, an unregistered plate (and,
+with `always`, every truck) is weighed in and out. The first pass makes no ticket: its gross is
+kept in `pending` (the port persists it with the outbox, so it survives a restart); the second
+pass of the same plate makes the ticket: gross = the heavier pass, tare = the lighter one
+(`tare_source` measured, direction `in` when the truck came in loaded, `out` when it left
+loaded), flags of both passes, and `tare_deviation` when a registered tare exists and the
+measured one is more than `tare_deviation_kg` from it. A first pass not weighed out within
+`pass_expiry_s` becomes a ticket flagged `pass_expired`: with the registered tare if there is
+one, else tare = gross (net 0, `tare_source` none): a truck's own steel is never counted as waste.
+
+**Unregistered or unread plates** are flagged `unregistered_vehicle` (an alert, so an officer
+registers the truck or corrects the read). A read but unregistered plate is weighed in and out,
+so its net is measured; it is filed as residual from origin `unknown` (the contract's catch-all
+category) with the flag saying the category is a guess. An unread plate cannot be paired with a
+second pass: its ticket has tare = gross (net 0, `tare_source` none): the weight is on record,
+nothing is counted until the officer resolves it. Never the old silent "tare 0, residual".
+
+**Remote-control cheating** (`remote_jump`): a step between two settled weights while the truck
+stands on the deck (stability.StepDetector, `remote_jump_kg` / `remote_jump_within_s`) flags the
+visit; the ticket keeps the heaviest settled weight, the flag makes it an alert.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,7 +70,13 @@ from contract.events import (
 )
 from edge.devices.base import DeviceSpec, PositiveKg, Vehicle
 from edge.devices.weighbridge.frames import NO_UNIT, FrameError, WeightReading
-from edge.devices.weighbridge.stability import StabilityDetector, StableCapture, round_to_division
+from edge.devices.weighbridge.stability import (
+    Jump,
+    StabilityDetector,
+    StableCapture,
+    StepDetector,
+    round_to_division,
+)
 
 log = logging.getLogger("edge.weighbridge")
 
@@ -53,11 +84,22 @@ UNREAD_PLATE = "UNREAD"
 """Plate on a ticket when the camera sent nothing for the visit."""
 FAULT_CLEAR_READINGS = 10
 """Good readings in a row that end a fault (1 s at the usual 10 Hz)."""
+MAX_PLATE_READS = 64
+"""Plate reads kept for matching (a camera re-sending one truck many times stays bounded)."""
 
 
 class StableConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     tolerance_kg: Annotated[float, msgspec.Meta(ge=0)] = 20.0
     hold_s: PositiveKg = 1.0
+
+
+class AnprHttpConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The HTTP server plate cameras push to (edge/devices/weighbridge/anpr_http.py)."""
+
+    host: str = "0.0.0.0"  # the cameras are on the site LAN
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
+    path: Annotated[str, msgspec.Meta(pattern="^/[!-~]*$")] = "/"
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
 
 
 class WeighbridgeDevice(DeviceSpec, frozen=True, tag="weighbridge"):
@@ -66,6 +108,7 @@ class WeighbridgeDevice(DeviceSpec, frozen=True, tag="weighbridge"):
     kind: ClassVar[str] = "weighbridge"
     port: str
     anpr_port: str | None = None
+    anpr_http: AnprHttpConfig | None = None
     baudrate: Annotated[int, msgspec.Meta(ge=50)] = 9600
     parity: Literal["N", "E", "O"] = "N"
     bytesize: Literal[7, 8] = 8
@@ -78,6 +121,11 @@ class WeighbridgeDevice(DeviceSpec, frozen=True, tag="weighbridge"):
     stable: StableConfig = msgspec.field(default_factory=StableConfig)
     double_weigh_window_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
     tare_deviation_kg: Annotated[float, msgspec.Meta(ge=0)] = 500.0
+    plate_window_s: PositiveKg = 120.0
+    two_pass: Literal["unregistered", "always", "never"] = "unregistered"
+    pass_expiry_s: PositiveKg = 4 * 3600.0
+    remote_jump_kg: PositiveKg = 200.0
+    remote_jump_within_s: PositiveKg = 0.5
 
 
 class State(StrEnum):
@@ -122,11 +170,21 @@ class Ticket:
         )
 
 
+class FirstPass(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A truck weighed in, waiting for its second pass (persisted as JSON with the outbox)."""
+
+    plate: str
+    weight_kg: float
+    stable: bool
+    flags: tuple[WeighingFlag, ...]
+    ts: datetime
+
+
 @dataclass
 class _Visit:
     started: float
-    plate: str | None = None
     max_kg: float = 0.0
+    max_at: float = 0.0
     max_reading: WeightReading | None = None
     best: StableCapture | None = None
     best_reading: WeightReading | None = None
@@ -135,7 +193,19 @@ class _Visit:
     overloads: int = 0
     at_rest_in_motion: bool = False
     """The weights were at rest while the indicator said motion: a weight it did not confirm."""
-    extra_plates: list[str] = field(default_factory=list)
+    jumps: list[Jump] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pass:
+    """What one visit measured, before the registry and the pending passes are consulted."""
+
+    plate: str | None
+    gross_kg: float
+    stable: bool
+    flags: tuple[WeighingFlag, ...]
+    indicator_tare_kg: float | None
+    at: float
 
 
 class WeighbridgeWorkflow:
@@ -147,23 +217,25 @@ class WeighbridgeWorkflow:
         registry: Mapping[str, Vehicle],
         *,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        plate_max_age_s: float = 120.0,
+        plate_max_age_s: float | None = None,
         off_readings: int = 3,
     ) -> None:
         self.device = device
         self.registry = registry
         self._wall_clock = wall_clock
-        self._plate_max_age_s = plate_max_age_s
+        self._plate_window_s = device.plate_window_s if plate_max_age_s is None else plate_max_age_s
         self._off_readings = off_readings
-        self._stability = StabilityDetector(
-            device.stable.tolerance_kg, device.stable.hold_s, device.division_kg
-        )
-        self._at_rest = StabilityDetector(  # weights only, to tell "the indicator said motion"
-            device.stable.tolerance_kg, device.stable.hold_s, device.division_kg
-        )
+        tol, hold, div = device.stable.tolerance_kg, device.stable.hold_s, device.division_kg
+        self._stability = StabilityDetector(tol, hold, div)
+        self._at_rest = StabilityDetector(tol, hold, div)  # weights only, to tell "the indicator said motion"
+        self._steps = StepDetector(device.remote_jump_kg, device.remote_jump_within_s, tol, hold, div)
         self._visit: _Visit | None = None
-        self._pending_plate: tuple[float, str] | None = None
+        self._plates: deque[tuple[float, str]] = deque(maxlen=MAX_PLATE_READS)
         self._last_ticket: dict[str, float] = {}
+        self.pending: dict[str, FirstPass] = {}
+        """First passes waiting for their second, by plate."""
+        self.pending_changed = False
+        """`pending` changed since the port last persisted it (`pending_json`)."""
         self.frame_errors = 0
         self.frame_error_reasons: dict[str, int] = {}
         self.tickets = 0
@@ -184,19 +256,30 @@ class WeighbridgeWorkflow:
         log.warning("%s: frame error: %s raw=%r", self.device.id, error.reason, error.raw)
 
     def on_plate(self, t: float, plate: str) -> None:
-        visit = self._visit
-        if visit is not None and visit.plate is None:
-            visit.plate = plate
-        elif visit is not None and visit.plate != plate:
-            log.info(
-                "%s: plate %s read while %s is on the deck; kept for the next visit",
-                self.device.id,
-                plate,
-                visit.plate,
-            )
-            self._pending_plate = (t, plate)
-        elif visit is None:
-            self._pending_plate = (t, plate)
+        """A plate read at monotonic time `t` (the camera's frame time when known, else receipt)."""
+        self._plates.append((t, plate))
+
+    # --- persistence of first passes -------------------------------------------------------
+
+    def pending_json(self) -> str:
+        self.pending_changed = False
+        return msgspec.json.encode(sorted(self.pending.values(), key=lambda p: p.ts)).decode()
+
+    def load_pending(self, raw: str | None) -> None:
+        """First passes stored before a restart; unreadable state is logged, never fatal."""
+        if not raw:
+            return
+        try:
+            passes = msgspec.json.decode(raw, type=list[FirstPass])
+        except msgspec.DecodeError as exc:
+            log.error("%s: stored first passes unreadable, dropped: %s", self.device.id, exc)
+            return
+        self.pending = {p.plate: p for p in passes}
+        if passes:
+            log.info("%s: %d first passes waiting for their second: %s", self.device.id, len(passes),
+                     ", ".join(p.plate for p in passes))
+
+    # --- readings ----------------------------------------------------------------------------
 
     def on_reading(self, t: float, reading: WeightReading) -> Ticket | None:
         """Feed one reading (t = monotonic receive time); returns a ticket when a truck drives off."""
@@ -210,15 +293,10 @@ class WeighbridgeWorkflow:
                 return None
             visit = self._visit = _Visit(started=t)
             self._reset_detectors()
-            if self._pending_plate is not None:
-                pt, plate = self._pending_plate
-                if t - pt <= self._plate_max_age_s:
-                    visit.plate = plate
-                self._pending_plate = None
         if occupied:
             visit.below = 0
             if visit.max_reading is None or w > visit.max_kg:
-                visit.max_kg, visit.max_reading = w, reading
+                visit.max_kg, visit.max_at, visit.max_reading = w, t, reading
             self._capture(visit, t, w, reading)
             return None
         visit.below += 1
@@ -226,7 +304,7 @@ class WeighbridgeWorkflow:
             return None
         self._visit = None
         self._reset_detectors()
-        return self._ticket(visit, t)
+        return self._finish(self._measure(visit, t))
 
     def _capture(self, visit: _Visit, t: float, w: float, reading: WeightReading) -> None:
         """Feed the stability detectors; only readings the indicator does not contradict count."""
@@ -234,6 +312,12 @@ class WeighbridgeWorkflow:
             visit.overloads += 1
             self._reset_detectors()
             return
+        jump = self._steps.feed(t, w, reading.motion)
+        if jump is not None:
+            visit.jumps.append(jump)
+            log.warning("%s: weight stepped %+.0f kg (%.0f -> %.0f) in %.2f s while the truck stood still:"
+                        " remote_jump", self.device.id, jump.step_kg, jump.from_kg, jump.to_kg,
+                        jump.settled_at - jump.left_at)
         at_rest = self._at_rest.feed(t, w)
         if reading.motion:
             visit.motion_bits += 1
@@ -247,6 +331,7 @@ class WeighbridgeWorkflow:
     def _reset_detectors(self) -> None:
         self._stability.reset()
         self._at_rest.reset()
+        self._steps.reset()
 
     def reading_fault(self, reading: WeightReading) -> str | None:
         """Why a reading cannot make a ticket at this site (its unit), or None."""
@@ -274,12 +359,8 @@ class WeighbridgeWorkflow:
                 self.fault = fault
             if self._visit is not None:
                 log.warning(
-                    "%s: visit of %s since %.1f s dropped, no ticket: %s",
-                    self.device.id,
-                    self._visit.plate or UNREAD_PLATE,
-                    self._visit.started,
-                    fault,
-                )
+                    "%s: visit since %.1f s dropped, no ticket: %s", self.device.id, self._visit.started,
+                    fault)
                 self._visit = None
                 self._reset_detectors()
         if self.fault is None:
@@ -287,18 +368,35 @@ class WeighbridgeWorkflow:
         self.refused += 1
         return True
 
-    def _ticket(self, visit: _Visit, t: float) -> Ticket:
+    # --- a visit's measurement --------------------------------------------------------------
+
+    def _take_plate(self, settled_at: float) -> str | None:
+        """The latest read within the window before the weight settled; older reads are dropped,
+        later ones kept for the next truck."""
+        window = [(t, p) for t, p in self._plates if settled_at - self._plate_window_s <= t <= settled_at]
+        later = [(t, p) for t, p in self._plates if t > settled_at]
+        self._plates = deque(later, maxlen=MAX_PLATE_READS)
+        if not window:
+            return None
+        plate = window[-1][1]
+        others = sorted({p for _, p in window} - {plate})
+        if others:
+            log.info("%s: plate %s taken (nearest the stable weight); also read: %s",
+                     self.device.id, plate, ", ".join(others))
+        return plate
+
+    def _measure(self, visit: _Visit, t: float) -> _Pass:
         dev = self.device
         flags: list[WeighingFlag] = []
-        plate = visit.plate or UNREAD_PLATE
-        if visit.plate is None:
-            log.warning("%s: no plate read for the visit at %.1f s", dev.id, visit.started)
+        settled_at = visit.best.at if visit.best is not None else visit.max_at
+        plate = self._take_plate(settled_at)
+        label = plate or UNREAD_PLATE
         if visit.overloads:
             gross, stable, source = round_to_division(visit.max_kg, dev.division_kg), False, visit.max_reading
             flags.append(WeighingFlag.OVERLOAD)
             log.warning(
                 "%s: %s: the indicator reported overload (%d readings); gross = max seen %.0f kg",
-                dev.id, plate, visit.overloads, gross,
+                dev.id, label, visit.overloads, gross,
             )
         elif visit.best is not None:
             gross, stable, source = visit.best.weight_kg, True, visit.best_reading
@@ -308,53 +406,128 @@ class WeighbridgeWorkflow:
             flags.append(WeighingFlag.UNSTABLE_CAPTURE)
             if visit.at_rest_in_motion:
                 flags.append(WeighingFlag.MOTION)
-            log.warning("%s: %s left without a stable weight; gross = max seen %.0f kg", dev.id, plate, gross)
-        gross = min(max(gross, 0.0), MAX_VEHICLE_KG)
-        vehicle = self.registry.get(plate)
+            log.warning("%s: %s left without a stable weight; gross = max seen %.0f kg", dev.id, label, gross)
+        if visit.jumps:
+            flags.append(WeighingFlag.REMOTE_JUMP)
         indicator_tare = source.tare_kg if source is not None and source.net else None
-        tare_source = TareSource.REGISTERED
+        return _Pass(plate, min(max(gross, 0.0), MAX_VEHICLE_KG), stable, tuple(flags), indicator_tare, t)
+
+    def _needs_two_passes(self, p: _Pass, vehicle: Vehicle | None) -> bool:
+        if p.plate is None or p.indicator_tare_kg is not None or self.device.two_pass == "never":
+            return False  # unread: nothing to pair; net mode: the indicator's tare is measured
+        return self.device.two_pass == "always" or vehicle is None or vehicle.tare_kg is None
+
+    def _finish(self, p: _Pass) -> Ticket | None:
+        """A ticket, or None when this was a first pass (kept in `pending`)."""
+        vehicle = self.registry.get(p.plate) if p.plate is not None else None
+        if not self._needs_two_passes(p, vehicle):
+            return self._single(p, vehicle)
+        assert p.plate is not None
+        first = self.pending.pop(p.plate, None)
+        if first is not None and self._expired(first, self._wall_clock()):
+            self.pending[p.plate] = first  # handed to expire(); this pass starts a new pair
+            self.pending_changed = True
+            return None
+        if first is None:
+            self.pending[p.plate] = FirstPass(p.plate, p.gross_kg, p.stable, p.flags, self._wall_clock())
+            self.pending_changed = True
+            log.info("%s: %s weighed in at %.0f kg (first pass), ticket at its second pass",
+                     self.device.id, p.plate, p.gross_kg)
+            return None
+        self.pending_changed = True
+        return self._paired(first, p, vehicle)
+
+    def _paired(self, first: FirstPass, p: _Pass, vehicle: Vehicle | None) -> Ticket:
+        dev = self.device
+        gross, tare = max(first.weight_kg, p.gross_kg), min(first.weight_kg, p.gross_kg)
+        flags = list(dict.fromkeys((*first.flags, *p.flags)))
         if vehicle is None:
-            log.warning(
-                "%s: plate %s is not in the vehicle registry: residual/unknown, tare %s",
-                dev.id, plate, "0" if indicator_tare is None else "the indicator's",
-            )
-            tare, category, origin = 0.0, WasteCategory.RESIDUAL, "unknown"
+            flags.append(WeighingFlag.UNREGISTERED_VEHICLE)
+            log.warning("%s: plate %s is not in the vehicle registry: weighed in and out, filed as"
+                        " residual/unknown, flagged", dev.id, p.plate)
+        elif self.tare_deviates(vehicle, measured_tare_kg=tare):
+            flags.append(WeighingFlag.TARE_DEVIATION)
+        direction = Direction.INBOUND if first.weight_kg >= p.gross_kg else Direction.OUTBOUND
+        return self._make(p, gross, tare, vehicle, flags, TareSource.MEASURED, first.stable and p.stable,
+                          direction)
+
+    def _single(self, p: _Pass, vehicle: Vehicle | None) -> Ticket:
+        dev = self.device
+        flags = list(p.flags)
+        gross = p.gross_kg
+        if p.indicator_tare_kg is not None:  # net mode: the indicator's tare, never subtracted twice
+            tare, source = p.indicator_tare_kg, TareSource.MEASURED
+            flags.append(WeighingFlag.NET_MODE)
+        elif vehicle is not None and vehicle.tare_kg is not None:
+            tare, source = vehicle.tare_kg, TareSource.REGISTERED
         else:
-            tare, category, origin = vehicle.tare_kg, vehicle.category, vehicle.origin
+            tare, source = gross, TareSource.NONE
+        if vehicle is None:
+            flags.append(WeighingFlag.UNREGISTERED_VEHICLE)
+            log.warning("%s: %s: %s: no tare known, net %s, flagged", dev.id, p.plate or UNREAD_PLATE,
+                        "no plate read for the visit" if p.plate is None else "not in the vehicle registry",
+                        "0" if source is TareSource.NONE else "from the indicator's tare")
+        if self.tare_deviates(vehicle, measured_tare_kg=p.indicator_tare_kg) or tare > gross:
+            flags.append(WeighingFlag.TARE_DEVIATION)
+        return self._make(p, gross, min(tare, gross), vehicle, flags, source, p.stable, Direction.INBOUND)
+
+    def _make(self, p: _Pass, gross: float, tare: float, vehicle: Vehicle | None, flags: list[WeighingFlag],
+              source: TareSource, stable: bool, direction: Direction) -> Ticket:
+        plate = p.plate or UNREAD_PLATE
+        if vehicle is not None:
+            category, origin = vehicle.category, vehicle.origin
             if gross > vehicle.rated_gross_kg:
                 flags.append(WeighingFlag.OVER_RATING)
-        if indicator_tare is not None:  # net mode: the indicator's tare, never subtracted twice
-            tare, tare_source = indicator_tare, TareSource.MEASURED
-            flags.append(WeighingFlag.NET_MODE)
-        if self.tare_deviates(vehicle, measured_tare_kg=indicator_tare) or tare > gross:
-            flags.append(WeighingFlag.TARE_DEVIATION)
-            tare = min(tare, gross)  # a gross below the tare: net 0, flagged, not negative
+        else:
+            category, origin = WasteCategory.RESIDUAL, "unknown"
         last = self._last_ticket.get(plate)
-        if plate != UNREAD_PLATE and last is not None and t - last <= dev.double_weigh_window_s:
+        if p.plate is not None and last is not None and p.at - last <= self.device.double_weigh_window_s:
             flags.append(WeighingFlag.DOUBLE_WEIGHING)
-        if plate != UNREAD_PLATE:
-            self._last_ticket[plate] = t
+        if p.plate is not None:
+            self._last_ticket[plate] = p.at
         self.tickets += 1
         return Ticket(
-            plate=plate,
-            gross_kg=gross,
-            tare_kg=tare,
-            net_kg=round(gross - tare, 6),
-            category=category,
-            origin=origin,
-            stable=stable,
-            flags=tuple(flags),
-            ts=self._wall_clock(),
-            at=t,
-            tare_source=tare_source,
+            plate=plate, gross_kg=gross, tare_kg=tare, net_kg=round(gross - tare, 6), category=category,
+            origin=origin, stable=stable, flags=tuple(dict.fromkeys(flags)), ts=self._wall_clock(), at=p.at,
+            direction=direction, tare_source=source,
         )
 
-    def tare_deviates(self, vehicle: Vehicle | None, measured_tare_kg: float | None) -> bool:
-        """Hook: a measured tare (outbound weighing) far from the registered one.
+    # --- first passes that never came back ---------------------------------------------------
 
-        A ticket weighed in the indicator's net mode passes the indicator's tare here; an
-        outbound weighing will pass the measured tare.
-        """
-        if vehicle is None or measured_tare_kg is None:
+    def _expired(self, first: FirstPass, now: datetime) -> bool:
+        return (now - first.ts).total_seconds() > self.device.pass_expiry_s
+
+    def expire(self, t: float) -> list[Ticket]:
+        """Tickets for first passes older than `pass_expiry_s` (flagged `pass_expired`)."""
+        now = self._wall_clock()
+        out = []
+        for plate, first in list(self.pending.items()):
+            if not self._expired(first, now):
+                continue
+            del self.pending[plate]
+            self.pending_changed = True
+            vehicle = self.registry.get(plate)
+            registered = vehicle.tare_kg if vehicle is not None else None
+            flags = [*first.flags, WeighingFlag.PASS_EXPIRED]
+            if vehicle is None:
+                flags.append(WeighingFlag.UNREGISTERED_VEHICLE)
+            tare, source = (first.weight_kg, TareSource.NONE) if registered is None else (
+                registered, TareSource.REGISTERED)
+            if tare > first.weight_kg:
+                flags.append(WeighingFlag.TARE_DEVIATION)
+            log.warning("%s: %s weighed in at %s, not weighed out within %.0f s: ticket with %s,"
+                        " pass_expired",
+                        self.device.id, plate, first.ts.isoformat(), self.device.pass_expiry_s,
+                        "no tare (net 0)" if registered is None else "the registered tare")
+            p = _Pass(plate, first.weight_kg, first.stable, (), None, t)
+            ticket = self._make(p, first.weight_kg, min(tare, first.weight_kg), vehicle, flags, source,
+                                first.stable, Direction.INBOUND)
+            out.append(ticket)
+        return out
+
+    def tare_deviates(self, vehicle: Vehicle | None, measured_tare_kg: float | None) -> bool:
+        """A measured tare (the lighter pass of two, or the indicator's own in net mode) far from
+        the registered one; False when either is unknown."""
+        if vehicle is None or vehicle.tare_kg is None or measured_tare_kg is None:
             return False
         return abs(measured_tare_kg - vehicle.tare_kg) > self.device.tare_deviation_kg
