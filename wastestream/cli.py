@@ -154,7 +154,8 @@ def _services(args: argparse.Namespace, rest: list[str]) -> int:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, help_text in _SERVICES_ACTIONS.items():
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=cliutil.EPILOG)
-        p.add_argument("service", nargs="*", metavar="SERVICE", help="mosquitto, kafka, influxdb (default: all)")
+        p.add_argument("service", nargs="*", metavar="SERVICE",
+                       help="mosquitto, kafka, influxdb (default: all)")
     parsed = parser.parse_args(rest)
     unknown = sorted(set(parsed.service) - {"mosquitto", "kafka", "influxdb"})
     if unknown:
