@@ -33,11 +33,12 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, make_wsgi_app
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, disable_created_metrics, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
+disable_created_metrics()  # no `_created` twin of every counter: half the lines, no use on our dashboards
 
 Check = Callable[[], str | None]
 """A readiness check: None when fine, else why the process is not ready (one short line)."""
