@@ -6,7 +6,6 @@ which the unit test checks (a stale committed JSON fails it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from dashboards import city, devices, facilities, sorting, trucks
 from dashboards.common import CityConstants
 from dashboards.targets import plan_targets
 from stream.rules import load_rules
+from wastestream.foundation import cliutil
 from wastestream.foundation.settings import load_settings
 
 OUT_DIR = Path(__file__).parent
@@ -80,9 +80,9 @@ def stale(out_dir: Path = OUT_DIR) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wastestream dashboards generate",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory for the JSON files")
+    parser = cliutil.parser("wastestream dashboards generate", __doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT_DIR,
+                        help="directory for the JSON files (made if missing)")
     parser.add_argument("--rules", type=Path, help="the city's stream rules (default: the Liuzhou example)")
     parser.add_argument("--city", default=DEFAULT_CITY, help="indicator table for the plan targets")
     parser.add_argument("--check", action="store_true", help="exit 1 if the committed JSON is stale")
@@ -92,6 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in bad:
             print(f"stale: {args.out / name} (run `wastestream dashboards generate`)", file=sys.stderr)
         return 1 if bad else 0
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"wastestream dashboards generate: cannot make {args.out}: {exc.strerror}", file=sys.stderr)
+        return cliutil.EXIT_FAILURE
     for path in write_all(args.out, args.rules, args.city):
         print(path)
     return 0

@@ -8,7 +8,6 @@ token refused (4), anything else Grafana rejects (5).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboards.generate import OUT_DIR
+from wastestream.foundation import cliutil
 
 FOLDER_UID, FOLDER_TITLE = "wastestream", "wastestream"
 EXIT_UNREACHABLE, EXIT_AUTH, EXIT_REJECTED = 3, 4, 5
@@ -92,7 +92,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wastestream dashboards push", description=__doc__.splitlines()[0])
+    parser = cliutil.parser("wastestream dashboards push", __doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("GRAFANA_URL"),
                         help="Grafana base URL ($GRAFANA_URL)")
     parser.add_argument("--token", default=os.environ.get("GRAFANA_TOKEN"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -226,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         return cliutil.EXIT_INTERRUPTED
+    except BrokenPipeError:  # `wastestream ... | head`: the reader left; no traceback (Python docs, SIGPIPE)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return cliutil.EXIT_FAILURE
 
 
 if __name__ == "__main__":
