@@ -52,6 +52,7 @@ from contract.topics import KAFKA_TOPICS
 from firmware_sim.scenario import Scenario, load_scenario
 from firmware_sim.twins.base import LEAD_S
 from firmware_sim.twins.weighbridge import visit_pacing
+from wastestream.foundation import cliutil
 from wastestream.foundation.influxql import InfluxQueryError, influxql
 from wastestream.foundation.settings import REPO_ROOT, Settings, load_settings
 from wastestream.pipeline import (
@@ -522,7 +523,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wastestream chaos", description=__doc__.splitlines()[0])
+    parser = cliutil.parser("wastestream chaos", __doc__.splitlines()[0])
     parser.add_argument("--duration-per-fault", type=float, default=20.0, help="seconds per fault window")
     parser.add_argument("--pause", type=float, default=5.0, help="seconds between kill and restart")
     parser.add_argument("--faults", type=lambda s: [f for f in s.split(",") if f], default=list(ALL_FAULTS),

@@ -6,7 +6,6 @@ Services are started if they are not running and stopped again afterwards if we 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -22,6 +21,7 @@ from contract.topics import KAFKA_TOPICS
 from firmware_sim.scenario import load_scenario
 from stream.rules import DEFAULT_RULES
 from wastestream.badinput import deadletters_since, publish_bad_messages
+from wastestream.foundation import cliutil
 from wastestream.foundation.city import city
 from wastestream.foundation.influxql import influxql
 from wastestream.foundation.settings import Settings, load_settings
@@ -218,7 +218,7 @@ def run_demo(duration: float, scenario_path: Path, keep_services: bool, drain_ti
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wastestream demo", description=__doc__.splitlines()[0])
+    parser = cliutil.parser("wastestream demo", __doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic")
     parser.add_argument("--city", default=None, help="city folder (default $WS_CITY): its scenario and rules")
     parser.add_argument("--scenario", type=Path, default=None, help="a scenario instead of the city's")

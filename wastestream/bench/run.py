@@ -11,7 +11,6 @@ city.py's whole city in real time (cityrun.py). A benchmark measures: it asserts
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -36,6 +35,7 @@ from wastestream.bench.measure import (
 )
 from wastestream.bench.steps import run_pipeline
 from wastestream.bench.summary import STEP_HEADER, fmt, nan_to_none, plot, summarise_run
+from wastestream.foundation import cliutil
 from wastestream.foundation.influxql import InfluxQueryError, influxql
 from wastestream.foundation.settings import Settings, load_settings
 from wastestream.pipeline import (
@@ -161,7 +161,7 @@ def _cleanup(settings: Settings, run_id: str, db: str, keep_db: bool) -> None:
 
 
 def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
-    p = argparse.ArgumentParser(prog="wastestream bench", description=__doc__.splitlines()[0])
+    p = cliutil.parser("wastestream bench", __doc__.splitlines()[0])
     p.add_argument("--steps", default="100,200,400,800,1600,3200,6400,12800,20000",
                    help="offered msg/s per step, comma-separated")
     p.add_argument("--step-seconds", type=float, default=20.0)

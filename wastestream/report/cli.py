@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from wastestream.foundation import cliutil
 from wastestream.foundation.influxql import InfluxQueryError
 from wastestream.foundation.settings import load_settings
 from wastestream.indicators.alerts import AlertSourceError
@@ -55,8 +56,7 @@ def _sites(rules_path: Path | None, only: bool) -> set[str] | None:
 
 
 def report_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wastestream report",
-                                     description="self-contained HTML indicator report")
+    parser = cliutil.parser("wastestream report", "self-contained HTML indicator report")
     _common(parser)
     parser.add_argument("--out", type=Path, default=Path("report.html"))
     parser.add_argument("--alerts-base-url", help="base URL of the evidence links (/alerts/{id})")
@@ -78,8 +78,8 @@ def report_main(argv: list[str]) -> int:
 
 
 def indicators_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wastestream indicators",
-                                     description="the city's indicators for a period against their targets")
+    parser = cliutil.parser("wastestream indicators",
+                            "the city's indicators for a period against their targets")
     _common(parser)
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     args = parser.parse_args(argv)
