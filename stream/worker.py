@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from stream.app import app, settings
 from stream.metrics import install_worker_endpoint, pop_metrics_port
 from stream.topics_admin import ensure_topics
-from wastestream.foundation import eventloop, logs
+from wastestream.foundation import cliutil, eventloop, logs
 
 _FAUST_LEVELS = {"CRITICAL": "crit", "WARNING": "warn"}  # Faust's -l names; the others are the same
 
@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Faust's own handler writes our format (foundation/logs.py: text, or JSON with WS_LOG_FORMAT)."""
     args = faust_args(sys.argv[1:] if argv is None else argv)
     app.conf.logging_config = logs.mode_logging_config()
-    if args[:1] == ["worker"]:
+    wants_help = any(a in ("-h", "--help") for a in args)
+    if args[:1] == ["worker"] and not wants_help:  # help needs no Kafka
         args, port = pop_metrics_port(args, settings.metrics_port)  # --metrics-port N
         install_worker_endpoint(app, dataclasses.replace(settings, metrics_port=port))
         eventloop.install()
@@ -47,7 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.faust_web_port is None and "--with-web" not in args:
             args.append("--without-web")  # Faust's CLI would bind 6066 anyway; workers share a host
     sys.argv = ["wastestream", *args]  # Faust's usage line then reads `wastestream worker [OPTIONS]`
-    app.main()
+    try:
+        app.main()
+    finally:
+        if wants_help:  # after Faust's (click's) own help
+            print(f"\n  --log-level LEVEL is accepted for Faust's -l/--loglevel.\n\n{cliutil.EPILOG}")
     return 0
 
 
