@@ -53,6 +53,8 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_CONNECTIONS = 16
 READ_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 75.0
+LINGER_S = 2.0
+LINGER_BYTES = 64 * 1024 * 1024
 
 
 class _Timeval(msgspec.Struct):
@@ -84,8 +86,8 @@ class _Alarm(msgspec.Struct):
 
 class _Push(msgspec.Struct):
     AlarmInfoPlate: _Alarm | None = None
-    AlarmGioIn: msgspec.Raw | None = None
-    SerialData: msgspec.Raw | None = None
+    AlarmGioIn: object = None
+    SerialData: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +191,7 @@ class AnprHttpServer:
                 if not isinstance(exc, ConnectionError):
                     self._reject(f"bad HTTP request: {type(exc).__name__} {exc}", peer)
             finally:
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await writer.wait_closed()
+                await _linger(reader, writer)
 
     async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
@@ -265,6 +265,22 @@ class AnprHttpServer:
         elif pushed.note is not None:
             log.info("%s: anpr http: %s (from %s)", self.device_id, pushed.note, peer)
         return 200, response_body(pushed)
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close without losing the answer: after a refusal the peer may still be sending a body we
+    did not read, and closing on unread data resets the connection before it reads our 4xx. So
+    shut our side, discard what still comes (bounded in time and bytes), then close."""
+    with contextlib.suppress(Exception):
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(LINGER_S):
+            discarded = 0
+            while discarded < LINGER_BYTES and (chunk := await reader.read(64 * 1024)):
+                discarded += len(chunk)
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
 
 
 def _error(reason: str) -> bytes:
