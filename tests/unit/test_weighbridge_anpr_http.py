@@ -121,7 +121,8 @@ async def _keep_alive(served: Served) -> None:
     heartbeat = request(b'--x\r\nContent-Disposition: form-data; name="serialno"\r\n\r\nd85b\r\n--x--\r\n',
                         ctype="multipart/form-data; boundary=x")
     no_plate = request(PUSH.replace("桂B12345", "_无_").encode())
-    gio = request(b'{"AlarmGioIn": {"deviceName": "IVS", "result": {"TriggerResult": {"source": 3, "value": 1}}}}')
+    gio = request(b'{"AlarmGioIn": {"deviceName": "IVS", "result": {"TriggerResult": {"source": 3, '
+                  b'"value": 1}}}}')
     answers = await served.exchange(heartbeat, no_plate, gio, request(PUSH.encode()))
     assert [s for s, _ in answers] == [200, 200, 200, 200]  # four requests on one connection
     assert [r.plate for r in served.reads] == ["桂B12345"] and served.server.heartbeats == 1
@@ -133,7 +134,8 @@ async def _keep_alive(served: Served) -> None:
     (request(b'{"a":' * 5000 + b"1" + b"}" * 5000), 400, "nested too deeply"),
     (request(PUSH.replace("桂B12345", "桂B<img src=x>").encode()), 400, "PLATE rule"),
     (request(PUSH.replace("桂B12345", "桂B1234567890123456").encode()), 400, "characters"),
-    (request(b'{"AlarmInfoPlate": {"result": {"PlateResult": {"license": 12345}}}}'), 400, "not an AlarmInfoPlate"),
+    (request(b'{"AlarmInfoPlate": {"result": {"PlateResult": {"license": 12345}}}}'), 400,
+     "not an AlarmInfoPlate"),
     (request(b'{"something": "else"}'), 400, "without AlarmInfoPlate"),
     (request(b"x" * 10, length=10 * 1024 * 1024), 413, "over"),
     (request(b"", method="GET"), 405, "only POST"),
@@ -156,7 +158,9 @@ def test_bad_input_gets_a_status_and_a_logged_reason(
     with_server(body)
 
 
-def test_garbage_that_is_not_http_closes_the_connection_with_a_reason(caplog: pytest.LogCaptureFixture) -> None:
+def test_garbage_that_is_not_http_closes_the_connection_with_a_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def body(served: Served) -> None:
         with caplog.at_level(logging.WARNING, logger="edge.weighbridge"):
             assert await served.exchange(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\r\n\r\n") == []
