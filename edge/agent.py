@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from contract.events import DeviceState
 from contract.text import printable
+from edge import metrics as edge_metrics
 from edge.clock import ClockGuard
 from edge.config import ConfigError, DeviceConfig, SiteConfig, load_config
 from edge.device_context import AgentContext
@@ -190,7 +191,8 @@ class Agent:
 
 
 async def run_agent(
-    config: SiteConfig, *, stop: asyncio.Event | None = None, flush_timeout: float = 5.0
+    config: SiteConfig, *, stop: asyncio.Event | None = None, flush_timeout: float = 5.0,
+    metrics_port: int | None = None,
 ) -> None:
     """Run one site until `stop` is set (or SIGINT/SIGTERM when run in the main thread)."""
     agent = Agent(config)
@@ -203,7 +205,8 @@ async def run_agent(
     if stop is not None:
         relay = asyncio.create_task(_relay(stop, agent.stop))
     try:
-        await agent.run(flush_timeout)
+        with edge_metrics.endpoint(agent, metrics_port):  # /metrics, /healthz, /readyz; 0: none
+            await agent.run(flush_timeout)
     finally:
         if relay is not None:
             relay.cancel()
@@ -220,6 +223,8 @@ async def _relay(src: asyncio.Event, dst: asyncio.Event) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = cliutil.parser("wastestream edge run", "Run the wastestream edge agent for one site.")
     parser.add_argument("--config", required=True, help="site YAML (see edge/examples/site.yaml)")
+    parser.add_argument("--metrics-port", type=int,
+                        help="/metrics, /healthz, /readyz on this port (default: $WS_METRICS_PORT; 0: off)")
     cliutil.add_log_level(parser)
     args = parser.parse_args(argv)
     logs.configure(args.log_level)
@@ -229,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wastestream edge run: config error: {exc}", file=sys.stderr)
         return cliutil.EXIT_USAGE
     logs.bind_process(site=config.site_id)  # every record of this process is this site's
-    asyncio.run(run_agent(config))
+    asyncio.run(run_agent(config, metrics_port=args.metrics_port))
     return 0
 
 

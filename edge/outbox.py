@@ -7,7 +7,8 @@ is fixed when the database is created, seq grows by one per device and is persis
 never changes across retries or restarts and never repeats. Rows are replayed in insertion
 order. When `max_messages` rows are pending, `when_full` decides: `drop_oldest` (default: fresh
 data matters more on a long outage) or `reject_new`; either way the loss is logged and counted in `dropped`.
-Thread-safe: the MQTT network thread acks while device threads append.
+Thread-safe: the MQTT network thread acks while device threads append. Each row keeps when it was
+stored (`stored_at`, wall clock), so the oldest message's wait is a metric (edge/metrics.py).
 
 A small key/value `state` table holds driver state that must move with the messages it
 produced (a sorting station's drop cursor): `put_batch` commits both in one transaction, so a
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from contract.msgid import make_msg_id
+from edge import metrics as edge_metrics
 
 log = logging.getLogger("edge.outbox")
 
@@ -40,7 +42,8 @@ CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER NOT NULL,
     msg_id TEXT NOT NULL UNIQUE,
     topic TEXT NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    stored_at REAL
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS refused (
@@ -81,6 +84,9 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        if "stored_at" not in {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}:
+            self._db.execute("ALTER TABLE messages ADD COLUMN stored_at REAL")  # an outbox from before it
+        self._opened_at = time.time()
         with self._tx():
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)", (int(time.time()),))
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('dropped', 0)")
@@ -138,6 +144,7 @@ class Outbox:
                     "INSERT INTO state VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     (key, value),
                 )
+        edge_metrics.stored(sum(e is not None for e in entries))
         if any(e is not None for e in entries):
             for callback in self._listeners:
                 callback()
@@ -149,6 +156,7 @@ class Outbox:
             excess = depth - self.max_messages + 1
             if self.when_full == "reject_new":
                 self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'dropped'")
+                edge_metrics.DROPPED.inc()
                 log.error("outbox full (%d messages): rejected a new message for %s", depth, topic)
                 return None
             self._db.execute(
@@ -156,13 +164,15 @@ class Outbox:
                 (excess,),
             )
             self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (excess,))
+            edge_metrics.DROPPED.inc(excess)
             log.error("outbox full (%d messages): dropped the oldest %d", depth, excess)
         seq = self._next_seq(device_id)
         msg_id = make_msg_id(device_id, self.epoch, seq)
         payload = build(msg_id, seq)
         cur = self._db.execute(
-            "INSERT INTO messages (device_id, seq, msg_id, topic, payload) VALUES (?, ?, ?, ?, ?)",
-            (device_id, seq, msg_id, topic, payload),
+            "INSERT INTO messages (device_id, seq, msg_id, topic, payload, stored_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (device_id, seq, msg_id, topic, payload, time.time()),
         )
         return Entry(int(cur.lastrowid or 0), device_id, seq, msg_id, topic, payload)
 
@@ -211,7 +221,8 @@ class Outbox:
     def ack(self, entry_id: int) -> None:
         """The broker has the message (PUBACK, `delivery: broker`): forget it."""
         with self._tx():
-            self._db.execute("DELETE FROM messages WHERE id = ?", (entry_id,))
+            gone = self._db.execute("DELETE FROM messages WHERE id = ?", (entry_id,)).rowcount
+        edge_metrics.delivered(gone)
 
     def confirm(self, msg_ids: Sequence[str]) -> int:
         """The pipeline has these messages in Kafka: forget them, in one transaction. Unknown
@@ -220,8 +231,10 @@ class Outbox:
         if not msg_ids:
             return 0
         with self._tx():
-            cur = self._db.executemany("DELETE FROM messages WHERE msg_id = ?", ((m,) for m in msg_ids))
-            return int(cur.rowcount)
+            gone = int(self._db.executemany("DELETE FROM messages WHERE msg_id = ?",
+                                            ((m,) for m in msg_ids)).rowcount)
+        edge_metrics.delivered(gone)
+        return gone
 
     def refuse(self, entry_id: int, reason: str) -> None:
         """The broker refused the message (a PUBACK failure, e.g. 135 not authorized): keep it in
@@ -233,6 +246,7 @@ class Outbox:
                 (reason, entry_id),
             )
             self._db.execute("DELETE FROM messages WHERE id = ?", (entry_id,))
+        edge_metrics.refused()
 
     def refused_count(self) -> int:
         with self._lock:
@@ -244,6 +258,15 @@ class Outbox:
     def depth(self) -> int:
         with self._lock:
             return self._depth()
+
+    def oldest_age_s(self, now: float) -> float | None:
+        """How long the oldest stored message has waited (None: empty). A row from before
+        `stored_at` existed counts from when this outbox was opened: a lower bound."""
+        with self._lock:
+            row = self._db.execute("SELECT stored_at FROM messages ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return max(0.0, now - (self._opened_at if row[0] is None else float(row[0])))
 
     def close(self) -> None:
         with self._lock:
