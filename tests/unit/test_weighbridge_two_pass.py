@@ -31,10 +31,11 @@ class Site:
         self.tmp_path, self.device = tmp_path, device
         self.now = datetime.now(UTC)
         self.t = 0.0
+        self.agent: Agent | None = None
         self.restart()
 
     def restart(self) -> None:
-        if hasattr(self, "agent"):
+        if self.agent is not None:
             self.agent.outbox.close()
         cfg = parse_config({
             "site_id": "s1",
@@ -43,12 +44,13 @@ class Site:
             "clock": {"max_skew_s": 86400},  # the tests move the wall clock by hours
             "devices": [{"id": "wb-1", "port": str(self.tmp_path / "none"), **self.device}],
         })
-        self.agent, wb = Agent(cfg), cfg.devices[0]
+        agent, wb = Agent(cfg), cfg.devices[0]
         assert isinstance(wb, WeighbridgeDevice)
-        self.port = WeighbridgePort(wb, self.agent.context(wb))
+        self.agent, self.port = agent, WeighbridgePort(wb, agent.context(wb))
         self.port.workflow._wall_clock = lambda: self.now
 
     def tickets(self) -> list[Weighing]:
+        assert self.agent is not None
         events = [decode(row.payload) for row in self.agent.outbox.pending()]
         return [e for e in events if isinstance(e, Weighing)]
 
