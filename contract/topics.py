@@ -13,6 +13,7 @@ KIND_EVENTS: dict[str, frozenset[str]] = {
     "weighbridge": frozenset({"weighing", "device_status"}),
     "sorting_station": frozenset({"deposit", "bin_level", "device_status"}),
     "truck": frozenset({"truck_telemetry", "device_status"}),
+    "jt808": frozenset({"truck_telemetry", "device_status"}),
 }
 """What each kind of device publishes. The topic's kind must agree with its event as its site and
 device must agree with the payload: a weighing on a truck topic comes from a misconfigured or

@@ -123,6 +123,9 @@ class TruckSpec(msgspec.Struct, forbid_unknown_fields=True):
     time_scale: PositiveFloat = 1.0
     """Simulated seconds per real second, so a trip fits in a demo minute (GPS time runs as fast)."""
     incidents: list[TruckIncidentSpec] = []
+    terminal: Literal["nmea", "jt808"] = "nmea"
+    """nmea: GPS on serial + a Modbus I/O module (twins/truck.py); jt808: a JT/T 808 terminal
+    dialling the fleet's gateway over TCP (twins/jt808.py)."""
 
 
 class Rates(msgspec.Struct, forbid_unknown_fields=True):

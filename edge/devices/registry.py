@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from edge.devices.base import Driver
+from edge.devices.jt808.driver import Jt808Driver
 from edge.devices.sorting_station.station import SortingStationDriver
 from edge.devices.truck.terminal import TruckDriver
 from edge.devices.weighbridge.port import WeighbridgeDriver
@@ -17,6 +18,7 @@ DRIVERS: dict[str, type[Driver[Any]]] = {d.kind: d for d in (
     WeighbridgeDriver,
     SortingStationDriver,
     TruckDriver,
+    Jt808Driver,
 )}
 DEFAULT_KIND = WeighbridgeDriver.kind
 """The kind of a device entry without `kind` (sites that were weighbridges only)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from firmware_sim.twins.base import Twin
+from firmware_sim.twins.jt808 import Jt808Twin
 from firmware_sim.twins.sorting_station import SortingStationTwin
 from firmware_sim.twins.truck import TruckTwin
 from firmware_sim.twins.weighbridge import WeighbridgeTwin
@@ -11,4 +12,5 @@ TWINS: dict[str, Twin] = {t.kind: t for t in (
     WeighbridgeTwin(),
     SortingStationTwin(),
     TruckTwin(),
+    Jt808Twin(),
 )}

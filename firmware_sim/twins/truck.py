@@ -82,13 +82,15 @@ class TruckTwin(Twin):
     kind = "truck"
 
     def tcp_devices(self, scenario: Scenario) -> list[str]:
-        return [t.id for t in scenario.trucks]
+        return [t.id for t in scenario.trucks if t.terminal == "nmea"]
 
     def site_configs(self, plan: CityPlan) -> list[dict[str, Any]]:
-        return [fleet_site_config(plan, origin, trucks) for origin, trucks in plan.scenario.fleets().items()]
+        return [fleet_site_config(plan, origin, nmea) for origin, trucks in plan.scenario.fleets().items()
+                if (nmea := [t for t in trucks if t.terminal == "nmea"])]
 
     def runs(self, plan: CityPlan, ledger: Ledger, ready: Ready) -> list[Awaitable[Any]]:
-        return [run_truck(plan, t, i, ledger) for i, t in enumerate(plan.scenario.trucks)]
+        return [run_truck(plan, t, i, ledger) for i, t in enumerate(plan.scenario.trucks)
+                if t.terminal == "nmea"]
 
     def describe(self, results: list[Any]) -> str:
         return f"{len(results)} trucks"
