@@ -6,6 +6,16 @@ dead-letter topic. The MQTT session is persistent (clean_start False, session
 expiry), so messages published while the bridge is down wait in the broker.
 Several bridges share the load through an MQTT 5 shared subscription.
 
+Valid messages travel in batches (issue 14): per Kafka topic and partition, the messages that
+arrive within `linger_s` (WS_KAFKA_LINGER_MS) go into ONE version-2 record (contract.kafka_record,
+MessagePack), at most `contract.kafka_record.MAX_MESSAGES` or `MAX_RECORD_BYTES`. The partition is
+the one Kafka's default partitioner (murmur2) gives the message's `site/device` key, as when each
+message was its own record: a device's messages stay on one partition in their order, and every
+table keyed like its source topic stays co-partitioned. A record's messages are acked to MQTT
+and confirmed to the edge once Kafka has that record. A record Kafka refuses for good is split:
+each of its messages is sent alone (its original JSON, a version-1 record), and only one that is
+refused again is dead-lettered. Invalid messages go to the dead-letter topic one per record.
+
 Then it confirms to the edge (contract.acks), for messages whose MQTT 5 Response Topic asks for it:
 the msg_ids Kafka now holds are published on `ws/ack/v1/{site}`, gathered for `confirm_delay_s` so
 one confirmation covers a burst. The edge keeps each message until confirmed, so a broker that loses
@@ -52,10 +62,13 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
+from aiokafka.partitioner import murmur2
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from contract.acks import MAX_IDS_PER_ACK, ack_topic, encode_ack
+from contract.events import Envelope
+from contract.kafka_record import MAX_MESSAGES, MAX_RECORD_BYTES, encode_message, frame_record
 from contract.topics import DEADLETTER_TOPIC, MQTT_SHARE_GROUP, shared_subscription
 from stream import metrics
 from stream.deadletter import PAYLOAD_PREFIX_BYTES, deadletter_record
@@ -110,6 +123,21 @@ class Outbound:
     """Why it goes to the dead-letter topic; None when routed to its event topic."""
     refusals: int = 0
     """How often Kafka refused this message's records for good (see `Bridge._refused`)."""
+    message: Envelope | None = None
+    """The decoded message, which goes into a batch record; None: sent alone as `value`."""
+
+
+@dataclass
+class _Batch:
+    """The messages gathered for one topic partition's next record."""
+
+    topic: str
+    partition: int
+    outs: list[Outbound] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)
+    """Each message of `outs` as it goes into the record (contract.kafka_record.encode_message)."""
+    size: int = 16
+    """Bytes of the record so far (the frame's few bytes included)."""
 
 
 REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError,
@@ -134,7 +162,7 @@ def prepare(item: Inbound) -> Outbound:
             return Outbound(item, DEADLETTER_TOPIC, None, record, result.site_id, result.msg_id,
                             result.reason)
         return Outbound(item, result.kafka_topic, result.key, result.payload, result.site_id,
-                        result.msg_id)
+                        result.msg_id, message=result.message)
     except Exception as exc:
         return _internal_error(item, exc)
 
@@ -169,6 +197,11 @@ class BridgeConfig:
     """Publish pipeline confirmations to the edge agents (contract.acks)."""
     confirm_delay_s: float = 0.05
     """How long delivered msg_ids are gathered into one confirmation per site."""
+    batch_records: bool = True
+    """Valid messages go to Kafka in batch records (contract.kafka_record); False: one JSON
+    record per message (version 1), as before issue 14."""
+    linger_s: float | None = None
+    """How long a partition's batch waits to fill; None: the settings' WS_KAFKA_LINGER_MS."""
     settings: Settings = field(default_factory=load_settings)
 
 
@@ -191,6 +224,10 @@ class Bridge:
         self._producer: AIOKafkaProducer | None = None
         self._confirm: dict[str, list[str]] = {}  # site -> msg_ids in Kafka, not yet confirmed
         self._confirm_timer: asyncio.TimerHandle | None = None
+        self._batches: dict[tuple[str, int], _Batch] = {}
+        self._batch_timer: asyncio.TimerHandle | None = None
+        self._partitions: dict[str, int] = {}  # topic -> partition count (from the producer's metadata)
+        self._record_order = asyncio.Lock()  # records reach the producer in the order they were closed
         self._client = self._make_client()
 
     # --- paho callbacks (on the loop, from loop_read/loop_write/loop_misc) ------------------
@@ -263,12 +300,18 @@ class Bridge:
         finally:
             await self._shutdown(connection)
 
+    @property
+    def _linger_s(self) -> float:
+        linger = self.config.linger_s
+        return self.config.settings.kafka_linger_ms / 1000 if linger is None else linger
+
     async def _start_producer(self, bootstrap: str) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
             enable_idempotence=True,
-            linger_ms=self.config.settings.kafka_linger_ms,
+            # the bridge's own batches have lingered already (`_linger_s`); single records not
+            linger_ms=2 if self.config.batch_records else self.config.settings.kafka_linger_ms,
             max_batch_size=256 * 1024,
             client_id=f"ws-bridge-{self.config.client_id}",
         )
@@ -290,6 +333,9 @@ class Bridge:
             while self._inbox and not self._stopping:
                 await self._route(self._inbox.popleft())
                 self._maybe_resume()
+            if self._batches and self._batch_timer is None:
+                loop = asyncio.get_running_loop()
+                self._batch_timer = loop.call_later(self._linger_s, self._flush_due)
 
     async def _route(self, item: Inbound) -> None:
         self.stats.received += 1
@@ -301,7 +347,93 @@ class Bridge:
             self.stats.rejected += 1
             self._rejects.warning("rejected message on %.200s: %.1000s", item.topic, out.reason)
         self._in_flight += 1
-        await self._send(out)
+        if out.message is not None and out.key is not None and self.config.batch_records:
+            await self._add_to_batch(out)
+        else:
+            await self._send(out)
+
+    async def _partition_of(self, topic: str, key: bytes) -> int:
+        """The partition Kafka's default partitioner gives `key` (murmur2, as aiokafka and Java)."""
+        count = self._partitions.get(topic)
+        if count is None:
+            assert self._producer is not None
+            count = self._partitions[topic] = len(await self._producer.partitions_for(topic))
+        return (murmur2(key) & 0x7FFFFFFF) % count
+
+    async def _add_to_batch(self, out: Outbound) -> None:
+        assert out.message is not None and out.key is not None
+        partition = await self._partition_of(out.topic, out.key)
+        encoded = encode_message(out.message)
+        size = len(encoded) + 1
+        batch = self._batches.get((out.topic, partition))
+        if batch is not None and batch.size + size > MAX_RECORD_BYTES:
+            await self._flush(batch)
+            batch = None
+        if batch is None:
+            batch = self._batches[(out.topic, partition)] = _Batch(out.topic, partition)
+        batch.outs.append(out)
+        batch.encoded.append(encoded)
+        batch.size += size
+        if len(batch.outs) >= MAX_MESSAGES:
+            await self._flush(batch)
+
+    def _flush_due(self) -> None:
+        """The linger is over: every open batch becomes a record (sent from a task: `send` awaits)."""
+        self._batch_timer = None
+        if self._batches:
+            self._spawn(self._flush_all())
+
+    async def _flush_all(self) -> None:
+        for batch in list(self._batches.values()):
+            await self._flush(batch)
+
+    async def _flush(self, batch: _Batch) -> None:
+        if self._batches.get((batch.topic, batch.partition)) is batch:
+            del self._batches[(batch.topic, batch.partition)]
+        if batch.outs:
+            await self._send_batch(batch)
+
+    async def _send_batch(self, batch: _Batch, attempt: int = 0) -> None:
+        assert self._producer is not None
+        try:
+            value = frame_record(batch.encoded)
+            async with self._record_order:  # FIFO: a partition's records keep their order
+                future = await self._producer.send(batch.topic, value=value, key=b"~p%d" % batch.partition,
+                                                   partition=batch.partition)
+        except Exception as exc:  # refused before sending (too large), or Kafka unreachable
+            self._batch_failed(batch, exc, attempt + 1)
+            return
+        future.add_done_callback(lambda f: self._batch_delivered(f, batch, attempt))
+
+    def _batch_delivered(self, future: asyncio.Future[Any], batch: _Batch, attempt: int) -> None:
+        if future.cancelled():
+            return  # shutting down: left unacked, so redelivered
+        exc = future.exception()
+        if exc is not None:
+            self._batch_failed(batch, exc, attempt + 1)
+            return
+        for out in batch.outs:
+            self._done(out)
+
+    def _batch_failed(self, batch: _Batch, exc: BaseException, attempt: int) -> None:
+        """A record Kafka refuses for good is split into single records; all else is retried whole."""
+        permanent = isinstance(exc, REFUSED_FOR_GOOD) or not isinstance(exc, KafkaError)
+        if permanent and not self._stopping:
+            log.warning("Kafka refused a record of %d messages for %s (%s: %s); sending each alone",
+                        len(batch.outs), batch.topic, type(exc).__name__, exc)
+            for out in batch.outs:
+                self._spawn(self._send(dataclasses.replace(out, message=None)))
+            return
+        self.stats.kafka_retries += 1
+        delay = min(self.config.retry_backoff_max_s, 0.1 * 2**attempt)
+        log.warning("Kafka send of %d messages to %s failed (%s); retry %d in %.1fs", len(batch.outs),
+                    batch.topic, exc, attempt, delay)
+
+        async def retry() -> None:
+            await asyncio.sleep(delay)
+            await self._send_batch(batch, attempt)
+
+        self._spawn(retry())
 
     async def _send(self, out: Outbound, attempt: int = 0) -> None:
         assert self._producer is not None
@@ -319,6 +451,10 @@ class Bridge:
         if exc is not None:
             self._failed(out, exc, attempt + 1)
             return
+        self._done(out)
+
+    def _done(self, out: Outbound) -> None:
+        """Kafka has `out`: ack it to MQTT (same connection only) and queue its confirmation."""
         self._in_flight -= 1
         metrics.bridge_delivered(out.topic)
         item = out.item
@@ -399,7 +535,12 @@ class Bridge:
         self._stopping = True
         assert self._net is not None
         self._net.stop()
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
         if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._flush_all(), 15)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._producer.flush(), 15)
             await asyncio.sleep(0)  # let delivery callbacks run and ack

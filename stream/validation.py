@@ -24,6 +24,7 @@ from typing import NamedTuple
 import msgspec
 
 from contract.codec import ContractError, decode
+from contract.events import Envelope
 from contract.msgid import MsgKey, device_key, parse_msg_id
 from contract.topics import TopicError, kafka_topic, parse_mqtt_topic
 
@@ -31,13 +32,16 @@ from contract.topics import TopicError, kafka_topic, parse_mqtt_topic
 class Routed(NamedTuple):
     """A valid message: where it goes in Kafka, its key, and the original bytes (never re-encoded).
 
-    `site_id` and `msg_id` address the pipeline confirmation (contract.acks) to the edge."""
+    `site_id` and `msg_id` address the pipeline confirmation (contract.acks) to the edge;
+    `message` is the decoded payload, which the bridge writes into a Kafka record
+    (contract.kafka_record)."""
 
     kafka_topic: str
     key: bytes
     payload: bytes
     site_id: str = ""
     msg_id: str = ""
+    message: Envelope | None = None
 
 
 class Rejection(NamedTuple):
@@ -92,7 +96,7 @@ def validate(topic: str, payload: bytes, now_s: float | None = None) -> Routed |
     if ahead is not None:
         return Rejection(ahead, parsed.site_id, event.msg_id)
     return Routed(kafka_topic(parsed.event), device_key(parsed.site_id, event.device_id).encode("utf-8"),
-                  payload, parsed.site_id, event.msg_id)
+                  payload, parsed.site_id, event.msg_id, event)
 
 
 def _epoch_ahead(key: MsgKey, now_s: float) -> str | None:

@@ -22,6 +22,7 @@ _EXTRA_OF = {
     "serial": "edge", "pymodbus": "edge", "h11": "edge",
     "aiokafka": "stream", "faust": "stream", "mode": "stream", "influxdb_client": "stream",
     "shapely": "stream", "orjson": "stream", "uvloop": "stream", "jinja2": "stream", "argon2": "stream",
+    "aiohttp": "stream", "yarl": "stream",
     "grafana_client": "dashboards", "grafana_foundation_sdk": "dashboards", "niquests": "dashboards",
     "openpyxl": "import",
 }
@@ -41,9 +42,9 @@ def _actions(prog: str, description: str, actions: dict[str, str], rest: list[st
 
 
 def _schema(args: argparse.Namespace, rest: list[str]) -> int:
-    from contract.jsonschema import contract_schema_json
+    from contract.jsonschema import contract_schema_json, kafka_record_schema_json
 
-    text = contract_schema_json() + "\n"
+    text = (kafka_record_schema_json() if args.kafka_record else contract_schema_json()) + "\n"
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -211,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_text, add_help=name == "schema", epilog=cliutil.EPILOG)
         if name == "schema":
             p.add_argument("--out", help="write to this file instead of stdout")
+            p.add_argument("--kafka-record", action="store_true",
+                           help="the Kafka record of the event topics instead (contract/kafka_record.py)")
     args, rest = parser.parse_known_args(argv)
     try:
         logs.configure("warning")  # a baseline; a command that takes --log-level sets its own

@@ -38,7 +38,7 @@ import faust
 import msgspec
 
 from contract.events import Alert, DeviceStatus
-from contract.msgid import device_key, split_device_key
+from contract.msgid import MsgKey, device_key, split_device_key
 from contract.topics import KAFKA_TOPICS
 from stream.agents.device_health_state import (
     EdgeNotice,
@@ -108,8 +108,10 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
     statuses = [e for e in events if e.message.topic != CHECK_TOPIC]
     valid, rejected = await decode_valid(statuses, DeviceStatus, STATUS_TOPIC)
     Counters.rejected += rejected
-    decoded = {id(event): (s, key) for event, s, key in valid}
-    batch_devices = {device_key(s.site_id, s.device_id) for s, _ in decoded.values()}
+    decoded: dict[int, list[tuple[DeviceStatus, MsgKey]]] = {}  # a record holds one or more statuses
+    for event, s, key in valid:
+        decoded.setdefault(id(event), []).append((s, key))
+    batch_devices = {device_key(s.site_id, s.device_id) for _, s, _ in valid}
     states = StateCache(health_table, Health.from_json, Health.to_json)
     alerts: list[Alert] = []
     notices: list[EdgeNotice] = []
@@ -120,23 +122,21 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
         if msg.topic == CHECK_TOPIC:
             _control(event, states, alerts, batch_devices)
             continue
-        if id(event) not in decoded:
-            continue  # rejected: already dead-lettered
-        s, key = decoded[id(event)]
         heard_ns = round(msg.timestamp * 1000) * 1_000_000
-        heard_max = heard_ns if heard_max is None else max(heard_max, heard_ns)
-        device = device_key(s.site_id, s.device_id)  # ids are unique within a site only
-        h = states.get(device)
-        out = on_status(h, s, key, heard_ns, rules)
-        alerts += out.alerts
-        notices += out.notices
-        if out.duplicate:
-            Counters.duplicate(s.msg_id)
-        else:
-            h.partition = msg.partition
-            states.changed(device, event)  # mark + state + episodes: one changelog record per batch
-            Counters.processed += 1
-        points += out.points
+        for s, key in decoded.get(id(event), ()):  # none: rejected, already dead-lettered
+            heard_max = heard_ns if heard_max is None else max(heard_max, heard_ns)
+            device = device_key(s.site_id, s.device_id)  # ids are unique within a site only
+            h = states.get(device)
+            out = on_status(h, s, key, heard_ns, rules)
+            alerts += out.alerts
+            notices += out.notices
+            if out.duplicate:
+                Counters.duplicate(s.msg_id)
+            else:
+                h.partition = msg.partition
+                states.changed(device, event)  # mark + state + episodes: one changelog record per batch
+                Counters.processed += 1
+            points += out.points
     await send_alerts(alerts)
     Counters.alerts += len(alerts)
     await _send_notices(notices)

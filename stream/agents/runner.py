@@ -29,8 +29,9 @@ from aiokafka.errors import KafkaError
 from faust.exceptions import NotReady
 from faust.streams import _current_event
 
-from contract.codec import ContractError, decode
+from contract.codec import ContractError
 from contract.events import Envelope
+from contract.kafka_record import Part, RecordError, decode_part, split_record
 from contract.msgid import MsgKey, parse_msg_id
 from stream import metrics
 from stream.app import settings
@@ -96,33 +97,55 @@ async def decode_valid(events: Iterable[Any], type_: type[M], topic: str
                        ) -> tuple[list[tuple[Any, M, MsgKey]], int]:
     """The batch's valid (event, message, msg key) in order; the others are dead-lettered.
 
-    A record is rejected when the contract refuses it or its msg_id names another device.
-    Returns the valid ones and how many were rejected; every rejection is in Kafka's
+    A Faust event is one Kafka record, which holds one message (version 1) or several (version
+    2, the bridge's batches: contract/kafka_record.py); the messages come out in record order,
+    each with its event (whose partition routes its table write). A message is rejected when
+    the contract refuses it or its msg_id names another device: it alone is dead-lettered (its
+    own bytes), the record's others go on; a record whose frame is unreadable is dead-lettered
+    whole. Returns the valid ones and how many were rejected; every rejection is in Kafka's
     dead-letter topic before this returns (so acking the batch afterwards loses nothing).
     """
     valid: list[tuple[Any, M, MsgKey]] = []
     rejected: list[bytes] = []
     for event in events:
         try:
-            m = cast(M, decode(event.value, type_))
-            key = parse_msg_id(m.msg_id)
-            if key.device_id != m.device_id:
-                raise ContractError(f"msg_id {m.msg_id!r} does not belong to device {m.device_id!r}")
-        except (ContractError, ValueError) as exc:
+            parts = split_record(event.value)
+        except RecordError as exc:
             log.warning("dead-lettering a %s record: %.1000s", topic, exc)
             rejected.append(deadletter_record(str(exc), f"kafka:{topic}", _raw(event.value)))
             continue
         except Exception as exc:  # one record must never crash the worker (issue 11)
-            _internal_errors.warning("dead-lettering a %s record after an internal error:\n%s", topic,
-                                     traceback.format_exc(limit=20))
-            rejected.append(deadletter_record(f"internal error: {type(exc).__name__}: {exc}",
-                                              f"kafka:{topic}", _raw(event.value)))
+            rejected.append(_internal(exc, topic, _raw(event.value)))
             continue
-        valid.append((event, m, key))
+        for part in parts:
+            try:
+                m = _valid_message(part, type_)
+            except (ContractError, ValueError) as exc:
+                log.warning("dead-lettering a %s message: %.1000s", topic, exc)
+                rejected.append(deadletter_record(str(exc), f"kafka:{topic}", part.raw))
+                continue
+            except Exception as exc:  # one message must never crash the worker (issue 11)
+                rejected.append(_internal(exc, topic, part.raw))
+                continue
+            valid.append((event, m[0], m[1]))
     if rejected:
         await asyncio.gather(*(send_deadletter(record) for record in rejected))
     metrics.worker_decoded(topic, len(valid), len(rejected))
     return valid, len(rejected)
+
+
+def _valid_message(part: Part, type_: type[M]) -> tuple[M, MsgKey]:
+    m = cast(M, decode_part(part, type_))
+    key = parse_msg_id(m.msg_id)
+    if key.device_id != m.device_id:
+        raise ContractError(f"msg_id {m.msg_id!r} does not belong to device {m.device_id!r}")
+    return m, key
+
+
+def _internal(exc: Exception, topic: str, raw: bytes) -> bytes:
+    _internal_errors.warning("dead-lettering a %s record after an internal error:\n%s", topic,
+                             traceback.format_exc(limit=20))
+    return deadletter_record(f"internal error: {type(exc).__name__}: {exc}", f"kafka:{topic}", raw)
 
 
 def _raw(value: Any) -> bytes:

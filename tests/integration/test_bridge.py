@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import murmur2
 from paho.mqtt.enums import CallbackAPIVersion
 
-from contract import Weighing, encode, mqtt_topic
-from contract.events import Direction, WasteCategory
+from contract import Weighing, decode, encode, mqtt_topic
+from contract.events import Direction, Envelope, WasteCategory
+from contract.kafka_record import read_messages
 from contract.topics import DEADLETTER_TOPIC
 from stream.bridge import Bridge, BridgeConfig
 from stream.topics_admin import ensure_topics
@@ -60,10 +62,22 @@ async def end_offsets(topics: list[str]) -> dict[TopicPartition, int]:
 
 async def read_since(offsets: dict[TopicPartition, int], want: int, marker: bytes, timeout: float = 20.0
                      ) -> list[tuple[str, bytes | None, bytes]]:
-    """Records containing `marker` after `offsets`, until `want` of them or the timeout (+1s for extras)."""
+    """(topic, key, value) of records containing `marker` after `offsets` (see `read_with_partitions`)."""
+    return [(t, k, v) for t, k, v, _ in await read_with_partitions(offsets, want, marker, timeout)]
+
+
+def messages_in(found: list[tuple[str, bytes | None, bytes]], topic: str) -> list[Envelope]:
+    """The contract messages of the records of `topic` in `found` (any record version), in order."""
+    return [m for t, _, v in found if t == topic for m in read_messages(v)]
+
+
+async def read_with_partitions(offsets: dict[TopicPartition, int], want: int, marker: bytes,
+                               timeout: float = 20.0) -> list[tuple[str, bytes | None, bytes, int]]:
+    """(topic, key, value, partition) of records containing `marker` after `offsets`, until `want`
+    messages (a batch record holds several: contract/kafka_record.py) or the timeout (+1s for extras)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=SETTINGS.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
-    found: list[tuple[str, bytes | None, bytes]] = []
+    found: list[tuple[str, bytes | None, bytes, int]] = []
     try:
         consumer.assign(list(offsets))
         for tp, off in offsets.items():
@@ -73,12 +87,17 @@ async def read_since(offsets: dict[TopicPartition, int], want: int, marker: byte
         while loop.time() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for tp, records in batch.items():
-                found += [(tp.topic, r.key, r.value) for r in records if marker in (r.value or b"")]
-            if len(found) >= want:
+                found += [(tp.topic, r.key, r.value, tp.partition) for r in records
+                          if marker in (r.value or b"")]
+            if sum(_count(t, v) for t, _, v, _ in found) >= want:
                 deadline = min(deadline, loop.time() + 1.0)
         return found
     finally:
         await consumer.stop()
+
+
+def _count(topic: str, value: bytes) -> int:
+    return 1 if topic == DEADLETTER_TOPIC else len(read_messages(value))
 
 
 _CLIENT_IDS: list[str] = []
@@ -126,17 +145,22 @@ def test_valid_routed_invalid_deadlettered() -> None:
         offsets = await end_offsets(["ws.weighings", "ws.deposits", DEADLETTER_TOPIC])
         bridge = Bridge(config(run))
 
-        async def body() -> list[tuple[str, bytes | None, bytes]]:
+        async def body() -> list[tuple[str, bytes | None, bytes, int]]:
             await asyncio.to_thread(publish, [(topic, p) for p in valid] + invalid)
-            return await read_since(offsets, len(valid) + len(invalid), dev.encode())
+            return await read_with_partitions(offsets, len(valid) + len(invalid), dev.encode())
 
         found = await run_bridge_until(bridge, body)
         assert isinstance(found, list)
-        routed = [(k, v) for t, k, v in found if t == "ws.weighings"]
-        dead = [json.loads(v) for t, _, v in found if t == DEADLETTER_TOPIC]
-        assert sorted(v for _, v in routed) == sorted(valid)  # exact original bytes, each once
-        assert {k for k, _ in routed} == {f"site-a/{dev}".encode()}  # keyed site/device (finding 5)
-        assert not [t for t, _, _ in found if t == "ws.deposits"]
+        routed = [(k, v, p) for t, k, v, p in found if t == "ws.weighings"]
+        dead = [json.loads(v) for t, _, v, _ in found if t == DEADLETTER_TOPIC]
+        messages = [m for _, v, _ in routed for m in read_messages(v, Weighing)]
+        assert messages == [decode(v, Weighing) for v in valid]  # each once, in the device's order
+        assert len(routed) < len(valid)  # batched: several messages per record (issue 14)
+        # one partition, the one Kafka's partitioner gives the key site/device (finding 5)
+        partition = (murmur2(f"site-a/{dev}".encode()) & 0x7FFFFFFF) % SETTINGS.kafka_partitions
+        assert {p for _, _, p in routed} == {partition}
+        assert {k for k, _, _ in routed} == {b"~p%d" % partition}
+        assert not [t for t, _, _, _ in found if t == "ws.deposits"]
         reasons = sorted(d["reason"] for d in dead)
         assert len(dead) == len(invalid), reasons
         assert any("device_id" in r for r in reasons)
@@ -173,7 +197,7 @@ def test_messages_published_while_bridge_is_down_are_delivered_on_return() -> No
 
         found = await run_bridge_until(second, read)
         assert isinstance(found, list)
-        seqs = sorted({json.loads(v)["msg_id"] for _, _, v in found})
+        seqs = sorted({m.msg_id for m in messages_in(found, "ws.weighings")})
         assert seqs == sorted(f"{dev}:1:{i}" for i in range(10))
 
     asyncio.run(scenario())

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from contract import DeviceStatus, encode, mqtt_topic
+from contract import DeviceStatus, decode, encode, mqtt_topic
 from contract.events import DeviceState
 from contract.topics import DEADLETTER_TOPIC, KAFKA_TOPICS
 from stream.bridge import Bridge
@@ -29,6 +29,7 @@ from tests.integration.test_bridge import (
     _end_bridge_sessions,  # noqa: F401  (autouse: ends the test bridges' persistent sessions)
     config,
     end_offsets,
+    messages_in,
     publish,
     read_since,
     weighing,
@@ -96,8 +97,8 @@ def test_retained_poison_is_dead_lettered_by_every_bridge_and_delivery_goes_on(p
         assert len(records) >= 2 and {r["topic"] for r in records} == {poison_topic}
         assert all("RecursionError" in r["reason"] or "nested" in r["reason"] for r in records)
         assert all(r["payload_bytes"] == len(poison) for r in records)
-        routed = [v for t, _, v in found if t == KAFKA_TOPICS["weighing"]]
-        assert all(routed.count(p) >= 2 for p in good)  # each bridge's share group delivered each
+        routed = messages_in(found, KAFKA_TOPICS["weighing"])
+        assert all(routed.count(decode(p)) >= 2 for p in good)  # each bridge's share group delivered each
         assert not [v for t, _, v in found if t == KAFKA_TOPICS["device_status"]]
         assert all(b.stats.rejected >= 1 and b.stats.routed >= len(good) for b in bridges)
 

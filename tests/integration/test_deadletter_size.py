@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from contract import encode, mqtt_topic
+from contract import decode, encode, mqtt_topic
 from contract.topics import DEADLETTER_TOPIC, KAFKA_TOPICS
 from stream import bridge as bridge_module
 from stream.bridge import Bridge
@@ -30,6 +30,7 @@ from tests.integration.test_bridge import (
     _end_bridge_sessions,  # noqa: F401  (autouse: ends the test bridges' persistent sessions)
     config,
     end_offsets,
+    messages_in,
     publish,
     read_since,
     weighing,
@@ -71,8 +72,8 @@ def run_one(bridge: Bridge, device: str) -> list[dict[str, Any]]:
         finally:
             bridge.stop()
             await asyncio.wait_for(task, 30)
-        routed = [v for t, _, v in found if t == KAFKA_TOPICS["weighing"]]
-        assert all(p in routed for p in good), "the bridge stopped delivering after the big message"
+        routed = messages_in(found, KAFKA_TOPICS["weighing"])
+        assert all(decode(p) in routed for p in good), "the bridge stopped delivering after the big message"
         assert bridge.stats.kafka_retries == 0  # no retry loop
         assert bridge.stats.acked >= 1 + len(good)  # the big message's MQTT ack too
         return [json.loads(v) for t, _, v in found if t == DEADLETTER_TOPIC]

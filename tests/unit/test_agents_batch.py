@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from faust import current_event
 
@@ -25,6 +27,7 @@ from contract.events import (
     VerdictSource,
     WasteCategory,
 )
+from contract.kafka_record import encode_record
 from contract.msgid import device_key, parse_msg_id
 from stream.agents import device_health, manifest, runner, sorting, transport
 from stream.agents.device_health_state import Health, on_check, on_status
@@ -122,7 +125,7 @@ class Harness:
         assert kinds[-1] == "ack" and kinds.count("ack") == 1
 
 
-def events(topic: str, messages: list[Envelope], **msg: Any) -> list[Event]:
+def events(topic: str, messages: Sequence[Envelope], **msg: Any) -> list[Event]:
     return [Event(encode(m), Msg(topic, **msg)) for m in messages]
 
 
@@ -287,3 +290,60 @@ def test_device_health_checks_and_statuses_see_each_other_in_one_batch(
     assert h.tables["health_table"].routed["s1/wb1"].message.partition == 2
     assert h.of("point") == ref_points
     assert device_health.WATERMARK.max_ns == to_ns(T0) + 810 * NS
+
+
+# ------------------------------------------------------------------------------ batch records (issue 14)
+
+
+def records(topic: str, messages: Sequence[Envelope], per_record: int, **msg: Any) -> list[Event]:
+    """The bridge's version-2 records (contract/kafka_record.py): `per_record` messages each."""
+    return [Event(encode_record(messages[i:i + per_record]), Msg(topic, **msg))
+            for i in range(0, len(messages), per_record)]
+
+
+def test_sorting_in_batch_records_equals_one_message_per_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same table values, points and alerts from records of 4 messages as from one per record; a
+    bad message inside a record is dead-lettered alone (its own bytes), a redelivered record's
+    messages are dropped as duplicates one by one (dedup by msg_id inside batches)."""
+    deps = [deposit(st, seq, Verdict.INCORRECT if seq % 2 else Verdict.CORRECT, seq * 3)
+            for seq in range(1, 8) for st in ("st-1", "st-2")]
+    one = Harness(monkeypatch, sorting, "station_state")
+    one.run(sorting.process_deposits, events("ws.deposits", deps))
+    ref_state, ref_points, ref_alerts = dict(one.tables["station_state"]), one.of("point"), one.of("alert")
+
+    h = Harness(monkeypatch, sorting, "station_state")
+    batch = records("ws.deposits", deps, 4)
+    broken = {"type": "deposit", "msg_id": "st-1:1:99"}
+    bad = msgspec.msgpack.encode({"v": 2, "m": [deps[0], broken, deps[1]]})
+    batch.insert(1, Event(bad, Msg("ws.deposits")))  # its good messages repeat deps[0] and deps[1]
+    batch.append(batch[0])  # a redelivered record
+    before = (sorting.Counters.processed, sorting.Counters.duplicates, sorting.Counters.rejected)
+    h.run(sorting.process_deposits, batch)
+
+    h.assert_runner_order()
+    after = (sorting.Counters.processed, sorting.Counters.duplicates, sorting.Counters.rejected)
+    assert [b - a for a, b in zip(before, after, strict=True)] == [14, 2 + 4, 1]
+    assert [json.loads(r)["payload_encoding"] for r in h.deadletters] == ["base64"]  # the bad message only
+    assert json.loads(h.deadletters[0])["payload_bytes"] == len(msgspec.msgpack.encode(broken))
+    assert sorted(h.of("write")) == ["cz/st-1", "cz/st-2"]  # still one write per station and batch
+    assert dict(h.tables["station_state"]) == ref_state and ref_alerts
+    assert h.of("alert") == ref_alerts
+    daily = [p for p in h.of("point") if p.measurement == "sorting_daily"]
+    ref_daily = [p for p in ref_points if p.measurement == "sorting_daily"]
+    assert sorted(daily, key=repr) == sorted(ref_daily, key=repr)
+    deposits = [p for p in h.of("point") if p.measurement == "deposit"]
+    assert len(deposits) == 14 + 2 + 4  # repeats re-send their (idempotent) points
+
+
+def test_device_health_reads_several_statuses_of_one_record_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(monkeypatch, device_health, "health_table")
+    monkeypatch.setattr(device_health, "WATERMARK", Watermark())
+    statuses = [status(1), status(2, "offline"), status(3), status(2, "offline")]  # the last a duplicate
+    batch = records(device_health.STATUS_TOPIC, statuses, 3, partition=1, timestamp=T0.timestamp())
+    h.run(device_health.process, batch)
+    ref = Health()
+    for s in statuses:
+        if not on_status(ref, s, parse_msg_id(s.msg_id), to_ns(T0), RULES).duplicate:
+            ref.partition = 1
+    assert h.of("write") == ["s1/wb1"] and h.tables["health_table"]["s1/wb1"] == ref.to_json()
+    assert [p.fields["state"] for p in h.of("point")] == ["online", "offline", "online", "offline"]

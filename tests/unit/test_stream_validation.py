@@ -32,7 +32,7 @@ TOPIC = mqtt_topic("site-a", "weighbridge", "wb-1", "weighing")
 def test_valid_weighing_is_routed_with_original_bytes_and_site_device_key() -> None:
     payload = encode(weighing())
     assert validate(TOPIC, payload) == Routed("ws.weighings", b"site-a/wb-1", payload, "site-a",
-                                              "wb-1:1700000000:7")
+                                              "wb-1:1700000000:7", weighing())  # + the decoded message
 
 
 def test_two_sites_with_the_same_device_id_get_different_kafka_keys() -> None:

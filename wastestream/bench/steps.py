@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from contract.kafka_record import split_record
 from contract.topics import ALL_KAFKA_TOPICS
 from wastestream.bench.config import (
     CATCH_UP_S,
@@ -110,15 +111,41 @@ def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
     return steps, drain
 
 
-async def _end_offsets(bootstrap: str, topic: str) -> int:
+async def _end_offsets(bootstrap: str, topic: str) -> dict[Any, int]:
     from aiokafka import AIOKafkaConsumer
 
     tps = await topic_partitions(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        ends = await consumer.end_offsets(tps)
-        return sum(ends.values())
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+async def _messages_since(bootstrap: str, since: dict[Any, int]) -> int:
+    """Contract messages in the records after `since` (a record holds one or a batch of them:
+    contract/kafka_record.py), up to the partitions' current ends."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(list(since))
+        todo = {tp: end for tp, end in ends.items() if end > since[tp]}
+        consumer.assign(list(todo))
+        for tp in todo:
+            consumer.seek(tp, since[tp])
+        count = 0
+        while todo:
+            for tp, records in (await consumer.getmany(*todo, timeout_ms=1000)).items():
+                for record in records:
+                    if record.offset < todo.get(tp, 0):
+                        with contextlib.suppress(ValueError):  # not a contract record: not ours
+                            count += len(split_record(record.value))
+                if await consumer.position(tp) >= todo[tp]:
+                    del todo[tp]
+        return count
     finally:
         await consumer.stop()
 
@@ -139,8 +166,8 @@ def run_worker_drain(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, p
     load = LoadGen(specs_for(settings.mqtt_host, settings.mqtt_port, prefix, 2000, cfg.backlog / 2000,
                              cfg.publishers, cfg.devices))
     acked = sum(r.acked for r in load.results(timeout=cfg.backlog / 2000 + 60))
-    wait_until(lambda: asyncio.run(_end_offsets(settings.kafka_bootstrap, "ws.weighings")) - before >= acked,
-                120, "backlog in Kafka", pipeline)
+    wait_until(lambda: asyncio.run(_messages_since(settings.kafka_bootstrap, before)) >= acked,
+               120, "backlog in Kafka", pipeline)
     for i in range(cfg.workers):
         proc = pipeline.start(f"worker-{i}", "worker", "-l", "info", "--without-web")
         pids[f"worker-{i}"] = proc.popen.pid
