@@ -1,14 +1,10 @@
-"""Smart sorting station simulator: a real pymodbus server speaking the `sorting_registers` map.
+"""Smart sorting station simulator: a real pymodbus server speaking a vendor profile's map.
 
-Each station is a `StationSim` (the PLC's register image plus its household traffic) served as
-one pymodbus `SimDevice` (unit id = the station's `unit_id`) by a Modbus TCP server on
-127.0.0.1 or a Modbus RTU server on a pty. Several stations may share one server (an RS-485
-line, or a gateway), each under its own unit id.
-
-RTU over a pty: pymodbus' serial server opens a tty by path, and so does the edge, so we make
-two raw pty pairs and pump bytes between their masters (what `socat pty pty` does); the edge
-opens the symlink `rtu_path` -> the second slave. The simulator keeps both slaves open so a
-client closing its end never makes the masters return EIO.
+Each station is a `StationSim` (the PLC's register image, laid out by its profile: the reference
+`wastestream-v1` unless told, plus its household traffic) served as one pymodbus `SimDevice`
+(unit id = the station's `unit_id`) by a Modbus TCP server on 127.0.0.1 or a Modbus RTU server on
+a pty (`firmware_sim.modbus_profile`). Several stations may share one server (an RS-485 line, or a
+gateway), each under its own unit id.
 
 Every drop is recorded in a ledger (`Drop`: station, seq, bin, grams, raw household id,
 verdict) that tests and the demo compare with what arrives downstream.
@@ -19,21 +15,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import time
-import tty
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
 import msgspec
-from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator import SimDevice
 
 from contract.events import Verdict, VerdictSource, WasteCategory
+from edge.devices.profiles import DEFAULT
+from edge.devices.profiles.fields import Image, Placed, raw
+from edge.devices.profiles.station import DEFAULT_DOOR_CODES
 from edge.devices.sorting_station import registers as reg
+from edge.devices.sorting_station.registers import station_map
+from firmware_sim.modbus_profile import ProfileImage, serve
 from firmware_sim.scenario import CommunitySpec, StationSpec
 
 log = logging.getLogger(__name__)
@@ -74,47 +71,63 @@ class Drop(msgspec.Struct, frozen=True):
 
 
 class StationSim:
-    """One station's register image and behaviour; all mutation happens on the event loop."""
+    """One station's register image (laid out by its vendor profile) and behaviour; all mutation
+    happens on the event loop."""
 
     def __init__(self, spec: StationSpec, community: CommunitySpec, *, seed: int,
-                 household_prefix: str = "LZ", epoch: int | None = None) -> None:
+                 household_prefix: str = "LZ", epoch: int | None = None, profile: str = DEFAULT) -> None:
         self.spec = spec
         self.community = community
+        self.map = station_map(profile)
         self.rng = random.Random(f"{seed}:{spec.id}")
-        self.registers = [0] * reg.BLOCK_LEN
-        self.registers[reg.ADDR_MAP_VERSION] = reg.MAP_VERSION
-        self.registers[reg.ADDR_RING_SIZE] = reg.RING_SIZE
-        self.registers[reg.ADDR_EPOCH] = self.rng.randrange(1, 0x10000) if epoch is None else epoch
-        self.in_bin_g = {c: int(self.rng.uniform(0, 0.5) * BIN_CAPACITY_G) for c in reg.BINS}
-        self.total_g = dict.fromkeys(reg.BINS, 0)
+        self.image = ProfileImage(self.map.spans, self.map.blank())
+        self.categories = [b.category for b in self.map.profile.bins]
+        self._write(self.map.epoch, self.rng.randrange(1, 0x10000) if epoch is None else epoch)
+        self.in_bin_g = {c: int(self.rng.uniform(0, 0.5) * BIN_CAPACITY_G) for c in self.categories}
+        self.total_g = dict.fromkeys(self.categories, 0)
         self._fill_override: dict[WasteCategory, int] = {}
         self._prefix = f"{household_prefix}-{community.id.split('-')[0].upper()}-"
         self.ledger: list[Drop] = []
-        for category in reg.BINS:
+        ring = self.map.profile.ring
+        self._bin_code = {c: code for code, c in reversed(ring.bin.codes.items())}
+        # the inverse code tables (the first code of a value wins, as a vendor's PLC would write it)
+        verdicts = reversed(self.map.verdict_codes.items())
+        self._verdict_code = {(v.verdict, v.source): code for code, v in verdicts}
+        sources = reversed(ring.source.codes.items()) if ring.source else ()
+        self._source_code = {s: code for code, s in sources}
+        for category in self.categories:
             self._write_bin(category)
 
     @property
+    def registers(self) -> list[int]:
+        """The table that holds the drop counter (the reference map's whole block)."""
+        return self.image.values[self.map.counter.function]
+
+    @property
     def counter(self) -> int:
-        return self.registers[reg.ADDR_DROP_COUNTER]
+        return int(raw(self._image(), self.map.counter))
+
+    @property
+    def epoch(self) -> int:
+        return int(raw(self._image(), self.map.epoch))
+
+    def _image(self) -> Image:
+        return self.map.image(self.image.values)  # type: ignore[arg-type]
+
+    def _write(self, p: Placed, data: float | str | bool) -> None:
+        self.image.write(p, data)
 
     def device(self) -> SimDevice:
-        """The pymodbus device: a plain register block; reads and writes go to `self.registers`."""
-
-        async def action(_fc: int, start: int, _addr: int, _count: int, current: list[int],
-                         _values: list[int] | list[bool] | None) -> ExcCodes | None:
-            # pymodbus hands us its own register list; mirror our image into it before it answers.
-            current[start : start + reg.BLOCK_LEN] = self.registers
-            return None
-
-        block = SimData(0, count=reg.BLOCK_LEN, values=0, datatype=DataType.REGISTERS)
-        return SimDevice(id=self.spec.unit_id, simdata=[block], action=action)
+        """The pymodbus device: reads are answered from `self.image`."""
+        return self.image.device(self.spec.unit_id)
 
     def household(self) -> str:
         return f"{self._prefix}{self.rng.randint(1, self.community.households):06d}"[: reg.CARD_CHARS]
 
     def random_drop(self, incident: str | None = None) -> Drop:
         """A household drop: bin by BIN_MIX, 0.1-5 kg, the camera's verdict by `accuracy`."""
-        category = self.rng.choices(list(BIN_MIX), weights=list(BIN_MIX.values()))[0]
+        mix = {c: w for c, w in BIN_MIX.items() if c in self.in_bin_g}
+        category = self.rng.choices(list(mix), weights=list(mix.values()))[0]
         grams = round(self.rng.uniform(0.1, 5.0) * 1000)
         if incident == "wrong_bin":
             verdict, source = Verdict.INCORRECT, VerdictSource.CAMERA
@@ -128,15 +141,24 @@ class StationSim:
     def drop(self, category: WasteCategory, grams: int, household: str, verdict: Verdict,
              source: VerdictSource, *, incident: str | None = None) -> Drop:
         """Record one drop: slot first, then the counter, as a PLC should."""
-        seq = (self.counter + 1) % reg.COUNTER_MOD
-        base = reg.slot_addr(seq)
-        slot = [seq, reg.BIN_CODE[category], grams, reg.VERDICT_CODE[verdict], reg.SOURCE_CODE[source],
-                *reg.encode_card(household)]
-        self.registers[base : base + reg.SLOT_LEN] = slot
+        seq = (self.counter + 1) % self.map.counter_mod
+        reg.encode_card(household)  # refuses what no card reader would produce
+        fields = self.map.slots[seq % len(self.map.slots)]
+        self._write(fields["seq"], seq)
+        self._write(fields["bin"], self._bin_code[category])
+        self._write(fields["weight"], grams / 1000)
+        if "verdict" in fields:
+            if self._source_code:
+                self._write(fields["verdict"], self._verdict_code[(verdict, VerdictSource.NONE)])
+                self._write(fields["source"], self._source_code[source])
+            else:
+                self._write(fields["verdict"], self._verdict_code[(verdict, source)])
+        if "card" in fields:
+            self._write(fields["card"], household)
         self.in_bin_g[category] += grams
         self.total_g[category] += grams
         self._write_bin(category)
-        self.registers[reg.ADDR_DROP_COUNTER] = seq
+        self._write(self.map.counter, seq)
         entry = Drop(self.spec.id, seq, category, grams, household, verdict, source, incident)
         self.ledger.append(entry)
         return entry
@@ -153,7 +175,8 @@ class StationSim:
         self.set_fill(category, 0.0)
 
     def override_fill(self, category: WasteCategory, permille: int | None) -> None:
-        """Force the raw fill register (e.g. 1500 for a faulty level sensor); None restores it."""
+        """Force the level sensor's reading to `permille` / 10 % (e.g. 1500 for a faulty sensor:
+        150 %, in the profile's own encoding); None restores it."""
         if permille is None:
             self._fill_override.pop(category, None)
         else:
@@ -161,69 +184,27 @@ class StationSim:
         self._write_bin(category)
 
     def bins_to_collect(self) -> list[WasteCategory]:
-        return [c for c in reg.BINS if self.fill_pct(c) >= COLLECT_AT_PCT]
+        return [c for c in self.categories if self.fill_pct(c) >= COLLECT_AT_PCT]
 
     def _write_bin(self, category: WasteCategory) -> None:
-        base = reg.bin_addr(reg.BIN_CODE[category])
+        index = self.categories.index(category)
+        fields, spec = self.map.bins[index], self.map.profile.bins[index]
         permille = self._fill_override.get(category, round(self.fill_pct(category) * 10))
-        self.registers[base : base + 4] = [permille, reg.Door.CLOSED, *reg.split_u32(self.total_g[category])]
+        self._write(fields["fill"], permille / 10)
+        if "door" in fields and spec.door is not None:
+            closed = not spec.door.open_when if fields["door"].type == "bool" else next(
+                code for code, name in (spec.door.codes or DEFAULT_DOOR_CODES).items() if name == "closed")
+            self._write(fields["door"], closed)
+        if "total" in fields:
+            self._write(fields["total"], (self.total_g[category] & 0xFFFFFFFF) / 1000)
 
 
 @contextlib.asynccontextmanager
 async def serve_stations(sims: Sequence[StationSim], *, tcp_port: int | None = None,
                          rtu_path: str | Path | None = None, baudrate: int = 9600) -> AsyncIterator[None]:
     """Serve `sims` (distinct unit ids) on Modbus TCP 127.0.0.1:`tcp_port` or RTU at `rtu_path`."""
-    if (tcp_port is None) == (rtu_path is None):
-        raise ValueError("give exactly one of tcp_port and rtu_path")
-    devices = [s.device() for s in sims]
-    async with contextlib.AsyncExitStack() as stack:
-        server: ModbusTcpServer | ModbusSerialServer
-        if tcp_port is not None:
-            server = ModbusTcpServer(devices, address=("127.0.0.1", tcp_port))
-        else:
-            server_tty = await stack.enter_async_context(_pty_link(Path(str(rtu_path))))
-            server = ModbusSerialServer(devices, port=server_tty, baudrate=baudrate)
-        await server.serve_forever(background=True)
-        stack.push_async_callback(server.shutdown)
+    async with serve([s.device() for s in sims], tcp_port=tcp_port, rtu_path=rtu_path, baudrate=baudrate):
         yield
-
-
-@contextlib.asynccontextmanager
-async def _pty_link(link: Path) -> AsyncIterator[str]:
-    """Two raw pty pairs with their masters pumped together; `link` -> the client's slave."""
-    loop = asyncio.get_running_loop()
-    master_a, slave_a = os.openpty()
-    master_b, slave_b = os.openpty()
-    fds = (master_a, slave_a, master_b, slave_b)
-    try:
-        for fd in (slave_a, slave_b):
-            tty.setraw(fd)
-        for fd in (master_a, master_b):
-            os.set_blocking(fd, False)
-        loop.add_reader(master_a, _pump, master_a, master_b)
-        loop.add_reader(master_b, _pump, master_b, master_a)
-        link.unlink(missing_ok=True)
-        link.symlink_to(os.ttyname(slave_b))
-        yield os.ttyname(slave_a)
-    finally:
-        for fd in (master_a, master_b):
-            loop.remove_reader(fd)
-        with contextlib.suppress(FileNotFoundError):
-            if link.is_symlink():
-                link.unlink()
-        for fd in fds:
-            os.close(fd)
-
-
-def _pump(src: int, dst: int) -> None:
-    try:
-        data = os.read(src, 4096)
-        while data:
-            data = data[os.write(dst, data):]
-    except (BlockingIOError, InterruptedError):
-        pass
-    except OSError as exc:
-        log.warning("pty pump %d -> %d: %s", src, dst, exc)
 
 
 async def run_station_sim(
@@ -243,6 +224,7 @@ async def run_station_sim(
     baudrate: int = 9600,
     stop: asyncio.Event | None = None,
     on_incident: OnIncident | None = None,
+    profile: str = DEFAULT,
 ) -> list[Drop]:
     """Serve one station and make drops for `duration_s`; return the ledger.
 
@@ -253,7 +235,7 @@ async def run_station_sim(
     called as a `full_bin` or `out_of_range` incident happens, with the bin it hit (a `wrong_bin`
     incident is a drop: `on_drop`).
     """
-    sim = StationSim(spec, community, seed=seed)
+    sim = StationSim(spec, community, seed=seed, profile=profile)
     stop = stop or asyncio.Event()
     async with serve_stations([sim], tcp_port=tcp_port, rtu_path=rtu_path, baudrate=baudrate):
         await _simulate(sim, rate_per_min=rate_per_min, duration_s=duration_s, on_drop=on_drop,
@@ -317,7 +299,7 @@ def _incident(sim: StationSim, kind: IncidentKind, loop: asyncio.AbstractEventLo
     log.info("%s: incident %s", sim.spec.id, kind)
     if kind == "wrong_bin":
         return sim.random_drop(incident="wrong_bin")
-    category = sim.rng.choice(reg.BINS)
+    category = sim.rng.choice(sim.categories)
     if kind == "full_bin":
         sim.set_fill(category, 100.0)
     elif kind == "out_of_range":

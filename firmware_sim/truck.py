@@ -1,7 +1,8 @@
-"""Muck-truck (渣土车) simulator: NMEA on a pty and a Modbus TCP I/O module, with incidents.
+"""Muck-truck (渣土车) simulator: NMEA on a pty and a Modbus I/O module, with incidents.
 
 One simulated second is one tick: the truck moves `speed_kmh` along its route, an RMC and a GGA
-sentence go out on the pty and the I/O registers (see `edge.devices.truck.io_module`) are updated. With
+sentence go out on the pty and the I/O module's tables are updated, laid out by its vendor profile
+(`io_profile`, see `edge.devices.truck.io_module`), served over Modbus TCP or RTU on a pty. With
 `time_scale` N a tick lasts 1/N real seconds, so a test drives a whole trip in seconds while
 positions, speeds and the GPS clock stay those of a 1 Hz receiver.
 
@@ -33,11 +34,12 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
-from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator import SimDevice
 
-from edge.devices.truck.io_module import DI_BED_RAISED, DI_IGNITION, DI_LID_CLOSED, HR_LOAD, encode_load
+from edge.devices.profiles import DEFAULT
+from edge.devices.truck.io_module import IoMap, io_map
 from firmware_sim import nmea_encode
+from firmware_sim.modbus_profile import ProfileImage, serve
 from firmware_sim.scenario import TruckSpec
 
 IncidentKind = Literal["dump_outside", "uncovered", "bad_checksum", "torn_sentence", "gps_loss"]
@@ -47,8 +49,6 @@ EARTH_M = 6_371_000.0
 STOP_S = 3  # standing still before raising and after lowering the bed
 DUMP_S = 10  # bed up while the load slides out
 LOADING_S = 12
-FUC_DI = 2  # Modbus function codes used to address the server's own blocks
-FUC_HR = 3
 
 
 class Incident(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -259,24 +259,28 @@ class GpsPty:
                 os.close(fd)
 
 
-def io_device(unit_id: int) -> SimDevice:
-    """The I/O module's Modbus map: discrete inputs 0-2, holding registers 0-2."""
-    return SimDevice(
-        id=unit_id,
-        simdata=(
-            [SimData(0, values=[False] * 16, datatype=DataType.BITS)],  # coils (unused)
-            [SimData(0, values=[False] * 16, datatype=DataType.BITS)],  # discrete inputs
-            [SimData(0, count=3, values=0, datatype=DataType.REGISTERS)],  # holding registers
-            [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)],  # input registers (unused)
-        ),
-    )
+class IoModuleSim:
+    """The I/O module's tables as its profile lays them out; `set` writes one tick's state."""
+
+    def __init__(self, profile: str = DEFAULT) -> None:
+        self.map: IoMap = io_map(profile)
+        self.image = ProfileImage(self.map.spans)
+
+    def set(self, *, lid_closed: bool, bed_raised: bool, ignition: bool, load_kg: float,
+            fault: bool = False) -> None:
+        prof, fields = self.map.profile, self.map.fields
+        for role, on in (("lid_closed", lid_closed), ("bed_raised", bed_raised), ("ignition", ignition)):
+            self.image.write(fields[role], on != getattr(prof, role).invert)
+        self.image.write(fields["load"], round(load_kg))
+        if prof.fault is not None:
+            self.image.write(fields["fault"], prof.fault.mask if fault else 0)
+
+    def device(self, unit_id: int) -> SimDevice:
+        return self.image.device(unit_id)
 
 
-async def _set_io(server: ModbusTcpServer, unit_id: int, s: _State, load_kg: float) -> None:
-    bits = [False] * 3
-    bits[DI_LID_CLOSED], bits[DI_BED_RAISED], bits[DI_IGNITION] = s.lid_closed, s.bed_raised, s.ignition
-    await server.async_setValues(unit_id, FUC_DI, 0, bits)
-    await server.async_setValues(unit_id, FUC_HR, HR_LOAD, encode_load(round(load_kg)))
+def _set_io(io: IoModuleSim, s: _State, load_kg: float) -> None:
+    io.set(lid_closed=s.lid_closed, bed_raised=s.bed_raised, ignition=s.ignition, load_kg=load_kg)
 
 
 # ---------------------------------------------------------------------------------------- run
@@ -286,7 +290,7 @@ async def run_truck_sim(
     spec: TruckSpec,
     *,
     gps_path: str | Path,
-    io_port: int,
+    io_port: int | None = None,
     seed: int = 1,
     duration_s: float | None = None,
     time_scale: float = 1.0,
@@ -295,17 +299,24 @@ async def run_truck_sim(
     io_host: str = "127.0.0.1",
     unit_id: int = 1,
     start_utc: datetime | None = None,
+    io_profile: str = DEFAULT,
+    io_rtu_path: str | Path | None = None,
 ) -> TruckLedger:
-    """Drive `spec` for `duration_s` simulated seconds (None: one round trip); return the ledger."""
+    """Drive `spec` for `duration_s` simulated seconds (None: one round trip); return the ledger.
+
+    The I/O module speaks `io_profile` on Modbus TCP `io_host`:`io_port`, or RTU on a pty at
+    `io_rtu_path` (give one of the two)."""
     rng = random.Random(seed)
     start = (start_utc or datetime.now(UTC)).replace(microsecond=0)
     ledger = TruckLedger(truck_id=spec.id, plate=spec.plate, start_ts=start)
     dump_outside = next((i for i in incidents if i.kind == "dump_outside"), None)
     windows = [i for i in incidents if i.kind != "dump_outside"]
     open_entries: dict[int, LedgerEntry] = {}
+    io = IoModuleSim(io_profile)
+    served = contextlib.AsyncExitStack()
+    await served.enter_async_context(
+        serve([io.device(unit_id)], tcp_port=io_port, host=io_host, rtu_path=io_rtu_path))
     pty = GpsPty(gps_path)
-    server = ModbusTcpServer([io_device(unit_id)], address=(io_host, io_port))
-    await server.serve_forever(background=True)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
 
@@ -327,7 +338,7 @@ async def run_truck_sim(
                 state = replace(state, lid_closed=False)
             gps_ok = "gps_loss" not in active
             noise = rng.uniform(-10.0, 10.0) if state.load_kg > 10.0 else 0.0
-            await _set_io(server, unit_id, state, max(0.0, state.load_kg + noise))
+            _set_io(io, state, max(0.0, state.load_kg + noise))
             rmc = nmea_encode.rmc(ts, state.lat, state.lon, state.speed_kmh, state.heading_deg, valid=gps_ok)
             gga = nmea_encode.gga(ts, state.lat, state.lon, valid=gps_ok)
             affected: dict[str, int] = {}
@@ -362,7 +373,7 @@ async def run_truck_sim(
             delay = t0 + (t + 1) / time_scale - loop.time()
             await asyncio.sleep(max(0.0, delay))
     finally:
-        await server.shutdown()
+        await served.aclose()
         pty.close()
         if ledger.points:  # windows still open when the run ends close after its last tick
             end = ledger.points[-1]
