@@ -264,8 +264,10 @@ async def run_weighbridge(
     seed: int = 0,
     on_sent: Callable[[LedgerEntry], None] | None = None,
     on_ready: Callable[[], None] | None = None,
+    hold: asyncio.Event | None = None,
 ) -> list[LedgerEntry]:
-    """Create the ptys at `dev_path` (and `anpr_path`), idle `lead_s`, play `visits`, clean up.
+    """Create the ptys at `dev_path` (and `anpr_path`), idle `lead_s`, play `visits`, idle until
+    `hold` is set (if given: the edge is stopped before the device vanishes), clean up.
 
     Returns the ledger, one entry per visit; `on_sent` is called as each visit finishes and
     `on_ready` once the ports exist (start the edge agent there, or before: it retries).
@@ -295,6 +297,8 @@ async def run_weighbridge(
             ledger.append(entry)
             if on_sent is not None:
                 on_sent(entry)
+        while hold is not None and not hold.is_set():
+            await sim.idle(0.5)
     finally:
         indicator.close()
         if camera is not None:

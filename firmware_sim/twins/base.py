@@ -7,6 +7,7 @@ only iterates the registry (ports, site configs, runs), so it has no per-kind br
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from abc import ABC, abstractmethod
@@ -20,6 +21,8 @@ from firmware_sim.scenario import Scenario
 from wastestream.foundation.settings import Settings
 
 LEAD_S = 6.0
+HOLD_BUDGET_S = 60.0
+"""How long devices held after their traffic (`CityPlan.hold`) are sure to stay up."""
 """Idle frames before the first truck and the first drop: time for the edge agents to start,
 open their ports and take a station's baseline (an agent's first poll is its baseline)."""
 
@@ -33,6 +36,10 @@ class CityPlan:
     settings: Settings
     ports: dict[str, int]
     duration: float = 0.0
+    hold: asyncio.Event | None = None
+    """Set: after their traffic the devices stay up, idle, until it is set (or the sim is
+    stopped), so the edge agents can be stopped first: a planned stop, not a device vanishing.
+    Trucks drive on (no incidents) for up to HOLD_BUDGET_S, their clocks that much earlier."""
 
     def dev(self, name: str) -> Path:
         """A device's wire under `<run_dir>/dev/` (a pty symlink)."""

@@ -13,7 +13,7 @@ from typing import Any
 from contract.events import WasteCategory
 from firmware_sim.scenario import CommunitySpec, Scenario
 from firmware_sim.sorting_station import Drop, run_station_sim
-from firmware_sim.twins.base import LEAD_S, CityPlan, Ledger, Ready, Twin, now_iso
+from firmware_sim.twins.base import HOLD_BUDGET_S, LEAD_S, CityPlan, Ledger, Ready, Twin, now_iso
 
 STATION_COOLDOWN_S = 4.0
 """Stations keep answering after their last drop so the agents read it."""
@@ -97,7 +97,8 @@ class SortingStationTwin(Twin):
                 runs.append(run_station_sim(
                     st, community, **wire, rate_per_min=rate, seed=scenario.seed, duration_s=plan.duration,
                     on_drop=on_drop, incidents=[(i.at_s, i.kind) for i in st.incidents], warmup_s=LEAD_S,
-                    cooldown_s=STATION_COOLDOWN_S, on_incident=on_incident))
+                    cooldown_s=STATION_COOLDOWN_S if plan.hold is None else HOLD_BUDGET_S, stop=plan.hold,
+                    on_incident=on_incident))
         return runs
 
     def describe(self, results: list[Any]) -> str:

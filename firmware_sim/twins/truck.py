@@ -12,7 +12,7 @@ import msgspec
 
 from firmware_sim import truck as truck_sim
 from firmware_sim.scenario import Scenario, TruckSpec
-from firmware_sim.twins.base import LEAD_S, CityPlan, Ledger, Ready, Twin
+from firmware_sim.twins.base import HOLD_BUDGET_S, LEAD_S, CityPlan, Ledger, Ready, Twin
 
 
 def fleet_site_id(origin: str) -> str:
@@ -62,6 +62,7 @@ async def run_truck(plan: CityPlan, spec: TruckSpec, index: int,
                  for i in spec.incidents]
     names: dict[str, str | None] = {i.kind: i.name for i in spec.incidents}
     entries: list[truck_sim.LedgerEntry] = []
+    hold = HOLD_BUDGET_S * scale if plan.hold is not None else 0.0  # drives on, its clock that much earlier
 
     def on_event(item: truck_sim.LedgerPoint | truck_sim.LedgerEntry) -> None:
         if isinstance(item, truck_sim.LedgerEntry):
@@ -70,9 +71,9 @@ async def run_truck(plan: CityPlan, spec: TruckSpec, index: int,
     try:
         return await truck_sim.run_truck_sim(
             spec, gps_path=plan.dev(f"{spec.id}-gps"), io_port=plan.ports[spec.id],
-            seed=plan.scenario.seed + index, duration_s=(LEAD_S + plan.duration) * scale, time_scale=scale,
-            incidents=incidents, on_event=on_event,
-            start_utc=datetime.now(UTC) - timedelta(seconds=truck_clock_span_s(spec, plan.duration)))
+            seed=plan.scenario.seed + index, duration_s=(LEAD_S + plan.duration) * scale + hold,
+            time_scale=scale, incidents=incidents, on_event=on_event,
+            start_utc=datetime.now(UTC) - timedelta(seconds=truck_clock_span_s(spec, plan.duration) + hold))
     finally:
         for entry in entries:
             ledger.write(truck_record(fleet_site_id(spec.origin), spec, entry, names.get(entry.kind)))

@@ -105,6 +105,7 @@ class WeighbridgeTwin(Twin):
                 hz=scenario.rates.frame_hz, stable_s=stable, gap_s=gap, ramp_s=ramp, lead_s=LEAD_S,
                 division_kg=wb.division_kg, seed=scenario.seed, on_sent=recorder(f.id, wb.id),
                 on_ready=ready(), double_weigh_window_s=scenario.rates.double_weigh_window_s,
+                hold=plan.hold,
             )
             for f in scenario.weighbridge_sites() for wb in f.weighbridges
         ]
