@@ -97,6 +97,15 @@ class DeviceHealthRules(Base, frozen=True):
     outbox_growing_depth: Annotated[int, msgspec.Meta(ge=1)] = 1000
 
 
+class District(Base, frozen=True):
+    """A district or county (区/县): the unit officers answer for. An alert belongs to the district
+    of its site; a site in no district (a city-level facility) is seen by supervisors only."""
+
+    id: Ident
+    name: str
+    sites: list[Ident] = []
+
+
 class AlertRules(Base, frozen=True):
     cooldown_s: NonNeg = 1800.0
     """The same kind for the same subject is not pushed again within this time."""
@@ -110,6 +119,7 @@ class Rules(Base, frozen=True):
     disposal_sites: list[Geofence] = []
     corridors: list[Geofence] = []
     trucks: list[TruckPermit] = []
+    districts: list[District] = []
     raw_household_categories: list[WasteCategory] = msgspec.field(
         default_factory=lambda: [WasteCategory.RESIDUAL, WasteCategory.KITCHEN])
     sorting: SortingRules = SortingRules()
@@ -123,6 +133,10 @@ class Rules(Base, frozen=True):
 
     def community(self, community_id: str) -> Community | None:
         return next((c for c in self.communities if c.id == community_id), None)
+
+    def district_of(self, site_id: str) -> str:
+        """The id of the district `site_id` is in; '' if none."""
+        return next((d.id for d in self.districts if site_id in d.sites), "")
 
     def inside_disposal_site(self, lat: float, lon: float) -> str | None:
         """The id of the approved disposal site containing the point, or None."""

@@ -6,7 +6,11 @@ the token comes from `api.token` in alerts.yaml (env `WS_ALERTS_TOKEN` by defaul
     GET  /alerts?state=open&kind=..&site=..&limit=100   newest first (limit 1..1000)
     GET  /alerts/{id}                 with evidence, repeats, events, deliveries
     POST /alerts/{id}/ack             {"officer": "...", "note": "..."}
-    POST /alerts/{id}/close           {"officer": "...", "note": "..."}
+    POST /alerts/{id}/assign          {"officer": "...", "assignee": "username", "note": "..."}
+    POST /alerts/{id}/note            {"officer": "...", "note": "..."}
+    POST /alerts/{id}/close           {"officer": "...", "note": "...", "outcome": "confirmed",
+                                       "case_no": "..."}   (outcome: confirmed/false_alarm/referred)
+    POST /alerts/{id}/reopen          {"officer": "...", "note": "..."}
     GET  /stats?since=ISO&until=ISO   counts by state and 办结率 (closed / all raised in the period)
     GET  /openapi.json                the OpenAPI 3 description of all this (openapi.yaml beside this file)
 
@@ -55,13 +59,20 @@ PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
 _LIMIT_RE = re.compile(r"[0-9]{1,4}")  # ASCII only: int() also takes "١٢", " 12 " and "1_0"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OFFICER_PREFIX = "/o/"
+"""The officers' pages (stream/alerting/officer/pages.py): their own sessions and HTML errors."""
+OFFICER_MOUNTED = web.AppKey("officer_mounted", bool)
 
 
 class ActionBody(msgspec.Struct, forbid_unknown_fields=True):
-    """The body of ack and close; typed, so `officer: {"a": 1}` is a 400, not stored as text."""
+    """The body of a workflow step; typed, so `officer: {"a": 1}` is a 400, not stored as text.
+    close may carry `outcome` (+ `case_no`); assign carries `assignee`."""
 
     officer: str
     note: str = ""
+    outcome: str | None = None
+    case_no: str = ""
+    assignee: str = ""
 
 
 _action_decoder = msgspec.json.Decoder(ActionBody)
@@ -148,7 +159,10 @@ def openapi_document() -> dict[str, Any]:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure as `{"error": ...}` with its status; an unexpected one is logged and a 500."""
+    """Every failure as `{"error": ...}` with its status; an unexpected one is logged and a 500.
+    The officers' pages answer their own errors, as pages."""
+    if request.path.startswith(OFFICER_PREFIX) and request.config_dict.get(OFFICER_MOUNTED):
+        return await handler(request)
     try:
         return await handler(request)
     except InvalidInput as exc:
@@ -169,14 +183,20 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return _error(500, "internal error (logged)")
 
 
-def make_app(store: AlertStore, token: str, on_change: Callable[[], None] = lambda: None) -> web.Application:
-    """`on_change` runs after an ack/close (the service wakes its InfluxDB exporter)."""
+
+
+def make_app(store: AlertStore, token: str, on_change: Callable[[], None] = lambda: None,
+             officer_pages: web.Application | None = None) -> web.Application:
+    """`on_change` runs after an ack/close (the service wakes its InfluxDB exporter);
+    `officer_pages` is mounted at /o/ with its own sign-in instead of the bearer token."""
     if not token:
         raise ValueError("the alerts API needs a token")
     expected = f"Bearer {token}".encode()
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if officer_pages is not None and request.path.startswith(OFFICER_PREFIX):
+            return await handler(request)
         if request.path not in PUBLIC_PATHS:
             given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, expected):
@@ -211,7 +231,8 @@ def make_app(store: AlertStore, token: str, on_change: Callable[[], None] = lamb
                 body = _action_decoder.decode(raw)
             except (msgspec.DecodeError, RecursionError) as exc:
                 raise InvalidInput(f'body must be JSON {{"officer": "...", "note": "..."}}: {exc}') from None
-            result = store.transition(alert_id, action, body.officer, body.note)
+            result = store.transition(alert_id, action, body.officer, body.note, outcome=body.outcome,
+                                      case_no=body.case_no, assignee=body.assignee)
             on_change()
             return _json(result)
 
@@ -232,4 +253,7 @@ def make_app(store: AlertStore, token: str, on_change: Callable[[], None] = lamb
     for action in TRANSITIONS:
         app.router.add_post(f"/alerts/{{id}}/{action}", transition(action))
     app.router.add_get("/stats", stats)
+    if officer_pages is not None:
+        app[OFFICER_MOUNTED] = True
+        app.add_subapp(OFFICER_PREFIX, officer_pages)
     return app

@@ -66,6 +66,9 @@ class Route(Base, frozen=True, tag_field="type"):
     name: str
     kinds: list[str] = []
     min_severity: Literal["info", "warning", "critical"] = "info"
+    on: Literal["raise", "escalate"] = "raise"
+    """`escalate`: this channel (the supervisors' group) gets only the escalations of alerts not
+    acknowledged within their deadline (`officer.ack_deadline_s`), not the alerts as raised."""
 
     def matches(self, kind: str, severity: str) -> bool:
         if self.kinds and kind not in self.kinds:
@@ -122,9 +125,47 @@ class ApiConfig(Base, frozen=True):
     token: Secret = Secret(env="WS_ALERTS_TOKEN")
 
 
+class TileConfig(Base, frozen=True):
+    """Raster map tiles under the alert page's vector map: 天地图 (`url` with `{tk}` and `key`) or a
+    self-hosted server. Without it (or when tiles do not load) the page still draws the track,
+    the points and the geofences as vectors."""
+
+    url: str
+    """Template with {z} {x} {y} (Web Mercator, XYZ order), optionally {s} and {tk}."""
+    key: Secret | None = None
+    subdomains: list[str] = []
+    attribution: str = ""
+
+
+Severity = Literal["info", "warning", "critical"]
+
+
+class OfficerConfig(Base, frozen=True):
+    """The officers' pages (stream/alerting/officer/): links, sessions, deadlines, tiles."""
+
+    enabled: bool = True
+    public_url: str = "http://127.0.0.1:18600"
+    """How officers' phones reach this service (behind the city's TLS proxy): the base of push links."""
+    link_ttl_s: Positive = 7 * 86400.0
+    link_key: Secret | None = None
+    """Default: a key made once and kept in the store's file."""
+    session_ttl_s: Positive = 12 * 3600.0
+    cookie_secure: bool = False
+    """Set true behind TLS: the session cookie is then sent over HTTPS only."""
+    login_max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    login_window_s: Positive = 900.0
+    ack_deadline_s: dict[Severity, Positive] = msgspec.field(
+        default_factory=lambda: {"critical": 900.0, "warning": 4 * 3600.0})
+    """An open alert of this severity not acknowledged within this time (since received) is escalated."""
+    escalation_check_s: Positive = 15.0
+    tiles: TileConfig | None = None
+
+
 class AlertsConfig(Base, frozen=True):
     link_base_url: str = "http://127.0.0.1:18600/alerts/"
-    """Officers' link to an alert: this + alert_id (the city's enforcement portal, or this API)."""
+    """Officers' link to an alert when the officer pages are off (`officer.enabled: false`): this +
+    alert_id (the city's own enforcement portal). With them on, pushes carry a signed link to the
+    alert's page at `officer.public_url`."""
     cooldown_s: NonNeg | None = None
     """Default: `alerts.cooldown_s` of the city rules file ($WS_RULES)."""
     cooldown_by_kind: dict[str, NonNeg] = {}
@@ -137,9 +178,13 @@ class AlertsConfig(Base, frozen=True):
     retry: RetryConfig = RetryConfig()
     api: ApiConfig = ApiConfig()
     channels: list[ChannelConfig] = []
+    officer: OfficerConfig = OfficerConfig()
 
     def routes(self, kind: str, severity: str) -> list[str]:
-        return [c.name for c in self.channels if c.matches(kind, severity)]
+        return [c.name for c in self.channels if c.on == "raise" and c.matches(kind, severity)]
+
+    def escalation_routes(self, kind: str, severity: str) -> list[str]:
+        return [c.name for c in self.channels if c.on == "escalate" and c.matches(kind, severity)]
 
 
 def parse_config(raw: object, source: str = "<config>") -> AlertsConfig:

@@ -61,8 +61,17 @@ def link(base_url: str, alert_id: str) -> str:
     return base_url if not base_url else base_url.rstrip("/") + "/" + alert_id
 
 
+def alert_url(alert: dict[str, Any], base_url: str) -> str:
+    """The signed link to the alert's page the pusher put in (`link`), else `base_url` + id."""
+    return str(alert.get("link") or link(base_url, alert["alert_id"]))
+
+
+ESCALATED = "【超时未签收·已升级】"
+
+
 def title(alert: dict[str, Any]) -> str:
-    return f"【{severity_name(alert['severity'])}】{kind_name(alert['kind'])}：{alert['subject']}"
+    head = ESCALATED if alert.get("escalated") else ""
+    return f"{head}【{severity_name(alert['severity'])}】{kind_name(alert['kind'])}：{alert['subject']}"
 
 
 def _instant(raised_at: object) -> datetime | None:
@@ -129,7 +138,7 @@ def text(alert: dict[str, Any]) -> str:
 def markdown(alert: dict[str, Any], base_url: str) -> str:
     """Markdown for the IM robots (DingTalk and WeCom both render this subset); every value is `md()`."""
     lines = [f"### {md(title(alert))}", *(f"- {label}：{md(value)}" for label, value in _fields(alert))]
-    url = link(base_url, alert["alert_id"])
+    url = alert_url(alert, base_url)
     if url:
         lines.append(f"\n[查看详情并处置]({url})")
     return "\n".join(lines)
@@ -160,5 +169,6 @@ def document(alert: dict[str, Any], base_url: str, evidence: list[str]) -> dict[
         "evidence": evidence,
         "title": title(alert),
         "text": text(alert),
-        "url": link(base_url, alert["alert_id"]),
+        "url": alert_url(alert, base_url),
+        "escalated": bool(alert.get("escalated")),
     }

@@ -33,8 +33,13 @@ def backoff_s(retry: RetryConfig, attempt: int) -> float:
 
 class Pusher:
     def __init__(self, store: AlertStore, channels: dict[str, Channel], retry: RetryConfig,
-                 max_in_flight: int = 8, clock: Callable[[], float] = time.time) -> None:
+                 max_in_flight: int = 8, clock: Callable[[], float] = time.time, *,
+                 linker: Callable[[str], str] | None = None,
+                 escalation_channels: frozenset[str] = frozenset()) -> None:
+        """`linker(alert_id)`: the signed link to the alert's page put in each push;
+        `escalation_channels`: channels whose pushes are escalations (titled as such)."""
         self.store, self.channels, self.retry = store, channels, retry
+        self.linker, self.escalation_channels = linker, escalation_channels
         self.max_in_flight, self._clock = max_in_flight, clock
         self._wake = asyncio.Event()
         self._in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -96,6 +101,9 @@ class Pusher:
         if channel is None or alert is None:
             result = Delivery(False, None, "channel not configured" if alert else "alert not found", False)
         else:
+            if self.linker is not None:
+                alert["link"] = self.linker(job.alert_id)
+            alert["escalated"] = job.channel in self.escalation_channels
             try:
                 result = await channel.send(alert, alert["evidence"])
             except Exception as exc:  # a channel bug must not kill the pusher

@@ -26,9 +26,13 @@ from stream.alerting.api import make_app
 from stream.alerting.channels import Channel, build_channels
 from stream.alerting.config import AlertsConfig
 from stream.alerting.exporter import InfluxExporter
+from stream.alerting.officer.escalation import Escalator
+from stream.alerting.officer.pages import Officers
+from stream.alerting.officer.wiring import link_signer, officer_app
 from stream.alerting.pusher import Pusher
 from stream.alerting.store import AlertStore, Outcome
 from stream.deadletter import deadletter_record
+from stream.rules import Rules, load_rules
 from stream.sinks.config import SinkConfig
 from stream.sinks.influx import InfluxSink, make_transport
 from stream.topics_admin import ensure_topics
@@ -52,19 +56,27 @@ class ServiceStats:
 class AlertService:
     def __init__(self, config: AlertsConfig, settings: Settings, *, default_cooldown_s: float,
                  token: str, port: int | None = None, db_path: Path | None = None,
-                 channels: dict[str, Channel] | None = None) -> None:
+                 channels: dict[str, Channel] | None = None, rules: Rules | None = None) -> None:
         self.config, self.settings, self.token = config, settings, token
+        self.rules = load_rules() if rules is None else rules
+        """The city's districts (which officers see an alert) and geofences (the alert page's map)."""
         self.default_cooldown_s = config.cooldown_s if config.cooldown_s is not None else default_cooldown_s
         self.port = config.api.port if port is None else port
         configured = Path(config.db_path) if config.db_path else default_db_path(settings)
         self.store = AlertStore(db_path or configured)
+        self.signer = link_signer(config, self.store.path) if config.officer.enabled else None
         self.pusher = Pusher(self.store, build_channels(config) if channels is None else channels,
-                             config.retry, config.max_in_flight)
+                             config.retry, config.max_in_flight,
+                             linker=self.signer.link if self.signer else None,
+                             escalation_channels=frozenset(
+                                 c.name for c in config.channels if c.on == "escalate"))
+        self.escalator = Escalator(self.store, config, self.pusher.wake)
         self.stats = ServiceStats()
         self.ready = asyncio.Event()
         self.bound_port: int | None = None
         self._producer: AIOKafkaProducer | None = None
         self.exporter: InfluxExporter | None = None
+        self.officers: Officers | None = None
 
     def cooldown_s(self, kind: str) -> float:
         return self.config.cooldown_by_kind.get(kind, self.default_cooldown_s)
@@ -74,7 +86,8 @@ class AlertService:
         alert = decode(payload, Alert)
         assert isinstance(alert, Alert)
         channels = self.config.routes(alert.kind, alert.severity.value)
-        result = self.store.ingest(alert, self.cooldown_s(alert.kind), channels)
+        result = self.store.ingest(alert, self.cooldown_s(alert.kind), channels,
+                                   self.rules.district_of(alert.site_id))
         self.stats.consumed += 1
         self.stats.outcomes[result.outcome.value] += 1
         log.info("alert %s: %s (primary %s)", alert.alert_id, result.outcome.value, result.primary_id)
@@ -132,8 +145,12 @@ class AlertService:
                               SinkConfig(batch_size=500, flush_ms=200))
             self.exporter = InfluxExporter(self.store, sink)
         on_change = self.exporter.wake if self.exporter else (lambda: None)
-        runner = web.AppRunner(make_app(self.store, self.token, on_change), access_log=None)
+        pages = None
+        if self.config.officer.enabled:
+            pages, self.officers = officer_app(self.config, self.settings, self.rules, self.store, on_change)
+        runner = web.AppRunner(make_app(self.store, self.token, on_change, pages), access_log=None)
         await runner.setup()
+        escalate: asyncio.Task[None] | None = None
         site = web.TCPSite(runner, self.config.api.host, self.port)
         try:
             await site.start()
@@ -146,6 +163,7 @@ class AlertService:
             log.info("alerts API on http://%s:%s; consuming %s as group %s", self.config.api.host,
                      self.bound_port, self.config.kafka_topic, self.config.kafka_group)
             self.ready.set()
+            escalate = asyncio.create_task(self.escalator.run(stop), name="alert-escalation")
             consume = asyncio.create_task(self._consume(stop), name="alert-consumer")
             stopped = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({consume, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -155,6 +173,9 @@ class AlertService:
             else:
                 await consume
         finally:
+            if escalate is not None:
+                escalate.cancel()
+                await asyncio.gather(escalate, return_exceptions=True)
             await self.pusher.stop()
             if self.exporter is not None:
                 await self.exporter.stop()

@@ -71,13 +71,48 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_by_alert ON deliveries(alert_id);
 """
 
+MIGRATIONS = (
+    # the officers' workflow (issue 16); added to older files in place, existing rows get defaults
+    ("alerts", "district", "TEXT NOT NULL DEFAULT ''"),
+    ("alerts", "assignee", "TEXT NOT NULL DEFAULT ''"),
+    ("alerts", "outcome", "TEXT NOT NULL DEFAULT ''"),
+    ("alerts", "case_no", "TEXT NOT NULL DEFAULT ''"),
+    ("alerts", "received_ns", "INTEGER NOT NULL DEFAULT 0"),
+    ("alerts", "acked_ns", "INTEGER"),
+    ("alerts", "closed_ns", "INTEGER"),
+    ("alerts", "escalated_ns", "INTEGER"),
+    ("events", "detail", "TEXT NOT NULL DEFAULT ''"),
+)
+
 OPEN, ACKNOWLEDGED, CLOSED = "open", "acknowledged", "closed"
+SAME = ""
+"""A TRANSITIONS target: the action leaves the state as it is (assign, note)."""
 
 TRANSITIONS: dict[str, tuple[set[str], str]] = {
     "ack": ({OPEN}, ACKNOWLEDGED),
+    "assign": ({OPEN, ACKNOWLEDGED}, SAME),
+    "note": ({OPEN, ACKNOWLEDGED, CLOSED}, SAME),
     "close": ({OPEN, ACKNOWLEDGED}, CLOSED),
+    "reopen": ({CLOSED}, OPEN),
 }
 """action -> (states it may start from, state it leads to)."""
+
+
+class CloseOutcome(enum.StrEnum):
+    """How a case ends: confirmed (with the enforcement case number), a false alarm, or referred
+    to another authority."""
+
+    CONFIRMED = "confirmed"
+    FALSE_ALARM = "false_alarm"
+    REFERRED = "referred"
+
+
+OUTCOME_NAMES = {
+    CloseOutcome.CONFIRMED: "属实立案 (confirmed)",
+    CloseOutcome.FALSE_ALARM: "误报 (false alarm)",
+    CloseOutcome.REFERRED: "移交其他部门 (referred)",
+}
+MAX_CASE_NO_CHARS = 64
 
 
 class Outcome(enum.StrEnum):
@@ -155,6 +190,14 @@ class AlertStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        for table, column, ddl in MIGRATIONS:
+            have = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS alerts_by_district ON alerts(district, state)")
 
     def close(self) -> None:
         self._db.close()
@@ -175,12 +218,14 @@ class AlertStore:
 
     # --- ingest ---------------------------------------------------------------------------
 
-    def ingest(self, alert: Alert, cooldown_s: float, channels: Sequence[str]) -> IngestResult:
-        """Store one alert from the stream: new (push jobs for `channels`), duplicate, or repeat."""
-        return self._run(self._ingest, alert, cooldown_s, channels)  # type: ignore[no-any-return]
+    def ingest(self, alert: Alert, cooldown_s: float, channels: Sequence[str],
+               district: str = "") -> IngestResult:
+        """Store one alert from the stream: new (push jobs for `channels`), duplicate, or repeat.
+        `district` (区/县, from the site) scopes which officers see it."""
+        return self._run(self._ingest, alert, cooldown_s, channels, district)  # type: ignore[no-any-return]
 
     def _ingest(self, db: sqlite3.Connection, a: Alert, cooldown_s: float,
-                channels: Sequence[str]) -> IngestResult:
+                channels: Sequence[str], district: str) -> IngestResult:
         known = db.execute(
             "SELECT alert_id AS p FROM alerts WHERE alert_id = ? "
             "UNION ALL SELECT parent_id FROM repeats WHERE alert_id = ?", (a.alert_id, a.alert_id)
@@ -205,9 +250,12 @@ class AlertStore:
                         f"repeat {a.alert_id}", now_ns)
             return IngestResult(Outcome.SUPPRESSED, pid)
         db.execute(
-            "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+            "INSERT INTO alerts (alert_id, kind, severity, site_id, device_id, subject, summary, lat, lon, "
+            "raised_at, raised_ns, state, count, last_seen_at, received_at, updated_at, district, "
+            "received_ns) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
             (a.alert_id, a.kind, a.severity.value, a.site_id, a.device_id, a.subject, a.summary,
-             a.lat, a.lon, raised, raised_ns, OPEN, raised, now, now),
+             a.lat, a.lon, raised, raised_ns, OPEN, raised, now, now, district, now_ns),
         )
         self._add_evidence(db, a.alert_id, a.alert_id, a.evidence)
         self._event(db, a.alert_id, "raise", None, OPEN, "stream", "", now_ns)
@@ -224,28 +272,55 @@ class AlertStore:
 
     @staticmethod
     def _event(db: sqlite3.Connection, alert_id: str, action: str, from_state: str | None,
-               to_state: str, actor: str, note: str, at_ns: int) -> None:
+               to_state: str, actor: str, note: str, at_ns: int, detail: str = "") -> None:
         db.execute(
-            "INSERT INTO events (alert_id, action, from_state, to_state, actor, note, at, at_ns) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (alert_id, action, from_state, to_state, actor, note, utc_iso(at_ns), at_ns),
+            "INSERT INTO events (alert_id, action, from_state, to_state, actor, note, at, at_ns, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (alert_id, action, from_state, to_state, actor, note, utc_iso(at_ns), at_ns, detail),
         )
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    def transition(self, alert_id: str, action: str, officer: str, note: str = "") -> dict[str, Any]:
-        """Acknowledge or close; NotFound, or TransitionError with the reason."""
+    def transition(self, alert_id: str, action: str, officer: str, note: str = "", *,
+                   outcome: str | None = None, case_no: str = "", assignee: str = "") -> dict[str, Any]:
+        """One workflow step (TRANSITIONS): NotFound, InvalidInput or TransitionError with the reason.
+
+        close takes an `outcome` (CloseOutcome; `confirmed` needs the case number); assign takes
+        the `assignee`'s username; note needs a note. Each step is an `events` row with who and when."""
         if action not in TRANSITIONS:
             raise TransitionError(f"unknown action {action!r}")
         officer = checked_text("officer", officer, MAX_OFFICER_CHARS)
         if _BLANK.match(officer):
             raise InvalidInput("officer is required")
         note = checked_text("note", note, MAX_NOTE_CHARS, newlines=True)
-        self._run(self._transition, alert_id, action, officer.strip(), note)
+        case_no = checked_text("case_no", case_no, MAX_CASE_NO_CHARS).strip()
+        assignee = checked_text("assignee", assignee, MAX_OFFICER_CHARS).strip()
+        detail = ""
+        if action == "close" and outcome is not None:
+            try:
+                outcome = CloseOutcome(outcome).value
+            except ValueError:
+                raise InvalidInput(f"outcome must be one of {', '.join(CloseOutcome)}") from None
+            if outcome == CloseOutcome.CONFIRMED and not case_no:
+                raise InvalidInput("a confirmed case needs its case number (case_no)")
+            detail = f"outcome={outcome}" + (f" case_no={case_no}" if case_no else "")
+        elif outcome is not None or case_no:
+            raise InvalidInput("outcome and case_no belong to close")
+        if action == "assign":
+            if not assignee:
+                raise InvalidInput("assign needs the assignee")
+            detail = f"assignee={assignee}"
+        elif assignee:
+            raise InvalidInput("assignee belongs to assign")
+        if action == "note" and _BLANK.match(note):
+            raise InvalidInput("a note needs its text")
+        self._run(self._transition, alert_id, action, officer.strip(), note, outcome or "", case_no,
+                  assignee, detail)
         return self.get(alert_id)
 
     def _transition(self, db: sqlite3.Connection, alert_id: str, action: str, officer: str,
-                    note: str) -> None:
+                    note: str, outcome: str = "", case_no: str = "", assignee: str = "",
+                    detail: str = "") -> None:
         row = db.execute("SELECT state FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
         if row is None:
             parent = db.execute("SELECT parent_id FROM repeats WHERE alert_id = ?", (alert_id,)).fetchone()
@@ -256,9 +331,20 @@ class AlertStore:
         if row["state"] not in allowed:
             raise TransitionError(f"cannot {action} an alert that is {row['state']}")
         now_ns = time.time_ns()
+        target = target or row["state"]
         db.execute("UPDATE alerts SET state = ?, updated_at = ? WHERE alert_id = ?",
                    (target, utc_iso(now_ns), alert_id))
-        self._event(db, alert_id, action, row["state"], target, officer, note, now_ns)
+        if action == "ack":
+            db.execute("UPDATE alerts SET acked_ns = ? WHERE alert_id = ?", (now_ns, alert_id))
+        elif action == "assign":
+            db.execute("UPDATE alerts SET assignee = ? WHERE alert_id = ?", (assignee, alert_id))
+        elif action == "close":
+            db.execute("UPDATE alerts SET closed_ns = ?, outcome = ?, case_no = ? WHERE alert_id = ?",
+                       (now_ns, outcome, case_no, alert_id))
+        elif action == "reopen":
+            db.execute("UPDATE alerts SET closed_ns = NULL, outcome = '', case_no = '' WHERE alert_id = ?",
+                       (alert_id,))
+        self._event(db, alert_id, action, row["state"], target, officer, note, now_ns, detail)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -279,7 +365,7 @@ class AlertStore:
             "SELECT alert_id, raised_at, summary, received_at FROM repeats WHERE parent_id = ? "
             "ORDER BY raised_at", (alert_id,))]
         out["events"] = [dict(r) for r in q(
-            "SELECT action, from_state, to_state, actor, note, at FROM events WHERE alert_id = ? "
+            "SELECT action, from_state, to_state, actor, note, at, detail FROM events WHERE alert_id = ? "
             "ORDER BY id", (alert_id,))]
         out["deliveries"] = [dict(r) for r in q(
             "SELECT channel, attempt, status, http_code, error, at FROM deliveries WHERE alert_id = ? "
@@ -297,15 +383,21 @@ class AlertStore:
         return _public(dict(row))
 
     def find(self, state: str | None = None, kind: str | None = None, site: str | None = None,
-             limit: int = 100) -> list[dict[str, Any]]:
-        """Newest first; at most `limit` (1..MAX_LIST: SQLite reads a negative LIMIT as no limit)."""
+             limit: int = 100, *, districts: Sequence[str] | None = None, assignee: str | None = None,
+             states: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Newest first; at most `limit` (1..MAX_LIST: SQLite reads a negative LIMIT as no limit).
+        `districts` None = every district; else only alerts of those (an officer's scope)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
             raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST}")
         where, args = [], []
-        for column, value in (("state", state), ("kind", kind), ("site_id", site)):
+        for column, value in (("state", state), ("kind", kind), ("site_id", site), ("assignee", assignee)):
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)
+        for column, values in (("district", districts), ("state", states)):
+            if values is not None:
+                where.append(f"{column} IN ({','.join('?' * len(values)) or chr(39) * 2})")
+                args.extend(values)
         sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._db.execute(sql + " ORDER BY raised_ns DESC LIMIT ?", (*args, limit))
         return [_public(dict(r)) for r in rows]
@@ -328,6 +420,52 @@ class AlertStore:
             "since": None if since_ns is None else utc_iso(lo),
             "until": None if until_ns is None else utc_iso(hi),
         }
+
+    # --- deadlines and escalation -------------------------------------------------------------
+
+    def overdue(self, now_ns: int, ack_deadline_s: dict[str, float]) -> list[dict[str, Any]]:
+        """Open alerts not escalated yet whose severity's acknowledgement deadline has passed since
+        the service received them (a replayed old alert gets its full deadline too)."""
+        out = []
+        for severity, seconds in ack_deadline_s.items():
+            rows = self._db.execute(
+                "SELECT * FROM alerts WHERE state = ? AND severity = ? AND escalated_ns IS NULL "
+                "AND received_ns > 0 AND received_ns + ? <= ? ORDER BY received_ns",
+                (OPEN, severity, int(seconds * 1e9), now_ns))
+            out += [_public(dict(r)) for r in rows]
+        return out
+
+    def escalate(self, alert_id: str, channels: Sequence[str], deadline_s: float) -> bool:
+        """Mark one alert escalated (an `escalate` event by `system`) and queue its escalation
+        pushes; False if it was acknowledged or escalated meanwhile."""
+        def write(db: sqlite3.Connection) -> bool:
+            now_ns = time.time_ns()
+            cur = db.execute("UPDATE alerts SET escalated_ns = ? WHERE alert_id = ? AND state = ? "
+                             "AND escalated_ns IS NULL", (now_ns, alert_id, OPEN))
+            if cur.rowcount == 0:
+                return False
+            self._event(db, alert_id, "escalate", OPEN, OPEN, "system",
+                        f"未在 {deadline_s / 60:g} 分钟内签收，已升级至主管 (not acknowledged in time)",
+                        now_ns, "to=supervisor")
+            db.executemany("INSERT OR IGNORE INTO push_jobs VALUES (?, ?, 'pending', 0, 0.0, '', ?)",
+                           [(alert_id, ch, utc_iso(now_ns)) for ch in channels])
+            return True
+
+        return bool(self._run(write))
+
+    # --- the supervisor's figures -----------------------------------------------------------
+
+    def workflow_rows(self, since_ns: int, until_ns: int,
+                      districts: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The lifecycle columns of alerts raised in [since, until): what weekly 办结率 and time to
+        close are computed from (stream.alerting.officer.figures)."""
+        sql = ("SELECT alert_id, kind, severity, district, state, assignee, outcome, raised_ns, received_ns, "
+               "acked_ns, closed_ns, escalated_ns FROM alerts WHERE raised_ns >= ? AND raised_ns < ?")
+        args: list[Any] = [since_ns, until_ns]
+        if districts is not None:
+            sql += f" AND district IN ({','.join('?' * len(districts)) or chr(39) * 2})"
+            args.extend(districts)
+        return [dict(r) for r in self._db.execute(sql + " ORDER BY raised_ns", args)]
 
     # --- push queue ------------------------------------------------------------------------
 
@@ -389,4 +527,8 @@ class AlertStore:
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     row.pop("raised_ns", None)
+    row.pop("received_ns", None)
+    for step in ("acked", "closed", "escalated"):
+        ns = row.pop(f"{step}_ns", None)
+        row[f"{step}_at"] = None if ns is None else utc_iso(ns)
     return row

@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -158,7 +159,7 @@ async def scenario(settings: Settings, unique: str, tmp_path: Path) -> None:
     inbox = MqttInbox(settings, f"wstest/{unique}/enforcement/alerts/+")
     kinds = ["illegal_dumping", "uncovered_transport"]
     config = parse_config({
-        "link_base_url": "https://zf.example.cn/alerts/",
+        "officer": {"public_url": "https://zf.example.cn"},
         "cooldown_s": 1800, "kafka_group": f"ws-alerts-test-{unique}",
         "retry": {"attempts": 4, "initial_s": 0.2, "max_s": 1.0},
         "api": {"port": 0, "token": {"value": TOKEN}},
@@ -212,7 +213,13 @@ async def scenario(settings: Settings, unique: str, tmp_path: Path) -> None:
         ding = [d for d in receivers.ding if dump.alert_id in d["markdown"]["text"]]
         assert len(ding) == 1 and ding[0]["msgtype"] == "markdown"
         assert ding[0]["markdown"]["title"] == f"【严重】违规倾倒：{plate}"
-        assert f"https://zf.example.cn/alerts/{dump.alert_id}" in ding[0]["markdown"]["text"]
+        # the push carries a signed, expiring link to the alert's page (stream/alerting/officer/links.py)
+        link = re.search(r"\((https://zf\.example\.cn/o/l/[^)]+)\)", ding[0]["markdown"]["text"])
+        assert link is not None and link.group(1).startswith(f"https://zf.example.cn/o/l/{dump.alert_id}?e=")
+        assert service.signer is not None
+        path, query = link.group(1).removeprefix("https://zf.example.cn/o/l/").split("?")
+        args = urllib.parse.parse_qs(query)
+        assert service.signer.check(path, args["e"][0], args["s"][0]) is None
         wecom = ours_in(receivers.wecom, lambda d: d["markdown"]["content"])
         assert any("未密闭运输" in text for text in wecom)
         topics = sorted(t for t, m in inbox.messages if m["alert_id"] in ours)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from stream.alerting.channels.base import JSON, Delivery, HttpPoster, dumps, robot_result
-from stream.alerting.message import link, markdown
+from stream.alerting.message import alert_url, markdown
 
 MAX_CONTENT_BYTES = 4096
 RETRY_ERRCODES = {45009, -1}
@@ -21,7 +21,8 @@ def content(alert: dict[str, Any], base_url: str) -> str:
     text = markdown(alert, base_url)
     if len(text.encode("utf-8")) <= MAX_CONTENT_BYTES:
         return text
-    head = f"[查看详情]({link(base_url, alert['alert_id'])})\n" if base_url else ""
+    url = alert_url(alert, base_url)
+    head = f"[查看详情]({url})\n" if url else ""
     room = MAX_CONTENT_BYTES - len(head.encode("utf-8")) - 3
     return head + text.encode("utf-8")[:room].decode("utf-8", errors="ignore") + "..."
 
