@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 EXTRAS: dict[str, list[str]] = PYPROJECT["project"]["optional-dependencies"]
 NOT_ON_THE_EDGE = ("stream", "dashboards", "import")
-EDGE_ENTRY_POINTS = ("edge.agent", "edge.probe", "firmware_sim.city", "wastestream.cli")
+EDGE_ENTRY_POINTS = ("edge.agent", "edge.probe", "wastestream.cli")
+"""Not firmware_sim: pymodbus's simulator server imports aiohttp when it is there (optional for it)."""
 
 
 def _dist(requirement: str) -> str:
