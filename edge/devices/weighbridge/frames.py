@@ -40,13 +40,35 @@ Yaohua XK3190-A9 `tF=0` continuous frame (12 bytes)::
     ("当前称量(或净)"): the frame says neither which, nor the unit (kg or t, set on the
     indicator), nor motion or range. So the site pins the unit (config `unit`, applied here)
     and must run the indicator in gross mode: the edge cannot tell a net display apart.
+
+`st_gs`: the comma-separated ASCII line of A&D indicators (AD-4403 manual, 8-6 "Data Transmitting
+Format") that many Chinese indicators copy in their "ST,GS" stream mode (18 bytes)::
+
+    H1 H1 , H2 H2 , D D D D D D D D U U CR LF          e.g.  ST,GS,+0012340kg\r\n
+    H1 = ST stable | US unstable (motion) | OL overload (data then blank-filled)
+    H2 = GS gross | NT net | TR tare ("G "/"N "/"T " on some models)
+    D  = 8 characters: polarity (+/-), digits, and the decimal point if the display has one
+    U  = unit: "kg", " t", " g", "lb", "  " (no unit)
+
+A net line carries no tare: the reading says net without a tare and the workflow refuses it (the
+site must send gross); a tare line (TR) is no weight on the deck and is reported as such.
+
+`custom`: a fixed-length frame described by a `FrameSpec` in the site config (start and end
+bytes, the weight field's position, a sign byte, decimal places fixed or read from a digit,
+digits sent lowest first, a checksum none/xor/sum as a raw byte or two ASCII hex digits), for an
+indicator of none of the formats above. The spec is checked when the config loads (a field
+outside the frame or over its start/end bytes, a checksum without its position) with the
+offending key named.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from itertools import pairwise
+from typing import Annotated, Literal
+
+import msgspec
 
 STX = 0x02
 ETX = 0x03
@@ -60,7 +82,10 @@ SWC_UNITS: dict[int, str] = {0b001: "g", 0b010: "t", 0b011: "oz"}
 MAX_RAW_IN_ERROR = 64
 """Dropped runs are summarised: the error carries at most this many of the dropped bytes."""
 
-FrameFormat = Literal["toledo", "xk3190"]
+LF = 0x0A
+FrameFormat = Literal["toledo", "xk3190", "st_gs", "custom"]
+KNOWN_FORMATS: tuple[FrameFormat, ...] = ("toledo", "xk3190", "st_gs")
+"""The formats a probe can recognise without a spec."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +238,9 @@ class Framer:
         name: str,
         free_tail: int = 0,
         max_buffer: int = 4096,
+        start: int = STX,
     ) -> None:
+        self._start = start
         self._length = length
         self._end_index = end_index
         self._end_byte = end_byte
@@ -234,7 +261,7 @@ class Framer:
             )
             del self._buf[:cut]
         while self._buf:
-            start = self._buf.find(STX)
+            start = self._buf.find(self._start)
             if start < 0:
                 out.append(self._error(f"{len(self._buf)} bytes of garbage between frames", bytes(self._buf)))
                 self._buf.clear()
@@ -244,7 +271,7 @@ class Framer:
                 del self._buf[:start]
             # a start byte inside the fixed part means the frame before it was torn
             body_end = min(len(self._buf), self._length - self._free_tail)
-            restart = self._buf.find(STX, 1, body_end)
+            restart = self._buf.find(self._start, 1, body_end)
             if restart > 0:
                 out.append(
                     self._error(f"torn {self._name} frame ({restart} bytes)", bytes(self._buf[:restart]))
@@ -277,8 +304,9 @@ class Framer:
 
 
 def make_framer(
-    fmt: FrameFormat, *, checksum: bool = True, max_buffer: int = 4096, unit: str = "kg"
-) -> Framer:
+    fmt: FrameFormat, *, checksum: bool = True, max_buffer: int = 4096, unit: str = "kg",
+    spec: FrameSpec | None = None,
+) -> Framer | LineFramer:
     """The framer for a device's configured `format` (`checksum` applies to Toledo only, `unit`
     to XK3190 only: its frame carries none; a Toledo frame says its unit itself)."""
     if fmt == "toledo":
@@ -300,4 +328,239 @@ def make_framer(
             name="xk3190",
             max_buffer=max_buffer,
         )
+    if fmt == "st_gs":
+        return LineFramer(parse=parse_st_gs, name="st_gs", max_line=ST_GS_LEN * 4)
+    if fmt == "custom":
+        if spec is None:
+            raise ValueError("format custom needs its frame spec (`frame`)")
+        return Framer(
+            length=spec.length,
+            end_index=spec.length - 1,
+            end_byte=spec.end_bytes[-1],
+            parse=lambda f: parse_custom(f, spec, unit=unit),
+            name="custom",
+            free_tail=len(spec.end_bytes) - 1 if spec.checksum_at is None else spec.length - spec.checksum_at,
+            max_buffer=max_buffer,
+            start=spec.start_bytes[0],
+        )
     raise ValueError(f"unknown frame format {fmt!r}")
+
+
+# --- A&D-style "ST,GS" ASCII lines ----------------------------------------------------------
+
+ST_GS_LEN = 18
+ST_GS_UNITS: dict[bytes, str] = {b"kg": "kg", b" t": "t", b" g": "g", b"lb": "lb", b"  ": NO_UNIT}
+
+
+def parse_st_gs(line: bytes, *, unit: str | None = None) -> Item:
+    """Parse one `ST,GS,+0012340kg` line (with its CR LF, or without: both are accepted)."""
+    body = line[:-2] if line.endswith(b"\r\n") else line.rstrip(b"\r\n")
+    if len(body) != ST_GS_LEN - 2:
+        return FrameError(f"st_gs line of {len(body)} bytes before CR LF, expected {ST_GS_LEN - 2}", line)
+    if body[2:3] != b"," or body[5:6] != b",":
+        return FrameError("st_gs line without its commas at 3 and 6", line)
+    h1, h2, data, unit_field = body[0:2], body[3:5], body[6:14], body[14:16]
+    if h1 not in (b"ST", b"US", b"OL"):
+        return FrameError(f"st_gs header 1 is not ST/US/OL: {h1!r}", line)
+    if h2 in (b"TR", b"T "):
+        return FrameError("st_gs tare line (TR), not the weight on the deck", line)
+    if h2 not in (b"GS", b"NT", b"G ", b"N "):
+        return FrameError(f"st_gs header 2 is not GS/NT/TR: {h2!r}", line)
+    if unit_field not in ST_GS_UNITS:
+        return FrameError(f"st_gs unit is not kg/t/g/lb: {unit_field!r}", line)
+    got_unit = ST_GS_UNITS[unit_field]
+    to_kg = UNIT_KG.get(got_unit, 1.0)
+    net = h2 in (b"NT", b"N ")
+    if h1 == b"OL":
+        sign = data[:1]
+        return WeightReading(weight_kg=0.0, motion=None, overload=sign != b"-", underrange=sign == b"-",
+                             net=net, unit=got_unit, raw=line)
+    value = _signed_decimal(data)
+    if value is None:
+        return FrameError(f"st_gs weight is not a signed decimal: {data!r}", line)
+    return WeightReading(weight_kg=round(value * to_kg, 6), motion=h1 == b"US", net=net, unit=got_unit,
+                         raw=line)
+
+
+def _signed_decimal(field: bytes) -> float | None:
+    """`+0012340`, `-  12.34`, ` 0012340`: a sign (or blank), digits, at most one point."""
+    text = field.decode("ascii", "replace")
+    sign, digits = text[:1], text[1:].replace(" ", "0")
+    if sign not in "+- " or digits.count(".") > 1 or not digits.replace(".", "").isdigit():
+        return None
+    if not digits.replace(".", "").isascii():
+        return None
+    value = float(digits)
+    return -value if sign == "-" else value
+
+
+class LineFramer:
+    """Incremental framer for LF-terminated ASCII lines; bounded, `feed` never raises."""
+
+    def __init__(self, *, parse: Callable[[bytes], Item], name: str, max_line: int = 128) -> None:
+        self._parse, self._name, self._max_line = parse, name, max_line
+        self._buf = bytearray()
+        self._discarding = False
+        self.errors = 0
+
+    def feed(self, chunk: bytes) -> list[Item]:
+        out: list[Item] = []
+        self._buf += chunk
+        while True:
+            end = self._buf.find(LF)
+            if end < 0:
+                if len(self._buf) > self._max_line:
+                    if not self._discarding:
+                        reason = f"{self._name} line over {self._max_line} bytes"
+                        out.append(self._error(reason, bytes(self._buf)))
+                    self._buf.clear()
+                    self._discarding = True
+                return out
+            line = bytes(self._buf[: end + 1])
+            del self._buf[: end + 1]
+            if self._discarding:
+                self._discarding = False
+                continue
+            if not line.strip():
+                continue
+            if len(line) > self._max_line:
+                out.append(self._error(f"{self._name} line over {self._max_line} bytes", line))
+                continue
+            item = self._parse(line)
+            if isinstance(item, FrameError):
+                self.errors += 1
+            out.append(item)
+
+    def _error(self, reason: str, raw: bytes) -> FrameError:
+        self.errors += 1
+        return FrameError(reason, raw[:MAX_RAW_IN_ERROR])
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+# --- a configurable fixed frame -------------------------------------------------------------
+
+Offset = Annotated[int, msgspec.Meta(ge=0, le=255)]
+HexBytes = Annotated[str, msgspec.Meta(pattern="^(?:[0-9A-Fa-f]{2}){1,2}$")]
+
+
+class FieldPos(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    offset: Offset
+    length: Annotated[int, msgspec.Meta(ge=1, le=16)]
+
+
+class FrameSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A fixed-length indicator frame (config `frame` with `format: custom`); offsets count from
+    the start byte (0)."""
+
+    start: HexBytes = "02"
+    """The start byte, hex (one byte)."""
+    end: HexBytes = "03"
+    """The end byte(s), hex (one or two: "03", "0D0A"); they close the frame."""
+    length: Annotated[int, msgspec.Meta(ge=3, le=64)]
+    """The whole frame, start and end bytes included."""
+    weight: FieldPos
+    """ASCII digits (a '.' and leading blanks allowed)."""
+    sign_at: Offset | None = None
+    """A byte '-' (negative) or '+', ' ', '0' (positive); None: always positive."""
+    decimals: Annotated[int, msgspec.Meta(ge=0, le=6)] = 0
+    """Decimal places when the weight has no '.' and no `decimals_at`."""
+    decimals_at: Offset | None = None
+    """An ASCII digit with the decimal places (XK3190's P)."""
+    digits_reversed: bool = False
+    """Digits sent lowest first (Yaohua's tF=1 style)."""
+    checksum: Literal["none", "xor", "sum"] = "none"
+    checksum_over: FieldPos | None = None
+    checksum_at: Offset | None = None
+    checksum_encoding: Literal["byte", "hex"] = "byte"
+    """`byte`: one raw byte (sum modulo 256); `hex`: two ASCII hex digits, upper case."""
+
+    def __post_init__(self) -> None:
+        if len(self.start) != 2:
+            raise ValueError("frame.start: one byte (two hex digits)")
+        end_at = self.length - len(self.end_bytes)
+        fields: dict[str, tuple[int, int]] = {"weight": (self.weight.offset, self.weight.length)}
+        if self.sign_at is not None:
+            fields["sign_at"] = (self.sign_at, 1)
+        if self.decimals_at is not None:
+            fields["decimals_at"] = (self.decimals_at, 1)
+        if self.checksum != "none":
+            if self.checksum_at is None or self.checksum_over is None:
+                raise ValueError(f"frame: checksum {self.checksum} needs checksum_at and checksum_over")
+            fields["checksum_at"] = (self.checksum_at, 2 if self.checksum_encoding == "hex" else 1)
+            over = self.checksum_over
+            if over.offset + over.length > self.length:
+                raise ValueError(f"frame.checksum_over ends at {over.offset + over.length}, past the frame"
+                                 f" of {self.length} bytes")
+        elif self.checksum_at is not None or self.checksum_over is not None:
+            raise ValueError("frame: checksum_at/checksum_over given but checksum is none")
+        for name, (offset, size) in fields.items():
+            if offset < 1 or offset + size > end_at:
+                raise ValueError(f"frame.{name}: bytes {offset}..{offset + size - 1} are not between the"
+                                 f" start byte (0) and the end byte(s) ({end_at}..{self.length - 1})")
+        spans = sorted((o, o + n, name) for name, (o, n) in fields.items())
+        for (_, a_end, a), (b_start, _, b) in pairwise(spans):
+            if b_start < a_end:
+                raise ValueError(f"frame: {a} and {b} overlap")
+
+    @property
+    def start_bytes(self) -> bytes:
+        return bytes.fromhex(self.start)
+
+    @property
+    def end_bytes(self) -> bytes:
+        return bytes.fromhex(self.end)
+
+
+def spec_checksum(spec: FrameSpec, frame: bytes) -> bytes:
+    """The checksum the spec says `frame` must carry, as it appears in the frame."""
+    assert spec.checksum_over is not None
+    data = frame[spec.checksum_over.offset : spec.checksum_over.offset + spec.checksum_over.length]
+    value = 0
+    if spec.checksum == "xor":
+        for b in data:
+            value ^= b
+    else:
+        value = sum(data) & 0xFF
+    if spec.checksum_encoding == "hex":
+        return bytes((_hex_nibble(value >> 4), _hex_nibble(value & 0x0F)))
+    return bytes((value,))
+
+
+def parse_custom(frame: bytes, spec: FrameSpec, *, unit: str = "kg") -> Item:
+    """Parse one complete frame of a configured fixed format; `unit` is the one the site pinned."""
+    if len(frame) != spec.length:
+        return FrameError(f"custom frame of {len(frame)} bytes, expected {spec.length}", frame)
+    if frame[:1] != spec.start_bytes or not frame.endswith(spec.end_bytes):
+        return FrameError("custom frame without its start/end bytes", frame)
+    if spec.checksum != "none":
+        assert spec.checksum_at is not None
+        want = spec_checksum(spec, frame)
+        got = frame[spec.checksum_at : spec.checksum_at + len(want)]
+        if got != want:
+            return FrameError(f"custom checksum mismatch: got {got!r}, want {want!r}", frame)
+    field = frame[spec.weight.offset : spec.weight.offset + spec.weight.length]
+    if spec.digits_reversed:
+        field = field[::-1]
+    text = field.decode("ascii", "replace").lstrip(" ")
+    if not text or text.count(".") > 1 or not text.replace(".", "").isdigit() or not text.isascii():
+        return FrameError(f"custom weight field is not digits: {field!r}", frame)
+    value = float(text)
+    if "." not in text:
+        places = spec.decimals
+        if spec.decimals_at is not None:
+            places = frame[spec.decimals_at] - 0x30
+            if not 0 <= places <= 6:
+                at = spec.decimals_at
+                return FrameError(f"custom decimal places is not 0-6: {frame[at : at + 1]!r}", frame)
+        value /= 10**places
+    negative = False
+    if spec.sign_at is not None:
+        sign = frame[spec.sign_at : spec.sign_at + 1]
+        if sign not in (b"+", b"-", b" ", b"0"):
+            return FrameError(f"custom sign is not +/-: {sign!r}", frame)
+        negative = sign == b"-"
+    value *= UNIT_KG[unit]
+    return WeightReading(weight_kg=round(-value if negative else value, 6), motion=None, unit=unit, raw=frame)

@@ -51,7 +51,8 @@ class WeighbridgePort:
         self.workflow = WeighbridgeWorkflow(device, ctx.vehicles)
         self.pending_key = f"weighbridge:{device.id}:first_passes"
         self.workflow.load_pending(ctx.get_state(self.pending_key))
-        self.framer = make_framer(device.format, checksum=device.checksum, unit=device.unit)
+        self.framer = make_framer(device.format, checksum=device.checksum, unit=device.unit,
+                                  spec=device.frame)
         self.anpr = AnprLineReader()
         self.state: DeviceState | None = None
         self.last_error: str | None = None

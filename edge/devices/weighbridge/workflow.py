@@ -69,7 +69,7 @@ from contract.events import (
     WeighingFlag,
 )
 from edge.devices.base import DeviceSpec, PositiveKg, Vehicle
-from edge.devices.weighbridge.frames import NO_UNIT, FrameError, WeightReading
+from edge.devices.weighbridge.frames import NO_UNIT, FrameError, FrameFormat, FrameSpec, WeightReading
 from edge.devices.weighbridge.stability import (
     Jump,
     StabilityDetector,
@@ -113,7 +113,9 @@ class WeighbridgeDevice(DeviceSpec, frozen=True, tag="weighbridge"):
     parity: Literal["N", "E", "O"] = "N"
     bytesize: Literal[7, 8] = 8
     stopbits: Literal[1, 2] = 1
-    format: Literal["toledo", "xk3190"] = "toledo"
+    format: FrameFormat = "toledo"
+    frame: FrameSpec | None = None
+    """The frame layout of `format: custom` (frames.FrameSpec)."""
     checksum: bool = True
     unit: Literal["kg", "t", "lb"] = "kg"
     division_kg: PositiveKg = 20.0
@@ -126,6 +128,10 @@ class WeighbridgeDevice(DeviceSpec, frozen=True, tag="weighbridge"):
     pass_expiry_s: PositiveKg = 4 * 3600.0
     remote_jump_kg: PositiveKg = 200.0
     remote_jump_within_s: PositiveKg = 0.5
+
+    def __post_init__(self) -> None:
+        if (self.format == "custom") != (self.frame is not None):
+            raise ValueError("`frame` (the layout) is given with `format: custom` and only then")
 
 
 class State(StrEnum):
@@ -342,6 +348,8 @@ class WeighbridgeWorkflow:
             return f"indicator reports {reading.unit}, site expects {expected} (config unit): not rescaled"
         if reading.expanded:
             return "indicator in expanded display (x10, status word C bit 4): not a legal weight"
+        if reading.net and reading.tare_kg is None:
+            return "indicator sends net weights without their tare: set it to gross"
         return None
 
     def _refuse(self, reading: WeightReading) -> bool:
