@@ -7,7 +7,7 @@ enough" into a number to hold the benchmark's sustained rate against.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,18 @@ class CityModel:
         return {"assumptions": asdict(self), "devices": self.devices(),
                 "peak_msg_per_s": {k: round(v, 1) for k, v in rates.items()},
                 "peak_total_msg_per_s": round(sum(rates.values()), 1)}
+
+
+SCALES = {
+    "city": CityModel(),
+    # Ten cities' worth: ten times the people, stations, trucks, weighbridges and tickets
+    # (~4,700 msg/s at the busiest minute).
+    "province": CityModel(population=40_000_000, weighbridges=600, tickets_per_day=30_000),
+}
+"""The named sizes of `make bench-city` (`--scale`)."""
+
+
+def model_for(scale: str, population: int | None = None) -> CityModel:
+    """SCALES[scale], with another population if given (its devices and rates follow it)."""
+    model = SCALES[scale]
+    return model if population is None else replace(model, population=population)

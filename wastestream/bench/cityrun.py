@@ -23,10 +23,19 @@ from contract.topics import KAFKA_TOPICS
 from wastestream.bench.city import CityModel
 from wastestream.bench.citygen import KINDS, MEASUREMENTS, CityLoad, city_specs, driving_trucks
 from wastestream.bench.config import CATCH_UP_S, BenchConfig
-from wastestream.bench.measure import cpu_between, cpu_snapshot, latency_of, step_latency, topic_partitions
+from wastestream.bench.measure import (
+    cpu_between,
+    cpu_snapshot,
+    latency_of,
+    measure_idle,
+    step_latency,
+    topic_partitions,
+)
+from wastestream.bench.proccost import cost_table, kind_costs, total_cost
 from wastestream.bench.stats import fifo_delays, percentile, rate_between, slope
 from wastestream.bench.steps import start_pipeline, stop_pipeline
 from wastestream.bench.summary import fmt
+from wastestream.bench.targets import city_targets, target_lines
 from wastestream.foundation.influxql import InfluxQueryError, influxql
 from wastestream.foundation.settings import Settings
 from wastestream.pipeline import Pipeline
@@ -109,12 +118,16 @@ def _latency(settings: Settings, start: float, end: float) -> dict[str, dict[str
 
 
 def run_city(cfg: BenchConfig, settings: Settings, run_id: str, run_dir: Path) -> dict[str, Any]:
-    model = CityModel(population=cfg.city_population)
+    model = cfg.city_model()
     pipeline, pids = start_pipeline(cfg, settings, run_id, run_dir)
     try:
-        return _measure(cfg, settings, pipeline, pids, run_id, model)
+        idle = measure_idle(pipeline, pids, cfg.idle_s)
+        out = _measure(cfg, settings, pipeline, pids, run_id, model)
     finally:
         stop_pipeline(pipeline, settings, run_id, cfg.bridges)
+    out["idle"] = idle
+    print("\n".join(target_lines(city_targets(out, idle, cfg.scale))))
+    return out
 
 
 def _measure(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict[str, int], run_id: str,
@@ -135,6 +148,7 @@ def _measure(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dic
     # into the same topics, and other publishers' traffic lands there too: the workers process all.
     out["kafka_records"] = (records_after - records_before
                             if records_after is not None and records_before is not None else None)
+    out.update(scale=cfg.scale, population=model.population)
     print(city_table(out))
     return out
 
@@ -144,6 +158,7 @@ def _follow(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict
     duration = end - start
     samples: list[dict[str, Any]] = []
     cpu0 = cpu1 = None
+    window = [0, 0]  # messages in InfluxDB at cpu0 and at cpu1
     at_end: dict[str, Any] | None = None
     next_print = start + 15
     while not load.done() or at_end is None:
@@ -154,8 +169,10 @@ def _follow(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict
         samples.append({"t": t, "delivered": got, "sent": sent, "acked": acked})
         if cpu0 is None and t >= steady:
             cpu0 = cpu_snapshot(pids)
+            window[0] = sum(got.values())
         if t <= end:
             cpu1 = cpu_snapshot(pids)
+            window[1] = sum(got.values())
         elif at_end is None:  # publishing just ended: how far behind is the pipeline?
             at_end = {"t": t, "backlog": sum(acked.values()) - sum(got.values()),
                       "kafka_lag": kafka_offsets(settings)[1]}
@@ -218,6 +235,7 @@ def _follow(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict
         "publish_late_max_ms": round(1000 * max(r["late_max_s"] for r in results), 1),
         "publish_late_over_1s": sum(r["late_over_1s"] for r in results),
         "cpu_pct": procs, "machine_cpu_pct": machine,
+        "cost_by_kind": kind_costs(cpu0, cpu1, window[1] - window[0]) if cpu0 and cpu1 else {},
         "samples": [{"t": round(s["t"] - start, 1), "published": sum(s["sent"].values()),
                      "acked": sum(s["acked"].values()), "in_db": sum(s["delivered"].values())}
                     for s in samples],
@@ -227,7 +245,8 @@ def _follow(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict
 
 def city_table(c: dict[str, Any]) -> str:
     d = c["devices"]
-    lines = [f"city scale: {d['sorting_station']:,} sorting stations, {d['truck']:,} trucks "
+    size = f"{c['scale']} of {c['population']:,} people" if "population" in c else "city scale"
+    lines = [f"{size}: {d['sorting_station']:,} sorting stations, {d['truck']:,} trucks "
              f"({d['truck_driving']:,} driving), {d['weighbridge']} weighbridges; "
              f"{c['duration_s']:.0f} s in real time (rates over the last "
              f"{c['duration_s'] - c['warmup_s']:.0f} s)",
@@ -255,5 +274,9 @@ def city_table(c: dict[str, Any]) -> str:
     lines.append(f"  publishers: at most {c['publish_late_max_ms']:.0f} ms behind schedule "
                  f"({c['publish_late_over_1s']} messages more than 1 s late)")
     cpu = ", ".join(f"{name} {pct:.0f}" for name, pct in sorted(c["cpu_pct"].items()))
-    lines.append(f"  CPU % of one core: {cpu}; machine {fmt(c['machine_cpu_pct'])}% busy")
+    own = total_cost(c["cost_by_kind"])["machine_pct"] if c.get("cost_by_kind") else math.nan
+    lines.append(f"  CPU % of one core: {cpu}; machine {fmt(c['machine_cpu_pct'])}% busy "
+                 f"(the run's own processes: {fmt(own)}%, the rest is other work on the machine)")
+    if c.get("cost_by_kind"):
+        lines += cost_table(c["cost_by_kind"], "  CPU per message by process kind (after the warm-up):")
     return "\n".join(lines)

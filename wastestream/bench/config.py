@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from wastestream.bench.city import CityModel, model_for
+
 RESULT_SCHEMA = "wastestream-bench/1"
 CITY_RESULT_SCHEMA = "wastestream-bench-city/1"
 STEP_KEYS = ("offered_msg_per_s", "sent", "acked", "publish_rate", "sustained_msg_per_s", "delivered",
@@ -48,9 +50,16 @@ class BenchConfig:
     city_scale: bool = False
     """Instead of raw limits, baseline and steps: the city of city.py in real time (cityrun.py)."""
     city_s: float = 120.0
-    city_population: int = 4_000_000
-    """--city-scale: the city's size; its devices and rates scale with it (city.py)."""
+    city_population: int | None = None
+    """--city-scale: another population than the scale's (devices and rates follow it; city.py)."""
+    scale: str = "city"
+    """--city-scale: city.py's SCALES entry ("city": 4 million people, "province": 40 million)."""
+    idle_s: float = 20.0
+    """How long the pipeline runs with no traffic before the load, for its idle cost (0: skip)."""
     private_services: bool = True
     confirmations: bool = False
     """Every message asks for a pipeline confirmation, as edge agents' do: measures their cost."""
     """Own services for the run (see run_bench); False measures on the shared ones."""
+
+    def city_model(self) -> CityModel:
+        return model_for(self.scale, self.city_population)

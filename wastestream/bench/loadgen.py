@@ -159,6 +159,11 @@ class LoadGen:
         self._pool = ProcessPoolExecutor(len(specs), mp_context=multiprocessing.get_context("spawn"))
         self._futures: list[Future[LoadResult]] = [self._pool.submit(publish, s) for s in specs]
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """The publisher processes (for their CPU): the pool starts one per spec as they are submitted."""
+        return {f"loadgen-{i}": pid for i, pid in enumerate(self._pool._processes or {})}
+
     def done(self) -> bool:
         return all(f.done() for f in self._futures)
 

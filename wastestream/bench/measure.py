@@ -13,6 +13,7 @@ from typing import Any
 from wastestream.bench.config import (
     P99_TARGET_MS,
 )
+from wastestream.bench.proccost import PIPELINE_KINDS, group_ticks, kind_costs, read_stats, total_cost
 from wastestream.bench.stats import pooled_latency, weighted_median
 from wastestream.foundation.influxql import InfluxQueryError, influxql
 from wastestream.foundation.settings import Settings
@@ -23,14 +24,6 @@ from wastestream.pipeline import (
 )
 
 
-def _cpu_ticks(pid: int) -> int | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
 def _machine_ticks() -> tuple[int, int]:
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]
@@ -38,8 +31,9 @@ def _machine_ticks() -> tuple[int, int]:
 
 
 def cpu_snapshot(pids: dict[str, int]) -> dict[str, Any]:
-    return {"t": time.monotonic(), "machine": _machine_ticks(),
-            "procs": {name: _cpu_ticks(pid) for name, pid in pids.items()}}
+    """CPU ticks of each named process (with its process group when it leads one: proccost.py)
+    and of the whole machine, now."""
+    return {"t": time.monotonic(), "machine": _machine_ticks(), "procs": group_ticks(pids, read_stats())}
 
 
 def cpu_between(a: dict[str, Any], b: dict[str, Any]) -> tuple[dict[str, float], float]:
@@ -54,6 +48,28 @@ def cpu_between(a: dict[str, Any], b: dict[str, Any]) -> tuple[dict[str, float],
     busy = b["machine"][0] - a["machine"][0]
     total = max(1, b["machine"][1] - a["machine"][1])
     return procs, round(100 * busy / total, 1)
+
+
+def measure_idle(pipeline: Pipeline, pids: dict[str, int], seconds: float) -> dict[str, Any] | None:
+    """The pipeline up with no traffic for `seconds` (0: not measured): CPU per kind and in all,
+    as % of the machine; printed. The machine's busy % includes everyone else's work."""
+    if seconds <= 0:
+        return None
+    a = cpu_snapshot(pids)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pipeline.check_alive()
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    b = cpu_snapshot(pids)
+    costs = kind_costs(a, b, 0)
+    total = total_cost(costs, PIPELINE_KINDS)
+    _, machine = cpu_between(a, b)
+    idle = {"seconds": round(b["t"] - a["t"], 1), "by_kind": costs, "machine_pct": total["machine_pct"],
+            "core_pct": total["core_pct"], "machine_busy_pct": machine}
+    parts = ", ".join(f"{kind} {c['core_pct']:.1f}" for kind, c in costs.items())
+    print(f"  idle (pipeline up, no traffic, {idle['seconds']:.0f} s): {idle['machine_pct']:.1f} % of the "
+          f"machine ({parts} % of one core); machine busy {machine:.0f} % (everyone's work)", flush=True)
+    return idle
 
 
 def service_pids() -> dict[str, int]:

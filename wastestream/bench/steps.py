@@ -23,6 +23,7 @@ from wastestream.bench.measure import (
     cpu_between,
     cpu_snapshot,
     delivered,
+    measure_idle,
     py_spy,
     service_pids,
     skip_backlog,
@@ -30,8 +31,9 @@ from wastestream.bench.measure import (
     topic_partitions,
     wait_until,
 )
+from wastestream.bench.proccost import kind_costs
 from wastestream.bench.stats import rate_between
-from wastestream.bench.summary import fmt, step_row
+from wastestream.bench.summary import STEP_HEADER, fmt, step_row
 from wastestream.foundation.settings import Settings
 from wastestream.pipeline import (
     Pipeline,
@@ -91,12 +93,15 @@ def stop_pipeline(pipeline: Pipeline, settings: Settings, run_id: str, bridges: 
     drop_mqtt_sessions(settings, [f"wsbench-{run_id}-{i}" for i in range(bridges)])
 
 
-def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
-                 run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str, run_dir: Path,
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any] | None]:
+    """The steps, the workers-alone drain and the idle cost (before the steps) of one pipeline."""
     steps: list[dict[str, Any]] = []
     drain: dict[str, Any] | None = None
     pipeline, pids = start_pipeline(cfg, settings, run_id, run_dir)
     try:
+        idle = measure_idle(pipeline, pids, cfg.idle_s)
+        print(STEP_HEADER, flush=True)
         for i, rate in enumerate(cfg.steps):
             step = run_step(cfg, settings, pipeline, pids, run_id, run_dir, i, rate)
             steps.append(step)
@@ -108,7 +113,7 @@ def run_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
             drain = run_worker_drain(cfg, settings, pipeline, pids, run_id)
     finally:
         stop_pipeline(pipeline, settings, run_id, cfg.bridges)
-    return steps, drain
+    return steps, drain, idle
 
 
 async def _end_offsets(bootstrap: str, topic: str) -> dict[Any, int]:
@@ -189,6 +194,7 @@ def run_worker_drain(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, p
     i10 = next((i for i, (_, c) in enumerate(samples) if c >= 0.1 * acked), None)
     i90 = next((i for i, (_, c) in enumerate(samples) if c >= 0.9 * acked), None)
     rate = worker_cpu_ms = math.nan
+    span_costs: dict[str, Any] = {}
     if i10 is not None and i90 is not None and i90 > i10:
         rate = rate_between(samples, samples[i10][0], samples[i90][0])
         # Worker CPU per message over the same span (start-up, imports and recovery left out).
@@ -196,12 +202,13 @@ def run_worker_drain(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, p
         span_s = snapshots[i90]["t"] - snapshots[i10]["t"]
         span_cpu_s = sum(v for k, v in span_procs.items() if k.startswith("worker-")) / 100 * span_s
         worker_cpu_ms = 1000 * span_cpu_s / max(1, samples[i90][1] - samples[i10][1])
+        span_costs = kind_costs(snapshots[i10], snapshots[i90], samples[i90][1] - samples[i10][1])
     best = max((rate_between(samples, t, t + 10) for t, _ in samples if t + 10 <= samples[-1][0]),
                default=math.nan, key=lambda r: -1.0 if math.isnan(r) else r)
     out = {"backlog": acked, "delivered": count, "msg_per_s": round(rate, 1),
            "best_10s_msg_per_s": round(best, 1), "workers": cfg.workers,
            "seconds_to_drain": round(samples[-1][0] - started, 1) if samples else math.nan,
-           "worker_cpu_ms_per_msg": round(worker_cpu_ms, 2),
+           "worker_cpu_ms_per_msg": round(worker_cpu_ms, 2), "cost_by_kind": span_costs,
            "cpu_pct": procs, "machine_cpu_pct": machine}
     print(f"  workers alone (drain of a {acked}-message backlog): {fmt(out['msg_per_s'])} msg/s "
           f"(best 10 s: {fmt(out['best_10s_msg_per_s'])}), "
@@ -224,13 +231,16 @@ def run_step(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dic
             spies.append(py_spy(cfg.py_spy, pids[name], cfg.step_s - cfg.warmup_s,
                                  run_dir / f"profile-{name}-step{index}.txt"))
     time.sleep(max(0.0, start + cfg.warmup_s - time.time()))
+    pids = {**pids, **load.pids}  # the step's own load generators too
     cpu0 = cpu1 = cpu_snapshot(pids)
     samples: list[tuple[float, int]] = []
     deadline = end + 90
+    window = (0, 0)  # messages in InfluxDB at the first and at the last CPU snapshot
     while time.time() < deadline and not (load.done() and time.time() > end):
         samples.append((time.time(), delivered(settings, prefix)))
         if time.time() <= end:
             cpu1 = cpu_snapshot(pids)
+            window = (samples[0][1], samples[-1][1])
         pipeline.check_alive()
         time.sleep(1.0)
     results = load.results(timeout=60)
@@ -254,6 +264,7 @@ def run_step(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dic
         "drain_s": round(drain_s, 1),
         **step_latency(settings, int((start + cfg.warmup_s) * 1e9), int(end * 1e9)),
         "cpu_pct": procs, "machine_cpu_pct": machine,
+        "cost_by_kind": kind_costs(cpu0, cpu1, window[1] - window[0]),
     }
     # Both signs, so one slow poll or a short stall does not end the ramp: it delivered less than
     # was published AND needed more than CATCH_UP_S after the last publish to catch up (or never did).
