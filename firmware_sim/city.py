@@ -24,6 +24,13 @@ with the bin it hit, as the station performs it), `truck` (a dump or incident, w
 place, written when the truck's run ends).
 Non-weighing lines carry `"expect_ticket": false` so tonnage readers that only look at that
 flag skip them.
+
+`--replay-day DAY` (an ISO date or `yesterday`, the city's local day) first puts that whole day
+of the city's traffic at its real scale into every site's edge outbox, as an edge holds it after
+an outage (firmware_sim/replay/): the agents deliver it when they start; what was written is in
+`<run_dir>/sim/replay.json`. `--hold` keeps the devices up, idle, after their traffic (touching
+`<run_dir>/sim/traffic-done` once it is over) until the sim is stopped, so that whoever runs the
+city stops the edge agents first: a planned stop, not devices vanishing under running agents.
 """
 
 from __future__ import annotations
@@ -31,16 +38,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from edge.devices.sorting_station.pseudonym import Pseudonymiser, load_key
+from firmware_sim.replay.backlog import write_backlog
+from firmware_sim.replay.day import plan_day, yesterday
 from firmware_sim.scenario import Scenario, load_scenario
-from firmware_sim.twins.base import CityPlan, Ledger, free_port
+from firmware_sim.twins.base import LEAD_S, CityPlan, Ledger, free_port
 from firmware_sim.twins.registry import TWINS
+from firmware_sim.twins.sorting_station import household_key
+from firmware_sim.twins.weighbridge import visit_pacing
 from wastestream.foundation import cliutil, logs
+from wastestream.foundation.city import city, city_of
 from wastestream.foundation.settings import Settings, load_settings
 
 log = logging.getLogger("firmware_sim.city")
@@ -65,14 +80,36 @@ def write_site_configs(scenario: Scenario, run_dir: Path, settings: Settings,
     return paths
 
 
-async def run_city(scenario: Scenario, run_dir: Path, duration: float, settings: Settings) -> int:
-    """Run every simulated device until `duration` seconds of traffic have been generated;
-    returns how many device simulators ran."""
+def replay_backlog(scenario: Scenario, run_dir: Path, day: date, tz: str) -> int:
+    """Put the local day `day` of the city into the site outboxes (firmware_sim/replay/); rows."""
+    started = time.monotonic()
+    pseudonymise = Pseudonymiser(load_key(str(household_key(run_dir))))
+    backlog = write_backlog(plan_day(scenario, day, tz, pseudonymise), run_dir)
+    log.info("replay of %s (%s): %d messages into %d site outboxes in %.1f s (%s)", day, tz, backlog.rows,
+             len(backlog.per_site), time.monotonic() - started,
+             ", ".join(f"{n} {e}" for e, n in sorted(backlog.per_event.items())))
+    return backlog.rows
+
+
+def traffic_s(scenario: Scenario, duration: float) -> float:
+    """Real seconds from the start until the last traffic is over: the lead, the run, and the
+    weighbridge visit begun just before its end (one visit period), plus a second."""
+    ramp, stable, gap = visit_pacing(scenario)
+    period = 60.0 / (scenario.rates.visits_per_weighbridge_per_min * scenario.rate_scale)
+    return LEAD_S + duration + max(period, 2 * ramp + stable + gap) + 1.0
+
+
+async def run_city(scenario: Scenario, run_dir: Path, duration: float, settings: Settings, *,
+                   replay_day: date | None = None, tz: str = "Asia/Shanghai", hold: bool = False) -> int:
+    """Run every simulated device until `duration` seconds of traffic have been generated
+    (with `hold`: then idle until cancelled); returns how many device simulators ran."""
     for sub in ("dev", "edge", "sim"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     ports = assign_ports(scenario)
     write_site_configs(scenario, run_dir, settings, ports, duration)
-    plan = CityPlan(scenario, run_dir, settings, ports, duration)
+    if replay_day is not None:
+        replay_backlog(scenario, run_dir, replay_day, tz)
+    plan = CityPlan(scenario, run_dir, settings, ports, duration, asyncio.Event() if hold else None)
     ledger = Ledger(run_dir / "sim" / "ledger.jsonl")
     pending_ready = 0
 
@@ -94,6 +131,10 @@ async def run_city(scenario: Scenario, run_dir: Path, duration: float, settings:
     async def others_ready() -> None:
         await asyncio.sleep(0.5)  # station servers and truck ptys are up within a tick of their start
         without_hook()
+        if hold:
+            await asyncio.sleep(traffic_s(scenario, duration))
+            (run_dir / "sim" / "traffic-done").touch()
+            log.info("traffic done; devices held until the sim is stopped")
 
     try:
         _, *results = await asyncio.gather(others_ready(), *(asyncio.gather(*r) for r in runs.values()))
@@ -109,15 +150,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", type=Path, default=None, help="default: $WS_CITY's scenario.yaml")
     parser.add_argument("--run-dir", type=Path, default=None, help="default: $WS_RUN_DIR/sim")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
+    parser.add_argument("--replay-day", default=None,
+                        help="first put this local day (ISO date, or 'yesterday') into the edge outboxes")
+    parser.add_argument("--hold", action="store_true",
+                        help="keep the devices up after the traffic until stopped (touches sim/traffic-done)")
     cliutil.add_log_level(parser)
     args = parser.parse_args(argv)
     logs.configure(args.log_level)
     settings = load_settings()
     scenario = load_scenario(args.scenario)
     run_dir = args.run_dir or settings.run_dir / "sim"
+    tz = ((city_of(args.scenario) if args.scenario else None) or city()).timezone()
+    replay_day = None
+    if args.replay_day:
+        replay_day = yesterday(tz) if args.replay_day == "yesterday" else date.fromisoformat(args.replay_day)
 
     async def supervised() -> int:
-        task = asyncio.ensure_future(run_city(scenario, run_dir, args.duration, settings))
+        task = asyncio.ensure_future(run_city(scenario, run_dir, args.duration, settings,
+                                              replay_day=replay_day, tz=tz, hold=args.hold))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
