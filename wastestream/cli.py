@@ -45,7 +45,16 @@ def _actions(prog: str, description: str, actions: dict[str, str], rest: list[st
 def _schema(args: argparse.Namespace, rest: list[str]) -> int:
     from contract.jsonschema import contract_schema_json, kafka_record_schema_json
 
-    text = (kafka_record_schema_json() if args.kafka_record else contract_schema_json()) + "\n"
+    if args.profile:  # a vendor device profile's schema (edge/devices/profiles/)
+        from edge.devices.profiles import ProfileError, profile_schema_json
+
+        try:
+            text = profile_schema_json(args.profile) + "\n"
+        except ProfileError as exc:
+            print(f"wastestream schema: {exc}", file=sys.stderr)
+            return cliutil.EXIT_USAGE
+    else:
+        text = (kafka_record_schema_json() if args.kafka_record else contract_schema_json()) + "\n"
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -215,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("--out", help="write to this file instead of stdout")
             p.add_argument("--kafka-record", action="store_true",
                            help="the Kafka record of the event topics instead (contract/kafka_record.py)")
+            p.add_argument("--profile", metavar="KIND", help="a vendor device profile's schema instead "
+                           "(KIND: sorting_station | truck_io; edge/devices/profiles/)")
     args, rest = parser.parse_known_args(argv)
     try:
         logs.configure("warning")  # a baseline; a command that takes --log-level sets its own
