@@ -5,7 +5,7 @@ a vendor manual's "40001" is holding address 0), a data type, word and byte orde
 `scale`/`offset` (value = raw * scale + offset, as Telegraf's `inputs.modbus` does). Byte and word
 order together give the four layouts of a 32-bit value, with ABCD the bytes of the big-endian
 value: big/big = ABCD (Modbus' own order), word little = CDAB (many PLCs and meters), byte little
-= BADC, both little = DCBA.
+= BADC, both little = DCBA. A string is read register by register: only its byte order applies.
 
 An `Image` is one poll: per table, the first address read and the values; `raw`/`value` read a
 field from it and raise `FieldError` with the reason (never anything else), `encode` is the
@@ -184,7 +184,7 @@ def _words(image: Image, p: Placed) -> list[int]:
 
 
 def _bytes(words: Sequence[int], p: Placed) -> bytes:
-    if p.word_order == "little":
+    if p.word_order == "little" and p.type != "string":  # word order is that of a 32-bit value's halves
         words = list(reversed(words))
     order: Order = p.byte_order
     return b"".join(int(w).to_bytes(2, order) for w in words)
@@ -236,7 +236,7 @@ def encode(p: Placed, data: float | str | bool) -> list[int] | list[bool]:
         payload = struct.pack(">" + STRUCT_CODE[p.type], packed)
     order: Order = p.byte_order
     words = [int.from_bytes(payload[i : i + 2], order) for i in range(0, len(payload), 2)]
-    return list(reversed(words)) if p.word_order == "little" else words
+    return list(reversed(words)) if p.word_order == "little" and p.type != "string" else words
 
 
 def encode_bit(register: int, p: Placed, on: bool) -> int:
