@@ -4,8 +4,11 @@ Why an internal topic: telemetry is keyed by truck device and weighings by weigh
 a manifest joins both by plate. So the transport agent and the tonnage agent (for tickets,
 see `weighing_event`) re-key what matters (departures, arrivals) into `{app_id}-manifest-events`,
 keyed by plate,
-with the app's partition count; `manifest_matcher` consumes it with ONE table value per
-plate (seen event ids + open manifests, manifest_state.py), so a plate's events are
+with the app's partition count: one record per partition (a JSON array of that partition's events,
+in order; the partition a record keyed by the plate would get, stream/agents/runner.py
+`partition_of`), so a batch of tickets costs a few records, not one per ticket; a record of a
+single JSON object (a worker before issue 14) is read too. `manifest_matcher` consumes it with ONE
+table value per plate (seen event ids + open manifests, manifest_state.py), so a plate's events are
 co-partitioned with its state however many workers share the partitions.
 
 Timeouts run on event time (manifest_state.Watermark: the newest event time this worker has
@@ -32,6 +35,7 @@ from stream.agents.manifest_state import Event, PlateState, Watermark, step
 from stream.agents.runner import (
     Ack,
     StateCache,
+    by_partition,
     run_batches,
     sent_from_timer,
     write_points,
@@ -59,6 +63,7 @@ plate_state = app.Table(
 WATERMARK = Watermark()
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Event)
+_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 async def send_event(event: dict[str, Any]) -> None:
@@ -73,8 +78,27 @@ async def send_events(events: Sequence[dict[str, Any]]) -> None:
 
 
 async def send_events_soon(events: Sequence[dict[str, Any]]) -> list[Awaitable[Any]]:
-    """Re-key events by plate without waiting; each returned future resolves when Kafka has its event."""
-    return [await manifest_topic.send(key=e["plate"].encode(), value=_encoder.encode(e)) for e in events]
+    """Re-key events by plate without waiting, one record per partition; each returned future
+    resolves when Kafka has its record."""
+    return [await manifest_topic.send(key=b"~p%d" % p, partition=p, value=_encoder.encode(chunk))
+            for p, chunk in by_partition(events, lambda e: str(e["plate"]))]
+
+
+def _events_of(value: bytes) -> list[Event]:
+    """The events of one record: a JSON array of them, or one object (before issue 14); a bad
+    one is logged and skipped (this topic is written by the workers only)."""
+    try:
+        raws = _list_decoder.decode(value) if value[:1] == b"[" else [msgspec.Raw(value)]
+    except (msgspec.DecodeError, TypeError) as exc:
+        log.error("bad manifest record %r: %s", value[:200], exc)
+        return []
+    out = []
+    for raw in raws:
+        try:
+            out.append(_decoder.decode(raw))
+        except msgspec.DecodeError as exc:
+            log.error("bad manifest event %r: %s", bytes(raw)[:200], exc)
+    return out
 
 
 def weighing_event(w: Weighing) -> dict[str, Any]:
@@ -95,12 +119,7 @@ async def match_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None
     alerts: list[Alert] = []
     points: list[Point] = []
     now = time.time()
-    for event in events:
-        try:
-            e = _decoder.decode(event.value)
-        except msgspec.DecodeError as exc:
-            log.error("bad manifest event %r: %s", event.value[:200], exc)
-            continue
+    for event, e in ((record, e) for record in events for e in _events_of(record.value)):
         if e.type != "check":
             WATERMARK.observe(e.ts_ns, now)
         state = states.get(e.plate)

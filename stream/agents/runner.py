@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 from faust.exceptions import NotReady
 from faust.streams import _current_event
 
@@ -49,6 +50,7 @@ _internal_errors = RateLimitedLog(log, per_interval=5)
 Ack = Callable[[], Any]
 BatchStep = Callable[[Sequence[Any], InfluxSink, Ack], Awaitable[None]]
 S = TypeVar("S")
+T = TypeVar("T")
 M = TypeVar("M", bound=Envelope)
 
 
@@ -146,6 +148,25 @@ def _internal(exc: Exception, topic: str, raw: bytes) -> bytes:
     _internal_errors.warning("dead-lettering a %s record after an internal error:\n%s", topic,
                              traceback.format_exc(limit=20))
     return deadletter_record(f"internal error: {type(exc).__name__}: {exc}", f"kafka:{topic}", raw)
+
+
+def partition_of(key: str, partitions: int | None = None) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives `key` on an internal topic of
+    `partitions` (default: the app's): what a record keyed `key` would get. Agents that re-key
+    (manifest events by plate, day totals by facility) send one record per PARTITION holding
+    every key of it, instead of one per key, so the receiving agent's keys stay where they were."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % (partitions or settings.kafka_partitions)
+
+
+def by_partition(items: Iterable[T], key: Callable[[T], str], most: int = 1000) -> list[tuple[int, list[T]]]:
+    """`items` grouped by the partition of `key(item)`, in order, at most `most` per group."""
+    groups: dict[int, list[list[T]]] = {}
+    for item in items:
+        chunks = groups.setdefault(partition_of(key(item)), [[]])
+        if len(chunks[-1]) >= most:
+            chunks.append([])
+        chunks[-1].append(item)
+    return [(p, chunk) for p, chunks in groups.items() for chunk in chunks]
 
 
 def _raw(value: Any) -> bytes:

@@ -39,6 +39,7 @@ from stream.agents.runner import (
     Ack,
     AgentCounters,
     StateCache,
+    by_partition,
     decode_valid,
     maybe_await,
     run_batches,
@@ -136,11 +137,9 @@ async def process_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> No
     states.write()
     # Not awaited here: the batch's ack waits for them. A crash before re-sends them: totals only
     # grow (the receiver keeps the largest), manifest events carry ids (the matcher drops repeats).
-    by_site: dict[str, list[DeviceDayTotal]] = {}
-    for t in forwards.values():
-        by_site.setdefault(t.site, []).append(t)
-    sent = [await site_totals_topic.send(key=site.encode(), value=encode_totals(totals))
-            for site, totals in by_site.items()]
+    # One record per partition of the facility-keyed topic (all its facilities), not per facility.
+    sent = [await site_totals_topic.send(key=b"~p%d" % p, partition=p, value=encode_totals(totals))
+            for p, totals in by_partition(forwards.values(), lambda t: t.site)]
     sent += await manifest.send_events_soon([manifest.weighing_event(w) for _event, w, _key in valid])
     points.extend(daily.values())
     newest_ns = max((to_ns(w.ts) for _event, w, _key in valid), default=None)

@@ -88,7 +88,8 @@ class DeviceDayTotal:
 
 
 def encode_totals(totals: Sequence[DeviceDayTotal]) -> bytes:
-    """One record for several totals of ONE facility: a batch forwards one per facility, not per device."""
+    """One record for several totals: a batch forwards one per partition of the facility-keyed topic
+    (stream/agents/runner.py `by_partition`), holding the latest total of each device and day."""
     return json.dumps([asdict(t) for t in totals], separators=(",", ":")).encode()
 
 
