@@ -40,7 +40,8 @@ def plan_visits(scenario: Scenario, facility: FacilitySpec, bridge: WeighbridgeS
         load = rng.uniform(scenario.rates.min_load_fraction, 1.0) * capacity
         gross = min(vehicle.rated_gross_kg, vehicle.tare_kg + load)
         gross = (gross // bridge.division_kg) * bridge.division_kg
-        incidents = tuple(kind for kind in ("torn_frame", "bad_checksum") if rng.random() < fault_rate)
+        incidents = tuple(kind for kind in ("torn_frame", "bad_checksum", "remote_jump")
+                          if rng.random() < fault_rate)
         yield TruckVisit(vehicle.plate, gross, vehicle.tare_kg, vehicle.rated_gross_kg, incidents)
 
 

@@ -7,9 +7,16 @@ import asyncio
 import pytest
 
 from edge.devices.base import Vehicle
-from edge.devices.weighbridge.frames import WeightReading, make_framer, parse_toledo, parse_xk3190
+from edge.devices.weighbridge.frames import (
+    FrameFormat,
+    WeightReading,
+    make_framer,
+    parse_st_gs,
+    parse_toledo,
+    parse_xk3190,
+)
 from edge.devices.weighbridge.workflow import StableConfig, WeighbridgeDevice, WeighbridgeWorkflow
-from firmware_sim.weighbridge import TruckVisit, WeighbridgeSim, encode_toledo, encode_xk3190
+from firmware_sim.weighbridge import TruckVisit, WeighbridgeSim, encode_st_gs, encode_toledo, encode_xk3190
 
 
 @pytest.mark.parametrize("division", [0.01, 0.5, 1, 2, 5, 10, 20, 50, 100])
@@ -44,7 +51,7 @@ class Capture:
 
 
 @pytest.mark.parametrize("fmt", ["toledo", "xk3190"])
-def test_sim_visits_make_the_ledgers_tickets(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sim_visits_make_the_ledgers_tickets(fmt: FrameFormat, monkeypatch: pytest.MonkeyPatch) -> None:
     async def no_sleep(_: float) -> None:
         return None
 
@@ -96,3 +103,48 @@ def test_sim_visits_make_the_ledgers_tickets(fmt: str, monkeypatch: pytest.Monke
     assert [e.flags for e in ledger] == [(), ("over_rating", "double_weighing"), ("unstable_capture",)]
     assert ledger[0].net_kg == 16000 and ledger[0].bad_frames == 2
     assert camera.chunks[0] == "PLATE 桂B12345\r\n".encode()
+
+
+@pytest.mark.parametrize("w", [0, 20, -40, 31200, 9999999])
+def test_st_gs_roundtrip(w: int) -> None:
+    for motion in (False, True):
+        r = parse_st_gs(encode_st_gs(w, motion=motion))
+        assert isinstance(r, WeightReading) and r.weight_kg == w and r.motion is motion
+
+
+@pytest.mark.parametrize("fmt", ["toledo", "xk3190", "st_gs"])
+def test_a_simulated_remote_jump_is_flagged_by_the_edge(
+    fmt: FrameFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sim's remote control (a one-frame step while the truck stands) against the edge's
+    StepDetector; an ordinary visit before it must not be flagged."""
+    async def no_sleep(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    indicator = Capture()
+    sim = WeighbridgeSim(indicator, None, fmt)  # type: ignore[arg-type]
+    visits = [TruckVisit("桂B12345", 20000, tare_kg=12000, rated_gross_kg=31000),
+              TruckVisit("桂B12345", 20000, tare_kg=12000, rated_gross_kg=31000, incidents=("remote_jump",))]
+
+    async def play() -> list:
+        await sim.idle(1.0)
+        return [await sim.visit(v) for v in visits]
+
+    ledger = asyncio.run(play())
+    assert [e.gross_kg for e in ledger] == [20000, 22000]
+    assert [e.flags for e in ledger] == [(), ("remote_jump", "double_weighing")]
+    device = WeighbridgeDevice(
+        id="wb-1", port="-", format=fmt, stable=StableConfig(tolerance_kg=20, hold_s=1.0)
+    )
+    registry = {"桂B12345": Vehicle(plate="桂B12345", tare_kg=12000, rated_gross_kg=31000)}
+    wf, framer, tickets = WeighbridgeWorkflow(device, registry), make_framer(fmt), []
+    for i, chunk in enumerate(indicator.chunks):
+        wf.on_plate(i / 10, "桂B12345")
+        for item in framer.feed(chunk):
+            assert isinstance(item, WeightReading)
+            ticket = wf.on_reading(i / 10, item)
+            if ticket:
+                tickets.append(ticket)
+    assert [t.gross_kg for t in tickets] == [20000, 22000]
+    assert [tuple(f.value for f in t.flags) for t in tickets] == [e.flags for e in ledger]

@@ -449,6 +449,7 @@ class WeighbridgeWorkflow:
         dev = self.device
         gross, tare = max(first.weight_kg, p.gross_kg), min(first.weight_kg, p.gross_kg)
         flags = list(dict.fromkeys((*first.flags, *p.flags)))
+        self._over_rating(flags, vehicle, gross)
         if vehicle is None:
             flags.append(WeighingFlag.UNREGISTERED_VEHICLE)
             log.warning("%s: plate %s is not in the vehicle registry: weighed in and out, filed as"
@@ -470,6 +471,7 @@ class WeighbridgeWorkflow:
             tare, source = vehicle.tare_kg, TareSource.REGISTERED
         else:
             tare, source = gross, TareSource.NONE
+        self._over_rating(flags, vehicle, gross)
         if vehicle is None:
             flags.append(WeighingFlag.UNREGISTERED_VEHICLE)
             log.warning("%s: %s: %s: no tare known, net %s, flagged", dev.id, p.plate or UNREAD_PLATE,
@@ -479,13 +481,16 @@ class WeighbridgeWorkflow:
             flags.append(WeighingFlag.TARE_DEVIATION)
         return self._make(p, gross, min(tare, gross), vehicle, flags, source, p.stable, Direction.INBOUND)
 
+    @staticmethod
+    def _over_rating(flags: list[WeighingFlag], vehicle: Vehicle | None, gross: float) -> None:
+        if vehicle is not None and gross > vehicle.rated_gross_kg:
+            flags.append(WeighingFlag.OVER_RATING)
+
     def _make(self, p: _Pass, gross: float, tare: float, vehicle: Vehicle | None, flags: list[WeighingFlag],
               source: TareSource, stable: bool, direction: Direction) -> Ticket:
         plate = p.plate or UNREAD_PLATE
         if vehicle is not None:
             category, origin = vehicle.category, vehicle.origin
-            if gross > vehicle.rated_gross_kg:
-                flags.append(WeighingFlag.OVER_RATING)
         else:
             category, origin = WasteCategory.RESIDUAL, "unknown"
         last = self._last_ticket.get(plate)
@@ -517,6 +522,7 @@ class WeighbridgeWorkflow:
             vehicle = self.registry.get(plate)
             registered = vehicle.tare_kg if vehicle is not None else None
             flags = [*first.flags, WeighingFlag.PASS_EXPIRED]
+            self._over_rating(flags, vehicle, first.weight_kg)
             if vehicle is None:
                 flags.append(WeighingFlag.UNREGISTERED_VEHICLE)
             tare, source = (first.weight_kg, TareSource.NONE) if registered is None else (
