@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 
 class RateLimitedLog:
@@ -17,7 +18,8 @@ class RateLimitedLog:
         self._count = 0
         self._suppressed = 0
 
-    def warning(self, msg: str, *args: object) -> None:
+    def warning(self, msg: str, *args: object, extra: Mapping[str, object] | None = None) -> None:
+        """Like Logger.warning; `extra`: the record's fields (foundation/logs.py: site, device, msg_id)."""
         now = time.monotonic()
         if now - self._window_start >= self._interval_s:
             if self._suppressed:
@@ -25,6 +27,6 @@ class RateLimitedLog:
             self._window_start, self._count, self._suppressed = now, 0, 0
         if self._count < self._per_interval:
             self._count += 1
-            self._logger.warning(msg, *args)
+            self._logger.warning(msg, *args, extra=extra)
         else:
             self._suppressed += 1

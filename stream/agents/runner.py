@@ -41,6 +41,7 @@ from stream.logutil import RateLimitedLog
 from stream.senders import send_deadletter
 from stream.sinks.influx import InfluxSink, make_transport
 from stream.sinks.line_protocol import Point
+from wastestream.foundation import logs
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ class AgentCounters:
     def duplicate(self, msg_id: str, last_seen: object = None) -> None:
         self.duplicates += 1
         seen = "" if last_seen is None else f" (last seen {last_seen})"
-        self._dup_log.warning("duplicate %s dropped%s; %d duplicates so far", msg_id, seen, self.duplicates)
+        self._dup_log.warning("duplicate %s dropped%s; %d duplicates so far", msg_id, seen, self.duplicates,
+                              extra=logs.fields(msg_id=msg_id))
 
     def summary(self, name: str) -> Callable[[], None]:
         """The `on_stop` of `run_batches`: one line with every tally."""
