@@ -301,11 +301,12 @@ async def run_truck_sim(
     start_utc: datetime | None = None,
     io_profile: str = DEFAULT,
     io_rtu_path: str | Path | None = None,
+    baudrate: int = 9600,
 ) -> TruckLedger:
     """Drive `spec` for `duration_s` simulated seconds (None: one round trip); return the ledger.
 
     The I/O module speaks `io_profile` on Modbus TCP `io_host`:`io_port`, or RTU on a pty at
-    `io_rtu_path` (give one of the two)."""
+    `io_rtu_path` (give one of the two; `baudrate` is the RTU line's)."""
     rng = random.Random(seed)
     start = (start_utc or datetime.now(UTC)).replace(microsecond=0)
     ledger = TruckLedger(truck_id=spec.id, plate=spec.plate, start_ts=start)
@@ -315,7 +316,7 @@ async def run_truck_sim(
     io = IoModuleSim(io_profile)
     served = contextlib.AsyncExitStack()
     await served.enter_async_context(
-        serve([io.device(unit_id)], tcp_port=io_port, host=io_host, rtu_path=io_rtu_path))
+        serve([io.device(unit_id)], tcp_port=io_port, host=io_host, rtu_path=io_rtu_path, baudrate=baudrate))
     pty = GpsPty(gps_path)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
