@@ -1,5 +1,6 @@
 """Sorting station end to end over real Modbus: the simulator as a pymodbus TCP server on loopback
-and as an RTU server on a real pty, the driver polling it; every drop arrives exactly once."""
+and as an RTU server on a real pty, the driver polling it, for each vendor profile (the reference
+map and hb-sc200); every drop arrives exactly once."""
 
 from __future__ import annotations
 
@@ -45,8 +46,10 @@ async def run_both(
     return ledger, events
 
 
-@pytest.mark.parametrize("transport", ["tcp", "rtu"])
-def test_every_drop_arrives_once(transport: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(("transport", "profile"), [
+    ("tcp", "wastestream-v1"), ("rtu", "wastestream-v1"), ("tcp", "hb-sc200"), ("rtu", "hb-sc200")])
+def test_every_drop_arrives_once(transport: str, profile: str, tmp_path: Path,
+                                 caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="edge.devices.sorting_station")
     scenario = load_scenario()
     community = scenario.communities[0]
@@ -58,13 +61,13 @@ def test_every_drop_arrives_once(transport: str, tmp_path: Path, caplog: pytest.
     cfg = SortingStationConfig(
         id=spec.id, site_id="lz-cz-wuxing", community_id=community.id, transport=spec.transport,
         port=port, serial_port=str(tty), unit_id=spec.unit_id, poll_s=0.1, timeout_s=1.0,
-        household_key_file=str(key_file), fill_step_pct=5.0, heartbeat_s=1.0)
+        household_key_file=str(key_file), fill_step_pct=5.0, heartbeat_s=1.0, profile=profile)
     sim_kwargs = {
         "spec": spec, "community": community, "rate_per_min": 240, "seed": 7, "duration_s": 5.0,
         "warmup_s": 1.5, "cooldown_s": 1.0, "collect_delay_s": 1.5,
         "incidents": [(0.5, "wrong_bin"), (1.0, "out_of_range"), (2.0, "full_bin")],
         "tcp_port": port if transport == "tcp" else None,
-        "rtu_path": tty if transport == "rtu" else None,
+        "rtu_path": tty if transport == "rtu" else None, "profile": profile,
     }
     ledger, events = asyncio.run(run_both(cfg, sim_kwargs))
 
@@ -90,4 +93,5 @@ def test_every_drop_arrives_once(transport: str, tmp_path: Path, caplog: pytest.
         assert decode(encode(real)) == real
 
     reasons = [r.getMessage() for r in caplog.records]
-    assert any("fill register 1500 (150.0 %) out of range" in r for r in reasons), reasons
+    raw = "1500" if profile == "wastestream-v1" else "150"  # 0.1 % steps in a u16, or a float of %
+    assert any(f"fill register {raw} (150.0 %) out of range" in r for r in reasons), reasons
