@@ -14,7 +14,7 @@ from typing import Any
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards import city, devices, facilities, sorting, trucks
+from dashboards import city, devices, facilities, pipeline_health, sorting, trucks
 from dashboards.common import CityConstants
 from dashboards.targets import plan_targets
 from stream.rules import load_rules
@@ -34,6 +34,7 @@ def dashboards(rules_path: Path | None = None, city_table: str = DEFAULT_CITY) -
         sorting.build(),
         trucks.build(),
         devices.build(),
+        pipeline_health.build(),
     ]
     out: dict[str, dict[str, Any]] = {}
     for builder in built:
