@@ -23,7 +23,6 @@ _EXTRA_OF = {
     "aiokafka": "stream", "faust": "stream", "mode": "stream", "influxdb_client": "stream",
     "shapely": "stream", "orjson": "stream", "uvloop": "stream", "jinja2": "stream", "argon2": "stream",
     "aiohttp": "stream", "yarl": "stream",
-    "aiohttp": "stream", "yarl": "stream",
     "grafana_client": "dashboards", "grafana_foundation_sdk": "dashboards", "niquests": "dashboards",
     "openpyxl": "import",
 }
