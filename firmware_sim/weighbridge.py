@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import random
+import termios
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -59,6 +60,25 @@ class FdWriter:
             return os.write(self.fd, data)
         except BlockingIOError:
             return 0
+
+
+class LineSpeedGate:
+    """A pty that behaves like a serial line at one baud rate: while the reader's port is set to
+    another speed (seen on the master: Linux ptys share the termios speeds), what it reads is
+    garbage, as a UART sampling at the wrong rate sees. For `probe --serial` tests."""
+
+    def __init__(self, port: PtyPort, baudrate: int) -> None:
+        self.port, self.baudrate = port, baudrate
+        self._speed = getattr(termios, f"B{baudrate}")
+
+    def write(self, data: bytes) -> int:
+        try:
+            speed = termios.tcgetattr(self.port.master_fd)[5]
+        except termios.error:
+            speed = self._speed
+        if speed != self._speed:
+            data = bytes(((b * 37) ^ 0x5A) & 0xFF for b in data)
+        return self.port.write(data)
 
 
 # --- encoders -----------------------------------------------------------------------------
@@ -357,6 +377,7 @@ async def run_weighbridge(
     on_ready: Callable[[], None] | None = None,
     hold: asyncio.Event | None = None,
     camera_url: str | None = None,
+    line_baudrate: int | None = None,
 ) -> list[LedgerEntry]:
     """Create the ptys at `dev_path` (and `anpr_path`), idle `lead_s`, play `visits`, idle until
     `hold` is set (if given: the edge is stopped before the device vanishes), clean up.
@@ -364,13 +385,14 @@ async def run_weighbridge(
     Returns the ledger, one entry per visit; `on_sent` is called as each visit finishes and
     `on_ready` once the ports exist (start the edge agent there, or before: it retries).
     `camera_url`: the plate camera pushes HTTP there instead of a line pty (no `anpr_path` needed).
+    `line_baudrate`: the indicator's line speed; a reader at another speed reads garbage.
     """
     ledger: list[LedgerEntry] = []
     indicator = PtyPort(Path(dev_path))
     camera = PtyPort(Path(anpr_path)) if anpr_path is not None else None
     try:
         sim = WeighbridgeSim(
-            indicator,
+            indicator if line_baudrate is None else LineSpeedGate(indicator, line_baudrate),
             camera,
             fmt,
             division_kg=division_kg,
