@@ -56,7 +56,8 @@ from collections.abc import Sequence
 import msgspec
 
 from contract.events import Verdict, VerdictSource, WasteCategory
-from edge.devices.profiles import DEFAULT, load_profile
+from edge.devices.profiles import DEFAULT, ProfileError, load_profile
+from edge.devices.profiles.dump import DumpError, apply_dump, parse_dump
 from edge.devices.profiles.fields import (
     BIT_TABLES,
     Block,
@@ -376,3 +377,28 @@ def station_map(profile: str = DEFAULT) -> StationMap:
 def decode_block(registers: Sequence[int]) -> StationSnapshot:
     """Decode a BLOCK_LEN-register read of the reference map; every bad value becomes a reason."""
     return REFERENCE.decode({"holding": Block(0, registers)})
+
+
+class DumpReading(msgspec.Struct, frozen=True):
+    """A register dump decoded: `reason` joins every problem of the poll and of the drops its counter
+    points at (the last ring-size ones), None when the poll is clean."""
+
+    reason: str | None
+    snapshot: StationSnapshot | None = None
+
+
+def decode_dump(data: bytes) -> DumpReading:
+    """A text register dump (`edge.devices.profiles.dump`) through its station profile."""
+    try:
+        name, writes = parse_dump(data.decode("utf-8"))
+        smap = station_map(name)
+        snap = smap.decode(apply_dump(smap.blank(), smap.spans, writes))
+    except (UnicodeDecodeError, DumpError, ProfileError) as exc:
+        return DumpReading(str(exc))
+    reasons = list(snap.problems)
+    if snap.usable:
+        for back in range(min(snap.ring_size, snap.counter)):  # drops 1..counter since power-up
+            slot = snap.slot_for(snap.counter - back)
+            if slot.seq == snap.counter - back and slot.problem:
+                reasons.append(slot.problem)
+    return DumpReading("; ".join(reasons) or None, snap)

@@ -30,7 +30,8 @@ from typing import Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
-from edge.devices.profiles import DEFAULT, load_profile
+from edge.devices.profiles import DEFAULT, ProfileError, load_profile
+from edge.devices.profiles.dump import DumpError, apply_dump, parse_dump
 from edge.devices.profiles.fields import BIT_TABLES, Block, FieldError, Image, raw, spans, value
 from edge.devices.profiles.reader import ModbusReadError, read_image
 from edge.devices.profiles.truck_io import TruckIoProfile
@@ -93,7 +94,10 @@ class IoMap:
             n = 0 if block is None else len(block.values)
             if block is None or n < count or block.start != start:
                 return IoError(f"got {n} {NOUN[function]}, need {count}")
-            if function not in BIT_TABLES:
+            if function in BIT_TABLES:
+                if any(v not in (0, 1) for v in block.values[:count]):
+                    return IoError(f"a {NOUN[function][:-1]} value is not 0 or 1")
+            else:
                 regs = list(block.values[:count])
                 if any(isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= 0xFFFF for r in regs):
                     return IoError(f"register value out of 16-bit range: {regs}")
@@ -129,6 +133,17 @@ def decode_io(bits: Sequence[bool], registers: Sequence[int]) -> IoReading | IoE
     """Turn one poll of the reference map (discrete inputs 0-2, holding registers 0-2) into a
     reading or a reason."""
     return REFERENCE.decode({"discrete": Block(0, bits), "holding": Block(0, registers)})
+
+
+def decode_dump(data: bytes) -> IoReading | IoError:
+    """A text register dump (`edge.devices.profiles.dump`) through its I/O profile."""
+    try:
+        name, writes = parse_dump(data.decode("utf-8"))
+        imap = io_map(name)
+        blank = {fn: [0] * count for fn, (_, count) in imap.spans.items()}
+        return imap.decode(apply_dump(blank, imap.spans, writes))
+    except (UnicodeDecodeError, DumpError, ProfileError) as exc:
+        return IoError(str(exc))
 
 
 class IoModuleError(Exception):
