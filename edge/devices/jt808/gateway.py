@@ -96,6 +96,17 @@ class Terminal(ABC):
     def forget_auth(self) -> None:
         """The terminal logged out (0x0003): its code is void; it must register again."""
 
+    def is_plate(self, plate: str) -> bool:
+        """The plate a terminal registers with is the registry's (an empty one is not checked)."""
+        return plate == self.plate
+
+    def check_code(self, code: str) -> str | None:
+        """None when `code` authenticates this terminal, else why not."""
+        mine = self.auth_code(create=False)
+        if mine is None:
+            return "not registered"
+        return None if hmac.compare_digest(code.encode(), mine.encode()) else "wrong auth code"
+
     def alive(self) -> None:  # noqa: B027 - optional: a probe's terminal has no health to feed
         """A packet from this terminal arrived."""
 
@@ -310,7 +321,7 @@ class Connection:
             self.bad(f"register: {reg.reason}")
             self.reply(h, serials, m.BAD_MESSAGE)
             return
-        if reg.plate and reg.plate != term.plate:
+        if reg.plate and not term.is_plate(reg.plate):
             self.bad(f"register: plate {reg.plate!r} is not the registry's {term.plate!r} for {h.phone}")
             self.send(h, m.REGISTER_REPLY, m.register_reply(h.serial, m.REG_NO_VEHICLE))
             return
@@ -322,10 +333,10 @@ class Connection:
     async def on_auth(self, term: Terminal, pkt: codec.Packet, serials: list[int]) -> None:
         h = pkt.header
         auth = m.decode_auth(pkt.body, h.is_2019)
-        code = term.auth_code(create=False)
-        if isinstance(auth, m.BodyError) or code is None or not hmac.compare_digest(auth.code, code):
-            why = auth.reason if isinstance(auth, m.BodyError) else (
-                "not registered" if code is None else "wrong auth code")
+        loop = asyncio.get_running_loop()
+        why = auth.reason if isinstance(auth, m.BodyError) else await loop.run_in_executor(
+            self.gw.executor, term.check_code, auth.code)
+        if why is not None:
             self._auth_failures += 1
             self.bad(f"authentication refused: {why}")
             self.reply(h, serials, m.FAIL)
@@ -437,10 +448,11 @@ class Gateway:
         if self._server is not None:
             self._server.close()
         for conn in list(self._conns):
-            conn.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            conn.close()  # its reader sees the end of the stream and its handler returns
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=5.0)
+            for task in pending:
+                task.cancel()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
@@ -470,6 +482,8 @@ class Gateway:
             self._tasks.add(task)
         try:
             await conn.run()
+        except asyncio.CancelledError:
+            pass  # a cancelled handler task makes asyncio.streams log a traceback (CPython 3.11)
         finally:
             self._conns.discard(conn)
             if task is not None:
