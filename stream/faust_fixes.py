@@ -85,7 +85,10 @@
    put and the records handed to aiokafka (in order: one task, a FIFO queue); `flush` waits until
    every record put before it was called has been handed over (then aiokafka's flush waits for
    their delivery), whatever new records keep coming, and at shutdown, once the task has stopped
-   taking records, hands the rest over itself. Only the non-threaded producer (our setting,
+   taking records, hands the rest over itself. And the aiokafka producer's stop flushes the
+   buffer before it stops aiokafka (upstream stops aiokafka first: the buffer, stopped after it,
+   could no longer send what it held; the app's own flush before leaving the group covers a
+   worker's records, this covers any put later). Only the non-threaded producer (our setting,
    Faust's default) is patched.
 
 These patch faust-streaming's internals: `apply()` refuses any other version than FAUST_VERSION
@@ -101,6 +104,7 @@ from typing import Any
 
 from faust import App
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+from faust.transport.drivers.aiokafka import Producer as KafkaProducer
 from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import Message, ack_lock
 from faust.utils.functional import consecutive_numbers
@@ -246,9 +250,11 @@ def _buffer_put(self: Any, fut: Any) -> None:
 
 async def _send_pending(self: Any, fut: Any) -> None:
     """Upstream's hand-over of one record to aiokafka, counted when done (fix 6)."""
+    self._ws_in_hand = getattr(self, "_ws_in_hand", 0) + 1
     try:
         await _upstream_send_pending(self, fut)
     finally:
+        self._ws_in_hand -= 1
         self._ws_sent = getattr(self, "_ws_sent", 0) + 1
         handed = getattr(self, "_ws_handed", None)
         if handed is not None:
@@ -264,15 +270,31 @@ async def _buffer_flush(self: Any) -> None:
     if getattr(self, "_ws_handed", None) is None:
         self._ws_handed = asyncio.Event()
     while getattr(self, "_ws_sent", 0) < target:
-        if self.should_stop:  # its task takes no more records (at most the one in hand): send them here
-            while not self.pending.empty():
-                await self._send_pending(self.pending.get_nowait())
+        if self.should_stop and not self.pending.empty():
+            # Stopping: its task takes no more records (at most the one in hand): send them here.
+            await self._send_pending(self.pending.get_nowait())
+            continue
+        if self.pending.empty() and not getattr(self, "_ws_in_hand", 0):
+            log.warning("producer flush: %d records counted as put were never handed over",
+                        target - self._ws_sent)
+            return  # nothing left that could arrive: never hang a commit or a revoke on a count
         self._ws_handed.clear()
         try:
             async with asyncio.timeout(1.0):  # then check should_stop again: the task may have stopped
                 await self._ws_handed.wait()
         except TimeoutError:
             pass
+
+
+_upstream_producer_stop = KafkaProducer.on_stop
+
+
+async def _producer_on_stop(self: Any) -> None:
+    """Upstream's stop of the aiokafka producer, after the buffer is flushed (fix 6): upstream stops
+    aiokafka first, and its buffer (a child service, stopped later) then cannot send what it holds."""
+    if not self.app.conf.producer_threaded:
+        await self.buffer.flush()
+    await _upstream_producer_stop(self)
 
 
 def apply() -> None:
@@ -282,6 +304,7 @@ def apply() -> None:
     ProducerBuffer.put = _buffer_put  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending  # type: ignore[method-assign]
     ProducerBuffer.flush = _buffer_flush  # type: ignore[method-assign]
+    KafkaProducer.on_stop = _producer_on_stop  # type: ignore[method-assign]
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     Consumer.on_partitions_revoked = _on_partitions_revoked  # type: ignore[method-assign]
     App.FlowControlQueue = _flow_control_queue  # type: ignore[method-assign]

@@ -15,8 +15,8 @@ for changelog records it had fetched and dropped during the rebalance, or its ta
 them); with it, every run passed (see docs/CHAOS.md). Without fix 6 (a producer flush that
 returns before the last changelog records are in Kafka) a fresh-clone run saw 7 records read
 their key's value from before the last write (seq 164 reading 162); `RC_FIX6=0` runs the workers
-with Faust's own flush, and `test_a_producer_flush_waits_for_every_record` shows that flush
-returning early every time.
+with Faust's own flush, and `test_a_producer_flush_and_stop_deliver_every_record` shows that
+flush returning early (and a producer's stop dropping what its buffer held) every time.
 
 The workers run this module: `python -m tests.integration.test_faust_recovery worker -l info`.
 """
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faust.transport.drivers.aiokafka import Producer as KafkaProducer
 from faust.transport.producer import ProducerBuffer
 
 from stream import faust_fixes
@@ -53,8 +54,9 @@ READY_TIMEOUT_S = 90.0  # a rebalance plus a recovery of a few thousand changelo
 def worker_main() -> None:
     """The Faust worker: "<key> <seq> <previous seq in the table> <worker>" to $RC_OUT per record."""
     app, topic = tiny_app("RC_", table_standby_replicas=0)
-    if os.environ.get("RC_FIX6", "1") == "0":  # Faust's own flush, to see what fix 6 changes
+    if os.environ.get("RC_FIX6", "1") == "0":  # Faust's own flush and stop, to see what fix 6 changes
         ProducerBuffer.flush = faust_fixes._upstream_buffer_flush  # type: ignore[method-assign]
+        KafkaProducer.on_stop = faust_fixes._upstream_producer_stop  # type: ignore[method-assign]
     table = app.Table("last", default=lambda: b"0", key_type=bytes, value_type=bytes, partitions=PARTITIONS)
     name = os.environ["RC_NAME"]
     out = open(os.environ["RC_OUT"], "a", encoding="utf-8")  # noqa: SIM115 (open for the worker's life)
@@ -116,10 +118,12 @@ def processed(out: Path) -> list[tuple[str, int, int, str]]:
     return [(k, int(s), int(p), w) for k, s, p, w in (line.split() for line in lines)]
 
 
-async def flush_and_count_undelivered(bootstrap: str, records: int) -> int:
-    """Hand `records` records to a Faust producer with one record per batch, flush, and count
-    the records whose delivery is still unknown when the flush returns."""
+async def undelivered(bootstrap: str, records: int, *, stop: bool) -> int:
+    """Hand `records` records to a Faust producer with one record per batch, then flush it (or
+    stop it) and count the records not delivered when that returns: their futures not done after
+    a flush, and missing from the topic after a stop."""
     import faust
+    from aiokafka import AIOKafkaConsumer, TopicPartition
     from faust.types.tuples import FutureMessage, PendingMessage
 
     name = f"ws-test-flush-{uuid.uuid4().hex[:8]}"
@@ -130,13 +134,20 @@ async def flush_and_count_undelivered(bootstrap: str, records: int) -> int:
                     key_serializer="raw", value_serializer="raw", web_enabled=False)
     topic = app.topic(name, key_type=bytes, value_type=bytes, partitions=PARTITIONS)
     await app.producer.start()
+    futures = [FutureMessage(PendingMessage(topic, b"k", b"v" * 50, partition=0, timestamp=None, headers=None,
+                                            key_serializer=None, value_serializer=None, callback=None))
+               for _ in range(records)]
+    for future in futures:
+        app.producer.send_soon(future)
+    if stop:
+        await app.producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            return records - (await consumer.end_offsets([TopicPartition(name, 0)]))[TopicPartition(name, 0)]
+        finally:
+            await consumer.stop()
     try:
-        futures = [FutureMessage(PendingMessage(topic, b"k", b"v" * 50, partition=0, timestamp=None,
-                                                headers=None, key_serializer=None, value_serializer=None,
-                                                callback=None))
-                   for _ in range(records)]
-        for future in futures:
-            app.producer.send_soon(future)
         await app.producer.flush()
         for _ in range(3):  # the delivery callbacks of what the flush waited for
             await asyncio.sleep(0)
@@ -145,21 +156,27 @@ async def flush_and_count_undelivered(bootstrap: str, records: int) -> int:
         await app.producer.stop()
 
 
-def test_a_producer_flush_waits_for_every_record(live_services: Settings) -> None:
-    """What a commit, a revoke and a recovery flush for must be in Kafka when the flush returns
-    (fix 6): Faust's own flush leaves the last record behind (checked here, it must)."""
-    from stream import faust_fixes
-
-    faust_fixes.apply()
-    patched = ProducerBuffer.flush
+def unpatched(bootstrap: str, records: int, *, stop: bool) -> int:
+    """`undelivered` with Faust's own flush and stop."""
+    patched = ProducerBuffer.flush, KafkaProducer.on_stop
     try:
         ProducerBuffer.flush = faust_fixes._upstream_buffer_flush  # type: ignore[method-assign]
-        unpatched_left = asyncio.run(flush_and_count_undelivered(live_services.kafka_bootstrap, 20))
+        KafkaProducer.on_stop = faust_fixes._upstream_producer_stop  # type: ignore[method-assign]
+        return asyncio.run(undelivered(bootstrap, records, stop=stop))
     finally:
-        ProducerBuffer.flush = patched  # type: ignore[method-assign]
-    left = asyncio.run(flush_and_count_undelivered(live_services.kafka_bootstrap, 20))
-    assert left == 0, f"{left} of 20 records not yet delivered when the flush returned"
-    assert unpatched_left > 0, "Faust's own flush no longer returns early: is fix 6 still needed?"
+        ProducerBuffer.flush, KafkaProducer.on_stop = patched  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("stop", [False, True], ids=["flush", "stop"])
+def test_a_producer_flush_and_stop_deliver_every_record(live_services: Settings, stop: bool) -> None:
+    """What a commit, a revoke and a recovery flush for must be in Kafka when the flush returns, and
+    a stop must not drop what the buffer holds (fix 6). Faust's own leave records behind (checked
+    here too, so that the test says when upstream no longer needs the fix)."""
+    faust_fixes.apply()
+    before = unpatched(live_services.kafka_bootstrap, 20, stop=stop)
+    left = asyncio.run(undelivered(live_services.kafka_bootstrap, 20, stop=stop))
+    assert left == 0, f"{left} of 20 records not delivered when the {'stop' if stop else 'flush'} returned"
+    assert before > 0, "Faust's own flush or stop no longer leaves records behind: is fix 6 still needed?"
 
 
 def test_tables_recover_after_rebalances_without_standbys(live_services: Settings, tmp_path: Path) -> None:
