@@ -67,7 +67,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
 
 
 def _run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
-    from wastestream.bench import naive, raw
+    from wastestream.bench import jt808, naive, raw
 
     base = load_settings()
     run_id = f"{time.strftime('%H%M%S')}{os.getpid() % 1000:03d}"
@@ -102,6 +102,7 @@ def _run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
             print(f"naive baseline (one paho callback, one HTTP write per message): "
                   f"{n['msg_per_s']:.0f} msg/s at {n['offered_msg_per_s']:.0f} offered; "
                   f"latency p50 {n['p50_ms']:.0f} ms, p99 {n['p99_ms']:.0f} ms", flush=True)
+        result["jt808"] = jt808.bench_jt808()  # the JT/T 808 gateway's load figure (issue 15)
         print(f"pipeline: steps of {cfg.step_s:.0f} s (first {cfg.warmup_s:.0f} s not counted)")
         steps, drain, idle = run_pipeline(cfg, settings, run_id, run_dir)
         result.update(steps=steps, workers_drain=drain, idle=idle)
@@ -135,6 +136,7 @@ def _run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
                  f"offered (the headline step):")
         print("\n".join(cost_table(headline["cost_by_kind"], title)))
     print("\n".join(target_lines(bench_targets(s, result["workers_drain"], result["idle"]))))
+    print(jt808.summary_line(result.get("jt808")))
     print(f"result: {run_dir / 'result.json'}  plot: {run_dir / 'bench.png'}")
     return result
 
