@@ -26,7 +26,7 @@ from edge.devices.jt808 import messages as m
 from edge.devices.jt808.profile import Bit, Profile, load_profile
 from firmware_sim import truck as truck_sim
 from firmware_sim.scenario import Scenario, TruckSpec
-from firmware_sim.twins.base import LEAD_S, CityPlan, Ledger, Ready, Twin
+from firmware_sim.twins.base import HOLD_BUDGET_S, LEAD_S, CityPlan, Ledger, Ready, Twin
 from firmware_sim.twins.truck import truck_clock_span_s, truck_record
 
 PROFILE = "ext-signal"
@@ -256,13 +256,14 @@ async def run_terminal(plan: CityPlan, spec: TruckSpec, index: int, ledger: Ledg
     dump_outside = next((truck_sim.Incident(kind=i.kind, at_s=i.at_s, duration_s=i.duration_s,
                                             at_fraction=i.at_fraction, drop_fraction=i.drop_fraction)
                          for i in spec.incidents if i.kind == "dump_outside"), None)
-    start = datetime.now(UTC) - timedelta(seconds=truck_clock_span_s(spec, plan.duration))
+    hold = HOLD_BUDGET_S * scale if plan.hold is not None else 0.0  # drives on, its clock that much earlier
+    start = datetime.now(UTC) - timedelta(seconds=truck_clock_span_s(spec, plan.duration) + hold)
     term = TerminalSim(phone_of(index), spec.plate, "127.0.0.1", plan.ports[f"jt808-{spec.origin}"],
                        is_2019=index % 2 == 1)
     loop = asyncio.get_running_loop()
     t0, acked, mileage = loop.time(), 0, 0.0
     last: tuple[bool, bool, bool] | None = None
-    steps = int((LEAD_S + plan.duration) * scale)
+    steps = int((LEAD_S + plan.duration) * scale + hold)
     windows = [i for i in spec.incidents if i.kind != "dump_outside"]
     try:
         for t, state in enumerate(truck_sim._trips(spec, rng, dump_outside)):
