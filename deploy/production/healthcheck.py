@@ -2,7 +2,9 @@
 
     healthcheck.py connected PORT   a TCP connection to remote PORT is established (bridge → broker)
     healthcheck.py listening PORT   something listens on local PORT (alert service API)
-    healthcheck.py http URL         the URL answers with a status below 500 (Faust web)
+    healthcheck.py http URL         the URL answers with a status below 500
+    healthcheck.py ready URL        the URL (a process's /readyz) answers 200; else its reason is
+                                    printed, which `docker inspect` shows in the health log
 """
 
 from __future__ import annotations
@@ -47,8 +49,22 @@ def main(argv: list[str]) -> int:
             return 0 if exc.code < 500 else 1
         except OSError:
             return 1
+    if mode == "ready":
+        return _ready(arg)
     print(__doc__, file=sys.stderr)
     return 2
+
+
+def _ready(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=4) as response:
+            return 0 if response.status == 200 else 1
+    except urllib.error.HTTPError as exc:
+        print(exc.read(2000).decode("utf-8", "replace").strip() or f"HTTP {exc.code}")
+        return 1
+    except OSError as exc:
+        print(f"{url}: {exc}")
+        return 1
 
 
 if __name__ == "__main__":
