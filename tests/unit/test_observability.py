@@ -1,0 +1,130 @@
+"""wastestream/foundation/observability.py: what /healthz, /readyz and /metrics answer, on a real
+endpoint (a thread) for a real asyncio loop (another thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.parser import text_string_to_metric_families
+
+from wastestream.foundation import observability
+from wastestream.foundation.observability import Check, MetricsServer, OnLoop, Probe, TopicCounter
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def test_port_0_is_off(loop: asyncio.AbstractEventLoop) -> None:
+    assert observability.serve("x", 0, {}, loop=loop) is None
+
+
+def test_readyz_gives_every_reason_and_healthz_stays_alive(loop: asyncio.AbstractEventLoop) -> None:
+    state: dict[str, str | None] = {"mqtt": "not connected to broker:8883"}
+    loop_thread: list[int] = []
+
+    def on_loop() -> str | None:
+        loop_thread.append(threading.get_ident())
+        return None
+
+    def broken() -> str | None:
+        raise ValueError("bad")
+
+    checks: dict[str, Check] = {"mqtt": lambda: state["mqtt"], "store": OnLoop(on_loop), "other": broken}
+    server = observability.serve("x", free_port(), checks, loop=loop)
+    assert server is not None
+    try:
+        status, body = get(server.port, "/readyz")
+        assert status == 503
+        assert body.splitlines() == ["not ready: mqtt: not connected to broker:8883",
+                                     "not ready: other: check failed: ValueError: bad"]
+        assert loop_thread and loop_thread[0] != threading.get_ident()  # ran on the loop's thread
+        assert get(server.port, "/healthz") == (200, "alive\n")
+        checks_ok: dict[str, Check] = {"mqtt": lambda: None}
+        server.probe.checks = checks_ok
+        assert get(server.port, "/readyz") == (200, "ready\n")
+        assert get(server.port, "/elsewhere")[0] == 404
+    finally:
+        server.close()
+
+
+def test_a_blocked_loop_is_not_alive(loop: asyncio.AbstractEventLoop) -> None:
+    server = MetricsServer(Probe("x", loop, {}, loop_timeout_s=0.3), "127.0.0.1", free_port())
+    try:
+        loop.call_soon_threadsafe(time.sleep, 1.5)  # a callback that blocks the loop
+        time.sleep(0.1)
+        status, body = get(server.port, "/healthz")
+        assert status == 503 and "did not run a callback within 0.3 s" in body, body
+        status, body = get(server.port, "/readyz")
+        assert status == 503 and "blocked" in body
+        time.sleep(1.6)
+        assert get(server.port, "/healthz")[0] == 200
+    finally:
+        server.close()
+
+
+def test_ws_ready_follows_the_checks_and_leaves_with_the_server(loop: asyncio.AbstractEventLoop) -> None:
+    registry = CollectorRegistry()
+    state: dict[str, str | None] = {"reason": "no"}
+    server = MetricsServer(Probe("thing", loop, {"c": lambda: state["reason"]}), "127.0.0.1", free_port(),
+                           registry)
+
+    def ready_value() -> float | None:
+        _, body = get(server.port, "/metrics")
+        return next((s.value for f in text_string_to_metric_families(body) for s in f.samples
+                     if s.name == "ws_ready" and s.labels == {"component": "thing"}), None)
+
+    try:
+        assert ready_value() == 0
+        state["reason"] = None
+        assert ready_value() == 1
+    finally:
+        server.close()
+    assert registry.get_sample_value("ws_ready", {"component": "thing"}) is None
+
+
+def test_topic_counter_binds_each_label_once() -> None:
+    counter = Counter("t_messages", "test", ["topic"], registry=CollectorRegistry())
+    calls: list[str] = []
+    real = counter.labels
+
+    def counting(*args: str, **kwargs: str) -> object:
+        calls.append(kwargs.get("topic", args[0] if args else ""))
+        return real(*args, **kwargs)
+
+    counter.labels = counting  # type: ignore[method-assign, assignment]
+    topics = TopicCounter(counter, ["a"])
+    for _ in range(1000):
+        topics.inc("a")
+        topics.inc("b", 2)
+    assert calls == ["a", "b"]
+    assert real(topic="a")._value.get() == 1000 and real(topic="b")._value.get() == 2000
