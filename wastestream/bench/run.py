@@ -131,10 +131,12 @@ def _run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
         print(f"city model ({CityModel().population:,} people, wastestream/bench/city.py): busiest minute "
               f"~{peak:.0f} msg/s; pipeline sustained / city peak = {pipeline_rate / peak:.2f}")
     headline = headline_step(result["steps"], s)
-    if headline is not None:
-        title = (f"CPU per message by process kind, step of {headline['offered_msg_per_s']:.0f} msg/s "
-                 f"offered (the headline step):")
-        print("\n".join(cost_table(headline["cost_by_kind"], title)))
+    last = result["steps"][-1] if result["steps"] else None
+    for step, which in ((headline, "the headline step"), (last, "the last step")):
+        if step is not None and (which == "the headline step" or step is not headline):
+            title = (f"CPU per message by process kind, step of {step['offered_msg_per_s']:.0f} msg/s "
+                     f"offered ({which}):")
+            print("\n".join(cost_table(step.get("cost_by_kind", {}), title)))
     print("\n".join(target_lines(bench_targets(s, result["workers_drain"], result["idle"]))))
     print(jt808.summary_line(result.get("jt808")))
     print(f"result: {run_dir / 'result.json'}  plot: {run_dir / 'bench.png'}")
