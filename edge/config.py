@@ -32,8 +32,12 @@ Schema (every key not marked optional is required; unknown keys are errors)::
         kind: weighbridge             # edge.devices.weighbridge.workflow.WeighbridgeDevice
         port: str                     # indicator serial port (a pty symlink in the simulator)
         anpr_port: str | null         # plate camera line port: `PLATE <plate>\\r\\n`, UTF-8
+        anpr_http: {host: 0.0.0.0, port: 8080, path: /, max_body_bytes: 4194304} | null
+                                      # the server plate cameras push AlarmInfoPlate JSON to
         baudrate: 9600, parity: N|E|O, bytesize: 7|8, stopbits: 1|2
-        format: toledo | xk3190
+        format: toledo | xk3190 | st_gs | custom
+        frame: {...} | null           # with custom only: frames.FrameSpec (start, end, length,
+                                      # weight {offset, length}, sign_at, decimals[_at], checksum)
         checksum: true                # Toledo checksum byte present
         unit: kg | t | lb = kg        # the unit the indicator must report (Toledo: a frame in
                                       # another unit is a device error, never rescaled); the
@@ -43,6 +47,10 @@ Schema (every key not marked optional is required; unknown keys are errors)::
         stable: {tolerance_kg: 20, hold_s: 1.0}
         double_weigh_window_s: 600
         tare_deviation_kg: 500        # |measured - registered| above this flags tare_deviation
+        plate_window_s: 120           # a plate read this long before the weight settled still counts
+        two_pass: unregistered | always | never   # who is weighed in and out (workflow.py)
+        pass_expiry_s: 14400          # a first pass not weighed out by then: pass_expired
+        remote_jump_kg: 200, remote_jump_within_s: 0.5   # a settled step this big, this fast
       - id: str
         kind: sorting_station         # every key of edge.devices.sorting_station.station.SortingStationConfig
         community_id: str             # but site_id (taken from the site), e.g. transport: tcp|rtu,
