@@ -19,7 +19,10 @@ import random
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from edge.devices.jt808 import codec
 from edge.devices.jt808 import messages as m
@@ -28,6 +31,7 @@ from firmware_sim import truck as truck_sim
 from firmware_sim.scenario import Scenario, TruckSpec
 from firmware_sim.twins.base import HOLD_BUDGET_S, LEAD_S, CityPlan, Ledger, Ready, Twin
 from firmware_sim.twins.truck import truck_clock_span_s, truck_record
+from wastestream.foundation.settings import load_settings
 
 PROFILE = "ext-signal"
 PHONE_BASE = 13_800_000_000
@@ -223,6 +227,20 @@ class TerminalSim:
 
 
 # ------------------------------------------------------------------------------------- the twin
+
+
+def with_terminals(path: Path, terminal: str | None) -> Path:
+    """`path`, or (`terminal` nmea | jt808) a copy of it under $WS_RUN_DIR in which every truck
+    has that terminal: the demo's switch between the two ways a truck reports."""
+    if terminal is None:
+        return path
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for truck in raw.get("trucks") or []:
+        truck["terminal"] = terminal
+    out = load_settings().run_dir / f"scenario-{path.parent.name}-{terminal}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return out
 
 
 def jt808_trucks(plan: CityPlan) -> list[TruckSpec]:
