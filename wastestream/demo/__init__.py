@@ -19,6 +19,7 @@ from pathlib import Path
 
 from contract.topics import KAFKA_TOPICS
 from firmware_sim.scenario import load_scenario
+from firmware_sim.twins.jt808 import with_terminals
 from stream.rules import DEFAULT_RULES
 from wastestream.badinput import deadletters_since, publish_bad_messages
 from wastestream.foundation import cliutil
@@ -224,11 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", type=Path, default=None, help="a scenario instead of the city's")
     parser.add_argument("--keep-services", action="store_true", help="leave the services running")
     parser.add_argument("--drain-timeout", type=float, default=90.0)
+    parser.add_argument("--trucks", choices=("nmea", "jt808"), default=None,
+                        help="every truck's terminal: nmea (GPS + I/O module) or jt808 (JT/T 808 over "
+                             "TCP, firmware_sim/twins/jt808.py); default: as the scenario says")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         chosen = city(args.city)
-        return run_demo(args.duration, args.scenario or chosen.scenario, args.keep_services,
+        scenario = with_terminals(args.scenario or chosen.scenario, args.trucks)
+        return run_demo(args.duration, scenario, args.keep_services,
                         args.drain_timeout, rules_path=chosen.rules)
     except KeyboardInterrupt:
         print("\ndemo: interrupted; everything it started is stopped")
