@@ -70,6 +70,8 @@ class StationSpec(msgspec.Struct, forbid_unknown_fields=True):
     transport: Literal["tcp", "rtu"] = "tcp"
     unit_id: Annotated[int, msgspec.Meta(ge=1, le=247)] = 1
     incidents: list[StationIncidentSpec] = []
+    profile: str = "wastestream-v1"
+    """The station model's register map (edge/devices/profiles/vendors/sorting_station/)."""
 
 
 class CommunitySpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -122,6 +124,8 @@ class TruckSpec(msgspec.Struct, forbid_unknown_fields=True):
     speed_kmh: PositiveFloat = 40
     time_scale: PositiveFloat = 1.0
     """Simulated seconds per real second, so a trip fits in a demo minute (GPS time runs as fast)."""
+    io_profile: str = "wastestream-v1"
+    """The I/O module model's register map (edge/devices/profiles/vendors/truck_io/)."""
     incidents: list[TruckIncidentSpec] = []
     terminal: Literal["nmea", "jt808"] = "nmea"
     """nmea: GPS on serial + a Modbus I/O module (twins/truck.py); jt808: a JT/T 808 terminal

@@ -25,7 +25,6 @@ import msgspec
 from pymodbus.simulator import SimDevice
 
 from contract.events import Verdict, VerdictSource, WasteCategory
-from edge.devices.profiles import DEFAULT
 from edge.devices.profiles.fields import Image, Placed, raw
 from edge.devices.profiles.station import DEFAULT_DOOR_CODES
 from edge.devices.sorting_station import registers as reg
@@ -75,15 +74,17 @@ class StationSim:
     happens on the event loop."""
 
     def __init__(self, spec: StationSpec, community: CommunitySpec, *, seed: int,
-                 household_prefix: str = "LZ", epoch: int | None = None, profile: str = DEFAULT) -> None:
+                 household_prefix: str = "LZ", epoch: int | None = None, profile: str | None = None) -> None:
         self.spec = spec
         self.community = community
-        self.map = station_map(profile)
+        self.map = station_map(profile or spec.profile)
         self.rng = random.Random(f"{seed}:{spec.id}")
         self.image = ProfileImage(self.map.spans, self.map.blank())
         self.categories = [b.category for b in self.map.profile.bins]
         self._write(self.map.epoch, self.rng.randrange(1, 0x10000) if epoch is None else epoch)
-        self.in_bin_g = {c: int(self.rng.uniform(0, 0.5) * BIN_CAPACITY_G) for c in self.categories}
+        # initial levels drawn in one order whatever the profile's, so a station's start is its seed's
+        order = sorted(self.categories, key=lambda c: reg.BINS.index(c) if c in reg.BINS else len(reg.BINS))
+        self.in_bin_g = {c: int(self.rng.uniform(0, 0.5) * BIN_CAPACITY_G) for c in order}
         self.total_g = dict.fromkeys(self.categories, 0)
         self._fill_override: dict[WasteCategory, int] = {}
         self._prefix = f"{household_prefix}-{community.id.split('-')[0].upper()}-"
@@ -224,7 +225,7 @@ async def run_station_sim(
     baudrate: int = 9600,
     stop: asyncio.Event | None = None,
     on_incident: OnIncident | None = None,
-    profile: str = DEFAULT,
+    profile: str | None = None,
 ) -> list[Drop]:
     """Serve one station and make drops for `duration_s`; return the ledger.
 
@@ -233,7 +234,7 @@ async def run_station_sim(
     >= 95 % is emptied `collect_delay_s` later. The server keeps answering for `cooldown_s`
     after the last drop so a poller can read it. `stop` ends the run early. `on_incident` is
     called as a `full_bin` or `out_of_range` incident happens, with the bin it hit (a `wrong_bin`
-    incident is a drop: `on_drop`).
+    incident is a drop: `on_drop`). `profile` (default: the spec's) is the map the station speaks.
     """
     sim = StationSim(spec, community, seed=seed, profile=profile)
     stop = stop or asyncio.Event()

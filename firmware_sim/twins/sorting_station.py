@@ -1,5 +1,6 @@
-"""Sorting-station twin: a Modbus server per station (TCP on a free port, or RTU on a pty), one
-edge site per community; stations pseudonymise households with a random key written once to
+"""Sorting-station twin: a Modbus server per station (TCP on a free port, or RTU on a pty) speaking the
+station's vendor profile (`profile` in the scenario, the same in its site config), one edge site per
+community; stations pseudonymise households with a random key written once to
 `<run_dir>/edge/household.key` (never committed)."""
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def station_site_config(plan: CityPlan, community: CommunitySpec) -> dict[str, A
     devices = []
     for st in community.stations:
         device: dict[str, Any] = {"id": st.id, "kind": "sorting_station", "community_id": community.id,
-                                  "transport": st.transport, "unit_id": st.unit_id, "poll_s": STATION_POLL_S}
+                                  "transport": st.transport, "unit_id": st.unit_id, "poll_s": STATION_POLL_S,
+                                  "profile": st.profile}
         if st.transport == "tcp":
             device["port"] = plan.ports[st.id]
         else:
@@ -98,7 +100,7 @@ class SortingStationTwin(Twin):
                     st, community, **wire, rate_per_min=rate, seed=scenario.seed, duration_s=plan.duration,
                     on_drop=on_drop, incidents=[(i.at_s, i.kind) for i in st.incidents], warmup_s=LEAD_S,
                     cooldown_s=STATION_COOLDOWN_S if plan.hold is None else HOLD_BUDGET_S, stop=plan.hold,
-                    on_incident=on_incident))
+                    on_incident=on_incident, profile=st.profile))
         return runs
 
     def describe(self, results: list[Any]) -> str:

@@ -46,7 +46,8 @@ def fleet_site_config(plan: CityPlan, origin: str, trucks: list[TruckSpec]) -> d
     return {**plan.site(fleet_site_id(origin)),
             "clock": {"max_skew_s": round(300 + span)}, "devices": [
         {"id": t.id, "kind": "truck", "plate": t.plate, "gps_port": str(plan.dev(f"{t.id}-gps")),
-         "io_port": plan.ports[t.id], "io_poll_s": round(max(0.05, min(0.5, 2.0 / t.time_scale)), 3),
+         "io_port": plan.ports[t.id], "io_profile": t.io_profile,
+         "io_poll_s": round(max(0.05, min(0.5, 2.0 / t.time_scale)), 3),
          "report_interval_s": round(max(0.5, interval / t.time_scale), 3)}
         for t in trucks
     ]}
@@ -72,7 +73,7 @@ async def run_truck(plan: CityPlan, spec: TruckSpec, index: int,
         return await truck_sim.run_truck_sim(
             spec, gps_path=plan.dev(f"{spec.id}-gps"), io_port=plan.ports[spec.id],
             seed=plan.scenario.seed + index, duration_s=(LEAD_S + plan.duration) * scale + hold,
-            time_scale=scale, incidents=incidents, on_event=on_event,
+            time_scale=scale, incidents=incidents, on_event=on_event, io_profile=spec.io_profile,
             start_utc=datetime.now(UTC) - timedelta(seconds=truck_clock_span_s(spec, plan.duration) + hold))
     finally:
         for entry in entries:
