@@ -345,7 +345,8 @@ class Bridge:
             self.stats.routed += 1
         else:
             self.stats.rejected += 1
-            self._rejects.warning("rejected message on %.200s: %.1000s", item.topic, out.reason)
+            self._rejects.warning("rejected message on %.200s: %.1000s", item.topic, out.reason,
+                                  extra=logs.topic_fields(item.topic))
         self._in_flight += 1
         if out.message is not None and out.key is not None and self.config.batch_records:
             await self._add_to_batch(out)
