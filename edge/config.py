@@ -59,6 +59,10 @@ Schema (every key not marked optional is required; unknown keys are errors)::
         kind: truck                   # every key of edge.devices.truck.terminal.TruckTerminalConfig
         plate: str                    # but site_id, e.g. gps_port, io_transport, io_host, io_port,
         gps_port: str                 # io_unit_id, io_poll_s, report_interval_s, load_step_kg
+      - id: str
+        kind: jt808                   # a JT/T 808 terminal: edge.devices.jt808.driver.Jt808Config
+        phone: str, plate: str        # but site_id; full_load_kg defaults to the plate's vehicle entry
+        profile: str                  # (rated_gross_kg - tare_kg); listen, report_interval_s, idle_s
 
 Relative paths are resolved against the current directory, like every other CLI path.
 A bad file raises ConfigError whose message names the key path, e.g. `$.devices[0].baudrate`.
