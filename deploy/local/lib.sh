@@ -218,6 +218,8 @@ WS_PROGRAMS=(
   systemd-analyze:systemd
   chromium:chromium
   chromedriver:chromium-driver
+  cjk-font:fonts-wqy-microhei
+  git:git
 )
 
 # Major version of `java` on PATH (17 for "17.0.15", 8 for "1.8.0"); 1 if none or unparsable.
@@ -237,6 +239,7 @@ ws_have_program() {  # ws_have_program <program>
   case "$1" in
     python3-venv) command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null ;;
     java) major=$(ws_java_major) && ((major >= 17)) ;;
+    cjk-font) command -v fc-list >/dev/null 2>&1 && [[ -n "$(fc-list ':lang=zh' 2>/dev/null)" ]] ;;  # pages and report in Chinese
     *) command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 || -x /usr/bin/$1 ]] ;;
   esac
 }

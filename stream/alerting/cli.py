@@ -23,6 +23,7 @@ from typing import Any
 
 from stream.alerting.config import DEFAULT_API_PORT, ConfigError, load_config
 from stream.alerting.kinds import kind_name
+from stream.alerting.officer import users_cli
 from wastestream.foundation import cliutil, logs
 from wastestream.foundation.settings import load_settings
 
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "stats":
             c.add_argument("--since", help="ISO 8601 with offset")
             c.add_argument("--until", help="ISO 8601 with offset")
+    users_cli.add_parser(sub)
     return p
 
 
@@ -174,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.action == "serve":
         return serve(args)
+    if args.action == "users":
+        return users_cli.run(args)
     try:
         return client(args)
     except ApiError as exc:

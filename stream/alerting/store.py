@@ -395,8 +395,8 @@ class AlertStore:
                 where.append(f"{column} = ?")
                 args.append(value)
         for column, values in (("district", districts), ("state", states)):
-            if values is not None:
-                where.append(f"{column} IN ({','.join('?' * len(values)) or chr(39) * 2})")
+            if values is not None:  # an empty list matches nothing (not the '' district)
+                where.append(f"{column} IN ({','.join('?' * len(values))})" if values else "0")
                 args.extend(values)
         sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._db.execute(sql + " ORDER BY raised_ns DESC LIMIT ?", (*args, limit))
@@ -463,7 +463,7 @@ class AlertStore:
                "acked_ns, closed_ns, escalated_ns FROM alerts WHERE raised_ns >= ? AND raised_ns < ?")
         args: list[Any] = [since_ns, until_ns]
         if districts is not None:
-            sql += f" AND district IN ({','.join('?' * len(districts)) or chr(39) * 2})"
+            sql += f" AND district IN ({','.join('?' * len(districts))})" if districts else " AND 0"
             args.extend(districts)
         return [dict(r) for r in self._db.execute(sql + " ORDER BY raised_ns", args)]
 

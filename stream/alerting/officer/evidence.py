@@ -10,6 +10,7 @@ InfluxDB being down makes the page say so; it never fails the page.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ TRACK_BEFORE_S, TRACK_AFTER_S = 20 * 60, 10 * 60
 RAW_WINDOW_S = 6 * 3600
 RAW_MEASUREMENTS = ("weighing", "deposit", "bin_level", "truck_position", "device_status")
 MAX_POINTS = 2000
+MIN_DROP_KG = 500.0
+"""A load change smaller than this between two reports is scale noise, not unloading."""
 
 
 @dataclass(frozen=True)
@@ -119,11 +122,9 @@ def _truck(ev: Evidence, query: Query, device: str, t: int, rules: Rules) -> Non
                            r.get("lid_closed"), r.get("bed_raised"), r.get("load_kg"))
                 for r in rows if r.get("lat") is not None and r.get("lon") is not None]
     ev.bed_raised = min((p for p in ev.track if p.bed_raised), key=lambda p: abs(p.t_ns - t), default=None)
-    drops = [(a.load_kg - b.load_kg, b) for a, b in zip(ev.track, ev.track[1:], strict=False)
-             if a.load_kg is not None and b.load_kg is not None]
-    biggest = max(drops, key=lambda d: d[0], default=None)
-    if biggest is not None and biggest[0] > 0:
-        ev.load_drop = biggest[1]
+    drops = [b for a, b in itertools.pairwise(ev.track)
+             if a.load_kg is not None and b.load_kg is not None and a.load_kg - b.load_kg >= MIN_DROP_KG]
+    ev.load_drop = min(drops, key=lambda p: abs(p.t_ns - t), default=None)  # the drop at the event
     ev.fences = [Fence(g.id, [(float(a), float(b)) for a, b in g.polygon]) for g in rules.disposal_sites]
     if not ev.track:
         ev.problems.append("该时段无轨迹数据 (no track stored around the event)")

@@ -81,7 +81,7 @@ class Officers:
             img += f" {parsed.scheme}://{host}"
         return {"Content-Security-Policy": f"default-src 'none'; style-src 'self'; img-src {img}; "
                                            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-                "Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store", "Referrer-Policy": "same-origin",  # no-referrer: Origin null
                 "X-Content-Type-Options": "nosniff"}
 
     def page(self, template: str, status: int = 200, **context: Any) -> web.Response:
