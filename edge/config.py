@@ -55,10 +55,13 @@ Schema (every key not marked optional is required; unknown keys are errors)::
         kind: sorting_station         # every key of edge.devices.sorting_station.station.SortingStationConfig
         community_id: str             # but site_id (taken from the site), e.g. transport: tcp|rtu,
         host: str, port: int          # serial_port, unit_id, poll_s, fill_step_pct, heartbeat_s
+        profile: wastestream-v1       # the station model's register map: a vendor profile's name
+                                      # (edge/devices/profiles/vendors/sorting_station/) or file path
       - id: str
         kind: truck                   # every key of edge.devices.truck.terminal.TruckTerminalConfig
         plate: str                    # but site_id, e.g. gps_port, io_transport, io_host, io_port,
         gps_port: str                 # io_unit_id, io_poll_s, report_interval_s, load_step_kg
+        io_profile: wastestream-v1    # the I/O module's map (edge/devices/profiles/vendors/truck_io/)
       - id: str
         kind: jt808                   # a JT/T 808 terminal: edge.devices.jt808.driver.Jt808Config
         phone: str, plate: str        # but site_id; full_load_kg defaults to the plate's vehicle entry

@@ -242,3 +242,29 @@ def test_wastestream_schema_exports_a_profile_schema(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "wastestream.cli", "schema", "--profile", "weighbridge"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "no profiles for kind 'weighbridge'" in bad.stderr
+
+
+def test_the_site_config_selects_a_profile_per_device(tmp_path: Path) -> None:
+    from edge.config import ConfigError, parse_config
+
+    key = tmp_path / "household.key"
+    key.write_text("0" * 64, encoding="utf-8")
+
+    def site(**device: Any) -> dict[str, Any]:
+        return {"site_id": "c-1", "outbox": {"path": str(tmp_path / "o.db")}, "household_key_file": str(key),
+                "devices": [device]}
+
+    station = {"id": "ss-1", "kind": "sorting_station", "community_id": "c-1"}
+    truck = {"id": "trk-1", "kind": "truck", "plate": "桂B1", "gps_port": "/dev/null"}
+    chosen = [parse_config(site(**d)).devices[0]
+              for d in (station, {**station, "profile": "hb-sc200"}, {**truck, "io_profile": "dio8-wt"})]
+    assert [getattr(d, "profile", None) or getattr(d, "io_profile", None) for d in chosen] == [
+        "wastestream-v1", "hb-sc200", "dio8-wt"]
+    with pytest.raises(ConfigError, match=r"site.yaml: .*no sorting_station profile 'hb-sc300'.*devices\["):
+        parse_config(site(**station, profile="hb-sc300"), "site.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(station_doc(profile="bad", epoch={"address": 2})), encoding="utf-8")
+    with pytest.raises(ConfigError, match="overlap at holding 2"):
+        parse_config(site(**station, profile=str(bad)), "site.yaml")
+    with pytest.raises(ConfigError, match="no truck_io profile 'hb-sc200'"):
+        parse_config(site(**truck, io_profile="hb-sc200"), "site.yaml")
