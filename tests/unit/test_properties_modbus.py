@@ -1,4 +1,5 @@
-"""Properties of the Modbus decoders: the sorting station block and the truck I/O poll.
+"""Properties of the Modbus decoders: the sorting station block and the truck I/O poll, for the
+reference map and the vendor profiles (hb-sc200, dio8-wt), and the profile value codec.
 
 Valid blocks come from the station simulator (it writes drops as a PLC should), so "nothing valid
 rejected" is checked against the other side of the wire, not against the decoder's own helpers.
@@ -12,8 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract.events import Verdict, VerdictSource
+from edge.devices.profiles.fields import Block, Defaults, Field, encode, place, raw
 from edge.devices.sorting_station import registers as reg
-from edge.devices.truck.io_module import MAX_LOAD_KG, IoError, IoReading, decode_io, encode_load
+from edge.devices.sorting_station.registers import station_map
+from edge.devices.truck.io_module import MAX_LOAD_KG, IoError, IoReading, decode_io, encode_load, io_map
 from firmware_sim.scenario import CommunitySpec, StationSpec
 from firmware_sim.sorting_station import StationSim
 
@@ -107,3 +110,55 @@ def test_truck_load_is_accepted_exactly_when_in_range_and_the_cell_is_healthy(lo
     result = decode_io([True, False, True], [*encode_load(load), status])
     healthy = not status & 1 and 0 <= load <= MAX_LOAD_KG
     assert isinstance(result, IoReading) is healthy, result
+
+
+# ----------------------------------------------------------------------- vendor profiles
+
+HB = station_map("hb-sc200")
+DIO8 = io_map("dio8-wt")
+orders = st.sampled_from(["big", "little"])
+
+
+@FAST
+@given(st.sampled_from(["u16", "i16", "u32", "i32", "f32"]), orders, orders, st.data())
+def test_every_type_in_every_order_reads_back_what_was_written(kind: str, word: str, byte: str,
+                                                             data: st.DataObject) -> None:
+    p = place("x", Field(address=3, type=kind, word_order=word, byte_order=byte), Defaults())  # type: ignore[arg-type]
+    bits = {"u16": 16, "i16": 16, "u32": 32, "i32": 32, "f32": 32}[kind]
+    if kind == "f32":
+        number: float = data.draw(st.floats(width=32, allow_nan=False, allow_infinity=False))
+    elif kind.startswith("u"):
+        number = data.draw(st.integers(0, 2**bits - 1))
+    else:
+        number = data.draw(st.integers(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1))
+    regs = encode(p, number)
+    assert len(regs) == p.width and all(0 <= r <= 0xFFFF for r in regs)  # type: ignore[operator]
+    assert raw({"holding": Block(3, regs)}, p) == number
+
+
+@FAST
+@given(st.lists(u16, min_size=104, max_size=104), st.lists(st.booleans(), min_size=4, max_size=4))
+def test_any_hb_registers_decode_without_raising_and_every_bad_value_says_why(
+    regs: list[int], doors: list[bool]
+) -> None:
+    regs[0] = 200  # the model code, so the rest is looked at
+    snap = HB.decode({"input": Block(100, regs), "discrete": Block(0, doors)})
+    assert snap.usable
+    assert all(p.strip() for p in snap.problems)
+    for b in snap.bins:
+        assert b.fill_pct is None or 0 <= b.fill_pct <= 100
+    for s in snap.slots:
+        bad = s.bin is None or s.verdict is None or s.source is None or s.card is None
+        assert bad <= (s.problem is not None)
+        assert s.problem is None or s.problem.startswith(f"drop {s.seq}: ")
+
+
+@FAST
+@given(st.lists(st.one_of(st.booleans(), st.integers(-2, 3)), max_size=6),
+       st.lists(st.integers(-(2**17), 2**17), max_size=18))
+def test_any_dio8_poll_gives_a_reading_or_a_reason(bits: list[Any], regs: list[int]) -> None:
+    result = DIO8.decode({"discrete": Block(0, bits), "input": Block(16, regs)})
+    if isinstance(result, IoError):
+        assert result.reason.strip()
+    else:
+        assert 0 <= result.load_kg <= MAX_LOAD_KG
