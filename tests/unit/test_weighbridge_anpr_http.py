@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge.devices.weighbridge.anpr import PlateRead
+from edge.devices.weighbridge import anpr_http
+from edge.devices.weighbridge.anpr import AnprLineReader, PlateRead
 from edge.devices.weighbridge.anpr_http import AnprHttpServer, decode_push
 
 PUSH = """{"AlarmInfoPlate": {"channel": 0, "deviceName": "IVS", "ipaddr": "192.168.1.100",
@@ -176,3 +177,42 @@ def test_decode_push_never_raises_on_any_prefix() -> None:
     for i in range(len(body)):
         pushed = decode_push(body[:i])
         assert pushed.reason is not None and pushed.read is None
+
+
+def test_a_camera_asking_100_continue_gets_it_before_sending_the_body() -> None:
+    async def body(served: Served) -> None:
+        assert served.server.bound_port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.server.bound_port)
+        data = PUSH.encode()
+        writer.write(f"POST /anpr HTTP/1.1\r\nHost: e\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(data)}\r\nExpect: 100-continue\r\n\r\n".encode())
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 100")
+        writer.write(data)
+        assert b" 200 " in await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.close()
+        assert [r.plate for r in served.reads] == ["桂B12345"]
+
+    with_server(body)
+
+
+def test_a_body_trickled_slower_than_the_limit_is_cut(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(anpr_http, "BODY_TIMEOUT_S", 0.5)
+
+    async def body(served: Served) -> None:
+        assert served.server.bound_port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.server.bound_port)
+        writer.write(request(PUSH.encode())[:-100])  # all but the body's last 100 bytes
+        with caplog.at_level(logging.WARNING, logger="edge.weighbridge"):
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed without an answer
+        writer.close()
+        assert served.reads == [] and "TimeoutError" in caplog.text
+
+    with_server(body)
+
+
+def test_a_no_plate_line_is_no_read() -> None:
+    reader = AnprLineReader()
+    assert reader.feed("PLATE 无牌\r\nPLATE UNKNOWN\r\nPLATE 桂B12345\r\n".encode()) == ["桂B12345"]
+    assert reader.errors == 0

@@ -21,6 +21,8 @@ MAX_LINE = 256
 MAX_PLATE_CHARS = 16
 """The contract's plate length (contract/events.py `Plate`)."""
 _PLATE = re.compile(text.PLATE)
+NO_PLATE = frozenset({"_无_", "无牌", "无", "无车牌", "未识别", "UNKNOWN", "NOPLATE", "UNREAD", ""})
+"""What cameras write when they saw a vehicle but no plate: no read, never a plate to pair passes by."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ class AnprLineReader:
             if plate is None:
                 if line.strip():
                     self._reject(line, "not a PLATE line")
+            elif plate.upper() in NO_PLATE:
+                log.info("anpr: the camera saw no plate (%s)", plate)
             elif (problem := plate_problem(plate)) is not None:
                 self._reject(line, problem)
             else:

@@ -40,18 +40,18 @@ from datetime import UTC, datetime
 import h11
 import msgspec
 
-from edge.devices.weighbridge.anpr import PlateRead, plate_problem
+from edge.devices.weighbridge.anpr import NO_PLATE, PlateRead, plate_problem
 
 log = logging.getLogger("edge.weighbridge")
 
 PLATE_COLORS: dict[int, str] = {
     0: "unknown", 1: "blue", 2: "yellow", 3: "white", 4: "black", 5: "green", 6: "yellow_green",
 }
-NO_PLATE = frozenset({"_无_", "无牌", "无", "无车牌", ""})
-"""What cameras write when they saw a vehicle but no plate."""
 MAX_HEADER_BYTES = 16 * 1024
 MAX_CONNECTIONS = 16
 READ_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 30.0
+"""A whole body must arrive within this (a camera sends its push at LAN speed; a trickle is cut)."""
 IDLE_TIMEOUT_S = 75.0
 LINGER_S = 2.0
 LINGER_BYTES = 64 * 1024 * 1024
@@ -120,7 +120,7 @@ def decode_push(body: bytes) -> Pushed:
     pr = push.AlarmInfoPlate.result.PlateResult
     offline = pr.isoffline == 1
     license_ = pr.license.strip()
-    if license_ in NO_PLATE:
+    if license_.upper() in NO_PLATE:
         return Pushed(note="the camera saw no plate", plateid=pr.plateid, offline=offline)
     if (problem := plate_problem(license_)) is not None:
         return Pushed(reason=f"{problem}: {license_[:32]!r}", plateid=pr.plateid, offline=offline)
@@ -196,12 +196,17 @@ class AnprHttpServer:
     async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         while True:
-            event = await self._next(conn, reader, IDLE_TIMEOUT_S)
+            try:
+                event = await self._next(conn, reader, IDLE_TIMEOUT_S)
+            except TimeoutError:
+                if conn.their_state is h11.IDLE:
+                    return  # a kept-alive connection the camera left idle: closed, nothing wrong
+                raise
             if isinstance(event, h11.ConnectionClosed):
                 return
             if not isinstance(event, h11.Request):
                 return
-            status, body = await self._handle(conn, reader, event, peer)
+            status, body = await self._handle(conn, reader, writer, event, peer)
             headers = [("content-type", "application/json; charset=utf-8"),
                        ("content-length", str(len(body)))]
             if status >= 400:
@@ -224,7 +229,8 @@ class AnprHttpServer:
             conn.receive_data(data)
 
     async def _handle(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, req: h11.Request, peer: str
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        req: h11.Request, peer: str,
     ) -> tuple[int, bytes]:
         headers = {k.lower(): v for k, v in req.headers}
         target = req.target.split(b"?", 1)[0].decode("latin-1")
@@ -241,15 +247,18 @@ class AnprHttpServer:
         if int(length) > self.max_body:
             self._reject(f"body of {int(length)} bytes over {self.max_body}", peer)
             return 413, _error(f"body over {self.max_body} bytes")
+        if conn.they_are_waiting_for_100_continue:  # libcurl asks before a large body
+            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         body = bytearray()
-        while True:
-            event = await self._next(conn, reader, READ_TIMEOUT_S)
-            if isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            else:
-                raise ConnectionError("connection closed inside a request body")
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            while True:
+                event = await self._next(conn, reader, READ_TIMEOUT_S)
+                if isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                else:
+                    raise ConnectionError("connection closed inside a request body")
         ctype = headers.get(b"content-type", b"").lower()
         if ctype.startswith((b"multipart/form-data", b"application/x-www-form-urlencoded")):
             self.heartbeats += 1  # heartbeat or device registration (form posts)
