@@ -22,6 +22,7 @@ from edge.devices.profiles import (
     profile_schema,
 )
 from edge.devices.profiles.fields import Block, Defaults, Field, FieldError, encode, place, raw, value
+from edge.devices.profiles.truck_io import TruckIoProfile
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -143,7 +144,8 @@ def test_bits_of_one_register_may_share_it_but_not_with_a_whole_value() -> None:
     doc = yaml.safe_load(profile_path("truck_io", "wastestream-v1").read_text(encoding="utf-8"))
     doc.update(lid_closed={"function": "holding", "address": 5, "type": "bool", "bit": 0},
                bed_raised={"function": "holding", "address": 5, "type": "bool", "bit": 1})
-    assert parse_profile("truck_io", yaml.safe_dump(doc)).lid_closed.bit == 0
+    shared = parse_profile("truck_io", yaml.safe_dump(doc))
+    assert isinstance(shared, TruckIoProfile) and shared.lid_closed.bit == 0
     doc["bed_raised"]["bit"] = 0
     assert "bed_raised and lid_closed overlap at holding 5" in refused("truck_io", doc)
     doc["bed_raised"] = {"function": "holding", "address": 2, "type": "bool", "bit": 3}  # the fault register
