@@ -55,8 +55,10 @@ stream knows of the device, so mark and state are one changelog record (see dedu
   after its edge's offline notice was applied on its partition.
 - **`outbox_growing`** (warning), once per episode, for the site's edge agent only
   (`{site_id}-edge`): every status of a site carries the same site outbox depth, so judging
-  each device would page once per device for one outbox. Starts at depth ≥
-  `outbox_growing_depth` (dedup key `site/device|msg_id`), re-armed below half of it.
+  each device would page once per device for one outbox. Starts when two statuses in a row
+  are at depth ≥ `outbox_growing_depth` and the second is not lower (dedup key
+  `site/device|msg_id` of the second): an edge that comes back with a backlog and drains it
+  (the next heartbeat is lower) is not "data not getting through". Re-armed below half of it.
 - **Clock**: "heard" is the Kafka record timestamp (the bridge's produce time), the same after
   any replay; silence is judged on a watermark of it (manifest_state.Watermark), so a replayed
   backlog does not look silent.
@@ -201,6 +203,7 @@ def on_status(h: Health, s: DeviceStatus, key: MsgKey, heard_ns: int, rules: Rul
     was_down = h.state in (DeviceState.OFFLINE.value, DeviceState.STOPPED.value)
     h.site, h.state, h.msg_id = s.site_id, s.state.value, s.msg_id
     h.ts_ns, h.heard_ns = to_ns(s.ts), max(h.heard_ns, heard_ns)
+    previous_depth = h.outbox_depth
     h.outbox_depth, h.last_error = s.outbox_depth, s.last_error
     when = datetime.fromtimestamp(heard_ns / NS, UTC)
     if s.state is not DeviceState.OFFLINE:
@@ -211,7 +214,7 @@ def on_status(h: Health, s: DeviceStatus, key: MsgKey, heard_ns: int, rules: Rul
             "device_offline", site_id=s.site_id, device_id=s.device_id, subject=s.device_id,
             summary=f"{s.device_id} at {s.site_id} reported offline: {offline_reason(s)}",
             evidence=[s.msg_id], ts=when, dedup_key=h.offline))
-    _outbox(h, s, when, rules, out)
+    _outbox(h, s, previous_depth, when, rules, out)
     if s.device_id == edge_device_id(s.site_id) and was_down != is_edge_down(s):
         h.notices += 1
         out.notices.append(EdgeNotice(s.site_id, h.notices, s.msg_id if is_edge_down(s) else None,
@@ -245,13 +248,13 @@ def on_edge_notice(h: Health, device_id: str, notice: EdgeNotice) -> bool:
     return True
 
 
-def _outbox(h: Health, s: DeviceStatus, when: datetime, rules: Rules, out: Output) -> None:
+def _outbox(h: Health, s: DeviceStatus, previous: int, when: datetime, rules: Rules, out: Output) -> None:
     if s.device_id != edge_device_id(s.site_id):
         return
     limit = rules.device_health.outbox_growing_depth
     if h.outbox is not None and s.outbox_depth < limit / 2:
         h.outbox = None
-    elif h.outbox is None and s.outbox_depth >= limit:
+    elif h.outbox is None and s.outbox_depth >= limit and previous >= limit and s.outbox_depth >= previous:
         h.outbox = f"{device_key(s.site_id, s.device_id)}|{s.msg_id}"
         out.alerts.append(make_alert(
             "outbox_growing", site_id=s.site_id, device_id=s.device_id, subject=s.device_id,

@@ -71,7 +71,12 @@ def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_i
     rules_file = write_rules(tmp_path, OUTBOX_DEPTH)
     site = f"hs-{run_id}"
     quiet_site = f"hsq-{run_id}"  # `silent`'s edge is up: at `site`, the edge's Will explains silence
-    sites = {site, quiet_site}
+    stopped_site = f"hss-{run_id}"  # stopped on purpose (maintenance): raises nothing, now or later
+    sites = {site, quiet_site, stopped_site}
+    stopped_edge, stopped_device = f"{stopped_site}-edge", f"hssd-{run_id}"
+    planned = [status(stopped_edge, stopped_site, 1), status(stopped_device, stopped_site, 1),
+               status(stopped_device, stopped_site, 2, "stopped", error="planned stop (SIGTERM)"),
+               status(stopped_edge, stopped_site, 2, "stopped", error="planned stop (SIGTERM)")]
     edge, silent, flaky = f"{site}-edge", f"hsw-{run_id}", f"hsa-{run_id}"
     # The edge's Will (seq 1) was composed at connect time: it arrives after seqs 2..5.
     edge_statuses = [status(edge, site, 2), status(edge, site, 3, depth=OUTBOX_DEPTH + 10),
@@ -79,14 +84,15 @@ def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_i
                      status(edge, site, 1, "offline", error="connection lost (last will)")]
     first = [*edge_statuses[:3], edge_statuses[1], edge_statuses[0], edge_statuses[3],  # duplicates
              status(silent, quiet_site, 1), status(flaky, site, 1),
-             status(flaky, site, 2, "offline", error="serial port missing")]
+             status(flaky, site, 2, "offline", error="SerialException: device reports readiness to read "
+                                                     "but returned no data"), *planned]
     asyncio.run(produce(settings, first))
     time.sleep(0.01)  # the Will comes later (its own millisecond: points are stamped on arrival)
     asyncio.run(send_now(settings, edge_statuses[4:]))
     first.append(edge_statuses[4])
     log = tmp_path / "worker.log"
     proc = start_worker(settings, log, WS_RULES=str(rules_file))
-    want = {alert_id("outbox_growing", f"{site}/{edge}|{edge}:1:3"),  # keys: site/device
+    want = {alert_id("outbox_growing", f"{site}/{edge}|{edge}:1:4"),  # 2nd over, not falling; site/device
             alert_id("device_offline", f"{site}/{edge}|{edge}:1:1"),
             alert_id("device_offline", f"{site}/{flaky}|{flaky}:1:2"),
             alert_id("device_offline", f"{quiet_site}/{silent}|silent-after|{silent}:1:1")}
@@ -110,7 +116,8 @@ def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_i
             asyncio.run(send_now(settings, [beat]))
             sent.add(beat.msg_id)
             time.sleep(1.0)
-        query = f"SELECT * FROM device_status WHERE site = '{site}' OR site = '{quiet_site}'"
+        query = (f"SELECT * FROM device_status WHERE site = '{site}' OR site = '{quiet_site}' "
+                 f"OR site = '{stopped_site}'")
         rows = wait_until(lambda: (r := influxql(settings, query)) and {x["msg_id"] for x in r} == sent and r,
                           15, proc, log, "device_status points")
         alerts = asyncio.run(read_alerts(settings, lambda a: a["site_id"] in sites))
@@ -122,14 +129,19 @@ def test_offline_silence_outbox_alerts_once_and_points(settings: Settings, run_i
         assert raised(log)[aid] == 1, aid
     assert all(a["severity"] == "warning" and a["subject"] == a["device_id"] for a in by_id.values())
     will = by_id[alert_id("device_offline", f"{site}/{edge}|{edge}:1:1")]
-    assert will["evidence"] == [f"{edge}:1:1"] and "last will" in will["summary"]
+    assert will["evidence"] == [f"{edge}:1:1"] and "lost its connection" in will["summary"]
+    assert "last will" not in will["summary"]  # the edge's own words are not for officers
+    serial = by_id[alert_id("device_offline", f"{site}/{flaky}|{flaky}:1:2")]
+    assert "SerialException" not in serial["summary"] and "stopped responding" in serial["summary"]
+    assert not [a for a in alerts if a["site_id"] == stopped_site], "a planned stop raised an alert"
     silence = by_id[alert_id("device_offline", f"{quiet_site}/{silent}|silent-after|{silent}:1:1")]
     assert silence["evidence"] == [f"{silent}:1:1"]
     by_msg = {r["msg_id"]: r for r in rows}
     assert by_msg[f"{edge}:1:1"]["state"] == "offline" and by_msg[f"{edge}:1:1"]["online"] is False
     assert by_msg[f"{edge}:1:3"]["outbox_depth"] == OUTBOX_DEPTH + 10
     assert by_msg[f"{edge}:1:3"]["online"] is True
-    assert by_msg[f"{flaky}:1:2"]["last_error"] == "serial port missing"
+    assert by_msg[f"{flaky}:1:2"]["last_error"].startswith("SerialException: ")  # the raw detail stays here
+    assert by_msg[f"{stopped_device}:1:2"]["state"] == "stopped"
     last_edge = max((r for r in rows if r["device"] == edge), key=lambda r: r["time"])
     assert last_edge["msg_id"] == f"{edge}:1:1", "points are stamped on arrival: the Will is the last word"
 
@@ -193,5 +205,5 @@ def test_site_outage_one_alert_from_a_will_beyond_the_window_then_silence_after_
     assert raised(log)[will_alert] == 1 and raised(log)[mute_alert] == 1
     assert [r["state"] for r in rows if r["msg_id"] == will.msg_id] == ["offline"], "one point for the Will"
     by_id = {a["alert_id"]: a for a in alerts}
-    assert "last will" in by_id[will_alert]["summary"]
+    assert "lost its connection" in by_id[will_alert]["summary"]
     assert "since its edge came back" in by_id[mute_alert]["summary"]

@@ -111,16 +111,28 @@ def test_device_first_heard_offline_alerts() -> None:
 def test_outbox_growing_threshold_and_rearm_below_half() -> None:
     edge = Device("s1-edge")
     edge.status(0, depth=99)
+    edge.status(60, depth=100)  # over the threshold once: could be a backlog being drained
     assert edge.alerts == []
-    first, _ = edge.status(60, depth=100)
-    edge.status(120, depth=400)
+    first, _ = edge.status(120, depth=400)  # twice in a row and not falling: growing
     edge.status(180, depth=51)  # not below half: same episode
     edge.status(240, depth=120)
     assert [a.alert_id for a in edge.alerts] == [alert_id("outbox_growing", f"s1/s1-edge|{first}")]
     assert edge.alerts[0].kind == "outbox_growing" and edge.alerts[0].severity == "warning"
     edge.status(300, depth=49)  # below half: re-armed
-    second, _ = edge.status(360, depth=100)
+    edge.status(360, depth=100)
+    second, _ = edge.status(420, depth=100)
     assert [a.alert_id for a in edge.alerts][1:] == [alert_id("outbox_growing", f"s1/s1-edge|{second}")]
+
+
+def test_an_edge_back_with_a_backlog_that_drains_is_not_alerted() -> None:
+    """After an outage (or a replayed day) the edge connects with thousands of rows and delivers
+    them: its next heartbeat is lower. That is data getting through, not an outbox growing."""
+    edge = Device("s1-edge")
+    edge.status(0, depth=0)
+    edge.status(60, depth=5000)  # connects with the backlog
+    edge.status(120, depth=4000)  # draining
+    edge.status(180, depth=0)
+    assert edge.alerts == []
 
 
 def test_outbox_depth_of_other_devices_is_the_sites_outbox_and_not_alerted() -> None:
