@@ -38,6 +38,7 @@ from contract.codec import encode
 from contract.events import Severity
 from contract.topics import KAFKA_TOPICS
 from stream.alerting.make import make_alert
+from tests.integration.workerkit import free_port
 from wastestream.foundation.influxql import InfluxQueryError, influxql
 from wastestream.foundation.settings import Settings
 from wastestream.pipeline import commit_group_at_end
@@ -61,12 +62,6 @@ def split_line(line: str) -> tuple[list[str], str]:
     """The `;`-separated commands of a line and its trailing comment."""
     code, _, comment = line.partition("  #")
     return [c.strip() for c in code.split(";") if c.strip()], comment.strip()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _mirror(dest: Path) -> None:
@@ -171,7 +166,7 @@ def test_running_the_parts_yourself_as_written(tmp_path: Path) -> None:
     root = tmp_path / "checkout"
     root.mkdir()
     _mirror(root)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env.update({"WS_FAUST_APP_ID": f"readme-{unique}", "WS_INFLUX_DB": f"readme_{unique}",
                 "WS_ALERTS_PORT": str(port), "WS_RUN_DIR": str(root / ".run")})
