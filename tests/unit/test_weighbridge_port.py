@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from contract import DeviceStatus, Weighing, decode
 from edge.agent import Agent
 from edge.config import parse_config
+from edge.devices.weighbridge.anpr import PlateRead
 from edge.devices.weighbridge.port import WeighbridgePort
 from edge.devices.weighbridge.workflow import WeighbridgeDevice
 from edge.outbox import Outbox
@@ -58,3 +60,19 @@ def test_bytes_to_ticket_in_outbox(tmp_path: Path) -> None:
     assert isinstance(ticket, Weighing) and ticket.net_kg == 16000 and ticket.msg_id == row.msg_id
     assert ticket.ticket_id == f"wb-1-{outbox.epoch}-1" and row.topic == "ws/v1/s1/weighbridge/wb-1/weighing"
     assert port.workflow.frame_errors == len(weights)
+
+
+def test_a_pushed_plate_is_placed_at_the_cameras_frame_time(tmp_path: Path) -> None:
+    """A push that arrives 4 s after the camera saw the truck counts from when it saw it; a camera
+    clock an hour off is not trusted (receive time)."""
+    port, _ = make(tmp_path)
+    now = datetime.now(UTC)
+    seen_4s_ago = PlateRead("桂B12345", frame_ts=now - timedelta(seconds=4), source="http")
+    clock_off = PlateRead("桂B23456", frame_ts=now - timedelta(hours=1), source="http")
+    port.on_plate_read(seen_4s_ago, received=100.0)
+    port.on_plate_read(clock_off, received=200.0)
+    assert list(port.workflow._plates) == []  # queued until the reading thread takes them
+    port.feed(201.0, b"")
+    [(t1, p1), (t2, p2)] = list(port.workflow._plates)
+    assert p1 == "桂B12345" and 95.5 < t1 < 96.5
+    assert (p2, t2) == ("桂B23456", 200.0)

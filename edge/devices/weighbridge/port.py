@@ -6,9 +6,11 @@ workflow's state survives a reopen and a driver restart. Nothing here raises out
 A ticket whose device time is outside the agent's bound gets the `clock_skew` flag.
 
 Plate cameras come on the line port (`anpr_port`) or push HTTP (`anpr_http`: an asyncio server
-on the agent's loop, anpr_http.py); both feed the workflow under one lock. A pushed read's
-camera frame time moves it back on the monotonic clock (by at most `MAX_CAMERA_LAG_S`: a camera
-clock further off is not trusted), so the plate is matched to the weight when the camera saw it.
+on the agent's loop, anpr_http.py); both queue their reads, which the reading thread hands to
+the workflow before the indicator bytes it received after them (the loop never waits on a
+commit). A pushed read's camera frame time moves it back on the monotonic clock (by at most
+`MAX_CAMERA_LAG_S`: a camera clock further off is not trusted), so the plate is matched to the
+weight when the camera saw it.
 First passes of two-pass weighing are stored in the outbox's state table (`pending_key`), in the
 same transaction as the ticket that ends them, so a restart neither loses nor repeats one.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -56,7 +59,9 @@ class WeighbridgePort:
         self.anpr = AnprLineReader()
         self.state: DeviceState | None = None
         self.last_error: str | None = None
-        self._lock = threading.Lock()  # the serial thread and the HTTP server's loop share the workflow
+        self._lock = threading.Lock()  # one feed at a time (the reading thread, tests)
+        self._plates: queue.SimpleQueue[tuple[float, str]] = queue.SimpleQueue()
+        """Plate reads from any input (the HTTP server's loop, the line port), in receive order."""
         self._next_expiry = 0.0
 
     def on_plate_read(self, read: PlateRead, received: float | None = None) -> None:
@@ -71,8 +76,15 @@ class WeighbridgePort:
                          " time used", self.device.id, read.plate, read.frame_ts.isoformat(), lag)
         log.info("%s: plate %s (%s%s)", self.device.id, read.plate, read.source,
                  "" if read.confidence is None else f", confidence {read.confidence}")
-        with self._lock:
-            self.workflow.on_plate(t, read.plate)
+        self._plates.put((t, read.plate))  # taken by the reading thread: the loop never waits on it
+
+    def _take_plates(self) -> None:
+        while True:
+            try:
+                t, plate = self._plates.get_nowait()
+            except queue.Empty:
+                return
+            self.workflow.on_plate(t, plate)
 
     def run(self, stop: threading.Event) -> None:
         """Read until `stop` is set, reopening failed ports with backoff."""
@@ -137,6 +149,7 @@ class WeighbridgePort:
     def feed(self, t: float, data: bytes) -> None:
         """Indicator bytes received at monotonic time `t` (also the seam for tests)."""
         with self._lock:
+            self._take_plates()
             for item in self.framer.feed(data):
                 if isinstance(item, FrameError):
                     self.workflow.on_frame_error(item)
