@@ -65,6 +65,16 @@ class Defaults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     byte_order: Order = "big"
 
 
+class ProfileHead(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What every profile starts with: its name (the file's), the vendor and model, the defaults."""
+
+    profile: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)]
+    vendor: str
+    model: str
+    description: str = ""
+    defaults: Defaults = Defaults()
+
+
 @dataclass(frozen=True, slots=True)
 class Placed:
     """A field resolved against the profile's defaults and moved to its absolute address (a ring

@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from contract.events import Verdict, VerdictSource, WasteCategory
-from edge.devices.profiles.fields import Address, Defaults, Field, Placed, place
+from edge.devices.profiles.fields import Address, Field, Placed, ProfileHead, place
 
 DoorState = Literal["closed", "open", "fault"]
 NUMERIC = frozenset({"u16", "i16", "u32", "i32", "f32"})
@@ -83,16 +83,11 @@ class Ring(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     card: Field | None = None
 
 
-class SortingStationProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class SortingStationProfile(ProfileHead, frozen=True, kw_only=True):
     """One vendor model's register map (YAML; `wastestream schema --profile sorting_station`)."""
 
-    profile: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)]
     kind: Literal["sorting_station"]
-    vendor: str
-    model: str
-    description: str = ""
-    defaults: Defaults = Defaults()
-    checks: list[Check] = []
+    checks: list[Check] = msgspec.field(default_factory=list)
     epoch: Field
     drop_counter: Field
     bins: Annotated[list[Bin], msgspec.Meta(min_length=1)]

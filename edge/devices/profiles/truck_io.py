@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from edge.devices.profiles.fields import Defaults, Field, Placed, place
+from edge.devices.profiles.fields import Field, Placed, ProfileHead, place
 
 NUMERIC = frozenset({"u16", "i16", "u32", "i32", "f32"})
 
@@ -27,15 +27,10 @@ class Fault(Field, frozen=True, kw_only=True):
     name: str = "load cell fault"
 
 
-class TruckIoProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class TruckIoProfile(ProfileHead, frozen=True, kw_only=True):
     """One I/O module model's map (YAML; `wastestream schema --profile truck_io`)."""
 
-    profile: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)]
     kind: Literal["truck_io"]
-    vendor: str
-    model: str
-    description: str = ""
-    defaults: Defaults = Defaults()
     lid_closed: Switch
     bed_raised: Switch
     ignition: Switch
