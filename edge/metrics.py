@@ -28,17 +28,17 @@ DROPPED = Counter("ws_edge_outbox_dropped", "Messages lost to the full-outbox po
 
 def stored(n: int) -> None:
     """`n` messages committed to the outbox."""
-    messages_in.inc(MQTT_PREFIX, n)
+    messages_in.inc_locked(MQTT_PREFIX, n)
 
 
 def delivered(n: int) -> None:
     """`n` messages forgotten by the outbox because they were delivered."""
-    messages_out.inc(MQTT_PREFIX, n)
+    messages_out.inc_locked(MQTT_PREFIX, n)
 
 
 def refused() -> None:
     """One message the broker refused, moved to the outbox's refused table."""
-    messages_deadlettered.inc(MQTT_PREFIX)
+    messages_deadlettered.inc_locked(MQTT_PREFIX)
 
 
 class AgentCollector(Collector):
@@ -91,7 +91,7 @@ def endpoint(agent: Any, port: int | None = None) -> Iterator[observability.Metr
         yield None
         return
     for counter in (messages_in, messages_out, messages_deadlettered):
-        counter.inc(MQTT_PREFIX, 0)
+        counter.inc_locked(MQTT_PREFIX, 0)
     collector = AgentCollector(agent)
     REGISTRY.register(collector)
     try:

@@ -17,18 +17,18 @@ DATASOURCES = REPO_ROOT / "deploy" / "production" / "grafana" / "provisioning" /
 SOURCES = [REPO_ROOT / p for p in ("wastestream/foundation/observability.py", "stream/metrics.py",
                                    "stream/sinks/metrics.py", "stream/alerting/metrics.py",
                                    "edge/metrics.py")]
-DECLARED = re.compile(r'(?:Counter|Gauge|Histogram|GaugeMetricFamily)\(\s*"(ws_[a-z_]+)"')
+KINDS = r"(Counter|TopicCounter|Gauge|Histogram|GaugeMetricFamily)"
+DECLARED = re.compile(KINDS + r'\(\s*"(ws_[a-z_]+)"')
 METRIC = re.compile(r"\b((?:ws|process)_[a-z_]+)\b")
 PROMETHEUS_CLIENT = {"process_cpu_seconds_total", "process_resident_memory_bytes"}  # its default collector
-SUFFIXES = {"Counter": ("_total",), "Histogram": ("_bucket", "_sum", "_count")}
+SUFFIXES = {"Counter": ("_total",), "TopicCounter": ("_total",), "Histogram": ("_bucket", "_sum", "_count")}
 
 
 def exposed() -> set[str]:
     """Every sample name our processes can expose (a counter's _total, a histogram's _bucket, ...)."""
     names: set[str] = set(PROMETHEUS_CLIENT)
     for path in SOURCES:
-        for kind, name in re.findall(r'(Counter|Gauge|Histogram|GaugeMetricFamily)\(\s*"(ws_[a-z_]+)"',
-                                     path.read_text(encoding="utf-8")):
+        for kind, name in DECLARED.findall(path.read_text(encoding="utf-8")):
             names |= {name + s for s in SUFFIXES.get(kind, ("",))}
     return names
 
@@ -75,6 +75,6 @@ def test_rate_windows_are_grafanas_rate_interval() -> None:
 
 def test_declared_names_are_prometheus_style() -> None:
     for path in SOURCES:
-        for name in DECLARED.findall(path.read_text(encoding="utf-8")):
+        for _, name in DECLARED.findall(path.read_text(encoding="utf-8")):
             assert re.fullmatch(r"ws_[a-z]+(_[a-z]+)*", name) and not name.endswith("_total"), name
 

@@ -12,11 +12,11 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from wastestream.foundation import observability
-from wastestream.foundation.observability import Check, MetricsServer, OnLoop, Probe, TopicCounter
+from wastestream.foundation.observability import Check, MetricsServer, OnLoop, Probe
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -112,19 +112,19 @@ def test_ws_ready_follows_the_checks_and_leaves_with_the_server(loop: asyncio.Ab
     assert registry.get_sample_value("ws_ready", {"component": "thing"}) is None
 
 
-def test_topic_counter_binds_each_label_once() -> None:
-    counter = Counter("t_messages", "test", ["topic"], registry=CollectorRegistry())
-    calls: list[str] = []
-    real = counter.labels
-
-    def counting(*args: str, **kwargs: str) -> object:
-        calls.append(kwargs.get("topic", args[0] if args else ""))
-        return real(*args, **kwargs)
-
-    counter.labels = counting  # type: ignore[method-assign, assignment]
-    topics = TopicCounter(counter, ["a"])
+def test_topic_counters_are_exposed_as_prometheus_counters(loop: asyncio.AbstractEventLoop) -> None:
+    """The plain-int counters come out of /metrics as counters (`_total`), by topic."""
+    before = observability.messages_in.value("t.test")
     for _ in range(1000):
-        topics.inc("a")
-        topics.inc("b", 2)
-    assert calls == ["a", "b"]
-    assert real(topic="a")._value.get() == 1000 and real(topic="b")._value.get() == 2000
+        observability.messages_in.inc("t.test")
+    observability.messages_in.inc_locked("t.test", 5)
+    server = observability.serve("x", free_port(), {}, loop=loop)
+    assert server is not None
+    try:
+        _, body = get(server.port, "/metrics")
+    finally:
+        server.close()
+    [family] = [f for f in text_string_to_metric_families(body) if f.name == "ws_messages_in"]
+    assert family.type == "counter"
+    samples = {s.labels["topic"]: s.value for s in family.samples if s.name == "ws_messages_in_total"}
+    assert samples["t.test"] == before + 1005
