@@ -221,6 +221,8 @@ def test_unregistered_and_unauthenticated_terminals_are_refused(tmp_path: Path, 
             w = await site.wire()
             await w.send(LOC_2013_WIRE)  # known number, but no 0x0102 on this connection
             assert await w.general() == (7, 0x0200, 1)
+            await w.send(hand(0x0704, b"\x00" * 900, 4, total=100, index=1))
+            assert await w.general() == (4, 0x0704, 1)  # no part is held for a stranger
             await w.send(hand(0x0102, b"not-the-code", 3))
             assert await w.general() == (3, 0x0102, 1)
             assert site.events() == []
@@ -231,6 +233,8 @@ def test_unregistered_and_unauthenticated_terminals_are_refused(tmp_path: Path, 
                 await w.send(hand(0x0102, b"guess", serial))
                 assert (await w.general())[2] == 1
             assert await w.closed()  # three wrong codes
+            session_stats = site.drivers[0].terminal
+            assert session_stats.session is None
 
     run(go)
 

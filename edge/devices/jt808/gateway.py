@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import re
 import time
 from abc import ABC, abstractmethod
 from collections import Counter, OrderedDict
@@ -157,6 +158,12 @@ class Terminal(ABC):
 
 
 Lookup = Callable[[str], "Terminal | None"]
+_NUMBER = re.compile(r"0x[0-9a-f]+|[0-9]+")
+
+
+def _kind(reason: str) -> str:
+    """A reason's kind for the counters: up to its colon, numbers as N (a bounded set of keys)."""
+    return _NUMBER.sub("N", reason.split(":", 1)[0])[:80]
 
 
 @dataclass
@@ -218,7 +225,7 @@ class Connection:
 
     def bad(self, reason: str, raw: bytes = b"") -> None:
         self._bad += 1
-        self.gw.stats.refused[reason.split(":", 1)[0]] += 1
+        self.gw.stats.refused[_kind(reason)] += 1
         if self._bad <= LOG_FIRST_BAD or self._bad % 100 == 0:
             log.warning("%s: discarded (%s)%s%s", self.label, reason, f": {raw.hex()}" if raw else "",
                         f" [{self._bad} so far]" if self._bad > LOG_FIRST_BAD else "")
@@ -292,7 +299,12 @@ class Connection:
                 self.close()
                 return
             self.terminal = term
-        term.alive()
+        if h.msg_id not in (m.REGISTER, m.AUTHENTICATE) and not self.authed:
+            self.bad(f"not authenticated: 0x{h.msg_id:04x} before a good 0x0102")  # nor held in memory
+            self.reply(h, serials, m.FAIL)
+            return
+        if self.authed:
+            term.alive()  # only a terminal that proved itself keeps its device online
         if h.total:
             whole = self._reassemble(pkt)
             if whole is None:
@@ -308,10 +320,6 @@ class Connection:
             log.info("%s: message 0x%04x not supported: answered 3", self.label, h.msg_id)
             self.reply(h, serials, m.UNSUPPORTED)
             return
-        if h.msg_id not in (m.REGISTER, m.AUTHENTICATE, m.TERMINAL_REPLY) and not self.authed:
-            self.bad(f"not authenticated: 0x{h.msg_id:04x} before a good 0x0102")
-            self.reply(h, serials, m.FAIL)
-            return
         await handler(self, term, pkt, serials)
 
     async def on_register(self, term: Terminal, pkt: codec.Packet, serials: list[int]) -> None:
@@ -321,7 +329,7 @@ class Connection:
             self.bad(f"register: {reg.reason}")
             self.reply(h, serials, m.BAD_MESSAGE)
             return
-        if reg.plate and not term.is_plate(reg.plate):
+        if reg.plate_colour and reg.plate and not term.is_plate(reg.plate):  # colour 0: the field is a VIN
             self.bad(f"register: plate {reg.plate!r} is not the registry's {term.plate!r} for {h.phone}")
             self.send(h, m.REGISTER_REPLY, m.register_reply(h.serial, m.REG_NO_VEHICLE))
             return
@@ -345,6 +353,7 @@ class Connection:
             return
         old = term.session
         self.authed, term.session = True, self
+        term.alive()
         if old is not None and old is not self:
             log.info("%s: reconnected from %s: the older connection %s is closed", term.device_id,
                      self.peer, old.peer)
