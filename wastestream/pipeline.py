@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,24 @@ class PipelineError(RuntimeError):
     pass
 
 
+class CoordinatorNotReady(logging.Filter):
+    """aiokafka logs `Group Coordinator Request failed: [Error 15] CoordinatorNotAvailableError` at
+    ERROR while a fresh Kafka is still creating its offsets topic, and retries until the coordinator
+    is there. For the group clients of commit_group_at_end that wait is expected, not an error:
+    such a record (a retriable error only) becomes DEBUG; any other error stays an ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (record.levelno >= logging.ERROR and record.msg == "Group Coordinator Request failed: %s"
+                and isinstance(args, tuple) and args and getattr(args[0], "retriable", False)):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+COORDINATOR_LOG = "aiokafka.consumer.group_coordinator"
+
+
 async def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
     """Give consumer `group` committed offsets at the end of `topics`: it reads only what comes next.
 
@@ -38,18 +57,23 @@ async def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> 
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    quiet = CoordinatorNotReady()
+    logging.getLogger(COORDINATOR_LOG).addFilter(quiet)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for topic in topics
-               for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if tps:
-            ends = await consumer.end_offsets(tps)
-            consumer.assign(tps)
-            await consumer.commit(dict(ends))
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()
+            tps = [TopicPartition(topic, p) for topic in topics
+                   for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            if tps:
+                ends = await consumer.end_offsets(tps)
+                consumer.assign(tps)
+                await consumer.commit(dict(ends))
+        finally:
+            await consumer.stop()
     finally:
-        await consumer.stop()
+        logging.getLogger(COORDINATOR_LOG).removeFilter(quiet)
 
 
 def services(action: str, *names: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -165,10 +189,12 @@ class Pipeline:
         return self.start(f"bridge-{index}", "bridge", "--client-id", client_id,
                           "--group", self.settings.faust_app_id)
 
-    def start_sim(self, scenario_path: Path, duration: float, ready_timeout: float = 30.0) -> Process:
-        """Start the simulated city and wait until its devices exist (ptys, ports, edge configs)."""
+    def start_sim(self, scenario_path: Path, duration: float, ready_timeout: float = 30.0,
+                  extra: Sequence[str] = ()) -> Process:
+        """Start the simulated city and wait until its devices exist (ptys, ports, edge configs);
+        `extra`: more `wastestream sim` arguments (--replay-day, --hold)."""
         sim = self.start("sim", "sim", "--scenario", str(scenario_path), "--run-dir", str(self.run_dir),
-                         "--duration", str(duration))
+                         "--duration", str(duration), *extra)
         ready = self.run_dir / "sim" / "ready"
         deadline = time.monotonic() + ready_timeout
         while not ready.exists():

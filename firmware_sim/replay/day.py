@@ -14,7 +14,8 @@ the day an edge outbox would hold after an outage of that day:
 - **sorting stations**: `PARTICIPATION` of each community's households drop waste, about
   `DROPS_PER_HOUSEHOLD` times, at the community's stations, mostly at the fixed hours of
   `STATION_HOURS` (定时定点); bin shares and drop weights as in wastestream/bench/citygen.py, the
-  camera's verdict right with the community's `accuracy`; each bin's fill is reported when it
+  camera's verdict right for the community's `accuracy` share of drops, the wrong ones spread
+  evenly (a run of them early in the day is no low-accuracy day); each bin's fill is reported when it
   moves `FILL_STEP_PCT` or every `FILL_HEARTBEAT_S`, and the bin is emptied once it reaches
   `EMPTY_AT_PCT` (below the rules' bin_full_pct: a normal day raises no bin_full).
 - **muck trucks**: each scenario truck makes `MUCK_TRIPS` round trips between 08:00 and 18:00:
@@ -251,6 +252,7 @@ def _station_day(community: CommunitySpec, station_id: str, times: list[datetime
                  household: Callable[[], str]) -> list[Item]:
     bins = list(BIN_SHARES)
     fill = dict.fromkeys(bins, 0.0)  # kg in each bin
+    wrong_share, phase = 1.0 - community.accuracy, rng.random()
     reported: dict[WasteCategory, tuple[float, datetime]] = {}
     empty_at: dict[WasteCategory, datetime] = {}
     items: list[Item] = []
@@ -265,8 +267,8 @@ def _station_day(community: CommunitySpec, station_id: str, times: list[datetime
                 msg_id="", device_id=station_id, site_id=community.id, ts=ts, community_id=community.id,
                 bin=b, fill_pct=pct)))
 
-    for ts in times:
-        ts = ts.replace(microsecond=0)
+    for drops, at in enumerate(times):
+        ts = at.replace(microsecond=0)
         for b, when in list(empty_at.items()):
             if when <= ts:
                 fill[b] = 0.0
@@ -274,7 +276,8 @@ def _station_day(community: CommunitySpec, station_id: str, times: list[datetime
                 level(b, when, force=True)
         b = rng.choices(bins, weights=[BIN_SHARES[x] for x in bins])[0]
         kg = round(rng.uniform(*DROP_KG[b]), 3)
-        right = rng.random() < community.accuracy
+        # wrong drops spread evenly (not in runs): the running accuracy stays at the community's
+        right = math.floor((drops + 1) * wrong_share + phase) == math.floor(drops * wrong_share + phase)
         items.append(Item(community.id, "sorting_station", Deposit(
             msg_id="", device_id=station_id, site_id=community.id, ts=ts, community_id=community.id,
             bin=b, kg=kg, household=household(), verdict=Verdict.CORRECT if right else Verdict.INCORRECT,
