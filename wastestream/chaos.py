@@ -312,7 +312,7 @@ class ChaosRun:
         asyncio.run(commit_group_at_end(settings.kafka_bootstrap, settings.faust_app_id,
                                         [t for e, t in KAFKA_TOPICS.items() if e != "alert"]))
         for i in range(2):
-            self.start(f"worker-{i}", "worker", "-l", "info")
+            self.start(f"worker-{i}", "worker", "--log-level", "info")
         # Our own share group: on a shared broker, the default group's offline persistent sessions
         # (bridges of earlier runs) would each be dealt a share of our devices' messages.
         group = settings.faust_app_id.replace("-", "")

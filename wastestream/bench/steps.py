@@ -59,14 +59,14 @@ def start_pipeline(cfg: BenchConfig, settings: Settings, run_id: str,
                       for topic in ALL_KAFKA_TOPICS)
         log.info("consumer group %s starts at the end of the contract topics (%d records skipped)",
                  settings.faust_app_id, skipped)
-        # `-l info`, as in production: at warn/error Faust's spinner handler puts the ROOT logger at
+        # `--log-level info`, as in production: at warn/error Faust's spinner handler puts the ROOT logger at
         # DEBUG (faust/worker.py _setup_spinner_handler), so every aiokafka debug record is built.
         # `--without-web`: the CLI default turns Faust's web server on (0.0.0.0:6066, one per host).
         for i in range(cfg.workers):
-            pipeline.start(f"worker-{i}", "worker", "-l", "info", "--without-web")
+            pipeline.start(f"worker-{i}", "worker", "--log-level", "info", "--without-web")
         for i in range(cfg.bridges):
             pipeline.start(f"bridge-{i}", "bridge", "--client-id", f"wsbench-{run_id}-{i}",
-                           "--group", f"wsbench{run_id}", "-l", "warn")
+                           "--group", f"wsbench{run_id}", "--log-level", "warning")
         pids = {p.name: p.popen.pid for p in pipeline.processes if p.name != "topics"}
         pids.update(service_pids())
         # Warm-up: trickles of messages until one reaches InfluxDB within 3 s of its end, i.e. every
@@ -174,7 +174,7 @@ def run_worker_drain(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, p
     wait_until(lambda: asyncio.run(_messages_since(settings.kafka_bootstrap, before)) >= acked,
                120, "backlog in Kafka", pipeline)
     for i in range(cfg.workers):
-        proc = pipeline.start(f"worker-{i}", "worker", "-l", "info", "--without-web")
+        proc = pipeline.start(f"worker-{i}", "worker", "--log-level", "info", "--without-web")
         pids[f"worker-{i}"] = proc.popen.pid
     started = time.time()
     cpu0 = cpu_snapshot(pids)

@@ -170,7 +170,7 @@ def run_city(pipeline: Pipeline, scenario_path: Path, duration: float, drain_tim
         sources = [topic for event, topic in KAFKA_TOPICS.items() if event != "alert"]
         asyncio.run(commit_group_at_end(settings.kafka_bootstrap, settings.faust_app_id, sources))
     for i in range(workers):
-        pipeline.start(f"worker-{i}", "worker", "-l", "info")
+        pipeline.start(f"worker-{i}", "worker", "--log-level", "info")
     for i in range(bridges):
         pipeline.start_bridge(i)
     if alerts_port:
