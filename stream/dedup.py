@@ -27,7 +27,8 @@ again after restart. If the tonnage total lived in one table and `last_seen` in
 another, the two changelog records could be split by the crash (one written, one
 not) and the total would be off by that message. Therefore the de-duplication mark
 and the running totals live in ONE value per device (`WeighbridgeState`), written as one
-changelog record (once per device per batch, stream/agents/runner.py): after any crash
+changelog record (once per batch, inside the record of the device's partition that holds every
+value the batch changed there: stream/agents/slots.py): after any crash
 either both or neither are in the changelog, and a replayed message is either a
 recognised duplicate (the total already holds it) or new (the total does not). Table
 keys are `site/device`, the same key as the source topic, so the table is co-partitioned
@@ -57,6 +58,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from contract.msgid import MsgKey
@@ -249,8 +251,8 @@ class WeighbridgeState(SeqMark):
         """This device's (net kg, tickets) at `site_id` on the day starting `day_ns`, all categories."""
         kg, n = 0.0, 0
         for k, (k_kg, k_n) in self.days.items():
-            site, _, day = k.split("|")
-            if site == site_id and int(day) == day_ns:
+            site, day = _site_day(k)
+            if site == site_id and day == day_ns:
                 kg, n = kg + k_kg, n + k_n
         return kg, n
 
@@ -259,15 +261,25 @@ class WeighbridgeState(SeqMark):
         if not self.record(key):
             return False
         day_ns = _day_ns(day_key)
-        newest = max([day_ns, *map(_day_ns, self.days)])
-        if day_ns <= newest - KEEP_DAYS * NS_PER_DAY:
+        days = [_day_ns(k) for k in self.days]
+        newest = max([day_ns, *days])
+        floor = newest - KEEP_DAYS * NS_PER_DAY
+        if day_ns <= floor:
             log.warning("ticket %s for a day beyond the %d-day window: per-ticket point only", key, KEEP_DAYS)
             return True
         kg, n = self.total(day_key)
         self.days[day_key] = (kg + net_kg, n + 1)
-        self.days = {k: v for k, v in self.days.items() if _day_ns(k) > newest - KEEP_DAYS * NS_PER_DAY}
+        if days and min(days) <= floor:  # a day left the window
+            self.days = {k: v for k, v in self.days.items() if _day_ns(k) > floor}
         return True
 
 
+@lru_cache(maxsize=65_536)
 def _day_ns(day_key: str) -> int:
     return int(day_key.rsplit("|", 1)[1])
+
+
+@lru_cache(maxsize=65_536)
+def _site_day(day_key: str) -> tuple[str, int]:
+    site, _, day = day_key.split("|")
+    return site, int(day)

@@ -58,6 +58,7 @@ from stream.agents.runner import (
     sent_from_timer,
     write_points,
 )
+from stream.agents.slots import SlotTable
 from stream.app import app, rules, settings
 from stream.senders import send_alerts
 from stream.sinks.influx import InfluxSink
@@ -73,13 +74,13 @@ _topic_args: dict[str, Any] = dict(key_type=bytes, value_type=bytes, internal=Tr
 source_topic = app.topic(STATUS_TOPIC, CHECK_TOPIC, **_topic_args)  # internal: declares CHECK_TOPIC
 check_topic = app.topic(CHECK_TOPIC, **_topic_args)
 
-health_table = app.Table(
+health_table = SlotTable(app.Table(
     "device-health-state",
     default=None,
     partitions=settings.kafka_partitions,
     schema=faust.Schema(key_serializer="json", value_serializer="json"),
     help="per site/device: dedup mark + online/offline, last heard, outbox and alert episodes",
-)
+), settings.kafka_partitions)  # values of a partition in a few records: stream/agents/slots.py
 
 WATERMARK = Watermark()
 

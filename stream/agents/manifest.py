@@ -40,6 +40,7 @@ from stream.agents.runner import (
     sent_from_timer,
     write_points,
 )
+from stream.agents.slots import SlotTable
 from stream.app import app, rules, settings
 from stream.senders import send_alerts
 from stream.sinks.influx import InfluxSink
@@ -52,13 +53,13 @@ MANIFEST_TOPIC = f"{settings.faust_app_id}-manifest-events"
 manifest_topic = app.topic(MANIFEST_TOPIC, key_type=bytes, value_type=bytes, internal=True,
                            partitions=settings.kafka_partitions, replicas=1)
 
-plate_state = app.Table(
+plate_state = SlotTable(app.Table(
     "manifest-plate-state",
     default=None,
     partitions=settings.kafka_partitions,
     schema=faust.Schema(key_serializer="json", value_serializer="json"),
     help="per plate: manifest event ids seen + open manifests; see manifest_state.py",
-)
+), settings.kafka_partitions)
 
 WATERMARK = Watermark()
 _encoder = msgspec.json.Encoder()

@@ -29,6 +29,7 @@ from contract.events import Alert, BinLevel, Deposit
 from contract.msgid import device_key
 from contract.topics import KAFKA_TOPICS
 from stream.agents.runner import Ack, AgentCounters, StateCache, decode_valid, run_batches, write_points
+from stream.agents.slots import SlotTable
 from stream.agents.sorting_state import (
     BinState,
     DayCounts,
@@ -51,14 +52,14 @@ deposits_topic = app.topic(KAFKA_TOPICS["deposit"], key_type=bytes, value_type=b
 bin_levels_topic = app.topic(KAFKA_TOPICS["bin_level"], key_type=bytes, value_type=bytes)
 
 _json: faust.Schema = faust.Schema(key_serializer="json", value_serializer="json")
-station_state = app.Table(
+station_state = SlotTable(app.Table(
     "sorting-station-state", default=None, partitions=settings.kafka_partitions, schema=_json,
     help="per site/station: (epoch, seq) marks and its counters per local day; see stream/dedup.py",
-)
-bin_state = app.Table(
+), settings.kafka_partitions)
+bin_state = SlotTable(app.Table(
     "sorting-bin-state", default=None, partitions=settings.kafka_partitions, schema=_json,
     help="per site/station: per bin, the last reading applied and the msg_id that started a full cycle",
-)
+), settings.kafka_partitions)
 
 
 Counters = AgentCounters(log, processed_label="deposits")

@@ -45,6 +45,7 @@ from stream.agents.runner import (
     run_batches,
     write_points,
 )
+from stream.agents.slots import SlotTable
 from stream.agents.tonnage_points import (
     DeviceDayTotal,
     daily_point,
@@ -64,13 +65,13 @@ from stream.sinks.line_protocol import Point, to_ns
 log = logging.getLogger(__name__)
 
 
-device_state = app.Table(
+device_state = SlotTable(app.Table(
     "tonnage-device-state",
     default=None,
     partitions=settings.kafka_partitions,
     schema=faust.Schema(key_serializer="json", value_serializer="json"),
     help="per site/device: (epoch, seq) marks and its daily running net kg; see stream/dedup.py",
-)
+), settings.kafka_partitions)
 
 site_totals_topic = app.topic(
     f"{settings.faust_app_id}-tonnage-by-site", internal=True, partitions=settings.kafka_partitions,
@@ -79,13 +80,13 @@ site_totals_topic = app.topic(
 """Per-device running day totals re-keyed by facility (a record per facility per batch); named after
 the app (one per deployment)."""
 
-site_load = app.Table(
+site_load = SlotTable(app.Table(
     "tonnage-site-load",
     default=None,
     partitions=settings.kafka_partitions,
     schema=faust.Schema(key_serializer="json", value_serializer="json"),
     help="per facility: largest running total per device and local day, and days alerted over capacity",
-)
+), settings.kafka_partitions)
 
 
 Counters = AgentCounters(log)

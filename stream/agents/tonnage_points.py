@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
+
 from contract.events import Weighing
 from stream.agents.localday import local_day_start_ns
 from stream.sinks.line_protocol import Point, to_ns
@@ -90,7 +92,8 @@ class DeviceDayTotal:
 def encode_totals(totals: Sequence[DeviceDayTotal]) -> bytes:
     """One record for several totals: a batch forwards one per partition of the facility-keyed topic
     (stream/agents/runner.py `by_partition`), holding the latest total of each device and day."""
-    return json.dumps([asdict(t) for t in totals], separators=(",", ":")).encode()
+    return orjson.dumps([{"site": t.site, "device": t.device, "day_ns": t.day_ns, "kg": t.kg,
+                          "tickets": t.tickets, "msg_id": t.msg_id, "ts_ns": t.ts_ns} for t in totals])
 
 
 def decode_totals(payload: bytes) -> list[DeviceDayTotal]:

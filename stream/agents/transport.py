@@ -26,6 +26,7 @@ from contract.msgid import device_key
 from contract.topics import KAFKA_TOPICS
 from stream.agents import manifest
 from stream.agents.runner import Ack, AgentCounters, StateCache, decode_valid, run_batches, write_points
+from stream.agents.slots import SlotTable
 from stream.agents.transport_state import TRANSPORT_DAILY, TruckState, step
 from stream.app import app, rules, settings
 from stream.senders import send_alerts
@@ -36,13 +37,13 @@ log = logging.getLogger(__name__)
 
 telemetry_topic = app.topic(KAFKA_TOPICS["truck_telemetry"], key_type=bytes, value_type=bytes)
 
-truck_state = app.Table(
+truck_state = SlotTable(app.Table(
     "transport-truck-state",
     default=None,
     partitions=settings.kafka_partitions,
     schema=faust.Schema(key_serializer="json", value_serializer="json"),
     help="per site/truck terminal: dedup mark + dump/uncovered/route/stuck episodes + sealed km",
-)
+), settings.kafka_partitions)
 
 
 Counters = AgentCounters(log)
