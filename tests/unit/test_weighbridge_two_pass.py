@@ -163,3 +163,18 @@ def test_unreadable_stored_first_passes_are_logged_not_fatal() -> None:
     wf = WeighbridgeWorkflow(WeighbridgeDevice(id="wb-1", port="/dev/null"), {})
     wf.load_pending("{not json")
     assert wf.pending == {}
+
+
+def test_a_pass_after_an_expired_one_expires_it_and_starts_a_new_pair(tmp_path: Path) -> None:
+    """Weighed in, gone for longer than the expiry, back: the old pass is a pass_expired ticket
+    and this pass is a new first pass (not the tare of the old one)."""
+    site = Site(tmp_path, pass_expiry_s=3600)
+    feed_visit(site, NO_TARE, 30000)
+    site.now += timedelta(seconds=4000)
+    site.port._next_expiry = site.t + 1e9  # the periodic expiry does not run: the pass itself decides
+    feed_visit(site, NO_TARE, 29000)
+    [expired] = site.tickets()
+    assert (expired.gross_kg, expired.net_kg, expired.flags) == (30000, 0, (WeighingFlag.PASS_EXPIRED,))
+    assert site.port.workflow.pending[NO_TARE].weight_kg == 29000
+    feed_visit(site, NO_TARE, 11000)
+    assert [w.net_kg for w in site.tickets()] == [0, 18000]

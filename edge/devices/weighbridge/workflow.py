@@ -432,17 +432,15 @@ class WeighbridgeWorkflow:
             return self._single(p, vehicle)
         assert p.plate is not None
         first = self.pending.pop(p.plate, None)
+        expired = None
         if first is not None and self._expired(first, self._wall_clock()):
-            self.pending[p.plate] = first  # handed to expire(); this pass starts a new pair
-            self.pending_changed = True
-            return None
+            expired, first = self._expired_ticket(first, p.at), None  # and this pass starts a new pair
+        self.pending_changed = True
         if first is None:
             self.pending[p.plate] = FirstPass(p.plate, p.gross_kg, p.stable, p.flags, self._wall_clock())
-            self.pending_changed = True
             log.info("%s: %s weighed in at %.0f kg (first pass), ticket at its second pass",
                      self.device.id, p.plate, p.gross_kg)
-            return None
-        self.pending_changed = True
+            return expired
         return self._paired(first, p, vehicle)
 
     def _paired(self, first: FirstPass, p: _Pass, vehicle: Vehicle | None) -> Ticket:
@@ -515,29 +513,29 @@ class WeighbridgeWorkflow:
         now = self._wall_clock()
         out = []
         for plate, first in list(self.pending.items()):
-            if not self._expired(first, now):
-                continue
-            del self.pending[plate]
-            self.pending_changed = True
-            vehicle = self.registry.get(plate)
-            registered = vehicle.tare_kg if vehicle is not None else None
-            flags = [*first.flags, WeighingFlag.PASS_EXPIRED]
-            self._over_rating(flags, vehicle, first.weight_kg)
-            if vehicle is None:
-                flags.append(WeighingFlag.UNREGISTERED_VEHICLE)
-            tare, source = (first.weight_kg, TareSource.NONE) if registered is None else (
-                registered, TareSource.REGISTERED)
-            if tare > first.weight_kg:
-                flags.append(WeighingFlag.TARE_DEVIATION)
-            log.warning("%s: %s weighed in at %s, not weighed out within %.0f s: ticket with %s,"
-                        " pass_expired",
-                        self.device.id, plate, first.ts.isoformat(), self.device.pass_expiry_s,
-                        "no tare (net 0)" if registered is None else "the registered tare")
-            p = _Pass(plate, first.weight_kg, first.stable, (), None, t)
-            ticket = self._make(p, first.weight_kg, min(tare, first.weight_kg), vehicle, flags, source,
-                                first.stable, Direction.INBOUND)
-            out.append(ticket)
+            if self._expired(first, now):
+                del self.pending[plate]
+                self.pending_changed = True
+                out.append(self._expired_ticket(first, t))
         return out
+
+    def _expired_ticket(self, first: FirstPass, t: float) -> Ticket:
+        vehicle = self.registry.get(first.plate)
+        registered = vehicle.tare_kg if vehicle is not None else None
+        flags = [*first.flags, WeighingFlag.PASS_EXPIRED]
+        self._over_rating(flags, vehicle, first.weight_kg)
+        if vehicle is None:
+            flags.append(WeighingFlag.UNREGISTERED_VEHICLE)
+        tare, source = (first.weight_kg, TareSource.NONE) if registered is None else (
+            registered, TareSource.REGISTERED)
+        if tare > first.weight_kg:
+            flags.append(WeighingFlag.TARE_DEVIATION)
+        log.warning("%s: %s weighed in at %s, not weighed out within %.0f s: ticket with %s, pass_expired",
+                    self.device.id, first.plate, first.ts.isoformat(), self.device.pass_expiry_s,
+                    "no tare (net 0)" if registered is None else "the registered tare")
+        p = _Pass(first.plate, first.weight_kg, first.stable, (), None, t)
+        return self._make(p, first.weight_kg, min(tare, first.weight_kg), vehicle, flags, source,
+                          first.stable, Direction.INBOUND)
 
     def tare_deviates(self, vehicle: Vehicle | None, measured_tare_kg: float | None) -> bool:
         """A measured tare (the lighter pass of two, or the indicator's own in net mode) far from
