@@ -44,9 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, port = pop_metrics_port(args, settings.metrics_port)  # --metrics-port N
         install_worker_endpoint(app, dataclasses.replace(settings, metrics_port=port))
         eventloop.install()
-        asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions))
+        try:
+            asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions))
+        except TimeoutError as exc:  # Kafka unreachable: a reason, not a traceback
+            print(f"wastestream worker: {exc}", file=sys.stderr)
+            return cliutil.EXIT_FAILURE
         if settings.faust_web_port is None and "--with-web" not in args:
             args.append("--without-web")  # Faust's CLI would bind 6066 anyway; workers share a host
+    if args[:1] == ["worker"] and not sys.stdout.isatty():
+        args.insert(0, "--quiet")  # no console banner in a log file (its box and ƒaµS† come out garbled)
     sys.argv = ["wastestream", *args]  # Faust's usage line then reads `wastestream worker [OPTIONS]`
     try:
         app.main()
