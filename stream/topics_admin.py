@@ -75,7 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cliutil.add_log_level(parser)
     args = parser.parse_args(argv)
     logs.configure(args.log_level)
-    created = asyncio.run(ensure_topics(args.bootstrap, args.partitions, timeout_s=args.timeout))
+    try:
+        created = asyncio.run(ensure_topics(args.bootstrap, args.partitions, timeout_s=args.timeout))
+    except (TimeoutError, KafkaError) as exc:  # Kafka unreachable, or it refused a topic
+        print(f"wastestream topics: {exc}", file=sys.stderr)
+        return cliutil.EXIT_FAILURE
     print(f"created: {', '.join(created) or 'none'}; all present: {', '.join(ALL_KAFKA_TOPICS)}")
     return 0
 
