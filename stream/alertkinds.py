@@ -90,7 +90,8 @@ KINDS: tuple[AlertKind, ...] = (
     AlertKind("weighbridge_net_mode", "仪表净重模式称重", "Weighbridge net mode", Severity.INFO,  # a note
               FACILITIES, "车辆{subject}在{site}地磅{device}以仪表净重模式称重（用仪表皮重，非备案皮重）"),
     AlertKind("weighbridge_unregistered_vehicle", "未备案车辆过磅", "Weighbridge unregistered vehicle",
-              Severity.WARNING, FACILITIES, "车辆{subject}在{site}地磅{device}过磅，车牌未识别或未备案（品类、皮重未知）"),
+              Severity.WARNING, FACILITIES,
+              "车辆{subject}在{site}地磅{device}过磅，车牌未识别或未备案（品类、皮重未知）"),
     AlertKind("weighbridge_pass_expired", "二次过磅超时", "Weighbridge pass expired", Severity.WARNING,
               FACILITIES, "车辆{subject}在{site}地磅{device}进场称重后未按时出场回皮，净重未计"),
 )

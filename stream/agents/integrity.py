@@ -23,7 +23,7 @@ WHAT: dict[WeighingFlag, str] = {
     WeighingFlag.OVERLOAD: "indicator overloaded (beyond its range): gross is a lower bound",
     WeighingFlag.MOTION: "indicator kept reporting motion while the weights were at rest",
     WeighingFlag.NET_MODE: "weighed in the indicator's net mode (its tare, not the registry's)",
-    WeighingFlag.UNREGISTERED_VEHICLE: "plate unread or not in the vehicle registry (category and tare unknown)",
+    WeighingFlag.UNREGISTERED_VEHICLE: "plate unread or not in the vehicle registry (category, tare unknown)",
     WeighingFlag.PASS_EXPIRED: "weighed in but never weighed out in time: no measured tare, net not counted",
 }
 
