@@ -8,6 +8,7 @@ and end with the exit codes; the processes take the one `--log-level` spelling.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -111,3 +112,15 @@ def test_dashboards_generate_makes_its_out_dir(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.glob("ws-*.json")) == sorted(
         Path(line).name for line in r.stdout.split())
     assert list(out.glob("ws-*.json"))
+
+
+def test_an_unreachable_service_is_exit_1_with_the_reason() -> None:
+    """Kafka, InfluxDB or the alert API not answering: one line saying so, exit 1, no traceback."""
+    cases = [(["topics", "--bootstrap", "127.0.0.1:1", "--timeout", "2"], {}, "could not ensure Kafka"),
+             (["alerts", "list", "--url", "http://127.0.0.1:1"], {}, "cannot reach the alerts API"),
+             (["indicators", "--from", "now-1d"], {"WS_INFLUX_URL": "http://127.0.0.1:1"}, "did not answer")]
+    for argv, env, reason in cases:
+        r = subprocess.run([WASTESTREAM, *argv], cwd=REPO, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, **env})
+        assert r.returncode == 1, (argv, r.returncode, r.stderr)
+        assert reason in r.stderr and "Traceback" not in r.stderr, r.stderr
