@@ -26,12 +26,12 @@ from typing import TextIO
 
 import serial
 
-from edge.devices.weighbridge.frames import FrameError, Framer, LineFramer, WeightReading, make_framer
+from edge.devices.weighbridge.frames import FrameError, FrameReader, WeightReading, make_framer
 
 BAUDS = (9600, 4800, 2400, 1200, 19200)
 FRAMINGS: tuple[tuple[int, str, int], ...] = ((8, "N", 1), (7, "E", 1))
 MIN_READINGS = 3
-CANDIDATES: dict[str, Callable[[], Framer | LineFramer]] = {
+CANDIDATES: dict[str, Callable[[], FrameReader]] = {
     "toledo": lambda: make_framer("toledo", checksum=True),
     "toledo (no checksum byte)": lambda: make_framer("toledo", checksum=False),
     "xk3190": lambda: make_framer("xk3190"),

@@ -18,7 +18,7 @@ from edge.devices.weighbridge.anpr import MAX_LINE, NO_PLATE, AnprLineReader
 from edge.devices.weighbridge.frames import (
     STX,
     FrameError,
-    Framer,
+    FrameReader,
     WeightReading,
     make_framer,
     parse_toledo,
@@ -87,7 +87,7 @@ def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in pairwise(edges)]
 
 
-def feed_all(framer: Framer, chunks: list[bytes]) -> list[WeightReading | FrameError]:
+def feed_all(framer: FrameReader, chunks: list[bytes]) -> list[WeightReading | FrameError]:
     out: list[WeightReading | FrameError] = []
     for chunk in chunks:
         out += framer.feed(chunk)

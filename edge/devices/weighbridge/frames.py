@@ -66,7 +66,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import msgspec
 
@@ -225,6 +225,17 @@ def parse_xk3190(frame: bytes, *, unit: str = "kg") -> Item:
     )
 
 
+class FrameReader(Protocol):
+    """What every format's framer offers: bytes in, readings and errors out, bounded."""
+
+    errors: int
+
+    def feed(self, chunk: bytes) -> list[Item]: ...
+
+    @property
+    def buffered(self) -> int: ...
+
+
 class Framer:
     """Incremental framer for fixed-length STX-started frames; `feed` never raises."""
 
@@ -306,7 +317,7 @@ class Framer:
 def make_framer(
     fmt: FrameFormat, *, checksum: bool = True, max_buffer: int = 4096, unit: str = "kg",
     spec: FrameSpec | None = None,
-) -> Framer | LineFramer:
+) -> FrameReader:
     """The framer for a device's configured `format` (`checksum` applies to Toledo only, `unit`
     to XK3190 only: its frame carries none; a Toledo frame says its unit itself)."""
     if fmt == "toledo":
