@@ -33,6 +33,11 @@ def series(title: str, queries: list[prometheus.Dataquery], unit: str, descripti
             .targets(list(queries)).unit(unit).span(w).height(8))
 
 
+def write_quantile(q: float, ref: str) -> prometheus.Dataquery:
+    return prom(f"histogram_quantile({q}, sum by (le, job) (rate(ws_influx_write_seconds_bucket{RATE})))",
+                f"p{round(q * 100)} {{{{job}}}}", ref)
+
+
 def ready_panel() -> stat.Panel:
     """One tile per process: green ready, red not ready (or not scraped: `up` 0 counts as not ready)."""
     return (
@@ -72,11 +77,8 @@ def build() -> dashboard.Dashboard:
             "sum by (topic) (ws_kafka_consumer_lag)", "{{topic}}")], "short",
             "Records not yet committed by the workers' group, per topic: grows when the workers fall "
             "behind or stop.", w=12))
-        .with_panel(series("InfluxDB write latency p99", [prom(
-            f"histogram_quantile(0.99, sum by (le, job) (rate(ws_influx_write_seconds_bucket{RATE})))",
-            "p99 {{job}}"), prom(
-            f"histogram_quantile(0.5, sum by (le, job) (rate(ws_influx_write_seconds_bucket{RATE})))",
-            "p50 {{job}}", "B")], "s",
+        .with_panel(series(
+            "InfluxDB write latency p99", [write_quantile(0.99, "A"), write_quantile(0.5, "B")], "s",
             "Time of each acknowledged batch write (ws_influx_write_seconds); failed attempts are "
             "ws_influx_write_failures_total.", w=12))
         .with_panel(series("Edge outbox depth", [prom(

@@ -10,10 +10,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+
+from contract import Weighing
+from contract.events import Direction, WasteCategory
+from wastestream.foundation.settings import Settings
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -118,3 +124,25 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def weighing(site: str, device: str, seq: int) -> Weighing:
+    """A valid weighbridge ticket of `device` (msg_id epoch 1, sequence `seq`)."""
+    return Weighing(msg_id=f"{device}:1:{seq}", device_id=device, site_id=site, ts=datetime.now(UTC),
+                    ticket_id=f"T{seq}", plate="桂B12345", direction=Direction.INBOUND, gross_kg=30000.0,
+                    tare_kg=12000.0, net_kg=18000.0, category=WasteCategory.KITCHEN, origin="district-3")
+
+
+async def group_offsets(settings: Settings, group: str, topic: str
+                        ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """(end offsets, `group`'s committed offsets, 0 where none) of every partition of `topic`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        ends = dict(await consumer.end_offsets(tps))
+        return ends, {tp: await consumer.committed(tp) or 0 for tp in tps}
+    finally:
+        await consumer.stop()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from contract import encode
 from contract.events import Severity
@@ -30,6 +30,7 @@ from tests.integration.metricskit import (
     answered,
     free_port,
     get,
+    group_offsets,
     ready,
     scrape,
     stop_process,
@@ -80,16 +81,8 @@ def serve(tmp_path: Path, group: str, hook: str, metrics_port: int, **env: str
     return proc, log, db
 
 
-async def group_offsets(settings: Settings, group: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(TOPIC, p) for p in sorted(consumer.partitions_for_topic(TOPIC) or ())]
-        return {tp: await consumer.committed(tp) or 0 for tp in tps}
-    finally:
-        await consumer.stop()
+def committed_offsets(settings: Settings, group: str) -> dict[TopicPartition, int]:
+    return asyncio.run(group_offsets(settings, group, TOPIC))[1]
 
 
 async def produce(settings: Settings, unique: str) -> None:
@@ -119,7 +112,7 @@ def test_alert_service_counts_records_and_push_failures(live_services: Settings,
     settings, group = live_services, f"ws-alerts-obs-{unique}"
     asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions, [TOPIC]))
     asyncio.run(commit_group_at_end(settings.kafka_bootstrap, group, [TOPIC]))
-    start = asyncio.run(group_offsets(settings, group))
+    start = committed_offsets(settings, group)
     metrics_port = free_port()
     proc, log, db = serve(tmp_path, group, refusing_hook, metrics_port)
     try:
@@ -133,7 +126,7 @@ def test_alert_service_counts_records_and_push_failures(live_services: Settings,
         def settled() -> tuple[dict[tuple[str, tuple[tuple[str, str], ...]], float], int, int] | None:
             """The scrape, the committed records and the failed attempts, once they agree twice."""
             first = scrape(metrics_port), failed_attempts(db)
-            end = asyncio.run(group_offsets(settings, group))
+            end = committed_offsets(settings, group)
             again = scrape(metrics_port), failed_attempts(db)
             if first != again:
                 return None

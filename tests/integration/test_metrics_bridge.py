@@ -10,15 +10,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from contract import Weighing, encode, mqtt_topic
-from contract.events import Direction, WasteCategory
+from contract import encode, mqtt_topic
 from contract.topics import KAFKA_TOPICS, MQTT_SUBSCRIBE_ALL
 from tests.integration.metricskit import (
     PrivateBroker,
@@ -30,18 +28,13 @@ from tests.integration.metricskit import (
     stop_process,
     value,
     wait_for,
+    weighing,
 )
 from wastestream.foundation.settings import REPO_ROOT, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 VALID, INVALID = 7, 3
-
-
-def weighing(site: str, device: str, seq: int) -> Weighing:
-    return Weighing(msg_id=f"{device}:1:{seq}", device_id=device, site_id=site, ts=datetime.now(UTC),
-                    ticket_id=f"T{seq}", plate="桂B12345", direction=Direction.INBOUND, gross_kg=30000.0,
-                    tare_kg=12000.0, net_kg=18000.0, category=WasteCategory.KITCHEN, origin="district-3")
 
 
 def publish(port: int, messages: list[tuple[str, bytes]]) -> None:

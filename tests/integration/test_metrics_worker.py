@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from contract import Weighing, encode
-from contract.events import Direction, WasteCategory
+from contract import encode
 from contract.topics import KAFKA_TOPICS
 from stream.topics_admin import ensure_topics
 from tests.integration.metricskit import (
@@ -25,11 +23,13 @@ from tests.integration.metricskit import (
     answered,
     free_port,
     get,
+    group_offsets,
     ready,
     scrape,
     total,
     value,
     wait_for,
+    weighing,
 )
 from tests.integration.workerkit import skip_backlog, start_worker, stop
 from wastestream.foundation.settings import Settings
@@ -38,12 +38,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 TOPIC = KAFKA_TOPICS["weighing"]
 VALID, INVALID = 12, 4
-
-
-def weighing(site: str, device: str, seq: int) -> Weighing:
-    return Weighing(msg_id=f"{device}:1:{seq}", device_id=device, site_id=site, ts=datetime.now(UTC),
-                    ticket_id=f"T{seq}", plate="桂B12345", direction=Direction.INBOUND, gross_kg=30000.0,
-                    tare_kg=12000.0, net_kg=18000.0, category=WasteCategory.RESIDUAL, origin="district-3")
 
 
 def messages_of(value: bytes | None) -> int:
@@ -58,18 +52,8 @@ def messages_of(value: bytes | None) -> int:
         return 1
 
 
-async def offsets(settings: Settings) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int | None]]:
-    """(end offsets, the worker group's committed offsets) of the weighings topic."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.faust_app_id,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(TOPIC, p) for p in sorted(consumer.partitions_for_topic(TOPIC) or ())]
-        ends = dict(await consumer.end_offsets(tps))
-        return ends, {tp: await consumer.committed(tp) for tp in tps}
-    finally:
-        await consumer.stop()
+def offsets(settings: Settings) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    return asyncio.run(group_offsets(settings, settings.faust_app_id, TOPIC))
 
 
 async def messages_between(settings: Settings, start: dict[TopicPartition, int],
@@ -109,7 +93,7 @@ def test_worker_counts_lag_and_readiness(live_services: Settings, settings: Sett
                                          unique: str) -> None:
     asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions))
     asyncio.run(skip_backlog(settings))
-    start, committed = asyncio.run(offsets(settings))
+    start, committed = offsets(settings)
     assert all(committed[tp] == start[tp] for tp in start), (start, committed)
     metrics_port = free_port()
     log = tmp_path / "worker.log"
@@ -133,9 +117,9 @@ def test_worker_counts_lag_and_readiness(live_services: Settings, settings: Sett
         def quiet() -> tuple[Samples, dict[TopicPartition, int]] | None:
             """A scrape while Kafka's end, the group's commit and the lag agree (other tests may be
             producing weighings right now: then wait for a quiet moment)."""
-            end, committed = asyncio.run(offsets(settings))
+            end, committed = offsets(settings)
             now = scrape(metrics_port)
-            again, committed_again = asyncio.run(offsets(settings))
+            again, committed_again = offsets(settings)
             lags = [v for (n, ls), v in now.items()
                     if n == "ws_kafka_consumer_lag" and ("topic", TOPIC) in ls]
             if end == again == committed == committed_again and not any(lags):
