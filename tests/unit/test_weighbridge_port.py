@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import socket
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from contract import DeviceStatus, Weighing, decode
 from edge.agent import Agent
 from edge.config import parse_config
 from edge.devices.weighbridge.anpr import PlateRead
-from edge.devices.weighbridge.port import WeighbridgePort
+from edge.devices.weighbridge.port import WeighbridgeDriver, WeighbridgePort
 from edge.devices.weighbridge.workflow import WeighbridgeDevice
 from edge.outbox import Outbox
 from firmware_sim.weighbridge import encode_toledo
@@ -76,3 +81,31 @@ def test_a_pushed_plate_is_placed_at_the_cameras_frame_time(tmp_path: Path) -> N
     [(t1, p1), (t2, p2)] = list(port.workflow._plates)
     assert p1 == "桂B12345" and 95.5 < t1 < 96.5
     assert (p2, t2) == ("桂B23456", 200.0)
+
+
+def test_a_camera_port_in_use_is_logged_and_retried_while_the_indicator_is_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        cfg = parse_config({"site_id": "s1", "outbox": {"path": str(tmp_path / "o.db")}, "devices": [
+            {"id": "wb-1", "port": str(tmp_path / "missing"),
+             "anpr_http": {"host": "127.0.0.1", "port": busy}}]})
+        agent, wb = Agent(cfg), cfg.devices[0]
+        assert isinstance(wb, WeighbridgeDevice)
+        driver = WeighbridgeDriver(wb, agent.context(wb))
+
+        async def main() -> None:
+            agent.stop.clear()
+            run = asyncio.create_task(driver.run())
+            await asyncio.sleep(1.5)
+            agent.stop.set()
+            agent._threads_stop.set()
+            await asyncio.wait_for(run, 10)
+
+        with caplog.at_level(logging.WARNING, logger="edge.weighbridge"):
+            asyncio.run(main())
+    assert f"wb-1: anpr http: cannot listen on 127.0.0.1:{busy}" in caplog.text
+    assert "missing" in caplog.text  # the indicator port was tried meanwhile

@@ -22,7 +22,7 @@ HTTP POST" that follows it):
 
 Bad input never crashes the server and is never silent: a body over `max_body_bytes`, bad or too
 deeply nested JSON, a body without a plate or whose plate breaks the contract's PLATE rule gets a
-4xx with the reason, a `"<device>: anpr http: <reason>"` warning (the device's last_error) and a
+4xx with the reason, a `"<device>: anpr http: <reason>"` warning in the agent's log and a
 count in `rejected`. HTTP/1.1 parsing is h11's (bounded header size); the body is read up to the
 declared Content-Length only, with a time-out, and at most `MAX_CONNECTIONS` cameras at once.
 """

@@ -18,6 +18,7 @@ same transaction as the ticket that ends them, so a restart neither loses nor re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -226,9 +227,24 @@ class WeighbridgeDriver(Driver[WeighbridgeDevice]):
         server = AnprHttpServer(self.cfg.id, self.port.on_plate_read, host=http.host, port=http.port,
                                 path=http.path, max_body_bytes=http.max_body_bytes)
         self.http = server
-        serving = asyncio.create_task(server.serve(self.ctx.stop))
+        serving = asyncio.create_task(self._serve(server))
         try:
             await asyncio.to_thread(self.port.run, self.ctx.halt)
         finally:
             serving.cancel()
             await asyncio.gather(serving, return_exceptions=True)
+
+    async def _serve(self, server: AnprHttpServer) -> None:
+        """The camera endpoint until the agent stops; a port that cannot be bound is retried with
+        backoff and logged with the reason; the indicator is read meanwhile."""
+        backoff = 1.0
+        while not self.ctx.stop.is_set():
+            try:
+                await server.serve(self.ctx.stop)
+                return
+            except OSError as exc:
+                log.warning("%s: anpr http: cannot listen on %s:%d: %s; retrying in %.0f s", self.cfg.id,
+                            server.host, server.port, exc, backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ctx.stop.wait(), backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
