@@ -48,6 +48,16 @@ def test_port_0_is_off(loop: asyncio.AbstractEventLoop) -> None:
     assert observability.serve("x", 0, {}, loop=loop) is None
 
 
+def test_a_taken_port_is_logged_and_the_process_goes_on(loop: asyncio.AbstractEventLoop,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert observability.serve("bridge", taken.getsockname()[1], {}, loop=loop) is None
+    assert "bridge: no /metrics, /healthz, /readyz: cannot listen on 127.0.0.1:" in caplog.text
+    assert "each process on a host needs its own" in caplog.text
+
+
 def test_readyz_gives_every_reason_and_healthz_stays_alive(loop: asyncio.AbstractEventLoop) -> None:
     state: dict[str, str | None] = {"mqtt": "not connected to broker:8883"}
     loop_thread: list[int] = []

@@ -243,7 +243,13 @@ def serve(component: str, port: int, checks: Mapping[str, Check], *, host: str =
     if not port:
         return None
     probe = Probe(component, loop or asyncio.get_running_loop(), checks)
-    return MetricsServer(probe, host, port)
+    try:
+        return MetricsServer(probe, host, port)
+    except OSError as exc:  # the port is taken, or the address not ours: the data path runs on
+        log.error("%s: no /metrics, /healthz, /readyz: cannot listen on %s:%d (%s); check WS_METRICS_PORT "
+                  "or --metrics-port (each process on a host needs its own)", component, host, port,
+                  exc.strerror or exc)
+        return None
 
 
 @contextlib.contextmanager
