@@ -45,6 +45,19 @@ def site_id_of(scenario: Scenario, origin: str) -> str:
     return f"fleet-{origin}-jt808" if mixed else f"fleet-{origin}"
 
 
+async def wait_listening(host: str, port: int, timeout: float = 10.0) -> None:
+    """Until a gateway accepts connections on (host, port); TimeoutError after `timeout`."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(host, port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+
+
 def phone_of(index: int) -> str:
     return str(PHONE_BASE + index)
 

@@ -27,7 +27,7 @@ from edge.agent import run_agent
 from edge.config import parse_config
 from edge.devices.jt808.profile import load_profile
 from firmware_sim.twins.base import free_port
-from firmware_sim.twins.jt808 import Signals, TerminalSim, location
+from firmware_sim.twins.jt808 import Signals, TerminalSim, location, wait_listening
 from wastestream.foundation.settings import load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -56,17 +56,6 @@ def point(i: int, t0: datetime, *, load: float = 1.0, lid: bool = True) -> Any:
                     speed_kmh=35, heading=10, signals=Signals(lid, False, load, 0))
 
 
-async def until_up(port: int) -> None:
-    for _ in range(200):
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise AssertionError("gateway never came up")
-
-
 @pytest.mark.usefixtures("live_services")  # the real Mosquitto, started by deploy/local
 def test_jt808_terminals_through_the_edge_to_mosquitto(tmp_path: Path) -> None:
     site = f"it-808-{uuid.uuid4().hex[:6]}"
@@ -88,7 +77,7 @@ def test_jt808_terminals_through_the_edge_to_mosquitto(tmp_path: Path) -> None:
         stop = asyncio.Event()
         agent = asyncio.create_task(run_agent(site_config(site, tmp_path, gateway, mqtt_port), stop=stop,
                                               flush_timeout=5))
-        await until_up(gateway)
+        await wait_listening("127.0.0.1", gateway)
         try:
             await body()
         finally:

@@ -33,7 +33,7 @@ from edge.devices.jt808.driver import Jt808Driver
 from edge.devices.jt808.profile import load_profile
 from edge.health import Health
 from edge.outbox import Outbox
-from firmware_sim.twins.jt808 import Signals, TerminalSim, location
+from firmware_sim.twins.jt808 import Signals, TerminalSim, location, wait_listening
 
 from .test_jt808_codec import LOC_2013_WIRE, LOC_2019_WIRE, LOC_BODY
 
@@ -153,12 +153,7 @@ class Site:
 @contextlib.asynccontextmanager
 async def running(site: Site) -> AsyncIterator[Site]:
     tasks = [asyncio.create_task(d.run()) for d in site.drivers]
-    for _ in range(100):
-        with contextlib.suppress(OSError):
-            _, w = await asyncio.open_connection("127.0.0.1", site.port)
-            w.close()
-            break
-        await asyncio.sleep(0.02)
+    await wait_listening("127.0.0.1", site.port)
     try:
         yield site
     finally:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from edge.devices.jt808.profile import load_profile
 from firmware_sim.twins.base import free_port
-from firmware_sim.twins.jt808 import Signals, TerminalSim, location
+from firmware_sim.twins.jt808 import Signals, TerminalSim, location, wait_listening
 
 from .test_jt808_codec import LOC_2013_WIRE
 
@@ -22,13 +22,7 @@ def test_the_probe_prints_the_terminals_that_connect() -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     async def terminals() -> tuple[bool, int]:
-        for _ in range(100):
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+        await wait_listening("127.0.0.1", port, timeout=20)
         new = TerminalSim("13912345678", "桂B12345", "127.0.0.1", port, is_2019=True)
         assert await new.connect()
         loc = location(load_profile("ext-signal"), ts=datetime(2026, 12, 7, 12, 30, tzinfo=UTC), lat=24.326,
