@@ -15,12 +15,16 @@ from hypothesis import strategies as st
 
 from contract.text import PLATE as PLATE_RULE
 from edge.devices.weighbridge.anpr import MAX_LINE, NO_PLATE, AnprLineReader
+from edge.devices.weighbridge.anpr_http import decode_push
 from edge.devices.weighbridge.frames import (
     STX,
+    FieldPos,
     FrameError,
     FrameReader,
+    FrameSpec,
     WeightReading,
     make_framer,
+    parse_st_gs,
     parse_toledo,
     parse_xk3190,
 )
@@ -264,3 +268,39 @@ def test_no_plate_is_read_from_the_tail_of_an_over_long_line(junk: bytes, plate:
     got += [p for i in range(0, len(line_end), step) for p in reader.feed(line_end[i : i + step])]
     assert got == []
     assert reader.errors >= 1
+
+
+# --- the st_gs line, custom frames and the camera push: any bytes, never a crash ----------------
+
+st_gs_lines = st.builds(
+    lambda h1, h2, sign, w, unit: f"{h1},{h2},{sign}{w:07d}{unit}\r\n".encode(),
+    st.sampled_from(["ST", "US"]), st.sampled_from(["GS", "G "]), st.sampled_from(["+", "-"]),
+    st.integers(0, 9_999_999), st.sampled_from(["kg", " t", "lb"]),
+)
+
+
+@FAST
+@given(st.lists(st_gs_lines, min_size=1, max_size=10), st.lists(st.integers(0, 400), max_size=20))
+def test_every_st_gs_line_is_read_whatever_the_chunking(lines: list[bytes], cuts: list[int]) -> None:
+    got = feed_all(make_framer("st_gs"), chunked(b"".join(lines), cuts))
+    assert [g for g in got if isinstance(g, WeightReading)] == [parse_st_gs(line) for line in lines]
+
+
+@FAST
+@given(st.lists(st.binary(max_size=300), max_size=20))
+def test_st_gs_and_custom_framers_never_raise_and_stay_bounded(chunks: list[bytes]) -> None:
+    spec = FrameSpec(length=12, weight=FieldPos(2, 6), sign_at=1, decimals_at=8, checksum="xor",
+                     checksum_over=FieldPos(1, 8), checksum_at=9, checksum_encoding="hex")
+    for framer in (make_framer("st_gs"), make_framer("custom", spec=spec)):
+        for chunk in chunks:
+            for item in framer.feed(chunk):
+                assert isinstance(item, WeightReading | FrameError)
+            assert framer.buffered <= 4096
+
+
+@FAST
+@given(st.binary(max_size=2000))
+def test_decode_push_never_raises_and_reads_only_valid_plates(body: bytes) -> None:
+    pushed = decode_push(body)
+    assert (pushed.read is None) or re.match(PLATE_RULE, pushed.read.plate)
+    assert pushed.read is None or pushed.reason is None
