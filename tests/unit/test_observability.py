@@ -138,3 +138,24 @@ def test_topic_counters_are_exposed_as_prometheus_counters(loop: asyncio.Abstrac
     assert family.type == "counter"
     samples = {s.labels["topic"]: s.value for s in family.samples if s.name == "ws_messages_in_total"}
     assert samples["t.test"] == before + 1005
+
+
+def test_bad_requests_are_refused_and_the_server_goes_on(loop: asyncio.AbstractEventLoop) -> None:
+    """The endpoint is unauthenticated (loopback by default; an internal network in production): it
+    answers GETs of three paths, refuses anything else, and survives garbage."""
+    server = observability.serve("x", free_port(), {}, loop=loop)
+    assert server is not None
+    try:
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics", data=b"x", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 405
+        assert get(server.port, "/" + "a" * 5000)[0] == 404
+        assert get(server.port, "/metrics/../readyz")[0] == 404
+        for garbage in (b"\x00\xff\r\n\r\n", b"GET " + b"/" * 70000 + b" HTTP/1.1\r\n\r\n", b"GET\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                sock.sendall(garbage)
+                sock.recv(100)
+        assert get(server.port, "/healthz") == (200, "alive\n")
+    finally:
+        server.close()

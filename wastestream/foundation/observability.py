@@ -198,6 +198,8 @@ def wsgi_app(probe: Probe, registry: CollectorRegistry = REGISTRY) -> Callable[.
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return text(start_response, "405 Method Not Allowed", "GET only\n")
         if path == "/metrics":
             return metrics(environ, start_response)  # type: ignore[no-any-return]
         if path == "/healthz":
