@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from contract import Weighing, decode
 from contract.events import Direction, TareSource, WasteCategory, WeighingFlag
 from edge.agent import Agent
 from edge.config import parse_config
+from edge.devices.weighbridge import workflow
 from edge.devices.weighbridge.frames import WeightReading
 from edge.devices.weighbridge.port import WeighbridgePort
 from edge.devices.weighbridge.workflow import WeighbridgeDevice, WeighbridgeWorkflow
@@ -178,3 +181,18 @@ def test_a_pass_after_an_expired_one_expires_it_and_starts_a_new_pair(tmp_path: 
     assert site.port.workflow.pending[NO_TARE].weight_kg == 29000
     feed_visit(site, NO_TARE, 11000)
     assert [w.net_kg for w in site.tickets()] == [0, 18000]
+
+
+def test_first_passes_are_bounded_the_oldest_expire_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workflow, "MAX_PENDING", 2)
+    site = Site(tmp_path)
+    for i, plate in enumerate(["粤A00001", "粤A00002", "粤A00003"]):
+        site.now += timedelta(seconds=1)
+        feed_visit(site, plate, 9000 + i * 1000)
+    site.port.feed(site.t + 20, b"")
+    [w] = site.tickets()
+    assert (w.plate, w.net_kg) == ("粤A00001", 0)
+    assert WeighingFlag.PASS_EXPIRED in w.flags
+    assert set(site.port.workflow.pending) == {"粤A00002", "粤A00003"}

@@ -86,6 +86,8 @@ FAULT_CLEAR_READINGS = 10
 """Good readings in a row that end a fault (1 s at the usual 10 Hz)."""
 MAX_PLATE_READS = 64
 """Plate reads kept for matching (a camera re-sending one truck many times stays bounded)."""
+MAX_PENDING = 256
+"""First passes kept at most: the oldest beyond it expire at once (bounded state, one JSON row)."""
 
 
 class StableConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -509,11 +511,14 @@ class WeighbridgeWorkflow:
         return (now - first.ts).total_seconds() > self.device.pass_expiry_s
 
     def expire(self, t: float) -> list[Ticket]:
-        """Tickets for first passes older than `pass_expiry_s` (flagged `pass_expired`)."""
+        """Tickets for first passes older than `pass_expiry_s`, and for the oldest beyond
+        `MAX_PENDING` (a camera misreading plate after plate), flagged `pass_expired`."""
         now = self._wall_clock()
         out = []
-        for plate, first in list(self.pending.items()):
-            if self._expired(first, now):
+        excess = len(self.pending) - MAX_PENDING
+        for plate, first in sorted(self.pending.items(), key=lambda kv: kv[1].ts):
+            excess -= 1
+            if excess >= 0 or self._expired(first, now):
                 del self.pending[plate]
                 self.pending_changed = True
                 out.append(self._expired_ticket(first, t))
