@@ -45,11 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         install_worker_endpoint(app, dataclasses.replace(settings, metrics_port=port))
         eventloop.install()
         try:
-            try:
             asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions))
-        except TimeoutError as exc:  # Kafka unreachable: a reason, not a traceback
-            print(f"wastestream worker: {exc}", file=sys.stderr)
-            return cliutil.EXIT_FAILURE
         except TimeoutError as exc:  # Kafka unreachable: a reason, not a traceback
             print(f"wastestream worker: {exc}", file=sys.stderr)
             return cliutil.EXIT_FAILURE
