@@ -37,16 +37,30 @@ class ProbeTerminal(gw.Terminal):
         self.say, self.ack = say, ack
         self.code: str | None = None
         self.locations = 0
+        self._extras: list[str] = []
+
+    def telemetry(self, loc: m.Location) -> TruckTelemetry:
+        """Also note what the contract has no field for: mileage, signal strength, satellites."""
+        mileage, sats = loc.mileage_km, loc.items.get(m.ITEM_SATELLITES)
+        signal_ = loc.items.get(m.ITEM_SIGNAL)
+        self._extras.append(" ".join(part for part in (
+            f"alarm=0x{loc.alarm:08x}" if loc.alarm else "",
+            f"mileage={mileage:.1f}km" if mileage is not None else "",
+            f"signal={signal_[0]}" if signal_ else "", f"satellites={sats[0]}" if sats else "",
+            f"items={','.join(f'0x{k:02x}' for k in sorted(loc.items))}" if loc.items else "") if part))
+        return super().telemetry(loc)
 
     async def store(self, events: list[TruckTelemetry]) -> bool:
         self.locations += len(events)
-        for e in events:  # full_load_kg is 1: load_kg is the load state's fraction
+        extras, self._extras = self._extras, []
+        for i, e in enumerate(events):  # telemetry() made them in this order
+            extra = extras[i] if i < len(extras) else ""
             load = "full" if e.load_kg >= 1 else "half" if e.load_kg > 0 else "empty"
             self.say(f"{self.phone}: location {e.ts.isoformat()} {e.lat:.6f},{e.lon:.6f} "
                      f"{e.speed_kmh:.1f} km/h {e.heading_deg:.0f}° fix={'yes' if e.gps_fix else 'no'} "
                      f"acc={'on' if e.ignition else 'off'} load={load} "
                      f"cover={'closed' if e.lid_closed else 'open'} "
-                     f"bed={'raised' if e.bed_raised else 'down'} "
+                     f"bed={'raised' if e.bed_raised else 'down'} {extra} "
                      f"({'acked' if self.ack else 'answered fail: the terminal keeps it'})")
         return self.ack
 

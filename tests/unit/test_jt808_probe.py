@@ -45,7 +45,7 @@ def test_the_probe_prints_the_terminals_that_connect() -> None:
     assert "13912345678: registered" in out and "plate '桂B12345'" in out and "model 'ws-twin'" in out
     assert "13912345678: authenticated" in out and "IMEI 860000000000000" in out
     assert "13912345678: location 2026-12-07T12:30:00+00:00 24.326000,109.428000 12.6 km/h 125°" in out
-    assert "load=half cover=closed bed=down" in out
+    assert "load=half cover=closed bed=down mileage=0.0km signal=25 satellites=12" in out
     assert "13900000001: authenticated with code 'from-the-real-platform'" in out
     assert "discarded (check code mismatch" in out
     assert "probe: 2 terminal(s)" in out and "1 location(s); discarded: {'check code mismatch': 1}" in out
