@@ -62,8 +62,7 @@ async def _gateway_run(terminals: int, interval_s: float, seconds: float, db: Pa
         health=Health(time.monotonic(), 60), vehicles={}, stored=Counter(), stop=stop, halt=halt))
         for d in config.devices]
     tasks = [asyncio.create_task(d.run()) for d in drivers]
-    await asyncio.sleep(0.5)
-    gateway = _gateway_of(drivers[0])
+    gateway = await _attached(drivers, timeout=120.0)
     swarm = subprocess.Popen(
         [sys.executable, "-m", "wastestream.bench.jt808", "--swarm", "--port", str(port), "--terminals",
          str(terminals), "--interval", str(interval_s), "--seconds", str(seconds + 3 * interval_s + 120)],
@@ -94,15 +93,18 @@ async def _gateway_run(terminals: int, interval_s: float, seconds: float, db: Pa
             "cpu_pct_of_one_core": round(100 * (c1 - c0) / (t1 - t0), 1), "refused": refused}
 
 
-def _gateway_of(driver: Any) -> Any:
-    """The gateway a driver's terminal is attached to (its executor is the gateway's)."""
+async def _attached(drivers: list[Any], timeout: float) -> Any:
+    """The gateway, once every driver's terminal is attached to it."""
     from edge.devices.jt808 import driver as drv
 
-    for gateways in drv._GATEWAYS.values():
-        for shared in gateways.values():
-            if driver.terminal.phone in shared.terminals:
-                return shared.gateway
-    raise RuntimeError("the terminal is not attached")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for gateways in drv._GATEWAYS.values():
+            for shared in gateways.values():
+                if len(shared.terminals) == len(drivers):
+                    return shared.gateway
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"the {len(drivers)} terminals did not all attach within {timeout:.0f} s")
 
 
 def run_gateway(terminals: int = TERMINALS, interval_s: float = INTERVAL_S,
