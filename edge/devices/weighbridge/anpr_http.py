@@ -163,6 +163,8 @@ class AnprHttpServer:
         self.reads = 0
         self.heartbeats = 0
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._open: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self.bound_port: int | None = None
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -173,6 +175,11 @@ class AnprHttpServer:
                  self.path)
         async with server:
             await stop.wait()
+            server.close()
+            for writer in list(self._open):  # cameras still connected: cut, so their handlers end
+                writer.transport.abort()
+            if self._handlers:
+                await asyncio.wait(self._handlers, timeout=LINGER_S + 1)
 
     def _reject(self, reason: str, peer: str) -> None:
         self.rejected[reason.split(":")[0]] += 1
@@ -184,6 +191,10 @@ class AnprHttpServer:
             self._reject(f"more than {MAX_CONNECTIONS} connections at once", peer)
             writer.close()
             return
+        task = asyncio.current_task()
+        assert task is not None
+        self._open.add(writer)
+        self._handlers.add(task)
         async with self._slots:
             try:
                 await self._requests(reader, writer, peer)
@@ -192,6 +203,8 @@ class AnprHttpServer:
                     self._reject(f"bad HTTP request: {type(exc).__name__} {exc}", peer)
             finally:
                 await _linger(reader, writer)
+                self._open.discard(writer)
+                self._handlers.discard(task)
 
     async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
