@@ -35,6 +35,8 @@ RUN_BY: list[tuple[str, str, str]] = [
     (r"\.venv/bin/wastestream (services up|topics|worker|bridge|alerts|sim|edge run|report|import)\b.*",
      PARTS, "run as written, in order"),
     (r"export WS_ALERTS_TOKEN=.*", PARTS, "sets the environment of the lines after it"),
+    (r"echo '[^']+' \| \.venv/bin/wastestream alerts users add .*", PARTS,
+     "run as written; test_officer_pages signs in with accounts made the same way"),
     (r"wastestream schema", "tests/unit/test_readme_commands.py::test_wastestream_schema_runs", "run here"),
     (r"wastestream (dashboards generate|alerts).*", "tests/unit/test_cli_help.py::",
      "every command and action: --help; dashboards generate --out for real"),
