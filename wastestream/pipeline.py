@@ -31,15 +31,22 @@ class PipelineError(RuntimeError):
 
 
 class CoordinatorNotReady(logging.Filter):
-    """aiokafka logs `Group Coordinator Request failed: [Error 15] CoordinatorNotAvailableError` at
-    ERROR while a fresh Kafka is still creating its offsets topic, and retries until the coordinator
-    is there. For the group clients of commit_group_at_end that wait is expected, not an error:
-    such a record (a retriable error only) becomes DEBUG; any other error stays an ERROR."""
+    """While a fresh Kafka loads its offsets topic, aiokafka's group client logs the wait at ERROR
+    (`Group Coordinator Request failed: [Error 15] CoordinatorNotAvailableError`) and WARNING
+    (`Marking the coordinator dead`) and retries until the coordinator is there. For the short-lived
+    group client of commit_group_at_end (`group`) that wait is expected: those records become
+    DEBUG. A non-retriable error, or another group's record, keeps its level."""
+
+    def __init__(self, group: str) -> None:
+        super().__init__()
+        self.group = group
 
     def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if (record.levelno >= logging.ERROR and record.msg == "Group Coordinator Request failed: %s"
-                and isinstance(args, tuple) and args and getattr(args[0], "retriable", False)):
+        args = record.args if isinstance(record.args, tuple) else ()
+        lookup = (record.msg == "Group Coordinator Request failed: %s" and bool(args)
+                  and getattr(args[0], "retriable", False))
+        dead = str(record.msg).startswith("Marking the coordinator dead") and self.group in args
+        if record.levelno >= logging.WARNING and (lookup or dead):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
@@ -57,7 +64,7 @@ async def commit_group_at_end(bootstrap: str, group: str, topics: list[str]) -> 
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    quiet = CoordinatorNotReady()
+    quiet = CoordinatorNotReady(group)
     logging.getLogger(COORDINATOR_LOG).addFilter(quiet)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
