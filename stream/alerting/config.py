@@ -66,7 +66,7 @@ class Route(Base, frozen=True, tag_field="type"):
     name: str
     kinds: list[str] = []
     min_severity: Literal["info", "warning", "critical"] = "info"
-    on: Literal["raise", "escalate"] = "raise"
+    when: Literal["raise", "escalate"] = "raise"
     """`escalate`: this channel (the supervisors' group) gets only the escalations of alerts not
     acknowledged within their deadline (`officer.ack_deadline_s`), not the alerts as raised."""
 
@@ -181,10 +181,10 @@ class AlertsConfig(Base, frozen=True):
     officer: OfficerConfig = OfficerConfig()
 
     def routes(self, kind: str, severity: str) -> list[str]:
-        return [c.name for c in self.channels if c.on == "raise" and c.matches(kind, severity)]
+        return [c.name for c in self.channels if c.when == "raise" and c.matches(kind, severity)]
 
     def escalation_routes(self, kind: str, severity: str) -> list[str]:
-        return [c.name for c in self.channels if c.on == "escalate" and c.matches(kind, severity)]
+        return [c.name for c in self.channels if c.when == "escalate" and c.matches(kind, severity)]
 
 
 def parse_config(raw: object, source: str = "<config>") -> AlertsConfig:

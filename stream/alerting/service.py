@@ -69,7 +69,7 @@ class AlertService:
                              config.retry, config.max_in_flight,
                              linker=self.signer.link if self.signer else None,
                              escalation_channels=frozenset(
-                                 c.name for c in config.channels if c.on == "escalate"))
+                                 c.name for c in config.channels if c.when == "escalate"))
         self.escalator = Escalator(self.store, config, self.pusher.wake)
         self.stats = ServiceStats()
         self.ready = asyncio.Event()

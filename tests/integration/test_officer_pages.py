@@ -192,7 +192,7 @@ def test_officer_opens_push_link_and_closes_the_case(settings: Settings, run_id:
         "channels": [
             {"type": "webhook", "name": "city-hook", "url": f"http://127.0.0.1:{receiver_port}/hook",
              "secret": {"value": "s"}, "kinds": ["illegal_dumping"]},
-            {"type": "webhook", "name": "supervisors", "on": "escalate",
+            {"type": "webhook", "name": "supervisors", "when": "escalate",
              "url": f"http://127.0.0.1:{receiver_port}/escalate", "secret": {"value": "s"}},
         ],
     }, "test")

@@ -164,9 +164,14 @@ def test_example_config_loads() -> None:
     from stream.alerting.config import load_config
 
     config = load_config(Path(__file__).parents[2] / "stream" / "alerting" / "alerts.example.yaml")
-    assert [c.name for c in config.channels] == ["city-platform", "zf-dingtalk", "zf-wecom", "terminals"]
+    assert [c.name for c in config.channels] == ["city-platform", "zf-dingtalk", "zf-wecom", "supervisors",
+                                                 "terminals"]
     assert config.routes("illegal_dumping", "critical") == ["city-platform", "zf-dingtalk", "zf-wecom",
                                                             "terminals"]
+    # the supervisors' group gets escalations only (YAML reads a bare `on:` key as true: hence `when:`)
+    assert config.escalation_routes("illegal_dumping", "critical") == ["supervisors"]
+    assert config.escalation_routes("bin_full", "warning") == []
+    assert config.officer.public_url == "https://zf.example.gov.cn" and config.officer.cookie_secure
     assert config.cooldown_by_kind["device_offline"] == 3600
 
 

@@ -3,7 +3,7 @@
 Every `escalation_check_s` the store is asked for open alerts whose severity's acknowledgement
 deadline (`officer.ack_deadline_s`, counted from when the service received the alert) has
 passed; each is marked escalated once (an `escalate` event by `system`, shown in its history
-and on the supervisor page) and queued for the channels configured with `on: escalate`
+and on the supervisor page) and queued for the channels configured with `when: escalate`
 (the supervisors' group), which the pusher delivers like any push, titled as an escalation.
 """
 
