@@ -340,6 +340,7 @@ async def run_truck_sim(
             gps_ok = "gps_loss" not in active
             noise = rng.uniform(-10.0, 10.0) if state.load_kg > 10.0 else 0.0
             _set_io(io, state, max(0.0, state.load_kg + noise))
+            await asyncio.sleep(0)  # let the Modbus server answer between the tick's writes, even when behind
             rmc = nmea_encode.rmc(ts, state.lat, state.lon, state.speed_kmh, state.heading_deg, valid=gps_ok)
             gga = nmea_encode.gga(ts, state.lat, state.lon, valid=gps_ok)
             affected: dict[str, int] = {}
