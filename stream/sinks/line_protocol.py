@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 FieldValue = float | int | bool | str
 
@@ -25,9 +26,14 @@ class Point:
     ts_ns: int
 
 
+@lru_cache(maxsize=65_536)
 def _escape_key(text: str) -> str:
+    """Cached: tag keys, field keys and most tag values (sites, devices) repeat on every point;
+    str.translate with a dict table is the slow path, and most texts need no escape at all."""
+    if "," in text or "=" in text or " " in text or "\n" in text or "\r" in text:
+        text = text.translate(_KEY_ESCAPES)
     # A trailing backslash would escape our separator; line protocol cannot carry it.
-    return text.translate(_KEY_ESCAPES).rstrip("\\")
+    return text.rstrip("\\") if text.endswith("\\") else text
 
 
 def _field_value(value: FieldValue) -> str | None:
@@ -37,7 +43,9 @@ def _field_value(value: FieldValue) -> str | None:
         return f"{value}i"
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else None  # NaN/inf are not representable
-    return '"' + value.translate(_STRING_ESCAPES) + '"'
+    if '"' in value or "\\" in value or "\n" in value or "\r" in value:
+        value = value.translate(_STRING_ESCAPES)
+    return '"' + value + '"'
 
 
 def to_line(point: Point) -> str:
