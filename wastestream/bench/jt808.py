@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from wastestream.foundation.settings import load_settings
+
 TERMINALS, INTERVAL_S, SECONDS = 5000, 30.0, 60.0
 PHONE_BASE = 14_000_000_000
 
@@ -40,29 +42,52 @@ def _raise_fd_limit() -> None:
     del soft
 
 
-async def _gateway_run(terminals: int, interval_s: float, seconds: float, db: Path) -> dict[str, Any]:
-    from edge.clock import ClockGuard
+def _site(terminals: int, interval_s: float, port: int, db: Path, mqtt: tuple[str, int] | None) -> Any:
     from edge.config import parse_config
+
+    return parse_config({
+        "site_id": "bench-808", "outbox": {"path": str(db), "max_messages": 10_000_000},
+        "clock": {"max_skew_s": 3600},
+        **({"mqtt": {"host": mqtt[0], "port": mqtt[1], "delivery": "broker"}} if mqtt else {}),
+        "devices": [{"id": f"t{i}", "kind": "jt808", "phone": str(PHONE_BASE + i), "plate": f"桂B{i:05d}",
+                     "profile": "ext-signal", "full_load_kg": 14000, "listen": f"127.0.0.1:{port}",
+                     "report_interval_s": interval_s} for i in range(terminals)]})
+
+
+async def _drivers_only(config: Any, db: Path, stop: asyncio.Event) -> None:
+    """The jt808 drivers with the agent's own contexts and outbox, without agent or MQTT session."""
+    from edge.clock import ClockGuard
     from edge.device_context import AgentContext
     from edge.devices.jt808.driver import Jt808Driver
     from edge.health import Health
     from edge.outbox import Outbox
-    from firmware_sim.twins.base import free_port
 
-    port = free_port()
-    config = parse_config({"site_id": "bench-808", "outbox": {"path": str(db)}, "devices": [
-        {"id": f"t{i}", "kind": "jt808", "phone": str(PHONE_BASE + i), "plate": f"桂B{i:05d}",
-         "profile": "ext-signal", "full_load_kg": 14000, "listen": f"127.0.0.1:{port}",
-         "report_interval_s": interval_s} for i in range(terminals)]})
     outbox = Outbox(db, max_messages=10_000_000)
-    stop, halt = asyncio.Event(), threading.Event()
+    halt = threading.Event()
     clock = ClockGuard(3600, datetime(2024, 1, 1, tzinfo=UTC))
-    drivers = [Jt808Driver(d, AgentContext(  # type: ignore[arg-type]
+    drivers = [Jt808Driver(d, AgentContext(
         site_id="bench-808", device_id=d.id, kind="jt808", outbox=outbox, clock=clock,
         health=Health(time.monotonic(), 60), vehicles={}, stored=Counter(), stop=stop, halt=halt))
         for d in config.devices]
-    tasks = [asyncio.create_task(d.run()) for d in drivers]
-    gateway = await _attached(drivers, timeout=120.0)
+    try:
+        await asyncio.gather(*(d.run() for d in drivers))
+    finally:
+        outbox.close()
+
+
+async def _gateway_run(terminals: int, interval_s: float, seconds: float, db: Path,
+                       mqtt: tuple[str, int] | None) -> dict[str, Any]:
+    """With `mqtt`, the whole edge agent (its status loop, and its MQTT session publishing every
+    event to that broker); without, the drivers, their contexts and the outbox alone."""
+    from edge.agent import run_agent
+    from firmware_sim.twins.base import free_port
+
+    port = free_port()
+    config = _site(terminals, interval_s, port, db, mqtt)
+    stop = asyncio.Event()
+    edge = asyncio.create_task(run_agent(config, stop=stop, flush_timeout=2.0) if mqtt
+                               else _drivers_only(config, db, stop))
+    gateway = await _attached(terminals, timeout=120.0)
     swarm = subprocess.Popen(
         [sys.executable, "-m", "wastestream.bench.jt808", "--swarm", "--port", str(port), "--terminals",
          str(terminals), "--interval", str(interval_s), "--seconds", str(seconds + 3 * interval_s + 120)],
@@ -83,17 +108,17 @@ async def _gateway_run(terminals: int, interval_s: float, seconds: float, db: Pa
         with contextlib.suppress(subprocess.TimeoutExpired):
             swarm.wait(30)
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        outbox.close()
+        await asyncio.gather(edge, return_exceptions=True)
     stored = s1 - s0
     return {"terminals": terminals, "interval_s": interval_s, "logged_in": logged_in, "open": peak_open,
+            "mode": f"edge agent, MQTT to {mqtt[0]}:{mqtt[1]}" if mqtt else "drivers + outbox, no MQTT",
             "seconds": round(t1 - t0, 1), "reports": stored, "reports_per_s": round(stored / (t1 - t0), 1),
             "offered_per_s": round(terminals / interval_s, 1), "cpu_s": round(c1 - c0, 2),
             "cpu_us_per_report": round(1e6 * (c1 - c0) / stored, 1) if stored else None,
             "cpu_pct_of_one_core": round(100 * (c1 - c0) / (t1 - t0), 1), "refused": refused}
 
 
-async def _attached(drivers: list[Any], timeout: float) -> Any:
+async def _attached(terminals: int, timeout: float) -> Any:
     """The gateway, once every driver's terminal is attached to it."""
     from edge.devices.jt808 import driver as drv
 
@@ -101,24 +126,24 @@ async def _attached(drivers: list[Any], timeout: float) -> Any:
     while time.monotonic() < deadline:
         for gateways in drv._GATEWAYS.values():
             for shared in gateways.values():
-                if len(shared.terminals) == len(drivers):
+                if len(shared.terminals) == terminals:
                     return shared.gateway
         await asyncio.sleep(0.2)
-    raise RuntimeError(f"the {len(drivers)} terminals did not all attach within {timeout:.0f} s")
+    raise RuntimeError(f"the {terminals} terminals did not all attach within {timeout:.0f} s")
 
 
-def run_gateway(terminals: int = TERMINALS, interval_s: float = INTERVAL_S,
-                seconds: float = SECONDS) -> dict[str, Any]:
+def run_gateway(terminals: int = TERMINALS, interval_s: float = INTERVAL_S, seconds: float = SECONDS,
+                mqtt: tuple[str, int] | None = None) -> dict[str, Any]:
     """The load figure (a dict); its outbox is a temporary file, removed after."""
     _raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="ws-bench-808-") as tmp:
-        return asyncio.run(_gateway_run(terminals, interval_s, seconds, Path(tmp) / "outbox.db"))
+        return asyncio.run(_gateway_run(terminals, interval_s, seconds, Path(tmp) / "outbox.db", mqtt))
 
 
 def summary_line(r: dict[str, Any] | None) -> str:
     if not r:
         return "JT/T 808 gateway: not measured"
-    return (f"JT/T 808 gateway (one edge process, wastestream/bench/jt808.py): {r['logged_in']:,} of "
+    return (f"JT/T 808 gateway ({r['mode']}; wastestream/bench/jt808.py): {r['logged_in']:,} of "
             f"{r['terminals']:,} terminals connected, every {r['interval_s']:.0f} s: "
             f"{r['reports_per_s']:.0f} reports/s stored (offered {r['offered_per_s']:.0f}), "
             f"CPU {r['cpu_us_per_report']} µs per report ({r['cpu_pct_of_one_core']:.0f} % of one core, "
@@ -129,8 +154,9 @@ def bench_jt808() -> dict[str, Any] | None:
     """The bench's hook: measure, print the line, return the figure (None when it failed)."""
     print(f"JT/T 808 gateway: {TERMINALS:,} terminals every {INTERVAL_S:.0f} s for {SECONDS:.0f} s ...",
           flush=True)
+    settings = load_settings()
     try:
-        result: dict[str, Any] | None = run_gateway()
+        result: dict[str, Any] | None = run_gateway(mqtt=(settings.mqtt_host, settings.mqtt_port))
     except Exception as exc:  # the rest of the bench still runs
         print(f"  JT/T 808 gateway bench failed: {type(exc).__name__}: {exc}")
         result = None
@@ -183,13 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=SECONDS)
     p.add_argument("--swarm", action="store_true", help="be the terminals (the bench starts this itself)")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--mqtt", default=None, metavar="HOST:PORT",
+                   help="run the whole edge agent publishing to this broker (default: drivers + outbox only)")
     a = p.parse_args(argv)
     _raise_fd_limit()
     if a.swarm:
         with contextlib.suppress(KeyboardInterrupt):
             print(json.dumps(asyncio.run(_swarm(a.port, a.terminals, a.interval, a.seconds))))
         return 0
-    result = run_gateway(a.terminals, a.interval, a.seconds)
+    host, _, mport = (a.mqtt or "").rpartition(":")
+    mqtt = (host or "127.0.0.1", int(mport)) if a.mqtt else None
+    result = run_gateway(a.terminals, a.interval, a.seconds, mqtt)
     print(json.dumps(result, ensure_ascii=False))
     print(summary_line(result))
     return 0
