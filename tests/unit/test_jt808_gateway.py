@@ -368,3 +368,20 @@ def test_garbage_and_bad_check_codes_are_logged_under_the_device(tmp_path: Path,
     reasons = [r.getMessage() for r in caplog.records if r.args and r.args[0] == "t13"]  # type: ignore[index]
     assert any("check code mismatch" in r for r in reasons), reasons
     assert len(reasons) >= 2
+
+
+def test_a_connection_that_never_authenticates_is_closed(tmp_path: Path, port: int,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.devices.jt808 import gateway
+
+    monkeypatch.setattr(gateway, "LOGIN_S", 0.5)  # 60 s in production
+
+    async def go() -> None:
+        async with running(Site(tmp_path, port)) as site:
+            silent = await site.wire()  # connects, says nothing
+            chatty = await site.wire()  # registers, never authenticates
+            await chatty.send(hand(0x0100, register_body(False), 1))
+            assert (await chatty.reply())[0] == 0x8100
+            assert await silent.closed(timeout=3) and await chatty.closed(timeout=3)
+
+    run(go)
