@@ -60,9 +60,10 @@ class Settings:
     faust_session_timeout_s: float = field(
         default_factory=lambda: float(_env("WS_FAUST_SESSION_TIMEOUT_S", "60")))
     """How long Kafka waits for a silent worker before reassigning its partitions."""
-    faust_standby_replicas: int = field(default_factory=lambda: int(_env("WS_FAUST_STANDBY_REPLICAS", "1")))
-    """Standby copies of each table on other workers (Faust's default 1): measurements and why in
-    deploy/production/SCALING.md, "Standby replicas"."""
+    faust_standby_replicas: int = field(default_factory=lambda: int(_env("WS_FAUST_STANDBY_REPLICAS", "0")))
+    """Standby copies of each table on other workers (0: a moved partition is rebuilt from its
+    changelog, safe since stream/faust_fixes.py fixes 5 and 6; Faust's default is 1): measurements
+    and why in deploy/production/SCALING.md, "Standby replicas"."""
     batch_max: int = field(default_factory=lambda: int(_env("WS_BATCH_MAX", "1000")))
     """Events per agent batch at most (stream/agents/runner.py): bounds memory and what a crash repeats."""
     batch_within_s: float = field(default_factory=lambda: float(_env("WS_BATCH_WITHIN_S", "0.05")))
