@@ -220,6 +220,8 @@ WS_PROGRAMS=(
   chromedriver:chromium-driver
   cjk-font:fonts-wqy-microhei
   git:git
+  promtool:prometheus
+  prometheus:prometheus
 )
 
 # Major version of `java` on PATH (17 for "17.0.15", 8 for "1.8.0"); 1 if none or unparsable.
