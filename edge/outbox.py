@@ -182,13 +182,15 @@ class Outbox:
         are published like any row. A msg_id already stored is skipped, so doing it twice stores
         them once; the device's own seq is untouched (another epoch). Returns how many were stored.
         Not subject to `max_messages`: the caller sized the backlog."""
+        now = time.time()
         with self._tx():
             before = self._db.total_changes
             self._db.executemany(
-                "INSERT OR IGNORE INTO messages (device_id, seq, msg_id, topic, payload)"
-                " VALUES (?, ?, ?, ?, ?)", rows,
+                "INSERT OR IGNORE INTO messages (device_id, seq, msg_id, topic, payload, stored_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)", ((*row, now) for row in rows),
             )
             stored = self._db.total_changes - before
+        edge_metrics.stored(stored)
         if stored:
             for callback in self._listeners:
                 callback()

@@ -54,3 +54,20 @@ def test_an_outbox_from_before_stored_at_gets_it_and_counts_old_rows_from_openin
         box.close()
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT stored_at IS NULL FROM messages ORDER BY id").fetchall() == [(1,), (0,)]
+
+
+def test_rows_allocated_elsewhere_are_counted_in_and_aged(tmp_path: Path) -> None:
+    """A replayed backlog (put_allocated) goes in like any row: counted, and aged from when stored."""
+    from wastestream.foundation.observability import messages_in
+
+    box = Outbox(tmp_path / "o.db")
+    try:
+        before = messages_in.value("ws/v1")
+        rows = [("d", i, f"d:1:{i}", "ws/v1/s/weighbridge/d/weighing", b"x") for i in range(1, 4)]
+        assert box.put_allocated(rows) == 3
+        assert box.put_allocated(rows) == 0  # twice: stored once
+        assert messages_in.value("ws/v1") == before + 3
+        age = box.oldest_age_s(time.time() + 10)
+        assert age is not None and 10 <= age < 12
+    finally:
+        box.close()
