@@ -10,7 +10,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -30,8 +30,10 @@ async def ensure_topics(
     topics: Iterable[str] = ALL_KAFKA_TOPICS,
     replication: int = 1,
     timeout_s: float = 30.0,
+    configs: Mapping[str, dict[str, str]] | None = None,
 ) -> list[str]:
-    """Create whichever of `topics` are missing; return the ones created. Raise on timeout."""
+    """Create whichever of `topics` are missing (with `configs[topic]`, e.g. a compacted changelog);
+    return the ones created. Raise on timeout."""
     wanted = list(topics)
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
@@ -43,7 +45,8 @@ async def ensure_topics(
             missing = [t for t in wanted if t not in existing]
             if missing:
                 response = await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing],
+                    [NewTopic(t, num_partitions=partitions, replication_factor=replication,
+                              topic_configs=(configs or {}).get(t, {})) for t in missing],
                     timeout_ms=10_000,
                 )
                 _raise_for_errors(response)

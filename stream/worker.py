@@ -33,6 +33,20 @@ def faust_args(args: Sequence[str]) -> list[str]:
     return out
 
 
+async def ensure_internal_topics() -> None:
+    """Create the app's own topics (table changelogs, compacted; the agents' internal topics) before
+    Faust starts. Why: on a Kafka started moments before, Faust's consumer sometimes subscribed
+    before a changelog it had just created was in its metadata; the assignor skipped the topic and
+    the agent crashed on PartitionsMismatch in a loop (`make demo` on a fresh machine hung: no
+    truck data). Created ahead, they are in the metadata from the start."""
+    app.discover()
+    changelogs = {t.changelog_topic.get_topic_name() for t in app.tables.values()}
+    internal = {name for agent in app.agents.values() for name in getattr(agent.channel, "topics", ())
+                if name.startswith(f"{settings.faust_app_id}-")}
+    await ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions, sorted(changelogs | internal),
+                        configs={name: {"cleanup.policy": "compact"} for name in changelogs})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run Faust's CLI (`worker --log-level info`, ...) after making sure the source topics exist.
 
@@ -46,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         eventloop.install()
         try:
             asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions))
+            asyncio.run(ensure_internal_topics())
         except TimeoutError as exc:  # Kafka unreachable: a reason, not a traceback
             print(f"wastestream worker: {exc}", file=sys.stderr)
             return cliutil.EXIT_FAILURE
