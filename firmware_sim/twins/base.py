@@ -39,7 +39,8 @@ class CityPlan:
     hold: asyncio.Event | None = None
     """Set: after their traffic the devices stay up, idle, until it is set (or the sim is
     stopped), so the edge agents can be stopped first: a planned stop, not a device vanishing.
-    Trucks drive on (no incidents) for up to HOLD_BUDGET_S, their clocks that much earlier."""
+    Weighbridges and stations idle until then; trucks drive on (no incidents) for up to
+    HOLD_BUDGET_S, their clocks that much earlier."""
 
     def dev(self, name: str) -> Path:
         """A device's wire under `<run_dir>/dev/` (a pty symlink)."""

@@ -14,11 +14,13 @@ from typing import Any
 from contract.events import WasteCategory
 from firmware_sim.scenario import CommunitySpec, Scenario
 from firmware_sim.sorting_station import Drop, run_station_sim
-from firmware_sim.twins.base import HOLD_BUDGET_S, LEAD_S, CityPlan, Ledger, Ready, Twin, now_iso
+from firmware_sim.twins.base import LEAD_S, CityPlan, Ledger, Ready, Twin, now_iso
 
 STATION_COOLDOWN_S = 4.0
 """Stations keep answering after their last drop so the agents read it."""
 STATION_POLL_S = 1.0
+HELD_S = 86_400.0
+"""A held city's stations answer until the hold is set or the sim stops (CityPlan.hold)."""
 
 
 def household_key(run_dir: Path) -> Path:
@@ -99,7 +101,7 @@ class SortingStationTwin(Twin):
                 runs.append(run_station_sim(
                     st, community, **wire, rate_per_min=rate, seed=scenario.seed, duration_s=plan.duration,
                     on_drop=on_drop, incidents=[(i.at_s, i.kind) for i in st.incidents], warmup_s=LEAD_S,
-                    cooldown_s=STATION_COOLDOWN_S if plan.hold is None else HOLD_BUDGET_S, stop=plan.hold,
+                    cooldown_s=STATION_COOLDOWN_S if plan.hold is None else HELD_S, stop=plan.hold,
                     on_incident=on_incident, profile=st.profile))
         return runs
 
