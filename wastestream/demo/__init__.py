@@ -184,19 +184,21 @@ def run_city(pipeline: Pipeline, scenario_path: Path, duration: float, drain_tim
     edges = [pipeline.start(f"edge-{site_config.stem}", "edge", "run", "--config", str(site_config))
              for site_config in sorted((run_dir / "edge").glob("*.yaml"))]
     publish_bad_messages(settings)
+    traffic_until = time.monotonic() + traffic_s(load_scenario(scenario_path), duration)
     replay_s = None
-    if replayed is not None:
+    if replayed is not None:  # not past the live traffic's end by much: held trucks drive on for a minute
         _, replay_s = wait_with_progress(
             f"replay of {replayed.day}", lambda: _replay_state(settings, run_dir, replayed),
-            timeout=drain_timeout + 120, expected_s=max(10.0, replayed.messages / 400),
-            every=5.0 if progress else 1e9, alive=pipeline.check_alive)
+            timeout=max(30.0, traffic_until - time.monotonic() + 20) if hold else drain_timeout + 120,
+            expected_s=max(10.0, replayed.messages / 400), every=5.0 if progress else 1e9,
+            alive=pipeline.check_alive)
     ledger = run_dir / "sim" / "ledger.jsonl"
     if hold:
         done = run_dir / "sim" / "traffic-done"
-        total = traffic_s(load_scenario(scenario_path), duration)
-        wait_with_progress("live traffic", lambda: (done.exists(), _live_state(ledger)), timeout=total + 120,
-                           expected_s=max(0.0, total - (time.time_ns() - since_ns) / 1e9),
-                           every=5.0 if progress else 1e9, alive=pipeline.check_alive)
+        left = traffic_until - time.monotonic()
+        wait_with_progress("live traffic", lambda: (done.exists(), _live_state(ledger)), timeout=left + 120,
+                           expected_s=max(0.0, left), every=5.0 if progress else 1e9,
+                           alive=pipeline.check_alive)
     else:
         pipeline.wait(sim, timeout=duration + 120)
     expected = ledger_totals(ledger)
