@@ -7,7 +7,7 @@ expiry), so messages published while the bridge is down wait in the broker.
 Several bridges share the load through an MQTT 5 shared subscription.
 
 Valid messages travel in batches (issue 14): per Kafka topic and partition, the messages that
-arrive within `linger_s` (WS_KAFKA_LINGER_MS) go into ONE version-2 record (contract.kafka_record,
+arrive within `linger_s` (WS_BRIDGE_LINGER_MS) go into ONE version-2 record (contract.kafka_record,
 MessagePack), at most `contract.kafka_record.MAX_MESSAGES` or `MAX_RECORD_BYTES`. The partition is
 the one Kafka's default partitioner (murmur2) gives the message's `site/device` key, as when each
 message was its own record: a device's messages stay on one partition in their order, and every
@@ -201,7 +201,7 @@ class BridgeConfig:
     """Valid messages go to Kafka in batch records (contract.kafka_record); False: one JSON
     record per message (version 1), as before issue 14."""
     linger_s: float | None = None
-    """How long a partition's batch waits to fill; None: the settings' WS_KAFKA_LINGER_MS."""
+    """How long a partition's batch waits to fill; None: the settings' WS_BRIDGE_LINGER_MS."""
     settings: Settings = field(default_factory=load_settings)
 
 
@@ -304,7 +304,7 @@ class Bridge:
     @property
     def _linger_s(self) -> float:
         linger = self.config.linger_s
-        return self.config.settings.kafka_linger_ms / 1000 if linger is None else linger
+        return self.config.settings.bridge_linger_ms / 1000 if linger is None else linger
 
     async def _start_producer(self, bootstrap: str) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
