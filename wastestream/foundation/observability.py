@@ -52,15 +52,16 @@ class TopicCounter:
     event loop. A process that counts from several threads (the edge's device threads and MQTT
     pump) uses `inc_locked`."""
 
-    __slots__ = ("_counts", "_lock", "documentation", "name")
+    __slots__ = ("_lock", "counts", "documentation", "name")
 
     def __init__(self, name: str, documentation: str) -> None:
         self.name, self.documentation = name, documentation
-        self._counts: dict[str, float] = {}
+        self.counts: dict[str, float] = {}
+        """topic -> count; a hot path may add to a key it bound (`inc(topic, 0)`) directly."""
         self._lock = threading.Lock()
 
     def inc(self, topic: str, n: float = 1) -> None:
-        counts = self._counts
+        counts = self.counts
         try:
             counts[topic] += n
         except KeyError:  # the first of a topic
@@ -71,11 +72,11 @@ class TopicCounter:
             self.inc(topic, n)
 
     def value(self, topic: str) -> float:
-        return self._counts.get(topic, 0)
+        return self.counts.get(topic, 0)
 
     def family(self) -> CounterMetricFamily:
         family = CounterMetricFamily(self.name, self.documentation, labels=["topic"])
-        for topic, n in sorted(self._counts.copy().items()):  # copy(): atomic against the counting thread
+        for topic, n in sorted(self.counts.copy().items()):  # copy(): atomic against the counting thread
             family.add_metric([topic], n)
         return family
 
