@@ -11,13 +11,14 @@ the day an edge outbox would hold after an outage of that day:
   a day (plates derived from its plate); a load is 60-95 % of the truck's rated payload, gross
   rounded to the weighbridge's division, tare the registered one; arrival times follow
   `WEIGHBRIDGE_HOURS` (collection rounds, morning and afternoon peaks).
-- **sorting stations**: `PARTICIPATION` of each community's households drop waste, about
-  `DROPS_PER_HOUSEHOLD` times, at the community's stations, mostly at the fixed hours of
-  `STATION_HOURS` (定时定点); bin shares and drop weights as in wastestream/bench/citygen.py, the
-  camera's verdict right for the community's `accuracy` share of drops, the wrong ones spread
-  evenly (a run of them early in the day is no low-accuracy day); each bin's fill is reported when it
-  moves `FILL_STEP_PCT` or every `FILL_HEARTBEAT_S`, and the bin is emptied once it reaches
-  `EMPTY_AT_PCT` (below the rules' bin_full_pct: a normal day raises no bin_full).
+- **sorting stations**: `PARTICIPATION` of each community's households drop waste (each at
+  least once), `DROPS_PER_HOUSEHOLD` times on average, at the community's stations, mostly at
+  the fixed hours of `STATION_HOURS` (定时定点); bin shares and drop weights as in
+  wastestream/bench/citygen.py; the camera's verdict right for the community's `accuracy` share
+  of drops, the wrong ones spread evenly (a run of them early in the day is no low-accuracy
+  day); each bin's fill is reported when it moves `FILL_STEP_PCT` or every `FILL_HEARTBEAT_S`,
+  and the bin is emptied once it reaches `EMPTY_AT_PCT` (below the rules' bin_full_pct: a
+  normal day raises no bin_full).
 - **muck trucks**: each scenario truck makes `MUCK_TRIPS` round trips between 08:00 and 18:00:
   loaded at its origin (lid open while standing), out along its route with the lid closed,
   unloaded inside its disposal site, back empty; reported every `truck_report_interval_s` and
@@ -236,6 +237,10 @@ def _community_day(community: CommunitySpec, start: datetime, end: datetime, rng
     prefix = f"LZ-{community.id.split('-')[0].upper()}-"
     households = rng.sample(range(1, community.households + 1), round(community.households * PARTICIPATION))
     drops = round(len(households) * DROPS_PER_HOUSEHOLD)
+    # every participating household drops at least once (participation is PARTICIPATION), some twice
+    droppers = households + rng.choices(households, k=drops - len(households))
+    rng.shuffle(droppers)
+    who = iter(droppers)
     items: list[Item] = []
     stations = community.stations
     times = _times(rng, drops, STATION_HOURS, start, end)
@@ -244,7 +249,7 @@ def _community_day(community: CommunitySpec, start: datetime, end: datetime, rng
         per_station[stations[i % len(stations)].id].append(ts)
     for station_id, station_times in per_station.items():
         items += _station_day(community, station_id, station_times, rng,
-                              lambda: pseudonymise(f"{prefix}{rng.choice(households):06d}"))
+                              lambda: pseudonymise(f"{prefix}{next(who):06d}"))
     return items
 
 

@@ -12,7 +12,7 @@ from contract.events import BinLevel, Deposit, TruckTelemetry, Weighing
 from contract.msgid import parse_msg_id
 from firmware_sim.city import assign_ports, write_site_configs
 from firmware_sim.replay.backlog import rows_of, write_backlog
-from firmware_sim.replay.day import LOAD_FRACTION, plan_day, yesterday
+from firmware_sim.replay.day import LOAD_FRACTION, PARTICIPATION, plan_day, yesterday
 from firmware_sim.scenario import load_scenario
 from stream.rules import load_rules
 from wastestream.foundation.city import city
@@ -55,7 +55,8 @@ def test_a_normal_day_raises_no_alert_by_its_own_figures() -> None:
         if t.bed_raised:
             assert rules.inside_disposal_site(t.lat, t.lon) is not None, "unloads only inside a site"
     deposits = [d for d in plan.of(Deposit) if isinstance(d, Deposit)]
-    assert len({d.household for d in deposits}) > 1000
+    households = sum(c.households for c in scenario.station_sites())
+    assert len({d.household for d in deposits}) == round(households * PARTICIPATION), "participation"
 
 
 def test_the_same_day_twice_is_the_same_messages(tmp_path: Path) -> None:
