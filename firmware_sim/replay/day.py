@@ -31,6 +31,7 @@ events, so with the msg_ids of firmware_sim/replay/backlog.py it is counted once
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Callable, Iterator
@@ -159,8 +160,6 @@ def plan_day(scenario: Scenario, day: date, tz: str,
 
 
 def _stand_in(raw: str) -> str:
-    import hashlib
-
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
