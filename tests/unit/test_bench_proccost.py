@@ -137,3 +137,23 @@ def test_scale_options_imply_the_city_run() -> None:
     assert cfg.city_scale and cfg.city_model() == SCALES["city"] and cfg.idle_s == 0
     cfg, _ = parse_args([])
     assert not cfg.city_scale and cfg.idle_s == 20.0
+
+
+def test_one_bench_at_a_time_on_the_private_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second bench (another process, any checkout) finds the lock taken, and gets it afterwards."""
+    from wastestream.bench import run
+
+    monkeypatch.setattr(run.tempfile, "gettempdir", lambda: str(tmp_path))
+    probe = ("import fcntl, sys\nwith open(sys.argv[1], 'a+') as f:\n    try:\n"
+             "        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n        print('free')\n"
+             "    except BlockingIOError:\n        print('busy')\n")
+
+    def other_bench(path: Path) -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    with run.private_services_lock():
+        path = next(tmp_path.glob("wastestream-bench-*.lock"))
+        assert other_bench(path) == "busy"
+        assert f"pid {os.getpid()}" in path.read_text()
+    assert other_bench(path) == "free"

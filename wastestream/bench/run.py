@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import math
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,7 @@ from wastestream.bench.summary import fmt, headline_step, nan_to_none, plot, sum
 from wastestream.bench.targets import bench_targets, target_lines
 from wastestream.foundation import cliutil
 from wastestream.foundation.influxql import InfluxQueryError, influxql
-from wastestream.foundation.settings import Settings, load_settings
+from wastestream.foundation.settings import REPO_ROOT, Settings, load_settings
 from wastestream.pipeline import (
     PipelineError,
     private_services_env,
@@ -60,10 +63,32 @@ def run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
     os.environ.update(private_services_env(run_root, *PRIVATE_PORTS))
     print(f"services: private, under {run_root} (MQTT {PRIVATE_PORTS[0]}, Kafka {PRIVATE_PORTS[1]}, "
           f"InfluxDB {PRIVATE_PORTS[2]}); --shared-services uses the shared ones")
-    try:
-        return _run_bench(cfg, out_dir)
-    finally:
-        services("down")
+    with private_services_lock():
+        try:
+            return _run_bench(cfg, out_dir)
+        finally:
+            services("down")
+
+
+@contextlib.contextmanager
+def private_services_lock() -> Iterator[None]:
+    """One bench at a time on the private services' ports, from whichever checkout: a second one
+    found the first's services up, used them (each run's bridges forwarded the other's messages)
+    and stopped them when it ended, in the middle of the first's run. The second now waits."""
+    path = Path(tempfile.gettempdir()) / f"wastestream-bench-{PRIVATE_PORTS[0]}.lock"
+    with open(path, "a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            print(f"services: another bench is running on them ({lock.read().strip() or 'unknown'}); "
+                  f"waiting for it to end", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}, {REPO_ROOT}, since {time.strftime('%H:%M:%S')}")
+        lock.flush()
+        yield  # the lock ends with the file's closing (or with the process)
 
 
 def _run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
