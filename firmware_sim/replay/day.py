@@ -54,8 +54,9 @@ from contract.events import (
 from firmware_sim.scenario import CommunitySpec, FacilitySpec, Scenario, TruckSpec, VehicleSpec
 from firmware_sim.truck import DUMP_S, STOP_S, Polyline
 
-LOAD_FRACTION = 0.9
-"""A facility's day's intake as a share of its design capacity."""
+LOAD_FRACTION = 0.87
+"""A facility's day's intake as a share of its design capacity (headroom for a live demo run the same
+local day: the day must not go over capacity)."""
 TRIPS_PER_TRUCK = 4
 PAYLOAD_SHARE = (0.6, 0.95)
 WEIGHBRIDGE_HOURS = (0.2, 0.1, 0.1, 0.1, 0.3, 1.0, 2.0, 2.5, 2.5, 2.0, 1.5, 1.0,
