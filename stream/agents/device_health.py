@@ -127,7 +127,7 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
         for s, key in decoded.get(id(event), ()):  # none: rejected, already dead-lettered
             heard_max = heard_ns if heard_max is None else max(heard_max, heard_ns)
             device = device_key(s.site_id, s.device_id)  # ids are unique within a site only
-            h = states.get(device)
+            h = states.get(device, event)
             out = on_status(h, s, key, heard_ns, rules)
             alerts += out.alerts
             notices += out.notices
@@ -176,7 +176,7 @@ def _control(event: Any, states: StateCache[Health], alerts: list[Alert], batch_
     if not _is_device_key(c.device):
         log.info("silence check for %r ignored: not a site/device key (from before the upgrade)", c.device)
         return
-    out = on_check(states.get(c.device), c.device, c.now_ns, rules)
+    out = on_check(states.get(c.device, event), c.device, c.now_ns, rules)
     alerts.extend(out.alerts)
     if out.alerts:
         states.changed(c.device, event)

@@ -123,7 +123,7 @@ async def match_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None
     for event, e in ((record, e) for record in events for e in _events_of(record.value)):
         if e.type != "check":
             WATERMARK.observe(e.ts_ns, now)
-        state = states.get(e.plate)
+        state = states.get(e.plate, event)
         out = step(state, e, rules)
         alerts.extend(out.alerts)
         if not out.duplicate:

@@ -198,10 +198,16 @@ class StateCache(Generic[S]):
         if isinstance(table, SlotTable):
             table.refresh()
 
-    def get(self, key: str) -> S:
+    def get(self, key: str, event: Any = None) -> S:
+        """`key`'s state; `event`, a Faust event of the key's partition, narrows a SlotTable's
+        look-up to that partition (without it, a key new to the table costs a look at all)."""
         state = self._states.get(key)
         if state is None:
-            state = self._states[key] = self._load(self._table.get(key))
+            if isinstance(self._table, SlotTable):
+                value = self._table.get(key, None if event is None else event.message.partition)
+            else:
+                value = self._table.get(key)
+            state = self._states[key] = self._load(value)
         return state
 
     def changed(self, key: str, event: Any) -> None:

@@ -82,8 +82,18 @@ class SlotTable:
         self._where[partition], self._seqs[partition], self._sizes[partition] = where, seqs, {}
         self._home.update(dict.fromkeys(where, partition))
 
-    def get(self, key: str) -> Any:
-        """The newest value of `key` (or the one under its own key, from before slots), or None."""
+    def get(self, key: str, partition: int | None = None) -> Any:
+        """The newest value of `key` (or the one under its own key, from before slots), or None.
+
+        `partition`: the key's partition (its record's), when known: only that partition's index
+        is looked at; without it a key not found yet makes every partition's index be checked."""
+        if partition is not None:
+            self._check(partition)
+            slot = self._where.get(partition, {}).get(key)
+            if slot is None:
+                return self.table.get(key)
+            value = self._slot(partition, slot)
+            return value["values"][key] if value else None
         partition = self._home.get(key)
         if partition is not None:
             self._check(partition)

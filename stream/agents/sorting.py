@@ -75,7 +75,7 @@ async def process_deposits(events: Sequence[Any], sink: InfluxSink, ack: Ack) ->
     daily: dict[tuple[str, str], tuple[Deposit, DayCounts]] = {}  # one series + time: the last point wins
     for event, d, key in valid:
         station = device_key(d.site_id, d.device_id)  # ids are unique within a site only
-        state = states.get(station)
+        state = states.get(station, event)
         dk = station_day_key(d, rules.timezone)
         if state.accept(key, dk, d):
             counts = state.days.get(dk)
@@ -105,7 +105,7 @@ async def process_bin_levels(events: Sequence[Any], sink: InfluxSink, ack: Ack) 
     alerts: list[Alert] = []
     for event, b, key in valid:
         station = device_key(b.site_id, b.device_id)
-        changed, alert = states.get(station).apply(key, b, rules.sorting.bin_full_pct)
+        changed, alert = states.get(station, event).apply(key, b, rules.sorting.bin_full_pct)
         if alert is not None:
             alerts.append(alert)
         if changed:

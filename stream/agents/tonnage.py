@@ -114,7 +114,7 @@ async def process_batch(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> No
     tz = rules.timezone
     for event, w, key in valid:
         device = device_key(w.site_id, w.device_id)  # ids are unique within a site only
-        state = states.get(device)
+        state = states.get(device, event)
         dk = day_key(w, tz)
         if state.accept(key, dk, w.net_kg):
             alerts.extend(integrity_alerts(w))
@@ -168,7 +168,7 @@ async def process_site_totals(events: Sequence[Any], sink: InfluxSink, ack: Ack)
     alerts: list[Alert] = []
     points: dict[tuple[str, int], Point] = {}
     for event, t in ((e, t) for e in events for t in decode_totals(e.value)):
-        load = loads.get(t.site)
+        load = loads.get(t.site, event)
         load.merge(t)
         alert = over_capacity(load, t, rules)  # marks the day alerted: once per facility and day
         if alert is not None:

@@ -60,7 +60,7 @@ async def process(events: Sequence[Any], sink: InfluxSink, ack: Ack) -> None:
     daily: dict[tuple[str, str, int], Point] = {}  # one series + time: the last point wins
     for event, t, key in valid:
         truck = device_key(t.site_id, t.device_id)  # ids are unique within a site only
-        out = step(states.get(truck), t, key, rules)
+        out = step(states.get(truck, event), t, key, rules)
         alerts += out.alerts
         manifest_events += out.manifest_events
         if out.duplicate:

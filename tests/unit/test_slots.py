@@ -93,3 +93,13 @@ def test_another_worker_writing_the_table_is_seen_at_the_next_batch() -> None:
     write(theirs, {"s/a": (0, 2), "s/b": (0, 3)})  # after a rebalance the partition is theirs
     mine.refresh()  # a new batch
     assert mine.get("s/a") == 2 and mine.get("s/b") == 3
+
+
+def test_a_look_up_on_the_keys_partition_reads_only_that_partition() -> None:
+    table = Table()
+    slots = SlotTable(table, partitions=4, slots=4)
+    write(slots, {"s/a": (1, 1), "s/b": (2, 2)})
+    assert slots.get("s/a", 1) == 1 and slots.get("s/b", 2) == 2
+    assert slots.get("s/a", 2) is None  # not on partition 2
+    dict.__setitem__(table, "s/old", 7)
+    assert slots.get("s/old", 3) == 7  # from before slots, wherever its partition
