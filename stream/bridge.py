@@ -48,7 +48,7 @@ import signal
 import socket
 import sys
 import traceback
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +147,11 @@ retriable (KafkaTimeoutError, BrokerNotAvailableError, ProducerClosed, authorisa
 an outage or a configuration: the message is kept and retried, never dead-lettered for them."""
 
 _internal_errors = RateLimitedLog(log, per_interval=5)
+
+
+def _for_good(exc: BaseException) -> bool:
+    """Kafka refused the record itself (or something not Kafka's failed): no retry changes it."""
+    return isinstance(exc, REFUSED_FOR_GOOD) or not isinstance(exc, KafkaError)
 
 
 def prepare(item: Inbound) -> Outbound:
@@ -420,23 +425,14 @@ class Bridge:
 
     def _batch_failed(self, batch: _Batch, exc: BaseException, attempt: int) -> None:
         """A record Kafka refuses for good is split into single records; all else is retried whole."""
-        permanent = isinstance(exc, REFUSED_FOR_GOOD) or not isinstance(exc, KafkaError)
-        if permanent and not self._stopping:
+        if _for_good(exc) and not self._stopping:
             log.warning("Kafka refused a record of %d messages for %s (%s: %s); sending each alone",
                         len(batch.outs), batch.topic, type(exc).__name__, exc)
             for out in batch.outs:
                 self._spawn(self._send(dataclasses.replace(out, message=None)))
             return
-        self.stats.kafka_retries += 1
-        delay = min(self.config.retry_backoff_max_s, 0.1 * 2**attempt)
-        log.warning("Kafka send of %d messages to %s failed (%s); retry %d in %.1fs", len(batch.outs),
-                    batch.topic, exc, attempt, delay)
-
-        async def retry() -> None:
-            await asyncio.sleep(delay)
-            await self._send_batch(batch, attempt)
-
-        self._spawn(retry())
+        what = f"{len(batch.outs)} messages to {batch.topic}"
+        self._retry_later(lambda: self._send_batch(batch, attempt), what, exc, attempt)
 
     async def _send(self, out: Outbound, attempt: int = 0) -> None:
         assert self._producer is not None
@@ -492,11 +488,10 @@ class Bridge:
 
     def _failed(self, out: Outbound, exc: BaseException, attempt: int) -> None:
         """A record Kafka refuses for good is dead-lettered (bounded) instead; all else is retried."""
-        permanent = isinstance(exc, REFUSED_FOR_GOOD) or not isinstance(exc, KafkaError)
-        if permanent and out.refusals < 2 and not self._stopping:
+        if _for_good(exc) and out.refusals < 2 and not self._stopping:
             self._refused(out, exc)
         else:
-            self._schedule_retry(out, exc, attempt)
+            self._retry_later(lambda: self._send(out, attempt), out.topic, exc, attempt)
 
     def _refused(self, out: Outbound, exc: BaseException) -> None:
         """Kafka will never take this record (issue 11: a 1 MB dead-letter record was retried
@@ -516,15 +511,16 @@ class Bridge:
         self._spawn(self._send(dataclasses.replace(out, topic=DEADLETTER_TOPIC, key=None, value=record,
                                                    reason=reason, refusals=out.refusals + 1)))
 
-    def _schedule_retry(self, out: Outbound, exc: BaseException, attempt: int) -> None:
-        """Kafka is unreachable: keep the message (unacked) and retry with backoff, forever."""
+    def _retry_later(self, resend: Callable[[], Coroutine[Any, Any, None]], what: str, exc: BaseException,
+                     attempt: int) -> None:
+        """Kafka is unreachable: keep the message(s) (unacked) and retry with backoff, forever."""
         self.stats.kafka_retries += 1
         delay = min(self.config.retry_backoff_max_s, 0.1 * 2**attempt)
-        log.warning("Kafka send to %s failed (%s); retry %d in %.1fs", out.topic, exc, attempt, delay)
+        log.warning("Kafka send of %s failed (%s); retry %d in %.1fs", what, exc, attempt, delay)
 
         async def retry() -> None:
             await asyncio.sleep(delay)
-            await self._send(out, attempt)
+            await resend()
 
         self._spawn(retry())
 
