@@ -78,8 +78,13 @@
    queued. The flush then returns with changelog records not yet in Kafka: offsets are committed
    past the events that wrote them, and the worker taking a partition (all of them move through
    recovery with `table_standby_replicas=0`) reads a highwater without them, so its table lacks
-   the last writes, and the next record of such a key reads the value before: the stale reads of
-   tests/integration/test_faust_recovery.py (seq 164 reading 162). A kept partition's recovery
+   the last writes, and the next record of such a key reads the value before: what the fresh-clone
+   run of tests/integration/test_faust_recovery.py saw (seq 164 reading 162), and the only path we
+   found to it (a commit past an event needs a flush before it; a worker skips a record only if it
+   was committed). test_a_producer_flush_and_stop_deliver_every_record shows the early return every
+   time; the four-worker test itself did not fail without this fix in 9 runs here, with event-loop
+   stalls or a slow broker injected (the agents' late acks give the buffer time to drain before a
+   revoke flushes, so it takes a machine far busier than ours). A kept partition's recovery
    likewise replays its changelog up to a highwater without the worker's own last write and
    overwrites the newer value in memory with the older one. Fix: the buffer counts the records
    put and the records handed to aiokafka (in order: one task, a FIFO queue); `flush` waits until
