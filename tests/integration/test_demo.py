@@ -170,3 +170,22 @@ def _plan_ceiling_t_per_day() -> float:
     return ceiling * 10_000 / 365
 
 
+
+
+def test_the_demo_prints_a_signed_link_to_one_of_its_alerts_and_demo_accounts(demo: Demo) -> None:
+    """Issue 16: the newcomer can open an alert's officer page (link checked against the run's key;
+    the page itself is driven in a browser by test_officer_pages) and sign in with a printed account."""
+    from stream.alerting.officer.accounts import AccountStore
+    from stream.alerting.officer.links import LinkSigner, stored_key
+
+    assert demo.run_dir is not None
+    out = demo.output
+    link = re.search(r"^  (illegal_dumping|uncovered_transport|manifest_mismatch|bin_full) \S+: "
+                     r"(http://127\.0\.0\.1:\d+)/o/l/([^?\s]+)\?e=(\d+)&s=(\S+)$", out, re.M)
+    assert link, out[out.find("Officer pages"):][:1500]
+    signer = LinkSigner(stored_key(demo.run_dir / "alerts.db"), link[2], 7 * 86400)
+    assert signer.check(link[3], link[4], link[5]) is None
+    accounts = AccountStore(demo.run_dir / "alerts.db")
+    for user, password in re.findall(r"^  sign in as (demo\.\w+) / (\S+)  \(", out, re.M):
+        assert accounts.authenticate(user, password) is not None, user
+    assert {u.username for u in accounts.all()} == {"demo.officer", "demo.supervisor"}

@@ -33,6 +33,7 @@ from firmware_sim.twins.jt808 import with_terminals
 from stream.rules import DEFAULT_RULES, load_rules
 from wastestream.badinput import deadletters_since, publish_bad_messages
 from wastestream.demo import alerts as demo_alerts
+from wastestream.demo import officer as demo_officer
 from wastestream.demo import replayed as day
 from wastestream.demo.progress import wait_with_progress
 from wastestream.demo.replayed import Replayed, held, left_in_outboxes
@@ -130,7 +131,7 @@ DEMO_ALERTS_CONFIG = """\
 # The demo's alert service: pushes to enforcement terminals over MQTT on the local broker.
 kafka_topic: ws.alerts
 kafka_group: {group}
-link_base_url: http://127.0.0.1:{port}/alerts/
+officer: {{public_url: "http://127.0.0.1:{port}"}}
 db_path: {db}
 api: {{host: 127.0.0.1, port: {port}, token: {{env: WS_ALERTS_TOKEN}}}}
 channels:
@@ -263,6 +264,8 @@ def run_demo(duration: float, scenario_path: Path, keep_services: bool, drain_ti
     pipeline = Pipeline(settings, run_dir, env={"WS_RULES": str(rules_path)})
     start = datetime.now(UTC)
     alerts_port = free_port()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    officers = demo_officer.make_accounts(run_dir / "alerts.db", load_rules(rules_path))
     bridges = sum(len(f.weighbridges) for f in scenario.facilities)
     print(f"demo: {len(scenario.weighbridge_sites())} facilities, {bridges} weighbridges; "
           + ("first yesterday replayed at the city's scale, then " if replay else "")
@@ -288,6 +291,8 @@ def run_demo(duration: float, scenario_path: Path, keep_services: bool, drain_ti
         print_bad_input(settings, run_dir, result.since_ms)
         period_start = result.replayed.start if result.replayed is not None else start
         print_alerts(scenario, run_dir, period_start, tz)
+        print("\n".join(demo_officer.render(run_dir / "alerts.db", f"http://127.0.0.1:{alerts_port}",
+                                            run_dir / "alerts.yaml", officers, load_rules(rules_path))))
         report = build_report(settings, period_start, datetime.now(UTC), run_dir / "report.html",
                               alerts_db=run_dir / "alerts.db", rules_path=rules_path,
                               alerts_base_url=f"http://127.0.0.1:{alerts_port}",
