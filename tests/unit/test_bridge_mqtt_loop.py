@@ -142,7 +142,11 @@ class FakeProducer:
         self.auto = auto
         self.sent: list[tuple[str, bytes | None, bytes, asyncio.Future[Any]]] = []
 
-    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> asyncio.Future[Any]:
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2, 3}
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None,
+                   partition: int | None = None) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.sent.append((topic, key, value, fut))
         if self.auto:
@@ -172,6 +176,9 @@ def make_bridge(monkeypatch: pytest.MonkeyPatch, port: int, producer: FakeProduc
     monkeypatch.setattr(Bridge, "_start_producer", start_producer)
     settings = dataclasses.replace(load_settings(), mqtt_host="127.0.0.1", mqtt_port=port, mqtt_username="",
                                    mqtt_tls_ca="", mqtt_tls_cert="", mqtt_tls_key="")
+    # one message per record: these tests are about the MQTT loop's acks and flow control
+    # (batch records: tests/integration/test_bridge.py, tests/unit/test_kafka_record.py)
+    config.setdefault("batch_records", False)
     return Bridge(BridgeConfig(client_id="unit-bridge", group="unit", settings=settings, **config))
 
 
