@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from contract import encode
-from contract.codec import decode
+from contract.codec import ContractError, decode
 from contract.events import Alert, Direction, Envelope, WasteCategory, Weighing, WeighingFlag
 from contract.topics import KAFKA_TOPICS
 from stream.alerting.make import alert_id
@@ -117,7 +117,10 @@ async def _read_alerts(settings: Settings, start: dict[TopicPartition, int], run
             batch = await consumer.getmany(timeout_ms=1000)
             for records in batch.values():
                 for r in records:
-                    a = decode(r.value, Alert)
+                    try:  # ws.alerts is shared: another test's poison record is not this run's
+                        a = decode(r.value or b"", Alert)
+                    except (ContractError, RecursionError):
+                        continue
                     assert isinstance(a, Alert)
                     if run in a.site_id:
                         alerts.append(a)
