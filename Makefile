@@ -19,8 +19,12 @@ packages:
 
 $(STAMP): pyproject.toml | packages
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@mkdir -p .run && : > .run/venv-install.log
+	@bash -c 'source deploy/local/lib.sh && with_progress venv "installing the Python packages into $(VENV)" \
+	  "1-3 min the first time" .run/venv-install.log $(BIN)/python -m pip install -q --upgrade pip && \
+	  with_progress venv "installing wastestream[dev] into $(VENV)" "1-3 min the first time" \
+	  .run/venv-install.log $(BIN)/python -m pip install -q -e ".[dev]"' \
+	  || { tail -n 30 .run/venv-install.log; echo "venv: install failed (log: .run/venv-install.log)"; exit 1; }
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)

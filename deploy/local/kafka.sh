@@ -48,8 +48,10 @@ kafka_fetch_libs() {
   tmp=$KF_LIBS.tmp.$$
   rm -rf "$tmp"
   say kafka "fetching Kafka jars from Maven Central into $KF_LIBS (log: $log)"
-  if ! timeout 900 mvn -q -B -f "$KF_POM" dependency:copy-dependencies \
-    -DoutputDirectory="$tmp" -DincludeScope=runtime >"$log" 2>&1; then
+  : >"$log"
+  if ! with_progress kafka "fetching Kafka's jars" "1-3 min the first time" "$log" \
+    timeout 900 mvn -q -B -f "$KF_POM" dependency:copy-dependencies \
+    -DoutputDirectory="$tmp" -DincludeScope=runtime; then
     rm -rf "$tmp"
     die kafka "Maven download of Kafka jars failed: $(grep -E 'ERROR' "$log" | head -n1 | cut -c1-200) (see $log)"
   fi

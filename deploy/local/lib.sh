@@ -42,6 +42,20 @@ say() {  # say <svc> <message...>
   printf '%s: %s\n' "$svc" "$*" >&2
 }
 
+# Run <cmd...>, its output appended to <logfile>, while printing "<svc>: <what>: N s so far (usually
+# <expected>)" every 10 s, so a long first-time step (Debian packages, Kafka's jars, the venv) says
+# what it does; returns its exit status.
+with_progress() {  # with_progress <svc> <what> <expected> <logfile> <cmd>...
+  local svc=$1 what=$2 expected=$3 logfile=$4 ticker rc=0 start=$SECONDS
+  shift 4
+  ( while sleep 10; do say "$svc" "$what: $((SECONDS - start)) s so far (usually $expected)"; done ) &
+  ticker=$!
+  "$@" >>"$logfile" 2>&1 || rc=$?
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
+  return "$rc"
+}
+
 # Make sure a value is a TCP port number.
 check_port_value() {  # check_port_value <svc> <name> <value>
   if [[ ! "$3" =~ ^[0-9]+$ ]] || (($3 < 1 || $3 > 65535)); then
@@ -192,7 +206,7 @@ apt_install() {  # apt_install <svc> <logfile> <package>...
   say "$svc" "installing Debian package(s) $* (log: $logfile)"
   local -a apt=(env DEBIAN_FRONTEND=noninteractive timeout 900 apt-get -y -q
     -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confold)
-  if "${sudo[@]}" "${apt[@]}" install "$@" >>"$logfile" 2>&1; then
+  if with_progress "$svc" "installing $*" "1-5 min" "$logfile" "${sudo[@]}" "${apt[@]}" install "$@"; then
     return 0
   fi
   say "$svc" "apt-get install failed, running apt-get update and retrying"
