@@ -43,6 +43,7 @@ from wastestream.pipeline import Pipeline
 log = logging.getLogger("wastestream.bench")
 
 POLL_S = 2.0
+COUNT_TIMEOUT_S = 30.0
 """How often the run's counts are read from InfluxDB (five counts in one request)."""
 SOURCE_TOPICS = tuple(KAFKA_TOPICS[k] for k in KINDS)
 LATENCY_NOTE = {"device_status": "from the bridge's Kafka time: its points are stamped at arrival"}
@@ -54,7 +55,8 @@ def delivered_by_kind(settings: Settings, prefix: str) -> dict[str, int]:
                       for kind, (meas, count) in MEASUREMENTS.items())
     for attempt in range(1, 4):
         try:
-            rows = influxql(settings, query)
+            # A province's counts scan tens of thousands of series while InfluxDB ingests: 10 s was short.
+            rows = influxql(settings, query, timeout=COUNT_TIMEOUT_S)
             break
         except InfluxQueryError as exc:
             if "database not found" in str(exc):
@@ -164,7 +166,14 @@ def _follow(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict
     while not load.done() or at_end is None:
         pipeline.check_alive()
         t = time.time()
-        got = delivered_by_kind(settings, prefix)
+        try:
+            got = delivered_by_kind(settings, prefix)
+        except InfluxQueryError as exc:  # a measurement missed, not the run: poll again
+            log.warning("counts not read this time (%s)", str(exc)[-80:])
+            if time.time() > end + 120:
+                break
+            time.sleep(POLL_S)
+            continue
         sent, acked = load.progress()
         samples.append({"t": t, "delivered": got, "sent": sent, "acked": acked})
         if cpu0 is None and t >= steady:
