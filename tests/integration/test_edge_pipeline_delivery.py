@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from paho.mqtt.properties import Properties
 from contract import Weighing, encode, mqtt_topic
 from contract.acks import ack_subscription, ack_topic, decode_ack
 from contract.events import Direction, WasteCategory
+from contract.kafka_record import read_messages
 from contract.topics import DEADLETTER_TOPIC
 from edge.config import MqttConfig
 from edge.mqtt_session import MqttSession
@@ -102,7 +102,8 @@ def fill(outbox: Outbox, site: str, device: str, n: int) -> list[str]:
 
 
 def msg_ids(records: list[tuple[str, bytes | None, bytes]]) -> list[str]:
-    return [json.loads(value)["msg_id"] for _, _, value in records]
+    """Every message's msg_id: an event topic's record holds several (contract/kafka_record.py)."""
+    return [m.msg_id for _, _, value in records for m in read_messages(value)]
 
 
 @contextlib.contextmanager
