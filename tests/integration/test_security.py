@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -752,9 +752,10 @@ async def _end_offsets(bootstrap: str, topic_name: str) -> dict[TopicPartition, 
 
 
 async def _find(
-    bootstrap: str, offsets: dict[TopicPartition, int], device_id: str, timeout: float
+    bootstrap: str, offsets: dict[TopicPartition, int], device_id: str, timeout: float,
+    want: Callable[[Envelope], bool] = lambda m: True,
 ) -> Envelope | None:
-    """The first contract message of `device_id` after `offsets` (any record version:
+    """The first contract message of `device_id` after `offsets` that `want`s (any record version:
     contract/kafka_record.py), or None."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -768,7 +769,7 @@ async def _find(
                 for r in records:
                     with contextlib.suppress(ContractError):  # the topic is shared: others' records
                         for m in read_messages(r.value):
-                            if m.device_id == device_id:
+                            if m.device_id == device_id and want(m):
                                 return m
         return None
     finally:
@@ -871,8 +872,10 @@ def test_edge_agent_and_bridge_over_tls_to_kafka(
             stderr=subprocess.STDOUT,
         )
     try:
-        # The agent says `online` for itself ({site}-edge) on every connect.
-        found = asyncio.run(_find(bootstrap, offsets, f"{site}-edge", timeout=20))
+        # The agent says `online` for itself ({site}-edge) on every connect (the previous mode's
+        # agent, same site, may still be saying `stopped`: its planned stop).
+        found = asyncio.run(_find(bootstrap, offsets, f"{site}-edge", timeout=20,
+                                  want=lambda m: getattr(m, "state", None) != DeviceState.STOPPED))
         assert found is not None, f"no status in Kafka; edge log: {log.read_text()[-1500:]}"
         assert isinstance(found, DeviceStatus) and found.state == DeviceState.ONLINE
         # The bridge's confirmations reach the agent through the ACL: its heartbeats leave the outbox.
