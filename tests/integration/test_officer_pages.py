@@ -148,9 +148,16 @@ def sign_in(driver: Any, user: str) -> None:
 
 
 def until(check: Any, timeout: float, what: str) -> Any:
+    """`check()` once it is true; an element read while the page is being replaced (after a form's
+    POST and redirect) is stale or not there yet: look again."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        got = check()
+        try:
+            got = check()
+        except (StaleElementReferenceException, NoSuchElementException):
+            got = None
         if got:
             return got
         time.sleep(0.3)
