@@ -19,15 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contract import Weighing
 from contract.events import Direction, WasteCategory
+from tests.integration.workerkit import free_port as free_port  # one free-port helper for the tests
 from wastestream.foundation.settings import Settings
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:

@@ -36,7 +36,15 @@ from stream.alerting.make import make_alert
 from stream.alerting.service import AlertService
 from stream.rules import District, load_rules
 from tests.integration.test_stream_transport import track
-from tests.integration.workerkit import produce, raised, read_alerts, start_worker, stop, wait_until
+from tests.integration.workerkit import (
+    free_port,
+    produce,
+    raised,
+    read_alerts,
+    start_worker,
+    stop,
+    wait_until,
+)
 from wastestream.foundation.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -97,14 +105,6 @@ class ServiceThread:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.stop.set)
         self.thread.join(30)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def users(db: Path) -> None:
