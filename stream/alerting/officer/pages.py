@@ -70,6 +70,8 @@ class Officers:
         self.config, self.rules, self.query, self.tile_key = config, rules, query, tile_key
         self.on_change = on_change
         self.district_names = {d.id: d.name for d in rules.districts}
+        self.headers = self._headers()
+        """Every page's security headers: fixed by the config, so made once."""
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -87,7 +89,7 @@ class Officers:
     def page(self, template: str, status: int = 200, **context: Any) -> web.Response:
         html = _env.get_template(template).render(district_names=self.district_names, **context)
         return web.Response(text=html, status=status, content_type="text/html", charset="utf-8",
-                            headers=self._headers())
+                            headers=self.headers)
 
     def error(self, status: int, message: str, session: Session | None = None) -> web.Response:
         return self.page("error.html", status, status_code=status, message=message, session=session)
