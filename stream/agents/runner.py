@@ -24,6 +24,7 @@ import logging
 import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import lru_cache
 from typing import Any, Generic, TypeVar, cast
 
 from aiokafka.errors import KafkaError
@@ -87,12 +88,15 @@ def batch_acker(stream: Any, events: Sequence[Any]) -> Ack:
     return ack
 
 
-async def run_batches(stream: Any, step: BatchStep, on_stop: Callable[[], None]) -> None:
-    """Feed the agent's stream to `step` in batches; flush the sink and report on stop."""
+async def run_batches(stream: Any, step: BatchStep, on_stop: Callable[[], None],
+                      within_s: float | None = None) -> None:
+    """Feed the agent's stream to `step` in batches (gathered for `within_s`, default the
+    settings' `batch_within_s`); flush the sink and report on stop."""
     sink = InfluxSink(make_transport(settings), send_deadletter)
     await sink.start()
+    within = settings.batch_within_s if within_s is None else within_s
     try:
-        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
+        async for events in stream.noack_take(settings.batch_max, within=within):
             await step(events, sink, batch_acker(stream, events))
     finally:
         await sink.stop(timeout=10)
@@ -159,7 +163,13 @@ def partition_of(key: str, partitions: int | None = None) -> int:
     `partitions` (default: the app's): what a record keyed `key` would get. Agents that re-key
     (manifest events by plate, day totals by facility) send one record per PARTITION holding
     every key of it, instead of one per key, so the receiving agent's keys stay where they were."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % (partitions or settings.kafka_partitions)
+    return _partition(key, partitions or settings.kafka_partitions)
+
+
+@lru_cache(maxsize=65_536)
+def _partition(key: str, partitions: int) -> int:
+    """murmur2 is pure Python in aiokafka (~10 us); the keys (sites, plates) repeat all day."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def by_partition(items: Iterable[T], key: Callable[[T], str], most: int = 1000) -> list[tuple[int, list[T]]]:
@@ -195,6 +205,7 @@ class StateCache(Generic[S]):
         self._table, self._load, self._dump = table, load, dump
         self._states: dict[str, S] = {}
         self._dirty: dict[str, Any] = {}
+        self._decoded = _decoded_cache(table)
         if isinstance(table, SlotTable):
             table.refresh()
 
@@ -207,7 +218,9 @@ class StateCache(Generic[S]):
                 value = self._table.get(key, None if event is None else event.message.partition)
             else:
                 value = self._table.get(key)
-            state = self._states[key] = self._load(value)
+            kept = self._decoded.pop(key, None)  # taken out: a batch that fails never writes it back
+            reused = kept is not None and kept[0] is value
+            state = self._states[key] = kept[1] if kept is not None and reused else self._load(value)
         return state
 
     def changed(self, key: str, event: Any) -> None:
@@ -222,7 +235,9 @@ class StateCache(Generic[S]):
         for key, event in self._dirty.items():
             token = _current_event.set(weakref.ref(event))
             try:
-                self._table[key] = self._dump(self._states[key])
+                state = self._states[key]
+                self._table[key] = value = self._dump(state)
+                self._decoded[key] = (value, state)
             finally:
                 _current_event.reset(token)
         n = len(self._dirty)
@@ -233,9 +248,34 @@ class StateCache(Generic[S]):
         by_partition: dict[int, tuple[Any, dict[str, Any]]] = {}
         for key, event in self._dirty.items():
             values = by_partition.setdefault(event.message.partition, (event, {}))[1]
-            values[key] = self._dump(self._states[key])
+            state = self._states[key]
+            values[key] = value = self._dump(state)
+            self._decoded[key] = (value, state)
         self._dirty.clear()
         return sum(table.write(p, values, event) for p, (event, values) in by_partition.items())
+
+
+_DECODED_MAX = 200_000
+"""Decoded states kept per table (StateCache): beyond it the cache starts afresh (memory bound)."""
+_decoded_by_table: dict[int, tuple[Any, dict[str, tuple[Any, Any]]]] = {}
+
+
+def _decoded_cache(table: Any) -> dict[str, tuple[Any, Any]]:
+    """Per table, key -> (the table value a batch wrote, the state it was dumped from).
+
+    Why (issue 14): decoding each key's JSON value at every batch was a fifth of the agents' CPU.
+    The in-memory store keeps the very object a batch wrote, so while the table still holds THAT
+    object (`is`), the state it came from is current and is used again; any other value (a
+    recovery, a standby promoted, another writer) is decoded afresh. `StateCache.get` takes the
+    entry out, so a state changed by a batch that then failed is never reused; the write puts
+    it back. The dumps must not share mutable parts with the state (every `to_json` builds new
+    containers)."""
+    entry = _decoded_by_table.get(id(table))
+    if entry is None or entry[0] is not table:
+        entry = _decoded_by_table[id(table)] = (table, {})
+    if len(entry[1]) > _DECODED_MAX:
+        entry[1].clear()
+    return entry[1]
 
 
 async def sent_from_timer(send: Awaitable[Any], what: str) -> bool:

@@ -190,4 +190,4 @@ async def tonnage(stream: Any) -> None:
 
 @app.agent(site_totals_topic)
 async def facility_load(stream: Any) -> None:
-    await run_batches(stream, process_site_totals, lambda: None)
+    await run_batches(stream, process_site_totals, lambda: None, within_s=settings.aggregate_within_s)

@@ -103,3 +103,45 @@ def test_a_look_up_on_the_keys_partition_reads_only_that_partition() -> None:
     assert slots.get("s/a", 2) is None  # not on partition 2
     dict.__setitem__(table, "s/old", 7)
     assert slots.get("s/old", 3) == 7  # from before slots, wherever its partition
+
+
+class Counted:
+    """A state whose decodes are counted (StateCache's decoded-state cache, issue 14)."""
+
+    decodes = 0
+
+    def __init__(self, value: Any) -> None:
+        Counted.decodes += 1
+        self.v = value
+
+
+def _batch(slots: SlotTable, key: str, add: int, *, write: bool = True) -> Counted:
+    cache: StateCache[Counted] = StateCache(slots, Counted, lambda s: s.v)
+    state = cache.get(key, Event(Msg(0)))
+    state.v = (state.v or 0) + add
+    cache.changed(key, Event(Msg(0)))
+    if write:
+        cache.write()
+    return state
+
+
+def test_a_state_written_by_a_batch_is_used_again_not_decoded_while_the_table_holds_its_value() -> None:
+    slots = SlotTable(Table(), partitions=1, slots=4)
+    Counted.decodes = 0
+    first = _batch(slots, "s/d", 1)
+    assert _batch(slots, "s/d", 1) is first and Counted.decodes == 1 and slots.get("s/d") == 2
+
+
+def test_a_failed_batch_or_a_value_from_elsewhere_is_decoded_afresh() -> None:
+    table = Table()
+    slots = SlotTable(table, partitions=1, slots=4)
+    _batch(slots, "s/d", 5)
+    Counted.decodes = 0
+    _batch(slots, "s/d", 100, write=False)  # changed, then the batch failed: the table still says 5
+    after = _batch(slots, "s/d", 1)
+    assert Counted.decodes == 1 and after.v == 6 and slots.get("s/d") == 6
+    restored = SlotTable(table, partitions=1, slots=4)  # recovery: another SlotTable, same records
+    for key, value in list(table.items()):
+        dict.__setitem__(table, key, {"seq": value["seq"], "values": dict(value["values"])})  # new objects
+    Counted.decodes = 0
+    assert _batch(restored, "s/d", 1).v == 7 and Counted.decodes == 1

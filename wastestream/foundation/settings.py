@@ -69,6 +69,10 @@ class Settings:
     """Events per agent batch at most (stream/agents/runner.py): bounds memory and what a crash repeats."""
     batch_within_s: float = field(default_factory=lambda: float(_env("WS_BATCH_WITHIN_S", "0.05")))
     """How long an agent batch waits to fill: adds at most this to the latency of a quiet stream."""
+    aggregate_within_s: float = field(default_factory=lambda: float(_env("WS_AGGREGATE_WITHIN_S", "1.0")))
+    """The same for agents of re-keyed day totals (a facility's load): each batch rewrites every
+    facility it touches, so a longer window makes that once a second instead of once a record;
+    a capacity alert waits at most this long."""
     edge_resends_file: str = field(default_factory=lambda: _env("WS_EDGE_RESENDS_FILE", ""))
     """An edge agent appends one JSON line (site, time, count) per re-send of messages the pipeline
     did not confirm in time: what the chaos report counts, instead of parsing the agents' logs.
