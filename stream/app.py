@@ -10,6 +10,7 @@ Why each knob is set as it is (standby replicas, session timeout): deploy/produc
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Any
@@ -54,6 +55,8 @@ app = App(
     settings.faust_app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     store="memory://",
+    # Faust's default is `{id}-data` in the working directory: every test app left one in the repo
+    datadir=os.environ.get("APP_DATADIR") or str(settings.run_dir / "faust" / "{conf.name}-data"),
     autodiscover=AGENT_PACKAGES,
     origin="stream.app",  # else Faust's CLI takes argv[0] (wastestream-worker) and scans it as a module
     topic_replication_factor=1,
