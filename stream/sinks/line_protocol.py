@@ -65,9 +65,13 @@ def to_line(point: Point) -> str:
     return f"{','.join(parts)} {','.join(fields)} {point.ts_ns}"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_ns(ts: datetime) -> int:
-    """Exact ns since the epoch (no float rounding), for an aware datetime."""
-    delta = ts.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    """Exact ns since the epoch (no float rounding). An aware difference is exact whatever the
+    zone, so no `astimezone` (called several times per message)."""
+    delta = (ts if ts.tzinfo is not None else ts.astimezone(UTC)) - _EPOCH  # naive: local time, as before
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
