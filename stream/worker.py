@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from stream.app import app, settings
 from stream.metrics import install_worker_endpoint, pop_metrics_port
@@ -47,6 +49,19 @@ async def ensure_internal_topics() -> None:
                         configs={name: {"cleanup.policy": "compact"} for name in changelogs})
 
 
+GC_THRESHOLDS = (50_000, 20, 100)
+"""Python's default (700, 10, 10) runs a young collection every 700 net allocations, and every
+Kafka record allocates dozens of objects (aiokafka, Faust, our decode): ~10 % of an agent's CPU
+went to collections that find nothing to free (the objects are short-lived and acyclic)."""
+
+
+def tune_gc() -> None:
+    """Fewer collections, and none over what was loaded at start (`gc.freeze`: modules, rules)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run Faust's CLI (`worker --log-level info`, ...) after making sure the source topics exist.
 
@@ -69,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["worker"] and not sys.stdout.isatty():
         args.insert(0, "--quiet")  # no console banner in a log file (its box and ƒaµS† come out garbled)
     sys.argv = ["wastestream", *args]  # Faust's usage line then reads `wastestream worker [OPTIONS]`
+    tune_gc()
+    Path(app.conf.datadir).parent.mkdir(parents=True, exist_ok=True)  # Faust makes the last part only
     try:
         app.main()
     finally:

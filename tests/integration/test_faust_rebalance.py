@@ -62,7 +62,8 @@ def fresh_run(bootstrap: str, prefix: str, kind: str, out: Path) -> tuple[str, d
     name = f"ws-test-{kind}-{uuid.uuid4().hex[:8]}"
     asyncio.run(create_topic(bootstrap, name))
     return name, {f"{prefix}APP": name, f"{prefix}TOPIC": name, f"{prefix}OUT": str(out),
-                  f"{prefix}BOOTSTRAP": bootstrap, "PYTHONUNBUFFERED": "1"}
+                  f"{prefix}BOOTSTRAP": bootstrap, "PYTHONUNBUFFERED": "1",
+                  "APP_DATADIR": str(out.parent / "faust-data")}  # not `{id}-data` in the repo
 
 
 def worker_main() -> None:
