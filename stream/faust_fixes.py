@@ -96,6 +96,12 @@
    worker's records, this covers any put later). Only the non-threaded producer (our setting,
    Faust's default) is patched.
 
+7. Tuning, not a fix: Faust gives its aiokafka consumer a fixed `fetch_max_wait_ms` (1,500) and
+   aiokafka's `fetch_min_bytes` (1), so under steady load every fetch returns with whatever one
+   producer's last batch held, and each is a broker request on both sides. `tune_fetch(min_bytes,
+   max_wait_ms)` sets both on the worker consumer Faust creates (WS_KAFKA_FETCH_MIN_BYTES,
+   WS_KAFKA_FETCH_MAX_WAIT_MS; stream/app.py).
+
 These patch faust-streaming's internals: `apply()` refuses any other version than FAUST_VERSION
 (pyproject.toml pins it).
 """
@@ -109,6 +115,7 @@ from typing import Any
 
 from faust import App
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Producer as KafkaProducer
 from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import Message, ack_lock
@@ -300,6 +307,19 @@ async def _producer_on_stop(self: Any) -> None:
     if not self.app.conf.producer_threaded:
         await self.buffer.flush()
     await _upstream_producer_stop(self)
+
+
+_upstream_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
+
+
+def tune_fetch(min_bytes: int, max_wait_ms: int) -> None:
+    """Tuning 7: the worker consumer's fetch size and wait (read by aiokafka's fetcher at start)."""
+    def create(self: Any, transport: Any) -> Any:
+        consumer = _upstream_create_worker_consumer(self, transport)
+        consumer._fetch_min_bytes = min_bytes
+        consumer._fetch_max_wait_ms = max_wait_ms
+        return consumer
+    AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
 
 
 def apply() -> None:

@@ -136,3 +136,22 @@ def test_a_fetch_back_while_the_flow_is_stopped_is_put_back(monkeypatch: pytest.
     assert seeks == [(changelog, 0)]  # a partition no longer assigned is left alone
     c.flow_active = True
     assert asyncio.run(faust_fixes._getmany(c, None, 1.0))[changelog][1].offset == 1
+
+
+def test_tune_fetch_sets_the_worker_consumers_fetch_size_and_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tuning 7: the aiokafka consumer Faust makes for a worker fetches with our size and wait."""
+    import faust
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_create_worker_consumer",
+                        AIOKafkaConsumerThread._create_worker_consumer)  # restored after the test
+
+    async def made() -> Any:
+        faust_fixes.tune_fetch(65_536, 120)
+        app = faust.App("t-tune-fetch", broker="kafka://127.0.0.1:9")  # nothing is contacted
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        await consumer.stop()
+        return consumer
+
+    consumer = asyncio.run(made())
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (65_536, 120)
