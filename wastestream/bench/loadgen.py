@@ -13,9 +13,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -24,12 +22,17 @@ from contract.codec import encode
 from contract.events import Direction, WasteCategory, Weighing
 from contract.msgid import make_msg_id
 from contract.topics import mqtt_topic
-from wastestream.foundation.mqtt import make_client
+from wastestream.bench.mqttpub import DrivenPublisher
 
 CATEGORIES = (WasteCategory.KITCHEN, WasteCategory.RESIDUAL, WasteCategory.RECYCLABLE,
               WasteCategory.CONSTRUCTION)
 MAX_BACKLOG = 20_000
 """Unacknowledged publishes at which a publisher waits: memory stays bounded when the broker lags."""
+BURST = 500
+"""Messages queued before they are written and the acks read (one tick at most)."""
+TICK_S = 0.01
+"""Sleep when nothing is due: a tick's messages (rate x 10 ms) go out in one burst. At 3,000 msg/s the
+publisher cost 87 µs of CPU per message with 2 ms ticks, 74 with 4 ms, 58 with 10 ms (wake-ups)."""
 
 
 @dataclass(frozen=True)
@@ -88,17 +91,6 @@ def device_ids(spec: LoadSpec) -> list[tuple[str, str, str]]:
     return out
 
 
-def publisher_client(client_id: str, host: str, port: int, on_publish: Any) -> mqtt.Client:
-    """A connected paho client (MQTT 5, 100 in flight, unbounded queue), its network thread started."""
-    client = make_client(client_id)
-    client.on_publish = on_publish
-    client.max_inflight_messages_set(100)
-    client.max_queued_messages_set(0)
-    client.connect(host, port, keepalive=30)
-    client.loop_start()
-    return client
-
-
 def _confirm_props(site: str) -> Properties:
     props = Properties(PacketTypes.PUBLISH)
     props.ResponseTopic = ack_topic(site)
@@ -106,21 +98,26 @@ def _confirm_props(site: str) -> Properties:
 
 
 def publish(spec: LoadSpec) -> LoadResult:
-    """Publish at `spec.rate` for `spec.duration_s` (bounded by `max_messages`), then await acks."""
+    """Publish at `spec.rate` for `spec.duration_s` (bounded by `max_messages`), then await acks.
+
+    One thread drives the client (mqttpub.DrivenPublisher): each tick builds and queues the
+    messages due, writes them and reads the acks that have come; `ts` is stamped as each message
+    is built, microseconds before its write."""
     acked = 0
     last_ack = 0.0
 
-    def on_publish(_c: mqtt.Client, _u: object, _mid: int, _rc: object, _p: object) -> None:
+    def on_ack(_mid: int) -> None:
         nonlocal acked, last_ack
         acked += 1
         last_ack = time.time()
 
-    client = publisher_client(f"bench-pub-{spec.prefix}", spec.host, spec.port, on_publish)
+    pub = DrivenPublisher(f"bench-pub-{spec.prefix}", spec.host, spec.port, on_ack)
     devices = device_ids(spec)
     seqs = [0] * len(devices)
     props = [_confirm_props(site) if spec.confirm else None for _, site, _ in devices]
     sent, first_send, last_send = 0, 0.0, 0.0
-    time.sleep(max(0.0, spec.start_at - time.time()))
+    while time.time() < spec.start_at:
+        pub.pump(min(0.05, max(0.0, spec.start_at - time.time())))
     t0 = time.time()
     try:
         while sent < spec.max_messages:
@@ -129,25 +126,27 @@ def publish(spec: LoadSpec) -> LoadResult:
             if elapsed >= spec.duration_s:
                 break
             due = spec.max_messages - sent if spec.rate <= 0 else int(spec.rate * elapsed) + 1 - sent
-            if due <= 0 or sent - acked >= MAX_BACKLOG:
-                time.sleep(0.002)
+            due = min(due, MAX_BACKLOG - (sent - acked), BURST)
+            if due <= 0:
+                pub.pump()
+                time.sleep(TICK_S)
                 continue
-            for _ in range(min(due, 500)):
+            for _ in range(due):
                 k = sent % len(devices)
                 device, site, topic = devices[k]
                 seqs[k] += 1
-                payload = encode(weighing(device, site, spec.epoch, seqs[k], datetime.now(UTC)))
-                client.publish(topic, payload, qos=1, properties=props[k])
+                pub.publish(topic, encode(weighing(device, site, spec.epoch, seqs[k], datetime.now(UTC))),
+                            props[k])
                 sent += 1
+            pub.pump()
             if not first_send:
                 first_send = now
             last_send = time.time()
         deadline = time.time() + spec.ack_timeout_s
         while acked < sent and time.time() < deadline:
-            time.sleep(0.01)
+            pub.pump(0.01)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        pub.close()
     return LoadResult(spec.prefix, sent, acked, first_send, last_send, last_ack)
 
 
