@@ -23,12 +23,15 @@ a message after its PUBACK (a crash, or a restart before the bridges are back) c
 the message.
 
 One thread: paho runs on the asyncio loop (stream.mqtt_loop: socket reader/writer, loop_misc,
-reconnect with backoff; only the blocking TCP/TLS connect runs in an executor), so an ack only
-queues a PUBACK, written with the others acked in the same loop iteration in one send, with no
-wake-up byte or GIL hand-off to a network thread. In-flight
-messages are bounded by the MQTT 5 Receive Maximum we announce (the broker stops sending when
-that many are unacked) and, for QoS 0 traffic, by a high watermark at which we stop reading the
-socket until the pump has drained half of it.
+reconnect with backoff; only the blocking TCP/TLS connect runs in an executor), with no wake-up
+byte or GIL hand-off to a network thread. The hot path is synchronous (issue 14: the bridge's CPU
+per message): the loop parses each PUBLISH and calls `_on_publish`, which validates the message
+and adds it to its partition's batch at once; only whole records (and single records: dead
+letters) go, in the order they were closed, through one sender task that awaits the producer.
+Once Kafka has a record, its messages' PUBACKs are queued as one write (`PahoOnLoop.ack_many`).
+In-flight messages are bounded by the MQTT 5 Receive Maximum we announce (the broker stops
+sending when that many are unacked) and, for QoS 0 traffic, by a high watermark at which we stop
+reading the socket until Kafka has taken half of them.
 
 Security (production broker): TLS when a CA file is configured (the broker's name is checked
 against its certificate), username/password (the password read from a file or env var when the
@@ -50,7 +53,7 @@ import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from aiokafka import AIOKafkaProducer
@@ -69,7 +72,7 @@ from paho.mqtt.properties import Properties
 from contract.acks import MAX_IDS_PER_ACK, ack_topic, encode_ack
 from contract.events import Envelope
 from contract.kafka_record import MAX_MESSAGES, MAX_RECORD_BYTES, encode_message, frame_record
-from contract.topics import DEADLETTER_TOPIC, MQTT_SHARE_GROUP, shared_subscription
+from contract.topics import DEADLETTER_TOPIC, KAFKA_TOPICS, MQTT_SHARE_GROUP, shared_subscription
 from stream import metrics, paho_speedups
 from stream.deadletter import PAYLOAD_PREFIX_BYTES, deadletter_record
 from stream.logutil import RateLimitedLog
@@ -96,9 +99,9 @@ class BridgeStats:
     kafka_retries: int = 0
 
 
-@dataclass(frozen=True)
-class Inbound:
-    """One MQTT message as the bridge took it, and which connection must ack it."""
+class Inbound(NamedTuple):
+    """One MQTT message as the bridge took it, and which connection must ack it (a tuple: one is
+    made per message)."""
 
     topic: str
     payload: bytes
@@ -109,8 +112,7 @@ class Inbound:
     """The publisher asked for a pipeline confirmation (a Response Topic, contract.acks)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Outbound:
+class Outbound(NamedTuple):
     """One message on its way to Kafka, and whom to confirm it to once it is there."""
 
     item: Inbound
@@ -138,6 +140,11 @@ class _Batch:
     """Each message of `outs` as it goes into the record (contract.kafka_record.encode_message)."""
     size: int = 16
     """Bytes of the record so far (the frame's few bytes included)."""
+
+
+PARTITION_CACHE_KEYS = 200_000
+"""Device keys whose partition is remembered per topic (murmur2 in Python costs ~3 us; devices
+repeat); past this the cache starts over."""
 
 
 REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError,
@@ -217,11 +224,10 @@ class Bridge:
         paho_speedups.apply()  # paho's per-PUBLISH Properties set-up: a third of our CPU per message
         self.config = config
         self.stats = BridgeStats()
-        self._inbox: collections.deque[Inbound] = collections.deque()
-        self._wake = asyncio.Event()
-        self._in_flight = 0  # routed to the producer, not yet acked
+        self._in_flight = 0  # taken from MQTT, not yet acked
         self._generation = 0  # bumped on every CONNACK and every lost socket: acks for another are void
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._connected = asyncio.Event()
         self._stopped = asyncio.Event()
         self._retry_tasks: set[asyncio.Task[None]] = set()
@@ -233,7 +239,11 @@ class Bridge:
         self._batches: dict[tuple[str, int], _Batch] = {}
         self._batch_timer: asyncio.TimerHandle | None = None
         self._partitions: dict[str, int] = {}  # topic -> partition count (from the producer's metadata)
-        self._record_order = asyncio.Lock()  # records reach the producer in the order they were closed
+        self._partition_of_key: dict[str, dict[bytes, int]] = {}  # topic -> key -> partition
+        self._outbox: collections.deque[_Batch | Outbound] = collections.deque()
+        """Closed records and single messages, in order, for the sender task (`_sender`)."""
+        self._outbox_ready = asyncio.Event()
+        self._outbox_closed = False  # shutting down: the sender ends once the outbox is empty
         self._client = self._make_client()
 
     # --- paho callbacks (on the loop, from loop_read/loop_write/loop_misc) ------------------
@@ -267,22 +277,25 @@ class Bridge:
         self._generation += 1  # the broker redelivers what this connection did not ack
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
-        net = self._net
-        assert net is not None
-        net.message_delivered()
+        """A PUBLISH paho parsed (a paho version stream.paho_speedups was not checked against)."""
+        assert self._net is not None
+        self._net.message_delivered()
+        self._on_publish(msg.topic, bytes(msg.payload), msg.mid, msg.qos, msg.properties)
+
+    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int, props: Properties | None) -> None:
+        """One message from MQTT, taken at once: validated, batched or queued for Kafka."""
         if self._stopping:
             return  # not acked: the persistent session redelivers it after restart
-        confirm = msg.properties is not None and hasattr(msg.properties, "ResponseTopic")
-        self._inbox.append(
-            Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, confirm))
-        self._wake.set()
-        if len(self._inbox) + self._in_flight >= self.config.high_watermark:
-            net.pause_reading()  # the pump resumes it below half
+        confirm = props is not None and hasattr(props, "ResponseTopic")
+        self._take(Inbound(topic, payload, mid, qos, self._generation, confirm))
+        if self._in_flight >= self.config.high_watermark:
+            assert self._net is not None
+            self._net.pause_reading()  # resumed below half (`_maybe_resume`)
 
     def _maybe_resume(self) -> None:
         net = self._net
         if net is not None and net.paused and (
-                len(self._inbox) + self._in_flight < self.config.high_watermark // 2 or self._stopping):
+                self._in_flight < self.config.high_watermark // 2 or self._stopping):
             net.resume_reading()
 
     # --- asyncio side ---------------------------------------------------------------
@@ -290,10 +303,12 @@ class Bridge:
     async def run(self) -> None:
         settings = self.config.settings
         loop = asyncio.get_running_loop()
-        self._net = PahoOnLoop(self._client, loop, min_delay=1.0, max_delay=10.0)
+        self._net = PahoOnLoop(self._client, loop, min_delay=1.0, max_delay=10.0, on_publish=self._on_publish)
         self._net.on_closed = self._on_socket_closed
         await ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions)
         self._producer = await self._start_producer(settings.kafka_bootstrap)
+        for topic in KAFKA_TOPICS.values():  # the hot path looks partitions up without awaiting
+            self._partitions[topic] = len(await self._producer.partitions_for(topic))
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = self.config.receive_maximum
@@ -301,10 +316,11 @@ class Bridge:
             settings.mqtt_host, settings.mqtt_port, keepalive=30, clean_start=False, properties=props
         )
         connection = asyncio.ensure_future(self._net.keep_connected())
+        sender = asyncio.ensure_future(self._sender())
         try:
-            await self._pump()
+            await self._stop_requested.wait()
         finally:
-            await self._shutdown(connection)
+            await self._shutdown(connection, sender)
 
     @property
     def _linger_s(self) -> float:
@@ -330,20 +346,10 @@ class Bridge:
     def stop(self) -> None:
         """Stop taking messages; `run()` then flushes Kafka, acks and disconnects."""
         self._stopping = True
-        self._wake.set()
+        self._stop_requested.set()
 
-    async def _pump(self) -> None:
-        while not self._stopping:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._inbox and not self._stopping:
-                await self._route(self._inbox.popleft())
-                self._maybe_resume()
-            if self._batches and self._batch_timer is None:
-                loop = asyncio.get_running_loop()
-                self._batch_timer = loop.call_later(self._linger_s, self._flush_due)
-
-    async def _route(self, item: Inbound) -> None:
+    def _take(self, item: Inbound) -> None:
+        """Validate one message and put it on its way (synchronous: nothing here waits)."""
         self.stats.received += 1
         metrics.bridge_received()
         out = prepare(item)
@@ -355,59 +361,79 @@ class Bridge:
                                   extra=logs.topic_fields(item.topic))
         self._in_flight += 1
         if out.message is not None and out.key is not None and self.config.batch_records:
-            await self._add_to_batch(out)
+            self._add_to_batch(out)
         else:
-            await self._send(out)
+            self._queue(out)
 
-    async def _partition_of(self, topic: str, key: bytes) -> int:
+    def _partition_of(self, topic: str, key: bytes) -> int:
         """The partition Kafka's default partitioner gives `key` (murmur2, as aiokafka and Java)."""
-        count = self._partitions.get(topic)
-        if count is None:
-            assert self._producer is not None
-            count = self._partitions[topic] = len(await self._producer.partitions_for(topic))
-        return (murmur2(key) & 0x7FFFFFFF) % count
+        known = self._partition_of_key.get(topic)
+        if known is None or len(known) >= PARTITION_CACHE_KEYS:
+            known = self._partition_of_key[topic] = {}
+        partition = known.get(key)
+        if partition is None:
+            partition = known[key] = (murmur2(key) & 0x7FFFFFFF) % self._partitions[topic]
+        return partition
 
-    async def _add_to_batch(self, out: Outbound) -> None:
+    def _add_to_batch(self, out: Outbound) -> None:
         assert out.message is not None and out.key is not None
-        partition = await self._partition_of(out.topic, out.key)
+        partition = self._partition_of(out.topic, out.key)
         encoded = encode_message(out.message)
         size = len(encoded) + 1
         batch = self._batches.get((out.topic, partition))
         if batch is not None and batch.size + size > MAX_RECORD_BYTES:
-            await self._flush(batch)
+            self._close(batch)
             batch = None
         if batch is None:
             batch = self._batches[(out.topic, partition)] = _Batch(out.topic, partition)
+            if self._batch_timer is None:
+                self._batch_timer = asyncio.get_running_loop().call_later(self._linger_s, self._flush_due)
         batch.outs.append(out)
         batch.encoded.append(encoded)
         batch.size += size
         if len(batch.outs) >= MAX_MESSAGES:
-            await self._flush(batch)
+            self._close(batch)
 
     def _flush_due(self) -> None:
-        """The linger is over: every open batch becomes a record (sent from a task: `send` awaits)."""
+        """The linger is over: every open batch becomes a record."""
         self._batch_timer = None
-        if self._batches:
-            self._spawn(self._flush_all())
+        self._close_all()
 
-    async def _flush_all(self) -> None:
+    def _close_all(self) -> None:
         for batch in list(self._batches.values()):
-            await self._flush(batch)
+            self._close(batch)
 
-    async def _flush(self, batch: _Batch) -> None:
-        """Send `batch` unless it was sent already (a flush of all and a full batch can race)."""
-        if self._batches.get((batch.topic, batch.partition)) is not batch:
-            return
+    def _close(self, batch: _Batch) -> None:
+        """`batch` takes no more messages: it is the next record for the sender."""
         del self._batches[(batch.topic, batch.partition)]
-        await self._send_batch(batch)
+        self._queue(batch)
+
+    def _queue(self, item: _Batch | Outbound) -> None:
+        self._outbox.append(item)
+        self._outbox_ready.set()
+
+    async def _sender(self) -> None:
+        """Hands records and single messages to the producer in the order they were queued, so a
+        partition's records (and a device's single records) keep their order."""
+        while True:
+            if not self._outbox:
+                if self._outbox_closed:
+                    return
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            item = self._outbox.popleft()
+            if isinstance(item, _Batch):
+                await self._send_batch(item)
+            else:
+                await self._send(item)
 
     async def _send_batch(self, batch: _Batch, attempt: int = 0) -> None:
         assert self._producer is not None
         try:
             value = frame_record(batch.encoded)
-            async with self._record_order:  # FIFO: a partition's records keep their order
-                future = await self._producer.send(batch.topic, value=value, key=b"~p%d" % batch.partition,
-                                                   partition=batch.partition)
+            future = await self._producer.send(batch.topic, value=value, key=b"~p%d" % batch.partition,
+                                               partition=batch.partition)
         except Exception as exc:  # refused before sending (too large), or Kafka unreachable
             self._batch_failed(batch, exc, attempt + 1)
             return
@@ -420,8 +446,7 @@ class Bridge:
         if exc is not None:
             self._batch_failed(batch, exc, attempt + 1)
             return
-        for out in batch.outs:
-            self._done(out)
+        self._done(batch.topic, batch.outs)
 
     def _batch_failed(self, batch: _Batch, exc: BaseException, attempt: int) -> None:
         """A record Kafka refuses for good is split into single records; all else is retried whole."""
@@ -429,7 +454,7 @@ class Bridge:
             log.warning("Kafka refused a record of %d messages for %s (%s: %s); sending each alone",
                         len(batch.outs), batch.topic, type(exc).__name__, exc)
             for out in batch.outs:
-                self._spawn(self._send(dataclasses.replace(out, message=None)))
+                self._spawn(self._send(out._replace(message=None)))
             return
         what = f"{len(batch.outs)} messages to {batch.topic}"
         self._retry_later(lambda: self._send_batch(batch, attempt), what, exc, attempt)
@@ -450,18 +475,23 @@ class Bridge:
         if exc is not None:
             self._failed(out, exc, attempt + 1)
             return
-        self._done(out)
+        self._done(out.topic, (out,))
 
-    def _done(self, out: Outbound) -> None:
-        """Kafka has `out`: ack it to MQTT (same connection only) and queue its confirmation."""
-        self._in_flight -= 1
-        metrics.bridge_delivered(out.topic)
-        item = out.item
-        if item.qos > 0 and item.generation == self._generation:
-            self._client.ack(item.mid, item.qos)  # queued; written with this response's others
-            self.stats.acked += 1
-        if item.confirm and out.site_id and out.msg_id and self.config.edge_confirmations:
-            self._queue_confirmation(out.site_id, out.msg_id)
+    def _done(self, topic: str, outs: Sequence[Outbound]) -> None:
+        """Kafka has `outs` on `topic`: ack them to MQTT (same connection only, one write) and
+        queue their confirmations."""
+        self._in_flight -= len(outs)
+        metrics.bridge_delivered(topic, len(outs))
+        generation = self._generation
+        mids = [out.item.mid for out in outs if out.item.qos == 1 and out.item.generation == generation]
+        if mids:
+            assert self._net is not None
+            self._net.ack_many(mids)  # queued; written at the next loop iteration
+            self.stats.acked += len(mids)
+        if self.config.edge_confirmations:
+            for out in outs:
+                if out.item.confirm and out.site_id and out.msg_id:
+                    self._queue_confirmation(out.site_id, out.msg_id)
         self._maybe_resume()
         # An older connection's message is redelivered by the broker and produced again: a
         # duplicate downstream dedup absorbs, never a loss.
@@ -508,8 +538,8 @@ class Bridge:
         if out.reason is None:
             self.stats.routed -= 1
             self.stats.rejected += 1
-        self._spawn(self._send(dataclasses.replace(out, topic=DEADLETTER_TOPIC, key=None, value=record,
-                                                   reason=reason, refusals=out.refusals + 1)))
+        self._spawn(self._send(out._replace(topic=DEADLETTER_TOPIC, key=None, value=record, reason=reason,
+                                            refusals=out.refusals + 1)))
 
     def _retry_later(self, resend: Callable[[], Coroutine[Any, Any, None]], what: str, exc: BaseException,
                      attempt: int) -> None:
@@ -529,7 +559,7 @@ class Bridge:
         self._retry_tasks.add(task)
         task.add_done_callback(self._retry_tasks.discard)
 
-    async def _shutdown(self, connection: asyncio.Future[None]) -> None:
+    async def _shutdown(self, connection: asyncio.Future[None], sender: asyncio.Future[None]) -> None:
         """Flush what Kafka has, ack it, then disconnect (DISCONNECT is queued after the acks)."""
         self._stopping = True
         assert self._net is not None
@@ -537,15 +567,19 @@ class Bridge:
         if self._batch_timer is not None:
             self._batch_timer.cancel()
             self._batch_timer = None
+        self._close_all()
+        self._outbox_closed = True
+        self._outbox_ready.set()
         if self._producer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._flush_all(), 15)
+                await asyncio.wait_for(asyncio.shield(sender), 15)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._producer.flush(), 15)
             await asyncio.sleep(0)  # let delivery callbacks run and ack
             for task in list(self._retry_tasks):
                 task.cancel()
             await self._producer.stop()
+        sender.cancel()
         if self._confirm_timer is not None:
             self._confirm_timer.cancel()
             self._publish_confirmations()  # queued before the DISCONNECT, like the acks

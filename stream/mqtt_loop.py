@@ -13,6 +13,18 @@ aiomqtt does); paho then calls on_socket_open/register_write from that thread, a
 the loop with call_soon_threadsafe. While the connection is up everything runs on the loop
 thread. `keep_connected()` replaces loop_forever's reconnect: on a lost connection it reconnects
 with backoff (1 s doubling to 10 s, back to 1 s after a CONNACK) until stopped.
+
+Reads (issue 14: the bridge's CPU per message). paho reads one packet per `loop_read` with three or
+more `recv` calls, and builds an `MQTTMessage` and its callbacks' locks per PUBLISH. With
+`on_publish` given (and a paho version stream.paho_speedups was checked against), the loop reads
+the socket in chunks of up to `CHUNK_BYTES`, splits them into packets itself and hands each QoS 0
+or 1 PUBLISH straight to `on_publish(topic, payload, mid, qos, properties)`; every other packet
+(CONNACK, SUBACK, PUBACK of our own publishes, PINGRESP, DISCONNECT, QoS 2, anything odd or
+malformed) goes to paho whole, which reads it through `paho_speedups.feed_reads` from the chunk
+instead of the socket, so paho's state, errors and callbacks are its own. The end of the
+connection and socket errors reach paho the same way. `ack_many` queues many PUBACKs as one write.
+Without `on_publish`, paho still parses every packet, from the chunks (the TLS test's client);
+on another paho version the loop calls paho's own `loop_read` as before.
 """
 
 from __future__ import annotations
@@ -21,24 +33,58 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from stream import paho_speedups
 
 log = logging.getLogger(__name__)
 
 READ_BUDGET = 256
-"""Packets read per readable event before giving the loop back to other work."""
+"""Packets (paho's path) or chunks (direct reads) read per readable event before giving the
+loop back to other work."""
+CHUNK_BYTES = 64 * 1024
+"""Bytes asked of the socket per read on the direct path."""
 MISC_INTERVAL_S = 1.0
+
+OnPublish = Callable[[str, bytes, int, int, Properties | None], None]
+"""`on_publish(topic, payload, mid, qos, properties)`: one QoS 0/1 PUBLISH; properties None if none."""
+
+_PUBLISH, _PUBACK = 0x30, 0x40
+_PUBACK_PACKET = struct.Struct("!BBH")
+_NO_DATA = b""
+
+
+_INCOMPLETE, _MALFORMED = -1, -2
+
+
+def _varint(buf: bytearray, pos: int, end: int) -> tuple[int, int]:
+    """MQTT's Variable Byte Integer at `pos` (1 to 4 bytes of 7 bits): its value and the position
+    after it; the value is `_INCOMPLETE` when it runs past `end`, `_MALFORMED` past 4 bytes."""
+    value = shift = 0
+    while pos < end:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 21:
+            return _MALFORMED, pos
+    return _INCOMPLETE, pos
 
 
 class PahoOnLoop:
     """Runs `client`'s network I/O on `loop`. Call `keep_connected()` after `client.connect_async()`."""
 
-    def __init__(self, client: mqtt.Client, loop: asyncio.AbstractEventLoop, *,
-                 min_delay: float = 1.0, max_delay: float = 10.0) -> None:
+    def __init__(self, client: mqtt.Client, loop: asyncio.AbstractEventLoop, *, min_delay: float = 1.0,
+                 max_delay: float = 10.0, on_publish: OnPublish | None = None) -> None:
         self.client = client
         self.loop = loop
         self.min_delay, self.max_delay = min_delay, max_delay
@@ -58,6 +104,15 @@ class PahoOnLoop:
         self._write_scheduled = False
         self._packets = 0  # PUBLISH packets delivered: a read that yields none ends the burst
         self._stop = asyncio.Event()
+        self._direct = paho_speedups.direct_io_checked(client)
+        self.on_publish = on_publish if self._direct else None
+        """QoS 0/1 PUBLISHes parsed by the loop go here (None: through paho's on_message)."""
+        self._buf = bytearray()  # read from the socket, not parsed yet (a partial packet, or paused)
+        self._feed = _NO_DATA  # one packet for paho to read (`_paho_recv`)
+        self._feed_end: OSError | None = None  # the socket failed: paho reads that instead
+        self._feed_eof = False  # the broker closed the connection: paho reads b""
+        if self._direct:
+            paho_speedups.feed_reads(client, self._paho_recv)
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_register_write
@@ -87,6 +142,7 @@ class PahoOnLoop:
 
     def _opened(self, sock: Any, fd: int) -> None:
         self._sock, self._fd = sock, fd
+        self._reset_reads()
         self._ssl = isinstance(sock, ssl.SSLSocket)
         self.closed.clear()
         self._paused_or_read()
@@ -97,6 +153,7 @@ class PahoOnLoop:
         self._stop_reading()
         self._drop_writer(sock)
         self._sock = self._fd = None
+        self._reset_reads()
         self.closed.set()
         if self.on_closed is not None:
             self.on_closed()
@@ -128,29 +185,157 @@ class PahoOnLoop:
         return self._paused
 
     def message_delivered(self) -> None:
-        """Called by the owner's on_message: one more packet read in this burst."""
+        """Called by the owner's on_message: one more packet read in this burst (paho's path)."""
         self._packets += 1
+
+    def ack_many(self, mids: Iterable[int]) -> None:
+        """PUBACK each QoS 1 `mid` (manual ack), all in one write."""
+        if not self._direct:
+            for mid in mids:
+                self.client.ack(mid, 1)
+            return
+        data = b"".join([_PUBACK_PACKET.pack(_PUBACK, 2, mid) for mid in mids])
+        if data:
+            paho_speedups.queue_packet(self.client, _PUBACK, data)
 
     def _on_readable(self) -> None:
         sock = self._sock
         if sock is None or not self._reading:
             return
-        # loop_read reads one packet; keep reading while packets come (no epoll round trip per
-        # message) and, for TLS, while decrypted bytes remain in the SSL object.
+        try:
+            if self._direct:
+                self._read_chunks(sock)
+            else:
+                self._read_packets(sock)
+        except Exception:  # a bug in a callback: keep the loop alive, the connection drops
+            log.exception("MQTT read failed")
+            self.client.disconnect()
+
+    def _read_packets(self, sock: Any) -> None:
+        """paho's path: loop_read reads one packet; keep reading while packets come (no epoll
+        round trip per message) and, for TLS, while decrypted bytes remain in the SSL object."""
         for _ in range(READ_BUDGET):
             before = self._packets
-            try:
-                rc = self.client.loop_read()
-            except Exception:  # a bug in a callback: keep the loop alive, the connection drops
-                log.exception("MQTT read failed")
-                self.client.disconnect()
-                return
+            rc = self.client.loop_read()
             if rc != mqtt.MQTT_ERR_SUCCESS or sock is not self._sock or not self._reading:
                 return
             if self._packets == before and not (self._ssl and sock.pending()):
                 return
         if self._ssl and sock.pending():
             self.loop.call_soon(self._on_readable)  # budget spent with bytes epoll cannot see
+
+    def _read_chunks(self, sock: Any) -> None:
+        """The direct path: what is left from before a pause first, then chunks of the socket."""
+        if self._buf:
+            self._split(sock)
+        for _ in range(READ_BUDGET):
+            if sock is not self._sock or not self._reading:
+                return
+            try:
+                data = sock.recv(CHUNK_BYTES)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return
+            except ssl.SSLWantWriteError:  # TLS wants to write first (paho's own read does this)
+                self._schedule_write(sock)
+                return
+            except OSError as exc:
+                self._feed_end = exc
+                self._paho_reads(sock)
+                return
+            if not data:
+                self._feed_eof = True
+                self._paho_reads(sock)
+                return
+            paho_speedups.bytes_received(self.client)
+            self._buf += data
+            self._split(sock)
+            if len(data) < CHUNK_BYTES and not (self._ssl and sock.pending()):
+                return  # the kernel's buffer is drained: epoll says when more comes
+        if self._reading and sock is self._sock:
+            self.loop.call_soon(self._on_readable)  # budget spent (TLS: bytes epoll cannot see)
+
+    def _split(self, sock: Any) -> None:
+        """Hand every whole packet in the buffer on (until paused or the socket is gone)."""
+        buf = self._buf
+        end_of_data = len(buf)
+        pos = 0
+        try:
+            while pos < end_of_data and not self._paused and sock is self._sock:
+                length, body = _varint(buf, pos + 1, end_of_data)  # the remaining length
+                if length == _MALFORMED:  # paho says so and disconnects
+                    self._feed = bytes(buf[pos:])
+                    pos = end_of_data
+                    self._paho_reads(sock)
+                    return
+                end = body + length
+                if length == _INCOMPLETE or end > end_of_data:
+                    return  # the packet is not all here yet
+                command = buf[pos]
+                if not (command & 0xF0 == _PUBLISH and self.on_publish is not None
+                        and self._publish(command, buf, body, end)):
+                    self._feed = bytes(buf[pos:end])
+                    self._paho_reads(sock)
+                pos = end
+        finally:
+            if sock is self._sock:
+                del buf[:pos]
+
+    def _publish(self, command: int, buf: bytearray, pos: int, end: int) -> bool:
+        """Parse one PUBLISH (MQTT 5) and hand it to `on_publish`; False: paho shall have it
+        (QoS 2, a topic alias, or anything malformed, which paho reports its own way)."""
+        qos = (command >> 1) & 3
+        if qos > 1 or end - pos < 3:
+            return False
+        topic_end = pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
+        if topic_end == pos + 2 or topic_end + (3 if qos else 1) > end:
+            return False  # no topic (an alias only) or too short
+        topic = buf[pos + 2:topic_end].decode("utf-8", "replace")  # not UTF-8: no contract topic
+        pos = topic_end
+        mid = 0
+        if qos:
+            mid = (buf[pos] << 8) | buf[pos + 1]
+            pos += 2
+        props_start = pos
+        props_len, pos = _varint(buf, pos, end)
+        pos += props_len
+        if props_len < 0 or pos > end:
+            return False
+        properties = None
+        if props_len:
+            properties = Properties(PacketTypes.PUBLISH)
+            try:
+                properties.unpack(bytes(buf[props_start:pos]))
+            except Exception:  # malformed properties: paho's error path
+                return False
+            if hasattr(properties, "TopicAlias"):
+                return False
+        assert self.on_publish is not None
+        self.on_publish(topic, bytes(buf[pos:end]), mid, qos, properties)
+        return True
+
+    def _paho_reads(self, sock: Any) -> None:
+        """paho reads what `_feed` holds (or the connection's end) through `_paho_recv`."""
+        while sock is self._sock:
+            rc = self.client.loop_read()
+            if rc != mqtt.MQTT_ERR_SUCCESS or not (self._feed or self._feed_end or self._feed_eof):
+                return
+
+    def _paho_recv(self, bufsize: int) -> bytes:
+        data = self._feed
+        if data:
+            self._feed = data[bufsize:]
+            return data[:bufsize]
+        if self._feed_end is not None:
+            exc, self._feed_end = self._feed_end, None
+            raise exc
+        if self._feed_eof:
+            self._feed_eof = False
+            return _NO_DATA
+        raise BlockingIOError
+
+    def _reset_reads(self) -> None:
+        self._buf.clear()
+        self._feed, self._feed_end, self._feed_eof = _NO_DATA, None, False
 
     def _schedule_write(self, sock: Any) -> None:
         if not self._write_scheduled:
