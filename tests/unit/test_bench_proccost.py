@@ -105,10 +105,23 @@ def test_targets_met_not_met_and_not_measured() -> None:
     summary = {"within_p99_target_msg_per_s": 2000.0, "slowest_raw_msg_per_s": 10_000.0,
                "naive_msg_per_s": 300.0}
     t = bench_targets(summary, {"worker_cpu_ms_per_msg": 0.08}, None)
-    assert [x.met for x in t] == [False, True, True, None]  # 0.2 < 0.5; 6.7 >= 5; 80 µs <= 100; no idle
-    assert "NOT met" in t[0].line() and "not measured" in t[3].line()
-    assert bench_targets({}, None, {"machine_pct": 3.2})[3].met is True
+    assert [x.met for x in t] == [False, True, True, None, None]  # 0.2 < 0.5; 6.7 >= 5; 80 µs <= 100;
+    assert "NOT met" in t[0].line() and "not measured" in t[4].line()  # the live figure; no idle
+    assert bench_targets({}, None, {"machine_pct": 3.2})[4].met is True
+    drain = {"worker_cpu_us_per_msg": 140.0, "worker_cpu_ms_per_msg": 0.1}  # µs when the file has it
+    assert bench_targets({}, drain, None)[2].value == 140.0
     assert Target("x", 5.0, 5.0, False).met and Target("y", 5.0, 5.0, True).met  # the bound itself meets
+
+
+def test_the_live_worker_cpu_is_shown_beside_the_drain_target_never_judged() -> None:
+    headline = {"offered_msg_per_s": 1600.0, "cost_by_kind": {"workers": {"us_per_msg": 295.3}}}
+    drain = {"worker_cpu_us_per_msg": 61.0}
+    target, live = bench_targets({}, drain, None, headline)[2:4]
+    assert target.met is True and target.value == 61.0  # the target stays the drain's figure
+    assert live.value == 295.3 and live.met is None
+    assert "295 µs" in live.line() and "1600 msg/s" in live.line() and "not the target" in live.line()
+    assert "met" not in live.line().replace("not the target", "")
+    assert "-" in bench_targets({}, drain, None, None)[3].line()  # no headline step: not measured
 
 
 def test_city_targets_judge_p99_keeping_up_and_the_machine() -> None:

@@ -18,6 +18,17 @@ SATURATION = 0.85
 CATCH_UP_S = 5.0
 P99_TARGET_MS = 1000.0
 """The latency bar of the summary's `within_p99_target_msg_per_s` (issue 6: p99 under 1 s)."""
+DRAIN_WINDOW_S = 10.0
+"""The workers-alone drain's best window (leaves a rebalance stall out of the rate)."""
+DRAIN_BACKLOG_S = 30.0
+DRAIN_BACKLOG_MIN = 20_000
+DRAIN_BACKLOG_MAX = 300_000
+"""The drain's automatic backlog: this many seconds of the best sustained step, within these
+bounds. The bridges pack up to 1,000 messages into one Kafka record, so the count in InfluxDB
+moves in big jumps: 6,000 messages (the old default) were stored in one or two of them, ~3 s
+of processing, and neither a rate nor a CPU per message could be taken from that."""
+DRAIN_POLL_S = 0.5
+"""How often the drain's count (and the CPU) is read: the jumps' times are known to this."""
 PRIVATE_PORTS = (38830, 39092, 38086)
 """MQTT, Kafka (+1: its controller), InfluxDB (+2: its RPC) of the bench's own services."""
 """... when it also needs more than this after the step's last publish to deliver everything."""
@@ -37,7 +48,8 @@ class BenchConfig:
     naive_rate: float = 2500.0
     naive_s: float = 12.0
     drain_timeout_s: float = 45.0
-    backlog: int = 6000
+    backlog: int = -1
+    """Messages of the workers-alone drain; -1: automatic (steps.drain_backlog); 0: no drain."""
     skip_raw: bool = False
     skip_naive: bool = False
     keep_going: bool = False

@@ -162,7 +162,7 @@ def _run_bench(cfg: BenchConfig, out_dir: Path | None) -> dict[str, Any]:
             title = (f"CPU per message by process kind, step of {step['offered_msg_per_s']:.0f} msg/s "
                      f"offered ({which}):")
             print("\n".join(cost_table(step.get("cost_by_kind", {}), title)))
-    print("\n".join(target_lines(bench_targets(s, result["workers_drain"], result["idle"]))))
+    print("\n".join(target_lines(bench_targets(s, result["workers_drain"], result["idle"], headline))))
     print(jt808.summary_line(result.get("jt808")))
     print(f"result: {run_dir / 'result.json'}  plot: {run_dir / 'bench.png'}")
     return result
@@ -213,8 +213,9 @@ def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
     p.add_argument("--naive-rate", type=float, default=2500.0)
     p.add_argument("--naive-seconds", type=float, default=12.0)
     p.add_argument("--drain-timeout", type=float, default=45.0)
-    p.add_argument("--backlog", type=int, default=6000,
-                   help="messages queued in Kafka for the workers-alone drain (0: skip it)")
+    p.add_argument("--backlog", type=int, default=-1,
+                   help="messages queued in Kafka for the workers-alone drain (0: skip it; default: 30 s "
+                        "of the best sustained step, 20,000 to 300,000)")
     p.add_argument("--confirmations", action="store_true",
                    help="each message asks for a pipeline confirmation (MQTT 5 Response Topic), as an "
                         "edge agent's do; the bridges then publish them: measures their cost")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
 from stream.sinks.latency import LATENCY_BUCKETS_MS, percentile
 
-__all__ = ["fifo_delays", "percentile", "pooled_latency", "rate_between", "slope", "summarise",
-           "weighted_median"]
+__all__ = ["best_jump_rate", "fifo_delays", "jump_rate", "percentile", "pooled_latency", "rate_between",
+           "rises", "slope", "summarise", "weighted_median"]
 
 
 def summarise(values_ms: Sequence[float]) -> dict[str, float]:
@@ -70,6 +71,41 @@ def rate_between(samples: Sequence[tuple[float, int]], start: float, end: float)
     if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
         return math.nan
     return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+
+def rises(samples: Sequence[tuple[float, int]]) -> list[tuple[float, int]]:
+    """The samples at which a growing counter had moved since the sample before (the first one
+    with each new count)."""
+    return [(t, c) for (_, before), (t, c) in itertools.pairwise(samples) if c > before]
+
+
+def jump_rate(samples: Sequence[tuple[float, int]]) -> float:
+    """Mean rate of a counter that moves in jumps (a drain whose points land in big batches), from
+    its first rise to its last: the messages of every jump after the first, over the time between.
+
+    The first jump's messages were processed before it, from an unknown start (start-up, table
+    recovery), so they are left out; a rate between fixed shares of the total (10 % .. 90 %) has
+    no span at all when one jump covers both. NaN with fewer than two rises."""
+    moved = rises(samples)
+    if len(moved) < 2:
+        return math.nan
+    (t0, c0), (t1, c1) = moved[0], moved[-1]
+    return (c1 - c0) / (t1 - t0) if t1 > t0 else math.nan
+
+
+def best_jump_rate(samples: Sequence[tuple[float, int]], window_s: float) -> float:
+    """The best rate over at least `window_s` between two rises of the counter (from a rise to the
+    first rise `window_s` or more after it): leaves out stalls (a rebalance) longer than the rest
+    of the drain's windows. NaN when the counter's rises span less than `window_s`."""
+    moved = rises(samples)
+    best = math.nan
+    for i, (t0, c0) in enumerate(moved):
+        end = next(((t, c) for t, c in moved[i + 1:] if t - t0 >= window_s), None)
+        if end is None:
+            break
+        rate = (end[1] - c0) / (end[0] - t0)
+        best = rate if math.isnan(best) else max(best, rate)
+    return best
 
 
 def slope(samples: Sequence[tuple[float, float]]) -> float:
