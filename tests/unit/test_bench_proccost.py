@@ -18,6 +18,7 @@ from wastestream.bench.proccost import (
     group_ticks,
     kind_costs,
     kind_of,
+    machine_shares,
     parse_stat,
     read_stats,
     total_cost,
@@ -125,11 +126,23 @@ def test_the_live_worker_cpu_is_shown_beside_the_drain_target_never_judged() -> 
 
 
 def test_city_targets_judge_p99_keeping_up_and_the_machine() -> None:
-    city = {"total": {"latency_p99_ms": 640.0}, "kept_up": False, "machine_cpu_pct": 31.0}
+    city = {"total": {"latency_p99_ms": 640.0}, "kept_up": False, "machine_cpu_pct": 31.0,
+            "machine_shares": {"pipeline_pct": 20.5, "load_generator_pct": 6.0}}
     t = city_targets(city, {"machine_pct": 2.0}, "city")
-    assert [x.met for x in t] == [True, False, False, True]
+    assert [x.met for x in t] == [True, False, False, None, None, True]  # the shares are not judged
     assert " no " in t[1].line()
-    assert len(city_targets(city, None, "province")) == 3  # the 25 % bar is the 4-million city's
+    assert "20.5 %" in t[3].line() and "pipeline" in t[3].line() and "6.0 %" in t[4].line()
+    assert len(city_targets(city, None, "province")) == 5  # the 25 % bar is the 4-million city's
+
+
+def test_the_machine_busy_split_into_pipeline_load_generator_and_other_work() -> None:
+    a = {"t": 0.0, "procs": {"city-pub-0": 0, "bridge-0": 0, "worker-0": 0, "kafka": 0, "influxdb": 0}}
+    b = {"t": 100.0, "procs": {"city-pub-0": 1000, "bridge-0": 1000, "worker-0": 2000, "kafka": 500,
+                               "influxdb": 500}}
+    costs = kind_costs(a, b, 50_000, hz=100, cpus=2)  # CPU seconds: 10 load generator, 40 pipeline
+    shares = machine_shares(costs, 30.0)
+    assert shares == {"machine_pct": 30.0, "pipeline_pct": 20.0, "load_generator_pct": 5.0, "other_pct": 5.0}
+    assert math.isnan(machine_shares({}, 12.0)["pipeline_pct"])
 
 
 def test_the_province_is_ten_cities() -> None:

@@ -31,7 +31,7 @@ from wastestream.bench.measure import (
     step_latency,
     topic_partitions,
 )
-from wastestream.bench.proccost import cost_table, kind_costs, total_cost
+from wastestream.bench.proccost import cost_table, kind_costs, machine_shares
 from wastestream.bench.stats import fifo_delays, percentile, rate_between, slope
 from wastestream.bench.steps import start_pipeline, stop_pipeline
 from wastestream.bench.summary import fmt
@@ -245,10 +245,13 @@ def _follow(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict
         "publish_late_over_1s": sum(r["late_over_1s"] for r in results),
         "cpu_pct": procs, "machine_cpu_pct": machine,
         "cost_by_kind": kind_costs(cpu0, cpu1, window[1] - window[0]) if cpu0 and cpu1 else {},
+        "cpu_window_s": round(cpu1["t"] - cpu0["t"], 1) if cpu0 and cpu1 else math.nan,
         "samples": [{"t": round(s["t"] - start, 1), "published": sum(s["sent"].values()),
                      "acked": sum(s["acked"].values()), "in_db": sum(s["delivered"].values())}
                     for s in samples],
     }
+    # The machine's busy % (the target) over the same window, and whose work it was.
+    out["machine_shares"] = machine_shares(out["cost_by_kind"], machine)
     return out
 
 
@@ -283,9 +286,13 @@ def city_table(c: dict[str, Any]) -> str:
     lines.append(f"  publishers: at most {c['publish_late_max_ms']:.0f} ms behind schedule "
                  f"({c['publish_late_over_1s']} messages more than 1 s late)")
     cpu = ", ".join(f"{name} {pct:.0f}" for name, pct in sorted(c["cpu_pct"].items()))
-    own = total_cost(c["cost_by_kind"])["machine_pct"] if c.get("cost_by_kind") else math.nan
-    lines.append(f"  CPU % of one core: {cpu}; machine {fmt(c['machine_cpu_pct'])}% busy "
-                 f"(the run's own processes: {fmt(own)}%, the rest is other work on the machine)")
+    shares = c.get("machine_shares") or machine_shares(c.get("cost_by_kind", {}), c["machine_cpu_pct"])
+    lines.append(f"  CPU % of one core: {cpu}")
+    lines.append(f"  machine {fmt(c['machine_cpu_pct'])}% busy over the run after the warm-up "
+                 f"({fmt(c.get('cpu_window_s'))} s): the pipeline {fmt(shares['pipeline_pct'], '.1f')}% "
+                 f"(Mosquitto, bridges, Kafka, workers, InfluxDB), the load generator "
+                 f"{fmt(shares['load_generator_pct'], '.1f')}%, other work "
+                 f"{fmt(shares['other_pct'], '.1f')}% (the bench itself, everyone else's)")
     if c.get("cost_by_kind"):
         lines += cost_table(c["cost_by_kind"], "  CPU per message by process kind (after the warm-up):")
     return "\n".join(lines)

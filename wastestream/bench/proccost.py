@@ -106,6 +106,16 @@ def total_cost(costs: Mapping[str, Mapping[str, float]], kinds: tuple[str, ...] 
                                                                     "us_per_msg")}
 
 
+def machine_shares(costs: Mapping[str, Mapping[str, float]], machine_pct: float) -> dict[str, float]:
+    """The machine's busy % over a window split: the pipeline's processes, the load generator's,
+    and the rest (everyone else's work, the bench itself), each as % of the whole machine."""
+    pipeline = total_cost(costs, PIPELINE_KINDS)["machine_pct"] if costs else math.nan
+    loadgen = costs["load generator"]["machine_pct"] if "load generator" in costs else math.nan
+    other = machine_pct - sum(x for x in (pipeline, loadgen) if not math.isnan(x))
+    return {"machine_pct": machine_pct, "pipeline_pct": round(pipeline, 1),
+            "load_generator_pct": round(loadgen, 1), "other_pct": round(other, 1)}
+
+
 def cost_table(costs: Mapping[str, Mapping[str, float]], title: str) -> list[str]:
     """Lines: one per kind (CPU seconds, % of one core, µs per message), the pipeline's sum
     (load generator left out) and the bound: the kind that spends the most per message."""

@@ -114,6 +114,12 @@ def city_targets(city: Mapping[str, Any], idle: Mapping[str, Any] | None, scale:
     if scale == "city":  # the bar is for the 4-million city (the province is 10x its load)
         targets.append(Target("city: machine busy during the run", _num(city.get("machine_cpu_pct")),
                               CITY_MACHINE_PCT, False, ".0f", " %"))
+    shares = city.get("machine_shares") or {}
+    share = "% of the machine, not a target"
+    targets += [Target("  of which the pipeline (all but the load generator)",
+                       _num(shares.get("pipeline_pct")), math.nan, False, ".1f", " %", info=share),
+                Target("  of which the load generator (citygen.py publishers)",
+                       _num(shares.get("load_generator_pct")), math.nan, False, ".1f", " %", info=share)]
     targets.append(idle_target(idle))
     return targets
 
