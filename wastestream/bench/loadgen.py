@@ -1,7 +1,8 @@
 """Load generator: many simulated weighbridges publishing valid contract `Weighing` messages.
 
 Several OS processes (one Python MQTT client tops out well below what the broker takes),
-each a paho client at QoS 1 speaking for `devices` devices in turn. Every message is what a
+each a paho client at QoS 1 (driven from the publishing thread: mqttpub.py) speaking for
+`devices` devices in turn. Every message is what a
 real device sends: a per-device `msg_id` (`device:epoch:seq`, seq from 1), its own topic, and
 `ts` = the moment it was sent, so the sink's latency (now − ts) is device-to-InfluxDB.
 """
