@@ -37,32 +37,48 @@ def _escape_key(text: str) -> str:
 
 
 def _field_value(value: FieldValue) -> str | None:
-    if isinstance(value, bool):  # before int: bool is an int
+    kind = type(value)
+    if kind is float:  # the common case first, by exact type (bool is an int)
+        return repr(value) if math.isfinite(value) else None  # type: ignore[arg-type]  # NaN/inf: none
+    if kind is bool:
         return "true" if value else "false"
-    if isinstance(value, int):
+    if kind is int:
         return f"{value}i"
+    if isinstance(value, int):  # a subclass (an IntEnum); bool has none
+        return f"{int(value)}i"
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else None  # NaN/inf are not representable
+        return repr(float(value)) if math.isfinite(value) else None
     if '"' in value or "\\" in value or "\n" in value or "\r" in value:
         value = value.translate(_STRING_ESCAPES)
     return '"' + value + '"'
 
 
+@lru_cache(maxsize=65_536)
+def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """`measurement,k=v,...` of sorted tags (empty values omitted): cached, as series repeat."""
+    parts = [measurement.translate(_MEASUREMENT_ESCAPES)]
+    parts.extend(f"{_escape_key(key)}={_escape_key(value)}" for key, value in tags if value)
+    return ",".join(parts)
+
+
+@lru_cache(maxsize=4096)
+def _field_order(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(key, escaped key) in sorted order, cached per field set (a measurement has a few)."""
+    return tuple((key, _escape_key(key)) for key in sorted(keys))
+
+
 def to_line(point: Point) -> str:
     """One line (no newline). Empty tag values are omitted (invalid in line protocol)."""
-    parts = [point.measurement.translate(_MEASUREMENT_ESCAPES)]
-    for key in sorted(point.tags):
-        value = point.tags[key]
-        if value:
-            parts.append(f"{_escape_key(key)}={_escape_key(value)}")
+    series = _series(point.measurement, tuple(sorted(point.tags.items())))
+    values = point.fields
     fields = []
-    for key in sorted(point.fields):
-        encoded = _field_value(point.fields[key])
+    for key, escaped in _field_order(tuple(values)):
+        encoded = _field_value(values[key])
         if encoded is not None:
-            fields.append(f"{_escape_key(key)}={encoded}")
+            fields.append(f"{escaped}={encoded}")
     if not fields:
         raise ValueError(f"point {point.measurement} has no representable field")
-    return f"{','.join(parts)} {','.join(fields)} {point.ts_ns}"
+    return f"{series} {','.join(fields)} {point.ts_ns}"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
