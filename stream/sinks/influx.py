@@ -77,9 +77,11 @@ class InfluxSink:
         self._buf: collections.deque[tuple[str, OnDone | None]] = collections.deque()
         self._space = asyncio.Semaphore(self.config.max_buffered)
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._unfinished = 0
+        self._accepted = 0
+        """Points `write()` has buffered since the start; `_settled` of them are stored or dead-lettered
+        (batches go in order, so those are the first `_settled`)."""
+        self._settled = 0
+        self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._warn = RateLimitedLog(log, per_interval=5)
         self.latency = LatencyRecorder(self.config) if self.config.latency_interval_s > 0 else None
@@ -94,22 +96,31 @@ class InfluxSink:
         line = to_line(point)
         await self._space.acquire()
         self._buf.append((line, on_done))
-        self._unfinished += 1
-        self._idle.clear()
+        self._accepted += 1
         if len(self._buf) >= self.config.batch_size:
             self._wake.set()
 
     async def flush(self, timeout: float | None = None) -> None:
-        """Wait until every buffered point is stored or dead-lettered."""
+        """Wait until every point buffered before this call is stored or dead-lettered.
+
+        Not until the buffer is empty: on a sink that several callers share (stream/sinks/shared.py),
+        the others keep writing, and one caller's flush must not wait for their points."""
+        target = self._accepted
         self._wake.set()
-        await asyncio.wait_for(self._idle.wait(), timeout)
+
+        async def settled() -> None:
+            async with self._progress:
+                await self._progress.wait_for(lambda: self._settled >= target)
+
+        await asyncio.wait_for(settled(), timeout)
 
     async def stop(self, timeout: float = 30.0) -> None:
         try:
             if self._task is not None and not self._task.done():
                 await self.flush(timeout)
         except TimeoutError:
-            log.error("InfluxDB sink stopped with %d points unwritten (unacked: replayed)", self._unfinished)
+            log.error("InfluxDB sink stopped with %d points unwritten (unacked: replayed)",
+                      self._accepted - self._settled)
         finally:
             if self._task is not None:
                 self._task.cancel()
@@ -153,9 +164,9 @@ class InfluxSink:
         # else: dead-lettering failed too; callbacks not run, so the source is not acked and replays.
         for _ in batch:
             self._space.release()
-        self._unfinished -= len(batch)
-        if self._unfinished == 0:
-            self._idle.set()
+        async with self._progress:
+            self._settled += len(batch)
+            self._progress.notify_all()
 
     async def _write_with_retry(self, lines: list[str]) -> bool:
         """True once the batch is in InfluxDB or in the dead-letter topic."""

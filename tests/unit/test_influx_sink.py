@@ -156,3 +156,37 @@ def test_failed_deadletter_leaves_points_unacked() -> None:
         assert done == []
 
     run(scenario())
+
+
+def test_flush_waits_for_earlier_points_not_for_later_writers() -> None:
+    """A caller's flush on a sink others share (stream/sinks/shared.py): its points are stored and
+    acked when it returns, though another caller never stops writing."""
+    class Busy(FakeTransport):  # each write takes a while: the other writer's points always wait
+        async def write(self, body: bytes) -> None:
+            await asyncio.sleep(0.02)
+            await super().write(body)
+
+    async def scenario() -> None:
+        done: list[int] = []
+        sink = InfluxSink(Busy(), deadletter=lambda r: asyncio.sleep(0),
+                          config=SinkConfig(batch_size=50, flush_ms=20))
+        await sink.start()
+        stop = asyncio.Event()
+
+        async def other_writer() -> None:
+            i = 1000
+            while not stop.is_set():
+                await sink.write(point(i))
+                i += 1
+                await asyncio.sleep(0.001)
+
+        other = asyncio.create_task(other_writer())
+        for i in range(30):
+            await sink.write(point(i), on_done=lambda i=i: done.append(i))
+        await sink.flush(2)  # waited for an empty buffer before, which the other writer never left
+        assert done == list(range(30))
+        stop.set()
+        await other
+        await sink.stop()
+
+    run(scenario())
