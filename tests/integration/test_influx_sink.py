@@ -18,6 +18,7 @@ import pytest
 from contract import Weighing
 from contract.events import Direction, WasteCategory
 from stream.agents.tonnage_points import weighing_point
+from stream.sinks import shared
 from stream.sinks.config import SinkConfig
 from stream.sinks.influx import InfluxSink, make_transport
 from stream.sinks.influx_v1 import V1Transport
@@ -135,3 +136,43 @@ def test_v2_transport_when_the_server_has_it(settings: Settings) -> None:
         site: (sum(w.net_kg for w in batch if w.site_id == site), sum(1 for w in batch if w.site_id == site))
         for site in {w.site_id for w in batch}
     }
+
+
+def test_agents_of_a_process_share_one_sink_and_one_request_per_flush(settings: Settings) -> None:
+    """stream/sinks/shared.py: two agents' points go in one write; each agent's acks run after its
+    points are stored; the first to stop flushes its own points while the other keeps writing;
+    the last stops the sink, and a later agent gets a new one."""
+    async def no_deadletter(record: bytes) -> None:
+        raise AssertionError(record)
+
+    async def scenario() -> None:
+        config = SinkConfig(batch_size=5000, flush_ms=300)
+        a, b = await asyncio.gather(shared.acquire(settings, no_deadletter, config),
+                                    shared.acquire(settings, no_deadletter, config))
+        assert a is b
+        acked: dict[str, list[str]] = {"a": [], "b": []}
+        batch = tickets(40)
+        for i, w in enumerate(batch):
+            agent = "a" if i % 2 else "b"
+            await a.write(weighing_point(w),
+                          on_done=lambda agent=agent, w=w: acked[agent].append(w.ticket_id))
+        await shared.release(a, timeout=10)  # agent a stops; b still holds the sink
+        assert a.stats.batches == 1 and a.stats.points == 40  # one request for both agents' points
+        assert acked["a"] == [w.ticket_id for i, w in enumerate(batch) if i % 2]
+        assert sums(settings) == {site: (sum(w.net_kg for w in batch if w.site_id == site),
+                                         sum(1 for w in batch if w.site_id == site))
+                                  for site in {w.site_id for w in batch}}
+        more = tickets(60)[40:]
+        for w in more:
+            await b.write(weighing_point(w), on_done=lambda w=w: acked["b"].append(w.ticket_id))
+        await shared.release(b, timeout=10)  # the last user: flushed and stopped
+        evens = [w.ticket_id for i, w in enumerate(batch) if not i % 2]
+        assert acked["b"] == evens + [w.ticket_id for w in more]
+        assert b.stats.points == 60
+        c = await shared.acquire(settings, no_deadletter, config)
+        assert c is not a
+        await shared.release(c)
+        with pytest.raises(ValueError):
+            await shared.release(c)
+
+    asyncio.run(scenario())
