@@ -6,10 +6,7 @@ a socketpair); the two threads handed the GIL back and forth and the publisher c
 CPU per message in the bench's table, a large share of the 2 cores the pipeline needs. Here one
 thread does everything: `publish` only queues a packet, `pump` writes what is queued
 (`loop_write`), reads every acknowledgement that has arrived (`loop_read`) and runs paho's
-keepalive (`loop_misc`) once a second, as paho's external-loop API intends. The packets of a
-burst leave in one `send` (paho writes each packet with its own: a third of the CPU left after
-the thread was gone); this replaces paho's private `_sock_send` on the instance, so only on the
-paho versions stream.paho_speedups was checked against (others write packet by packet). paho's own inflight
+keepalive (`loop_misc`) once a second, as paho's external-loop API intends. paho's own inflight
 limit is off (it scans the queued messages on every acknowledgement): the caller bounds its
 unacknowledged messages itself. paho's per-packet `Properties` set-up is made cheap as in the
 bridge (stream.paho_speedups).
@@ -20,9 +17,7 @@ offer less than it claims.
 
 from __future__ import annotations
 
-import importlib.metadata
 import select
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,13 +44,8 @@ class DrivenPublisher:
         self.client.on_publish = on_publish
         self.client.max_inflight_messages_set(0)  # no limit in paho: the caller bounds its window
         self.client.max_queued_messages_set(0)
-        # With a register-write callback, publish() only queues its packet; pump() writes the burst.
+        # With a register-write callback, publish() only queues its packet; pump() writes the tick's.
         self.client.on_socket_register_write = _no_op
-        self._out = bytearray()
-        self._coalesce = importlib.metadata.version("paho-mqtt").startswith(paho_speedups.CHECKED) \
-            and callable(getattr(self.client, "_sock_send", None))
-        if self._coalesce:
-            self.client._sock_send = self._buffered  # type: ignore[method-assign]
         self._last_misc = time.monotonic()
         self.client.connect(host, port, keepalive=30)
         deadline = time.monotonic() + connect_timeout_s
@@ -83,34 +73,14 @@ class DrivenPublisher:
             self._check(client.loop_misc())
         if client.want_write():
             self._check(client.loop_write())
-        self._flush(sock)
         if wait_s > 0:
             select.select([sock], [], [], wait_s)
         self._check(client.loop_read())
 
-    def _buffered(self, buf: bytes | bytearray) -> int:
-        """paho's write of one packet: appended to the burst, which `_flush` sends."""
-        self._out += buf
-        return len(buf)
-
-    def _flush(self, sock: Any) -> None:
-        while self._out:
-            try:
-                sent = sock.send(self._out)
-            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                return  # the kernel's buffer is full: the rest goes with the next pump
-            except OSError as exc:
-                raise ConnectionError(f"MQTT connection lost: {exc}") from exc
-            del self._out[:sent]
-
     def close(self) -> None:
         """Send DISCONNECT and close the socket (unacknowledged messages are abandoned)."""
-        sock = self.client.socket()
-        if sock is None:
+        if self.client.socket() is None:
             return
-        if self._coalesce:
-            self._flush(sock)
-            del self.client._sock_send  # paho's own again: DISCONNECT closes the socket once written
         self.client.disconnect()
         self.client.loop_write()
 
