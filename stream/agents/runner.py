@@ -42,7 +42,8 @@ from stream.app import settings
 from stream.deadletter import deadletter_record
 from stream.logutil import RateLimitedLog
 from stream.senders import send_deadletter
-from stream.sinks.influx import InfluxSink, make_transport
+from stream.sinks import shared as shared_sink
+from stream.sinks.influx import InfluxSink
 from stream.sinks.line_protocol import Point
 from wastestream.foundation import logs
 
@@ -92,14 +93,13 @@ async def run_batches(stream: Any, step: BatchStep, on_stop: Callable[[], None],
                       within_s: float | None = None) -> None:
     """Feed the agent's stream to `step` in batches (gathered for `within_s`, default the
     settings' `batch_within_s`); flush the sink and report on stop."""
-    sink = InfluxSink(make_transport(settings), send_deadletter)
-    await sink.start()
+    sink = await shared_sink.acquire(settings, send_deadletter)  # one per worker process: one write per flush
     within = settings.batch_within_s if within_s is None else within_s
     try:
         async for events in stream.noack_take(settings.batch_max, within=within):
             await step(events, sink, batch_acker(stream, events))
     finally:
-        await sink.stop(timeout=10)
+        await shared_sink.release(sink, timeout=10)  # flushes this agent's points; the last stops it
         on_stop()
 
 
