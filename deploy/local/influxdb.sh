@@ -16,6 +16,15 @@ IX_CONF=$IX_DIR/influxdb.conf
 IX_PID=$IX_DIR/influxd.pid
 IX_LOG=$IX_DIR/influxd.log
 IX_WAIT=${WS_INFLUX_START_TIMEOUT:-20}
+# Go's garbage collector: GOGC=400 lets the heap grow to 5x what is live before a collection
+# (Go's default is 100: 2x). InfluxDB 1.x keeps its series index (index-version inmem) and the
+# write cache on the heap, so with many series a third of its CPU was marking that live heap
+# again and again; measured here (InfluxDB 1.6, 150,000 bench weighings, each a new series,
+# and their tonnage_daily points), 165-175 -> 120-130 us of CPU per message; with reused series
+# the same (29-36 us). No durability changes (WAL and its fsync per write as before). The cost
+# is memory, capped by GOMEMLIMIT: near it Go collects more often instead of growing further.
+IX_GOGC=${WS_INFLUX_GOGC:-400}
+IX_GOMEMLIMIT=${WS_INFLUX_GOMEMLIMIT:-2GiB}
 
 influx_bin() {
   local b
@@ -117,7 +126,7 @@ influxdb_up() {
   ensure_ports_free influxdb "$IX_PORT" "$IX_RPC_PORT"
   influx_write_conf
 
-  start_daemon "$IX_PID" "$IX_LOG" "$bin" run -config "$IX_CONF"
+  start_daemon "$IX_PID" "$IX_LOG" env GOGC="$IX_GOGC" GOMEMLIMIT="$IX_GOMEMLIMIT" "$bin" run -config "$IX_CONF"
   record_ports "$IX_DIR/ports" "$IX_PORT" "$IX_RPC_PORT" "$IX_IMPL"
   pid=$(cat "$IX_PID")
   for ((i = 0; i < IX_WAIT * 4; i++)); do
