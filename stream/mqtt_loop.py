@@ -84,7 +84,8 @@ class PahoOnLoop:
     """Runs `client`'s network I/O on `loop`. Call `keep_connected()` after `client.connect_async()`."""
 
     def __init__(self, client: mqtt.Client, loop: asyncio.AbstractEventLoop, *, min_delay: float = 1.0,
-                 max_delay: float = 10.0, on_publish: OnPublish | None = None) -> None:
+                 max_delay: float = 10.0, on_publish: OnPublish | None = None,
+                 read_interval_s: float = 0.0) -> None:
         self.client = client
         self.loop = loop
         self.min_delay, self.max_delay = min_delay, max_delay
@@ -107,6 +108,11 @@ class PahoOnLoop:
         self._direct = paho_speedups.direct_io_checked(client)
         self.on_publish = on_publish if self._direct else None
         """QoS 0/1 PUBLISHes parsed by the loop go here (None: through paho's on_message)."""
+        self.read_interval_s = read_interval_s
+        """The loop rests this long after each read (direct path), so that the next read takes
+        what came meanwhile: a message handled alone costs several times one of a burst (its
+        code and data have left the CPU caches), and each read costs a wake-up."""
+        self._rest: asyncio.TimerHandle | None = None
         self._buf = bytearray()  # read from the socket, not parsed yet (a partial packet, or paused)
         self._feed = _NO_DATA  # one packet for paho to read (`_paho_recv`)
         self._feed_end: OSError | None = None  # the socket failed: paho reads that instead
@@ -159,7 +165,7 @@ class PahoOnLoop:
             self.on_closed()
 
     def _paused_or_read(self) -> None:
-        if self._fd is None or self._paused or self._reading:
+        if self._fd is None or self._paused or self._reading or self._rest is not None:
             return
         self.loop.add_reader(self._fd, self._on_readable)
         self._reading = True
@@ -170,6 +176,10 @@ class PahoOnLoop:
         if self._reading and self._fd is not None:
             self.loop.remove_reader(self._fd)
         self._reading = False
+
+    def _rested(self) -> None:
+        self._rest = None
+        self._paused_or_read()
 
     def pause_reading(self) -> None:
         """Stop reading the socket (back-pressure): the broker's TCP window fills, not our memory."""
@@ -210,6 +220,9 @@ class PahoOnLoop:
         except Exception:  # a bug in a callback: keep the loop alive, the connection drops
             log.exception("MQTT read failed")
             self.client.disconnect()
+        if self.read_interval_s and self._reading and self._direct and sock is self._sock:
+            self._stop_reading()
+            self._rest = self.loop.call_later(self.read_interval_s, self._rested)
 
     def _read_packets(self, sock: Any) -> None:
         """paho's path: loop_read reads one packet; keep reading while packets come (no epoll
@@ -334,6 +347,9 @@ class PahoOnLoop:
         raise BlockingIOError
 
     def _reset_reads(self) -> None:
+        if self._rest is not None:
+            self._rest.cancel()
+            self._rest = None
         self._buf.clear()
         self._feed, self._feed_end, self._feed_eof = _NO_DATA, None, False
 

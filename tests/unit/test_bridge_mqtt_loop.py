@@ -360,3 +360,96 @@ def test_tls_reads_every_packet_of_a_record(tls_files: tuple[Path, Path]) -> Non
         await broker.close()
 
     asyncio.run(scenario())
+
+
+# --- the loop's own PUBLISH parsing (direct reads, issue 14) --------------------------------------
+
+
+def publish_with_response_topic(topic: str, payload: bytes, mid: int, response_topic: str) -> bytes:
+    """A QoS 1 PUBLISH with an MQTT 5 Response Topic property (0x08), as an edge agent sends."""
+    t, rt = topic.encode(), response_topic.encode()
+    props = b"\x08" + struct.pack("!H", len(rt)) + rt
+    body = struct.pack("!H", len(t)) + t + struct.pack("!H", mid) + _varint(len(props)) + props + payload
+    return b"\x32" + _varint(len(body)) + body
+
+
+def test_direct_reads_take_packets_split_anywhere_and_mixed_with_others() -> None:
+    """Packets cut into 7-byte pieces (each a read of its own), a PINGRESP between PUBLISHes, a
+    two-byte remaining length, QoS 0 and 1, properties: each PUBLISH reaches `on_publish` whole
+    and in order, paho handles the rest, and `ack_many` PUBACKs them."""
+    async def scenario() -> None:
+        broker = await FakeBroker().start()
+        loop = asyncio.get_running_loop()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="unit-direct", protocol=mqtt.MQTTv5,
+                             manual_ack=True)
+        got: list[tuple[Any, ...]] = []
+        net = PahoOnLoop(client, loop, on_publish=lambda *publish: got.append(publish))
+        client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
+        client.connect_async("127.0.0.1", broker.port)
+        connection = asyncio.ensure_future(net.keep_connected())
+        s = await broker.session(1)
+        big = b"y" * 300
+        data = (publish_packet("a/b", b"one", 1) + b"\xd0\x00" + publish_packet("a/c", big, 0, qos=0)
+                + publish_with_response_topic("a/d", b"three", 2, "ws/ack/v1/x"))
+        for start in range(0, len(data), 7):
+            s.send(data[start:start + 7])
+            await s.writer.drain()
+            await asyncio.sleep(0.005)
+        await until(lambda: len(got) == 3)
+        assert [g[:4] for g in got] == [("a/b", b"one", 1, 1), ("a/c", big, 0, 0), ("a/d", b"three", 2, 1)]
+        assert got[0][4] is None and got[2][4].ResponseTopic == "ws/ack/v1/x"
+        net.ack_many([1, 2])
+        await until(lambda: sorted(s.pubacks) == [1, 2])
+        assert client.is_connected() and len(broker.sessions) == 1
+        net.stop()
+        await connection
+        await net.close()
+        await broker.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_topic_that_is_not_utf8_is_dead_lettered_and_the_connection_kept(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        broker, producer, bridge = await rig(monkeypatch)
+
+        async def body() -> None:
+            s = await broker.session(1)
+            bad = publish_packet(TOPIC, payloads(1)[0], 1).replace(b"site-a", b"site\xffa", 1)
+            s.send(bad + publish_packet(TOPIC, payloads(1, 1)[0], 2))
+            await until(lambda: len(producer.sent) == 2)
+            producer.ack_all()
+            await until(lambda: sorted(s.pubacks) == [1, 2])
+            assert [t for t, *_ in producer.sent] == ["ws.deadletter", "ws.weighings"]
+            assert len(broker.sessions) == 1
+
+        await with_bridge(bridge, body)
+        await broker.close()
+
+    asyncio.run(scenario())
+
+
+def test_on_a_paho_version_not_checked_paho_reads_and_acks_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stream.paho_speedups only touches the paho versions it was read against; on another the
+    bridge runs on paho's own read path and per-message acks, with the same guarantees."""
+    monkeypatch.setattr("stream.paho_speedups.direct_io_checked", lambda _client: False)
+
+    async def scenario() -> None:
+        broker, producer, bridge = await rig(monkeypatch)
+
+        async def body() -> None:
+            s = await broker.session(1)
+            s.send(b"".join(publish_packet(TOPIC, p, mid) for mid, p in enumerate(payloads(50), 1)))
+            await until(lambda: len(producer.sent) == 50)
+            await asyncio.sleep(0.1)
+            assert s.pubacks == []
+            producer.ack_all()
+            await until(lambda: len(s.pubacks) == 50)
+            assert sorted(s.pubacks) == list(range(1, 51))
+
+        await with_bridge(bridge, body)
+        assert bridge._net is not None and bridge._net.on_publish is None  # paho's path was used
+        await broker.close()
+
+    asyncio.run(scenario())
