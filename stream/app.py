@@ -24,7 +24,8 @@ from wastestream.foundation.settings import load_settings
 
 faust_fixes.apply()  # commits and rebalances that lose or hang on records: see stream/faust_fixes.py
 settings = load_settings()
-faust_fixes.tune_fetch(settings.kafka_fetch_min_bytes, settings.kafka_fetch_max_wait_ms)
+faust_fixes.tune_fetch(settings.kafka_fetch_min_bytes, settings.kafka_fetch_max_wait_ms,
+                       settings.kafka_fetch_idle_wait_ms)
 rules = load_rules()
 """The city's rules, loaded once per worker at import: a bad file fails the worker at start."""
 

@@ -96,14 +96,20 @@
    worker's records, this covers any put later). Only the non-threaded producer (our setting,
    Faust's default) is patched.
 
-7. Tuning, not a fix: Faust gives its aiokafka consumer a fixed `fetch_max_wait_ms` (1,500) and
-   aiokafka's `fetch_min_bytes` (1), so under steady load every fetch returns with whatever one
-   producer's last batch held, and each is a broker request on both sides. `tune_fetch(min_bytes,
-   max_wait_ms)` sets both on the worker consumer Faust creates (WS_KAFKA_FETCH_MIN_BYTES,
-   WS_KAFKA_FETCH_MAX_WAIT_MS; stream/app.py).
+7. Tuning, not a fix: fetches that wait for data under load and stay long when idle. Faust gives
+   its aiokafka consumer a fixed `fetch_max_wait_ms` (1,500) and aiokafka's `fetch_min_bytes` (1),
+   so under steady load each fetch returns with whatever one producer's last batch held: a broker
+   request on both sides for a record or two (a city run: fetches were most of Kafka's CPU and a
+   fifth of the workers'). `tune_fetch(min_bytes, busy_wait_ms, idle_wait_ms)` makes the worker
+   consumer's fetcher adaptive: after a fetch that brought records the next one asks for
+   `min_bytes` within `busy_wait_ms` (fewer, fuller fetches; at most that much added latency),
+   after an empty one it waits up to `idle_wait_ms` for the first byte (an idle worker polls as
+   rarely as before, and the first record after a pause is not held back). WS_KAFKA_FETCH_MIN_BYTES,
+   WS_KAFKA_FETCH_MAX_WAIT_MS, WS_KAFKA_FETCH_IDLE_WAIT_MS (stream/app.py). This one patches
+   aiokafka's `Fetcher._proc_fetch_request`, so aiokafka is pinned too (AIOKAFKA_VERSION).
 
-These patch faust-streaming's internals: `apply()` refuses any other version than FAUST_VERSION
-(pyproject.toml pins it).
+These patch faust-streaming's (and tuning 7 aiokafka's) internals: `apply()` refuses any other
+version than FAUST_VERSION and AIOKAFKA_VERSION (pyproject.toml pins both).
 """
 
 from __future__ import annotations
@@ -113,6 +119,7 @@ import logging
 from importlib.metadata import version
 from typing import Any
 
+from aiokafka.consumer.fetcher import Fetcher
 from faust import App
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -127,6 +134,8 @@ log = logging.getLogger(__name__)
 
 FAUST_VERSION = "0.15.3"
 """The faust-streaming release these patches were written against and tested with."""
+AIOKAFKA_VERSION = "0.14.0"
+"""The aiokafka release tuning 7's fetcher patch was written against."""
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
@@ -310,22 +319,43 @@ async def _producer_on_stop(self: Any) -> None:
 
 
 _upstream_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
+_upstream_proc_fetch_request = Fetcher._proc_fetch_request
 
 
-def tune_fetch(min_bytes: int, max_wait_ms: int) -> None:
-    """Tuning 7: the worker consumer's fetch size and wait (read by aiokafka's fetcher at start)."""
+async def _proc_fetch_request(self: Any, assignment: Any, node_id: int, request: Any) -> Any:
+    """Tuning 7: upstream's, then the next fetch's size and wait from whether this one brought records."""
+    got = await _upstream_proc_fetch_request(self, assignment, node_id, request)
+    tuning = getattr(self, "_ws_fetch_tuning", None)
+    if tuning is not None:
+        min_bytes, busy_wait_ms, idle_wait_ms = tuning
+        busy = (min_bytes, busy_wait_ms)
+        self._fetch_min_bytes, self._fetch_max_wait_ms = busy if got else (1, idle_wait_ms)
+    return got
+
+
+def tune_fetch(min_bytes: int, busy_wait_ms: int, idle_wait_ms: int) -> None:
+    """Tuning 7 for the worker consumers Faust creates from now on (see the module docstring)."""
+    tuning = (min_bytes, busy_wait_ms, idle_wait_ms)
+
     def create(self: Any, transport: Any) -> Any:
         consumer = _upstream_create_worker_consumer(self, transport)
-        consumer._fetch_min_bytes = min_bytes
-        consumer._fetch_max_wait_ms = max_wait_ms
+        consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = 1, idle_wait_ms
+        upstream_start = consumer.start
+
+        async def start() -> None:
+            await upstream_start()  # makes the fetcher
+            consumer._fetcher._ws_fetch_tuning = tuning
+        consumer.start = start
         return consumer
     AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
 
 
 def apply() -> None:
-    if version("faust-streaming") != FAUST_VERSION:
-        raise RuntimeError(f"stream/faust_fixes.py patches faust-streaming {FAUST_VERSION}'s internals, "
-                           f"found {version('faust-streaming')}: check each fix against it first")
+    for package, wanted in (("faust-streaming", FAUST_VERSION), ("aiokafka", AIOKAFKA_VERSION)):
+        if version(package) != wanted:
+            raise RuntimeError(f"stream/faust_fixes.py patches {package} {wanted}'s internals, "
+                               f"found {version(package)}: check each fix against it first")
+    Fetcher._proc_fetch_request = _proc_fetch_request  # type: ignore[method-assign]
     ProducerBuffer.put = _buffer_put  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending  # type: ignore[method-assign]
     ProducerBuffer.flush = _buffer_flush  # type: ignore[method-assign]

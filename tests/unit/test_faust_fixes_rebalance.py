@@ -138,8 +138,8 @@ def test_a_fetch_back_while_the_flow_is_stopped_is_put_back(monkeypatch: pytest.
     assert asyncio.run(faust_fixes._getmany(c, None, 1.0))[changelog][1].offset == 1
 
 
-def test_tune_fetch_sets_the_worker_consumers_fetch_size_and_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tuning 7: the aiokafka consumer Faust makes for a worker fetches with our size and wait."""
+def test_tune_fetch_makes_the_worker_consumer_start_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tuning 7: the aiokafka consumer Faust makes for a worker first fetches as an idle one."""
     import faust
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -147,11 +147,27 @@ def test_tune_fetch_sets_the_worker_consumers_fetch_size_and_wait(monkeypatch: p
                         AIOKafkaConsumerThread._create_worker_consumer)  # restored after the test
 
     async def made() -> Any:
-        faust_fixes.tune_fetch(65_536, 120)
+        faust_fixes.tune_fetch(65_536, 120, 1500)
         app = faust.App("t-tune-fetch", broker="kafka://127.0.0.1:9")  # nothing is contacted
         consumer = app.consumer._thread._create_worker_consumer(app.transport)
         await consumer.stop()
         return consumer
 
     consumer = asyncio.run(made())
-    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (65_536, 120)
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (1, 1500)
+
+
+@pytest.mark.parametrize(("brought", "expected"), [(True, (65_536, 120)), (False, (1, 1500))])
+def test_a_fetch_sets_the_next_ones_size_and_wait(monkeypatch: pytest.MonkeyPatch, brought: bool,
+                                                  expected: tuple[int, int]) -> None:
+    """After records: wait for a full fetch (bounded); after none: wait long for the first byte."""
+    async def upstream(_self: Any, _assignment: Any, _node: int, _request: Any) -> bool:
+        return brought
+
+    monkeypatch.setattr(faust_fixes, "_upstream_proc_fetch_request", upstream)
+    fetcher = SimpleNamespace(_ws_fetch_tuning=(65_536, 120, 1500), _fetch_min_bytes=7, _fetch_max_wait_ms=7)
+    assert asyncio.run(faust_fixes._proc_fetch_request(fetcher, None, 0, None)) is brought
+    assert (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms) == expected
+    untuned = SimpleNamespace(_fetch_min_bytes=7, _fetch_max_wait_ms=7)  # another consumer's fetcher
+    asyncio.run(faust_fixes._proc_fetch_request(untuned, None, 0, None))
+    assert (untuned._fetch_min_bytes, untuned._fetch_max_wait_ms) == (7, 7)

@@ -45,12 +45,16 @@ class Settings:
     kafka_bootstrap: str = field(default_factory=lambda: _env("WS_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
     kafka_partitions: int = field(default_factory=lambda: int(_env("WS_KAFKA_PARTITIONS", "4")))
     kafka_linger_ms: int = field(default_factory=lambda: int(_env("WS_KAFKA_LINGER_MS", "25")))
-    kafka_fetch_min_bytes: int = field(default_factory=lambda: int(_env("WS_KAFKA_FETCH_MIN_BYTES", "1")))
-    """A worker's fetch returns once this much is there (or after the max wait): fewer, fuller
-    fetches under load (stream/faust_fixes.py, tuning 7). 1: at once, Kafka's default."""
+    kafka_fetch_min_bytes: int = field(default_factory=lambda: int(_env("WS_KAFKA_FETCH_MIN_BYTES", "16384")))
+    """Under load a worker's fetch returns once this much is there, or after `kafka_fetch_max_wait_ms`:
+    fewer, fuller fetches (stream/faust_fixes.py, tuning 7). 1: at once (Kafka's default)."""
     kafka_fetch_max_wait_ms: int = field(
-        default_factory=lambda: int(_env("WS_KAFKA_FETCH_MAX_WAIT_MS", "1500")))
-    """How long a worker's fetch waits for `kafka_fetch_min_bytes` (Faust's 1,500 by default)."""
+        default_factory=lambda: int(_env("WS_KAFKA_FETCH_MAX_WAIT_MS", "200")))
+    """Under load, how long a worker's fetch waits for `kafka_fetch_min_bytes`: the latency it may add."""
+    kafka_fetch_idle_wait_ms: int = field(
+        default_factory=lambda: int(_env("WS_KAFKA_FETCH_IDLE_WAIT_MS", "1500")))
+    """After an empty fetch, how long the next waits for a first byte (Faust's 1,500): an idle
+    worker's poll rate, at no latency cost (it returns at the first record)."""
     bridge_linger_ms: int = field(default_factory=lambda: int(_env("WS_BRIDGE_LINGER_MS", "100")))
     """How long bridges and workers let a produce batch fill: fewer, larger Kafka requests for a little
     latency. Measured (make bench, 1,000 msg/s offered): 5 ms → Kafka 55 % CPU, 704 msg/s sustained;
