@@ -54,3 +54,14 @@ def test_the_installed_paho_is_one_it_was_checked_for() -> None:
     from importlib.metadata import version
 
     assert version("paho-mqtt").startswith(CHECKED)  # else apply() leaves paho alone: re-check it
+
+
+def test_the_installed_paho_has_the_internals_the_loop_reads_and_writes_through() -> None:
+    """Else stream.mqtt_loop falls back to paho's own reads (correct, about twice the bridge's CPU)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from stream.paho_speedups import direct_io_checked
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
+    assert direct_io_checked(client)
