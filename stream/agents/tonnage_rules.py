@@ -46,13 +46,15 @@ class SiteLoad:
 
     def merge(self, t: DeviceDayTotal) -> None:
         """Keep the largest running total per device and day; prune days beyond KEEP_DAYS."""
+        new_day = t.day_ns not in self.days
         devices = self.days.setdefault(t.day_ns, {})
         old_kg, old_n = devices.get(t.device, (0.0, 0))
         if (t.tickets, t.kg) > (old_n, old_kg):
             devices[t.device] = (t.kg, t.tickets)
-        floor = max(self.days) - KEEP_DAYS * NS_PER_DAY
-        self.days = {d: v for d, v in self.days.items() if d > floor}
-        self.alerted = {d for d in self.alerted if d > floor}
+        if new_day:  # only a new day can push an old one out of the window
+            floor = max(self.days) - KEEP_DAYS * NS_PER_DAY
+            self.days = {d: v for d, v in self.days.items() if d > floor}
+            self.alerted = {d for d in self.alerted if d > floor}
 
     def total(self, day_ns: int) -> tuple[float, int, int]:
         """(kg, tickets, devices) of the facility on that day."""
