@@ -46,6 +46,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import gc
 import logging
 import signal
 import socket
@@ -320,6 +321,7 @@ class Bridge:
         self._client.connect_async(
             settings.mqtt_host, settings.mqtt_port, keepalive=30, clean_start=False, properties=props
         )
+        gc.freeze()  # what start-up made lives as long as we do: collections need not walk it again
         connection = asyncio.ensure_future(self._net.keep_connected())
         sender = asyncio.ensure_future(self._sender())
         try:
