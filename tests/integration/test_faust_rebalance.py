@@ -48,7 +48,11 @@ def tiny_app(prefix: str, **conf: Any) -> Any:
     from stream import faust_fixes
 
     if os.environ.get(f"{prefix}FIXES", "1") == "1":
+        from wastestream.foundation.settings import load_settings
+
         faust_fixes.apply()
+        s = load_settings()  # the workers' fetch tuning too (tuning 7), as stream/app.py sets it
+        faust_fixes.tune_fetch(s.kafka_fetch_min_bytes, s.kafka_fetch_max_wait_ms, s.kafka_fetch_idle_wait_ms)
     app = faust.App(os.environ[f"{prefix}APP"], broker=f"kafka://{os.environ[f'{prefix}BOOTSTRAP']}",
                     store="memory://", topic_replication_factor=1, topic_partitions=PARTITIONS,
                     key_serializer="raw", value_serializer="raw", consumer_auto_offset_reset="earliest",
