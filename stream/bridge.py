@@ -29,6 +29,7 @@ per message): the loop parses each PUBLISH and calls `_on_publish`, which valida
 and adds it to its partition's batch at once; only whole records (and single records: dead
 letters) go, in the order they were closed, through one sender task that awaits the producer.
 Once Kafka has a record, its messages' PUBACKs are queued as one write (`PahoOnLoop.ack_many`).
+The socket is read at most every `read_interval_s` (20 ms), so each read takes a burst.
 In-flight messages are bounded by the MQTT 5 Receive Maximum we announce (the broker stops
 sending when that many are unacked) and, for QoS 0 traffic, by a high watermark at which we stop
 reading the socket until Kafka has taken half of them.
