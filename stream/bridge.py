@@ -286,14 +286,14 @@ class Bridge:
         """A PUBLISH paho parsed (a paho version stream.paho_speedups was not checked against)."""
         assert self._net is not None
         self._net.message_delivered()
-        self._on_publish(msg.topic, bytes(msg.payload), msg.mid, msg.qos, msg.properties)
+        response_topic = getattr(msg.properties, "ResponseTopic", None)
+        self._on_publish(msg.topic, bytes(msg.payload), msg.mid, msg.qos, response_topic)
 
-    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int, props: Properties | None) -> None:
+    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int, response_topic: str | None) -> None:
         """One message from MQTT, taken at once: validated, batched or queued for Kafka."""
         if self._stopping:
             return  # not acked: the persistent session redelivers it after restart
-        confirm = props is not None and hasattr(props, "ResponseTopic")
-        self._take(Inbound(topic, payload, mid, qos, self._generation, confirm))
+        self._take(Inbound(topic, payload, mid, qos, self._generation, response_topic is not None))
         if self._in_flight >= self.config.high_watermark:
             assert self._net is not None
             self._net.pause_reading()  # resumed below half (`_maybe_resume`)

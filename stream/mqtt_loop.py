@@ -18,11 +18,13 @@ Reads (issue 14: the bridge's CPU per message). paho reads one packet per `loop_
 more `recv` calls, and builds an `MQTTMessage` and its callbacks' locks per PUBLISH. With
 `on_publish` given (and a paho version stream.paho_speedups was checked against), the loop reads
 the socket in chunks of up to `CHUNK_BYTES`, splits them into packets itself and hands each QoS 0
-or 1 PUBLISH straight to `on_publish(topic, payload, mid, qos, properties)`; every other packet
-(CONNACK, SUBACK, PUBACK of our own publishes, PINGRESP, DISCONNECT, QoS 2, anything odd or
-malformed) goes to paho whole, which reads it through `paho_speedups.feed_reads` from the chunk
-instead of the socket, so paho's state, errors and callbacks are its own. The end of the
-connection and socket errors reach paho the same way. `ack_many` queues many PUBACKs as one write.
+or 1 PUBLISH straight to `on_publish(topic, payload, mid, qos, response_topic)` (of its MQTT 5
+properties only the Response Topic is read: paho's `Properties.unpack` cost more than the rest of
+the message's way to Kafka); every other packet (CONNACK, SUBACK, PUBACK of our own publishes,
+PINGRESP, DISCONNECT, QoS 2, a Topic Alias, anything odd or malformed) goes to paho whole, which
+reads it through `paho_speedups.feed_reads` from the chunk instead of the socket, so paho's
+state, errors and callbacks are its own. The end of the connection and socket errors reach paho
+the same way. `ack_many` queues many PUBACKs as one write.
 Without `on_publish`, paho still parses every packet, from the chunks (the TLS test's client);
 on another paho version the loop calls paho's own `loop_read` as before.
 """
@@ -39,8 +41,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from stream import paho_speedups
 
@@ -53,8 +53,17 @@ CHUNK_BYTES = 64 * 1024
 """Bytes asked of the socket per read on the direct path."""
 MISC_INTERVAL_S = 1.0
 
-OnPublish = Callable[[str, bytes, int, int, Properties | None], None]
-"""`on_publish(topic, payload, mid, qos, properties)`: one QoS 0/1 PUBLISH; properties None if none."""
+OnPublish = Callable[[str, bytes, int, int, str | None], None]
+"""`on_publish(topic, payload, mid, qos, response_topic)`: one QoS 0/1 PUBLISH (response_topic:
+its MQTT 5 Response Topic, None without one)."""
+
+_FIXED_SIZE = {0x01: 1, 0x02: 4}
+"""PUBLISH properties of fixed size: Payload Format Indicator, Message Expiry Interval."""
+_LENGTH_PREFIXED = {0x03: 1, 0x08: 1, 0x09: 1, 0x26: 2}
+"""PUBLISH properties of 1 or 2 (a pair) length-prefixed strings or bytes: Content Type, Response
+Topic, Correlation Data, User Property. Subscription Identifier (0x0B) is a varint; a Topic Alias
+(0x23) or any other identifier goes to paho."""
+_RESPONSE_TOPIC, _SUBSCRIPTION_ID = 0x08, 0x0B
 
 _PUBLISH, _PUBACK = 0x30, 0x40
 _PUBACK_PACKET = struct.Struct("!BBH")
@@ -78,6 +87,35 @@ def _varint(buf: bytearray, pos: int, end: int) -> tuple[int, int]:
         if shift > 21:
             return _MALFORMED, pos
     return _INCOMPLETE, pos
+
+
+def _response_topic(buf: bytearray, pos: int, end: int) -> str | None:
+    """The Response Topic among a PUBLISH's properties at `pos`..`end`, or None; ValueError when
+    they are malformed (as paho would say) or hold a property this does not walk."""
+    found = None
+    while pos < end:
+        identifier = buf[pos]
+        pos += 1
+        if identifier in _FIXED_SIZE:
+            pos += _FIXED_SIZE[identifier]
+        elif identifier in _LENGTH_PREFIXED:
+            for _ in range(_LENGTH_PREFIXED[identifier]):
+                if pos + 2 > end:
+                    raise ValueError("truncated property")
+                start, pos = pos + 2, pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
+                if identifier == _RESPONSE_TOPIC:
+                    if found is not None:
+                        raise ValueError("Response Topic twice")
+                    found = buf[start:pos].decode("utf-8")  # UnicodeDecodeError is a ValueError
+        elif identifier == _SUBSCRIPTION_ID:
+            value, pos = _varint(buf, pos, end)
+            if value < 0:
+                raise ValueError("bad Subscription Identifier")
+        else:
+            raise ValueError(f"property {identifier:#x}")
+    if pos != end:
+        raise ValueError("properties overrun their length")
+    return found
 
 
 class PahoOnLoop:
@@ -308,22 +346,18 @@ class PahoOnLoop:
         if qos:
             mid = (buf[pos] << 8) | buf[pos + 1]
             pos += 2
-        props_start = pos
-        props_len, pos = _varint(buf, pos, end)
-        pos += props_len
+        props_len, props_start = _varint(buf, pos, end)
+        pos = props_start + props_len
         if props_len < 0 or pos > end:
             return False
-        properties = None
+        response_topic = None
         if props_len:
-            properties = Properties(PacketTypes.PUBLISH)
             try:
-                properties.unpack(bytes(buf[props_start:pos]))
-            except Exception:  # malformed properties: paho's error path
-                return False
-            if hasattr(properties, "TopicAlias"):
+                response_topic = _response_topic(buf, props_start, pos)
+            except ValueError:  # malformed, or a Topic Alias: paho's path
                 return False
         assert self.on_publish is not None
-        self.on_publish(topic, bytes(buf[pos:end]), mid, qos, properties)
+        self.on_publish(topic, bytes(buf[pos:end]), mid, qos, response_topic)
         return True
 
     def _paho_reads(self, sock: Any) -> None:

@@ -21,9 +21,12 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from contract import encode, mqtt_topic
 from stream import bridge as bridge_mod
+from stream import mqtt_loop
 from stream.bridge import Bridge, BridgeConfig
 from stream.mqtt_loop import PahoOnLoop
 from tests.integration.test_bridge import weighing
@@ -397,7 +400,7 @@ def test_direct_reads_take_packets_split_anywhere_and_mixed_with_others() -> Non
             await asyncio.sleep(0.005)
         await until(lambda: len(got) == 3)
         assert [g[:4] for g in got] == [("a/b", b"one", 1, 1), ("a/c", big, 0, 0), ("a/d", b"three", 2, 1)]
-        assert got[0][4] is None and got[2][4].ResponseTopic == "ws/ack/v1/x"
+        assert got[0][4] is None and got[2][4] == "ws/ack/v1/x"
         net.ack_many([1, 2])
         await until(lambda: sorted(s.pubacks) == [1, 2])
         assert client.is_connected() and len(broker.sessions) == 1
@@ -453,3 +456,37 @@ def test_on_a_paho_version_not_checked_paho_reads_and_acks_itself(monkeypatch: p
         await broker.close()
 
     asyncio.run(scenario())
+
+
+def _packed(**values: Any) -> bytearray:
+    """PUBLISH properties as paho packs them (its Properties are the reference), length stripped."""
+    props = Properties(PacketTypes.PUBLISH)
+    for name, value in values.items():
+        setattr(props, name, value)
+    packed = bytearray(props.pack())
+    _length, start = mqtt_loop._varint(packed, 0, len(packed))
+    return packed[start:]
+
+
+@pytest.mark.parametrize("values", [
+    {},
+    {"ResponseTopic": "ws/ack/v1/lz-1"},
+    {"PayloadFormatIndicator": 1, "MessageExpiryInterval": 60, "ContentType": "application/json",
+     "ResponseTopic": "ws/ack/v1/站点", "CorrelationData": b"\x00\xff" * 100, "UserProperty": ("k", "v"),
+     "SubscriptionIdentifier": 300},
+])
+def test_the_response_topic_is_read_as_paho_reads_it(values: dict[str, Any]) -> None:
+    raw = _packed(**values)
+    assert mqtt_loop._response_topic(raw, 0, len(raw)) == values.get("ResponseTopic")
+
+
+@pytest.mark.parametrize("raw", [
+    _packed(TopicAlias=3),  # paho's path: the loop does not keep aliases
+    _packed(ResponseTopic="a") + _packed(ResponseTopic="b"),  # twice: paho refuses it
+    _packed(ResponseTopic="ws/ack/v1/x")[:-2],  # truncated
+    bytearray(b"\x08\x00\x02\xff\xfe"),  # not UTF-8
+    bytearray(b"\x21\x00\x10"),  # Receive Maximum: not a PUBLISH property
+])
+def test_properties_the_loop_does_not_walk_go_to_paho(raw: bytearray) -> None:
+    with pytest.raises(ValueError):
+        mqtt_loop._response_topic(raw, 0, len(raw))
