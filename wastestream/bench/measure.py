@@ -77,14 +77,20 @@ def service_pids() -> dict[str, int]:
     return {name: int(pid) for name, pid in re.findall(r"(\w+): running \(pid (\d+)", out)}
 
 
-def delivered(settings: Settings, prefix: str) -> int:
-    try:
-        rows = influxql(settings, f"SELECT count(net_kg) FROM weighing WHERE device =~ /^{prefix}/")
-    except InfluxQueryError as exc:
-        if "database not found" in str(exc):
-            return 0  # the workers create it when they start
-        raise
-    return int(rows[0]["count"]) if rows else 0
+def delivered(settings: Settings, prefix: str, attempts: int = 3) -> int:
+    """Weighings of the devices `prefix` names in InfluxDB. A count query that times out (an
+    InfluxDB the load keeps busy: one run died on it) is asked again, up to `attempts` times."""
+    query = f"SELECT count(net_kg) FROM weighing WHERE device =~ /^{prefix}/"
+    for attempt in range(1, attempts + 1):
+        try:
+            rows = influxql(settings, query, timeout=30.0)
+            return int(rows[0]["count"]) if rows else 0
+        except InfluxQueryError as exc:
+            if "database not found" in str(exc):
+                return 0  # the workers create it when they start
+            if attempt == attempts or "timed out" not in str(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 def step_latency(settings: Settings, start_ns: int, end_ns: int,
