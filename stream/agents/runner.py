@@ -219,8 +219,8 @@ class StateCache(Generic[S]):
             else:
                 value = self._table.get(key)
             kept = self._decoded.pop(key, None)  # taken out: a batch that fails never writes it back
-            reused = kept is not None and kept[0] is value
-            state = self._states[key] = kept[1] if kept is not None and reused else self._load(value)
+            state = kept[1] if kept is not None and kept[0] is value else self._load(value)
+            self._states[key] = state
         return state
 
     def changed(self, key: str, event: Any) -> None:
