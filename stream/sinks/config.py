@@ -8,7 +8,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class SinkConfig:
     batch_size: int = 5000
-    flush_ms: int = 200
+    flush_ms: int = 50
+    """Least time between the starts of two writes (unless a batch is full or a flush is asked):
+    bounds the request rate (InfluxDB spends ~0.5 ms of CPU per request) and a point's wait."""
     max_buffered: int = 50_000
     give_up_s: float = 60.0
     backoff_initial_s: float = 0.2

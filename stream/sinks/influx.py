@@ -1,8 +1,11 @@
 """Batched, bounded, retrying InfluxDB sink; v1 `/write` or v2 `/api/v2/write` behind one interface
 (stream/sinks/transport.py; the transports are influx_v1.py and influx_v2.py).
 
-- Batched: points are flushed every `flush_ms` or as soon as `batch_size` are buffered
-  (one HTTP request per batch: ~200x the throughput of a request per point).
+- Batched: a write starts as soon as points wait and none is in flight, but at most one
+  every `flush_ms` unless `batch_size` points wait (one HTTP request per batch: ~200x the
+  throughput of a request per point). Under load each write carries what came during the one
+  before; a lone point waits at most `flush_ms`, not a fixed timer's full period (issue 14: the
+  old 200 ms timer was half of the median end-to-end latency).
 - Bounded: at most `max_buffered` points wait; beyond that `write()` awaits (back-pressure
   reaches the Kafka consumer instead of growing memory).
 - Retries with exponential backoff while InfluxDB is down or overloaded; after `give_up_s`
@@ -77,6 +80,9 @@ class InfluxSink:
         self._buf: collections.deque[tuple[str, OnDone | None]] = collections.deque()
         self._space = asyncio.Semaphore(self.config.max_buffered)
         self._wake = asyncio.Event()
+        """Set when a point is buffered (the writer may be idle)."""
+        self._urgent = asyncio.Event()
+        """Set when a batch is full or a flush is asked for: do not wait for `flush_ms`."""
         self._accepted = 0
         """Points `write()` has buffered since the start; `_settled` of them are stored or dead-lettered
         (batches go in order, so those are the first `_settled`)."""
@@ -97,8 +103,9 @@ class InfluxSink:
         await self._space.acquire()
         self._buf.append((line, on_done))
         self._accepted += 1
+        self._wake.set()
         if len(self._buf) >= self.config.batch_size:
-            self._wake.set()
+            self._urgent.set()
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait until every point buffered before this call is stored or dead-lettered.
@@ -106,6 +113,7 @@ class InfluxSink:
         Not until the buffer is empty: on a sink that several callers share (stream/sinks/shared.py),
         the others keep writing, and one caller's flush must not wait for their points."""
         target = self._accepted
+        self._urgent.set()
         self._wake.set()
 
         async def settled() -> None:
@@ -128,16 +136,23 @@ class InfluxSink:
             await self.transport.close()
 
     async def _run(self) -> None:
-        flush_s = self.config.flush_ms / 1000
+        gap = self.config.flush_ms / 1000
+        idle_wait = self.config.latency_interval_s or 5.0  # an idle sink still writes its last latency point
+        next_start = 0.0
         while True:
-            await wait_event(self._wake, flush_s)
-            self._wake.clear()
-            while self._buf:
-                n = min(len(self._buf), self.config.batch_size)
-                batch = [self._buf.popleft() for _ in range(n)]
-                await self._deliver(batch)
-                await self._write_latency()  # also inside: under load the buffer never empties
-            await self._write_latency()
+            if not self._buf:
+                self._wake.clear()
+                await wait_event(self._wake, idle_wait)
+                await self._write_latency()
+                continue
+            delay = next_start - time.monotonic()
+            if delay > 0 and len(self._buf) < self.config.batch_size:
+                await wait_event(self._urgent, delay)
+            self._urgent.clear()
+            next_start = time.monotonic() + gap
+            n = min(len(self._buf), self.config.batch_size)
+            await self._deliver([self._buf.popleft() for _ in range(n)])
+            await self._write_latency()  # also here: under load the buffer never empties
 
     async def _write_latency(self) -> None:
         """When due; best effort: telemetry is never retried or dead-lettered, never holds up data."""

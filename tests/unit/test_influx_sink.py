@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
 from stream.sinks.config import SinkConfig
 from stream.sinks.influx import InfluxSink
@@ -190,3 +191,60 @@ def test_flush_waits_for_earlier_points_not_for_later_writers() -> None:
         await sink.stop()
 
     run(scenario())
+
+
+def test_a_lone_point_is_written_at_once_and_writes_are_spaced_by_flush_ms() -> None:
+    """An idle sink writes a new point without waiting for a timer (the old fixed 200 ms period
+    was half of the pipeline's median latency, issue 14); points that come while a write is
+    recent wait for `flush_ms` after it and then go together in one request."""
+    async def scenario() -> None:
+        transport, loop = FakeTransport(), asyncio.get_running_loop()
+        started: list[float] = []
+        real_write = transport.write
+
+        async def timed(body: bytes) -> None:
+            started.append(loop.time())
+            await real_write(body)
+
+        transport.write = timed  # type: ignore[method-assign]
+        sink = InfluxSink(transport, deadletter=lambda r: asyncio.sleep(0),
+                          config=SinkConfig(batch_size=100, flush_ms=300))
+        await sink.start()
+        t0 = loop.time()
+        done: list[int] = []
+        await sink.write(point(0), on_done=lambda: done.append(0))
+        while not done:
+            await asyncio.sleep(0.005)
+        assert loop.time() - t0 < 0.1  # not after flush_ms: the sink was idle
+        for i in range(1, 6):  # a trickle right after that write
+            await sink.write(point(i), on_done=lambda i=i: done.append(i))
+            await asyncio.sleep(0.02)
+        while len(done) < 6:
+            await asyncio.sleep(0.005)
+        await sink.stop()
+        assert done == list(range(6))
+        assert len(transport.bodies) == 2  # the trickle waited and went in one request
+        assert started[1] - started[0] >= 0.3 - 0.01
+
+    run(scenario())
+
+
+def test_a_full_batch_does_not_wait_for_flush_ms() -> None:
+    async def scenario() -> None:
+        transport = FakeTransport()
+        sink = InfluxSink(transport, deadletter=lambda r: asyncio.sleep(0),
+                          config=SinkConfig(batch_size=10, flush_ms=10_000))
+        await sink.start()
+        done: list[int] = []
+        for i in range(31):
+            await sink.write(point(i), on_done=lambda i=i: done.append(i))
+        await asyncio.wait_for(_until(lambda: len(done) >= 30), 2)  # three full batches, no 10 s waits
+        await sink.stop()
+        assert done == list(range(31))
+
+    run(scenario())
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    while not predicate():
+        await asyncio.sleep(0.005)
