@@ -47,7 +47,8 @@ async def acquire(settings: Settings, deadletter: DeadLetter, config: SinkConfig
     key = _key(settings, deadletter)
     entry = _entries.get(key)
     if entry is None:
-        sink = InfluxSink(make_transport(settings), deadletter, config)
+        sink = InfluxSink(make_transport(settings), deadletter,
+                          config or SinkConfig(flush_ms=settings.influx_flush_ms))
         entry = _entries[key] = _Entry(sink, asyncio.create_task(sink.start(), name="influx-sink-start"),
                                        key=key)
     entry.users += 1

@@ -27,6 +27,10 @@ DRAIN_BACKLOG_MAX = 300_000
 bounds. The bridges pack up to 1,000 messages into one Kafka record, so the count in InfluxDB
 moves in big jumps: 6,000 messages (the old default) were stored in one or two of them, ~3 s
 of processing, and neither a rate nor a CPU per message could be taken from that."""
+STEP_POLL_S = 2.0
+"""How often a step's delivered count is read from InfluxDB: the count scans every series of the
+step's devices, and InfluxDB's CPU for it is charged to the pipeline; every second it was ~a fifth
+of InfluxDB's CPU in a profile. Seven or more samples still give the step's rate."""
 DRAIN_POLL_S = 0.5
 """How often the drain's count (and the CPU) is read: the jumps' times are known to this."""
 PRIVATE_PORTS = (38830, 39092, 38086)

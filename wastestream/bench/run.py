@@ -200,7 +200,8 @@ def _cleanup(settings: Settings, run_id: str, db: str, keep_db: bool) -> None:
 
 def parse_args(argv: list[str] | None) -> tuple[BenchConfig, Path | None]:
     p = cliutil.parser("wastestream bench", __doc__.splitlines()[0])
-    p.add_argument("--steps", default="100,200,400,800,1600,3200,4800,6400,7200,8000,8800,9600,11200,12800,20000",
+    p.add_argument("--steps", default="100,200,400,800,1600,3200,4800,6400,7200,8000,8800,9600,11200,12800,"
+                                      "20000",
                    help="offered msg/s per step, comma-separated; finer near the top, where the headline "
                         "(the highest step with p99 under 1 s) is decided: a doubling ladder understates it "
                         "by up to half")

@@ -21,6 +21,7 @@ from wastestream.bench.config import (
     DRAIN_POLL_S,
     DRAIN_WINDOW_S,
     SATURATION,
+    STEP_POLL_S,
     BenchConfig,
 )
 from wastestream.bench.loadgen import LoadGen, specs_for
@@ -285,7 +286,7 @@ def run_step(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dic
             cpu1 = cpu_snapshot(pids)
             window = (samples[0][1], samples[-1][1])
         pipeline.check_alive()
-        time.sleep(1.0)
+        time.sleep(STEP_POLL_S)
     results = load.results(timeout=60)
     sent, acked = sum(r.sent for r in results), sum(r.acked for r in results)
     drain_started = time.monotonic()

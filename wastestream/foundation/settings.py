@@ -64,6 +64,9 @@ class Settings:
     influx_api: str = field(default_factory=lambda: _env("WS_INFLUX_API", "v1"))  # v1 | v2
     influx_org: str = field(default_factory=lambda: _env("WS_INFLUX_ORG", "wastestream"))
     influx_token: str = field(default_factory=lambda: _env("WS_INFLUX_TOKEN", ""))
+    influx_flush_ms: int = field(default_factory=lambda: int(_env("WS_INFLUX_FLUSH_MS", "50")))
+    """Least time between two writes of a worker's InfluxDB sink (stream/sinks/influx.py): an idle sink
+    writes at once, a busy one carries what came meanwhile; bounds the request rate."""
     faust_app_id: str = field(default_factory=lambda: _env("WS_FAUST_APP_ID", "wastestream"))
     faust_web_port: int | None = field(
         default_factory=lambda: int(_env("WS_FAUST_WEB_PORT", "") or 0) or None)
