@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class SinkConfig:
     batch_size: int = 5000
-    flush_ms: int = 50
+    flush_ms: int = 100
     """Least time between the starts of two writes (unless a batch is full or a flush is asked):
     bounds the request rate (InfluxDB spends ~0.5 ms of CPU per request) and a point's wait."""
     max_buffered: int = 50_000

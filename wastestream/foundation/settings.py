@@ -45,26 +45,30 @@ class Settings:
     kafka_bootstrap: str = field(default_factory=lambda: _env("WS_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
     kafka_partitions: int = field(default_factory=lambda: int(_env("WS_KAFKA_PARTITIONS", "4")))
     kafka_linger_ms: int = field(default_factory=lambda: int(_env("WS_KAFKA_LINGER_MS", "25")))
+    """How long bridges and workers let a produce batch fill: fewer, larger Kafka requests for a little
+    latency. Measured (make bench, 1,000 msg/s offered): 5 ms → Kafka 55 % CPU, 704 msg/s sustained;
+    25 ms → Kafka 25 %, 940 msg/s; 50 ms → no further gain."""
     kafka_fetch_min_bytes: int = field(default_factory=lambda: int(_env("WS_KAFKA_FETCH_MIN_BYTES", "16384")))
     """Under load a worker's fetch returns once this much is there, or after `kafka_fetch_max_wait_ms`:
     fewer, fuller fetches (stream/faust_fixes.py, tuning 7). 1: at once (Kafka's default)."""
     kafka_fetch_max_wait_ms: int = field(
-        default_factory=lambda: int(_env("WS_KAFKA_FETCH_MAX_WAIT_MS", "200")))
+        default_factory=lambda: int(_env("WS_KAFKA_FETCH_MAX_WAIT_MS", "400")))
     """Under load, how long a worker's fetch waits for `kafka_fetch_min_bytes`: the latency it may add."""
     kafka_fetch_idle_wait_ms: int = field(
         default_factory=lambda: int(_env("WS_KAFKA_FETCH_IDLE_WAIT_MS", "1500")))
     """After an empty fetch, how long the next waits for a first byte (Faust's 1,500): an idle
     worker's poll rate, at no latency cost (it returns at the first record)."""
-    bridge_linger_ms: int = field(default_factory=lambda: int(_env("WS_BRIDGE_LINGER_MS", "100")))
-    """How long bridges and workers let a produce batch fill: fewer, larger Kafka requests for a little
-    latency. Measured (make bench, 1,000 msg/s offered): 5 ms → Kafka 55 % CPU, 704 msg/s sustained;
-    25 ms → Kafka 25 %, 940 msg/s; 50 ms → no further gain."""
+    bridge_linger_ms: int = field(default_factory=lambda: int(_env("WS_BRIDGE_LINGER_MS", "250")))
+    """How long a bridge gathers a partition's messages into one Kafka record: the records, not the
+    messages, are most of Kafka's and the workers' cost at a city's rates (a record held ~2
+    messages at 100 ms); 250 ms: the city run 29 -> 22 % of the machine, p99 466 -> 692 ms
+    (deploy/production/SCALING.md)."""
     influx_url: str = field(default_factory=lambda: _env("WS_INFLUX_URL", "http://127.0.0.1:18086"))
     influx_db: str = field(default_factory=lambda: _env("WS_INFLUX_DB", "wastestream"))
     influx_api: str = field(default_factory=lambda: _env("WS_INFLUX_API", "v1"))  # v1 | v2
     influx_org: str = field(default_factory=lambda: _env("WS_INFLUX_ORG", "wastestream"))
     influx_token: str = field(default_factory=lambda: _env("WS_INFLUX_TOKEN", ""))
-    influx_flush_ms: int = field(default_factory=lambda: int(_env("WS_INFLUX_FLUSH_MS", "50")))
+    influx_flush_ms: int = field(default_factory=lambda: int(_env("WS_INFLUX_FLUSH_MS", "100")))
     """Least time between two writes of a worker's InfluxDB sink (stream/sinks/influx.py): an idle sink
     writes at once, a busy one carries what came meanwhile; bounds the request rate."""
     faust_app_id: str = field(default_factory=lambda: _env("WS_FAUST_APP_ID", "wastestream"))
