@@ -12,6 +12,10 @@ from stream.sinks.config import SinkConfig
 from stream.sinks.line_protocol import FieldValue, Point
 
 LATENCY_MEASUREMENT = "pipeline_latency"
+STORED_MEASUREMENT = "pipeline_stored"
+"""Exact points stored per measurement and interval: what a reader would otherwise count in the
+measurement itself, which costs InfluxDB per series (a province's count of its ~140,000 bin series
+took seconds of InfluxDB CPU and stalled its writes: issue 14)."""
 
 LATENCY_BUCKETS_MS = (10, 20, 50, 100, 150, 200, 300, 400, 500, 700, 1000, 1500, 2000, 3000, 5000,
                       7000, 10000, 20000, 30000, 60000)
@@ -36,7 +40,8 @@ class LatencyRecorder:
 
     Works on the encoded lines (measurement = text before the first `,` or space, timestamp =
     after the last space), so the hot path of `write()` gains nothing; the cost is one slice
-    and one `int()` per sampled line when a batch is acknowledged.
+    and one `int()` per sampled line when a batch is acknowledged, and for the exact stored
+    counts one `startswith` per line (a batch's lines come in runs of one measurement).
     """
 
     def __init__(self, config: SinkConfig, host: str | None = None, worker: str | None = None) -> None:
@@ -45,8 +50,10 @@ class LatencyRecorder:
         self.host = host or socket.gethostname()
         self.worker = worker or str(os.getpid())
         self._samples: dict[str, list[int]] = {}
+        self._stored: dict[str, int] = {}
 
     def record(self, lines: list[str], now_ns: int) -> None:
+        self._count(lines)
         for line in lines[:: self.every]:
             end = line.find(" ")
             comma = line.find(",", 0, end)
@@ -62,8 +69,24 @@ class LatencyRecorder:
                 except ValueError:
                     continue
 
+    def _count(self, lines: list[str]) -> None:
+        stored, name, prefix, run = self._stored, "", "", 0
+        for line in lines:
+            if prefix and line.startswith(prefix):
+                run += 1
+                continue
+            if run:
+                stored[name] = stored.get(name, 0) + run
+            end = line.find(" ")
+            comma = line.find(",", 0, end)
+            cut = comma if comma > 0 else end
+            name, prefix, run = line[:cut], line[:cut + 1], 1
+        if run:
+            stored[name] = stored.get(name, 0) + run
+
     def take_points(self, now_ns: int) -> list[Point]:
-        """One `pipeline_latency` point per measurement seen since the last call; resets."""
+        """Per measurement seen since the last call, one `pipeline_latency` point (if sampled) and
+        one `pipeline_stored` point; resets."""
         points = []
         for measurement, samples in self._samples.items():
             if not samples:
@@ -81,4 +104,9 @@ class LatencyRecorder:
                 now_ns,
             ))
         self._samples = {}
+        points += [Point(STORED_MEASUREMENT, {"measurement": measurement, "host": self.host,
+                                              "worker": self.worker}, {"points": n}, now_ns)
+                   for measurement, n in self._stored.items()
+                   if measurement not in (LATENCY_MEASUREMENT, STORED_MEASUREMENT)]
+        self._stored = {}
         return points

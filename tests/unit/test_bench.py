@@ -12,7 +12,7 @@ from contract.events import Weighing
 from contract.msgid import parse_msg_id
 from contract.topics import parse_mqtt_topic
 from stream.sinks.config import SinkConfig
-from stream.sinks.latency import LATENCY_BUCKETS_MS, LatencyRecorder
+from stream.sinks.latency import LATENCY_BUCKETS_MS, LATENCY_MEASUREMENT, STORED_MEASUREMENT, LatencyRecorder
 from stream.validation import Routed, validate
 from wastestream.bench.config import RESULT_SCHEMA, STEP_KEYS
 from wastestream.bench.loadgen import LoadSpec, device_ids, weighing
@@ -72,7 +72,7 @@ def test_sink_latency_recorder_samples_ages_per_measurement() -> None:
     now = 10_000_000_000
     rec.record([f"weighing,site=s v=1 {now - 2_000_000}", f"weighing,site=s v=1 {now - 4_000_000}",
                 f"tonnage_daily v=1 {now - 5}", f"pipeline_latency,m=x p50_ms=1 {now}"], now)
-    points = {p.tags["measurement"]: p for p in rec.take_points(now)}
+    points = {p.tags["measurement"]: p for p in rec.take_points(now) if p.measurement == LATENCY_MEASUREMENT}
     assert set(points) == {"weighing", "tonnage_daily"}
     w = points["weighing"]
     assert w.fields["p50_ms"] == 2.0 and w.fields["max_ms"] == 4.0 and w.fields["count"] == 2
@@ -186,7 +186,7 @@ def test_sink_latency_histogram_is_cumulative_and_scaled_by_the_sampling() -> No
     now = 100_000_000_000
     ages_ms = [5, 15, 15, 40, 600, 600, 1000, 1000, 2500, 90_000]  # every other one is sampled
     rec.record([f"weighing v=1 {now - a * 1_000_000}" for a in ages_ms], now)
-    [p] = rec.take_points(now)
+    [p] = [p for p in rec.take_points(now) if p.measurement == LATENCY_MEASUREMENT]
     sampled = ages_ms[::2]  # 5, 15, 600, 1000, 2500
     for bound in LATENCY_BUCKETS_MS:
         assert p.fields[f"le_{bound}"] == 2 * sum(1 for a in sampled if a <= bound), bound
@@ -208,3 +208,17 @@ def test_pooled_latency_adds_windows_up() -> None:
     assert pooled_latency([calm, stall | {"le_1000": None}])["p99_ms"] != pooled["p99_ms"]  # NaN: no mixing
     beyond = pooled_latency([window([90_000.0] * 5)])
     assert beyond["p99_ms"] == 90_000.0 and beyond["share_within"] == 0.0
+
+
+def test_sink_counts_every_stored_point_per_measurement_not_only_the_sampled_ones() -> None:
+    """`pipeline_stored` is exact (readers count with it instead of scanning the measurement's
+    series), whatever the sampling, in runs or interleaved, with and without tags."""
+    rec = LatencyRecorder(SinkConfig(latency_sample_every=4), host="h", worker="w")
+    now = 10_000_000_000
+    rec.record([f"deposit,station=a kg=1 {now}"] * 3 + [f"bin_level,station=a fill_pct=1 {now}"]
+               + [f"deposit,station=b kg=2 {now}"] * 2 + [f"tonnage_daily net_kg=1 {now}"], now)
+    rec.record([f"deposit,station=c kg=1 {now}", f"tonnage_daily net_kg=2 {now}"], now)
+    stored = {p.tags["measurement"]: p.fields["points"] for p in rec.take_points(now)
+              if p.measurement == STORED_MEASUREMENT}
+    assert stored == {"deposit": 6, "bin_level": 1, "tonnage_daily": 2}
+    assert [p for p in rec.take_points(now) if p.measurement == STORED_MEASUREMENT] == []  # per interval

@@ -208,3 +208,17 @@ def test_the_printed_table() -> None:
 def test_a_run_started_later_stamps_later() -> None:
     later = [m for _, _, m in CitySchedule(SMALL, "cL").run(5.0, T0 + timedelta(hours=1))]
     assert later and all(m.ts >= T0 + timedelta(hours=1) for m in later)
+
+
+def test_delivered_curve_from_the_sinks_tallies() -> None:
+    """cityrun reads the delivered curve from `pipeline_stored` tallies (no count over the series
+    while publishing): counters are linear between samples, 0 before the first, flat after the
+    last, and several (workers, kinds) add up at every one's sample times."""
+    from wastestream.bench.cityrun import merged_total, value_at
+
+    assert value_at([(1.0, 10.0), (3.0, 30.0)], 2.0) == 20.0
+    assert value_at([(1.0, 10.0), (3.0, 30.0)], 0.0) == 0.0
+    assert value_at([(1.0, 10.0), (3.0, 30.0)], 9.0) == 30.0
+    assert value_at([], 1.0) == 0.0
+    two_workers = {"a": [(0.0, 0.0), (5.0, 50.0), (10.0, 100.0)], "b": [(2.5, 0.0), (7.5, 50.0)]}
+    assert merged_total(two_workers) == [(0.0, 0.0), (2.5, 25.0), (5.0, 75.0), (7.5, 125.0), (10.0, 150.0)]

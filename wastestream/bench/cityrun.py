@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from contract.topics import KAFKA_TOPICS
+from stream.sinks.config import SinkConfig
+from stream.sinks.latency import STORED_MEASUREMENT
 from wastestream.bench.city import CityModel
 from wastestream.bench.citygen import KINDS, MEASUREMENTS, CityLoad, city_specs, driving_trucks
 from wastestream.bench.config import CATCH_UP_S, BenchConfig
@@ -42,16 +44,19 @@ from wastestream.pipeline import Pipeline
 
 log = logging.getLogger("wastestream.bench")
 
-POLL_S = 2.0
+DRAIN_POLL_S = 0.5
 """How often the run's counts are read from InfluxDB (five counts in one request) once publishing
 has ended, until every acknowledged message is there (the drain)."""
-STEADY_POLL_S = 10.0
-"""The same while the devices publish. The counts cost InfluxDB per series, not per point: a city's
-~7,000 sorting-bin series took ~330 ms of InfluxDB CPU per poll (measured here), so a poll every
-2 s was most of the InfluxDB CPU that the city run charged to the pipeline; a province has ten
-times the series. Ten seconds still gives the delivered rate, the backlog's trend and the CPU
-window (from the first poll after the warm-up to the last before the end)."""
+COUNTS_NOTE = """While the devices publish the bench asks InfluxDB nothing: a count costs InfluxDB
+CPU per series, not per point. A city's ~7,000 sorting-bin series took ~330 ms of its CPU per
+count (measured here); polled every 2 s that was most of the InfluxDB CPU the run charged to the
+pipeline, and in a province (ten times the series) the counts stalled InfluxDB's writes: p99 3.6
+s with a count every 10 s, 977 ms with none. The delivered curve (rate, backlog, delay, the CPU
+window's messages) comes from the sinks' exact `pipeline_stored` tallies, read once at the end;
+the exact per-kind counts in InfluxDB are asked only after publishing, until all are stored."""
 COUNT_TIMEOUT_S = 30.0
+TALLY_INTERVAL_S = SinkConfig().latency_interval_s
+"""How often each sink writes its `pipeline_stored` tallies."""
 SOURCE_TOPICS = tuple(KAFKA_TOPICS[k] for k in KINDS)
 LATENCY_NOTE = {"device_status": "from the bridge's Kafka time: its points are stamped at arrival"}
 
@@ -162,88 +167,131 @@ def _measure(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dic
     return out
 
 
+def stored_series(settings: Settings, since: float) -> dict[str, list[tuple[float, float]]]:
+    """Per kind, (time, points stored so far) from the sinks' own `pipeline_stored` tallies (every
+    worker's, exact per interval; stream/sinks/SCHEMA.md): the run's delivered curve, at no cost
+    per series. Each worker's tallies are a counter of their own, read linearly between its
+    tallies (and from 0 one interval before its first), then summed: the workers tally at
+    different moments. Empty lists when InfluxDB will not say (a measurement missed, not the run)."""
+    kind_of = {MEASUREMENTS[k][0]: k for k in KINDS}
+    out: dict[str, list[tuple[float, float]]] = {k: [] for k in KINDS}
+    try:
+        rows = influxql(settings, f'SELECT "points", "measurement", "worker" FROM "{STORED_MEASUREMENT}" '
+                                  f"WHERE time >= {int(since * 1e9)}", timeout=COUNT_TIMEOUT_S)
+    except InfluxQueryError as exc:
+        log.warning("stored tallies not read (%s)", str(exc)[-80:])
+        return out
+    counters: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for row in sorted(rows, key=lambda r: r["time"]):
+        kind = kind_of.get(row.get("measurement", ""))
+        if kind is None or row.get("points") is None:
+            continue
+        series = counters.setdefault((kind, str(row.get("worker"))), [])
+        t = row["time"] / 1e9
+        if not series:
+            series.append((t - TALLY_INTERVAL_S, 0.0))
+        series.append((t, series[-1][1] + int(row["points"])))
+    for kind in KINDS:
+        out[kind] = merged_total({w: c for (k, w), c in counters.items() if k == kind})
+    return out
+
+
+def merged_total(counters: dict[str, list[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """Growing counters as one: at each of their sample times, the sum of each one's value then."""
+    times = sorted({t for series in counters.values() for t, _ in series})
+    return [(t, sum(value_at(series, t) for series in counters.values())) for t in times]
+
+
+def value_at(series: list[tuple[float, float]], t: float) -> float:
+    """A growing counter's value at `t`: linear between its samples, 0 before the first, the last after."""
+    before = (-math.inf, 0.0)
+    for ts, n in series:
+        if ts >= t:
+            t0, n0 = before
+            if ts == t:
+                return float(n)
+            return 0.0 if math.isinf(t0) else n0 + (n - n0) * (t - t0) / (ts - t0)
+        before = (ts, n)
+    return float(before[1])
+
+
 def _follow(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict[str, int], load: CityLoad,
             model: CityModel, prefix: str, start: float, steady: float, end: float) -> dict[str, Any]:
+    """Publishing: every second the publishers' counts and the CPU; nothing is asked of InfluxDB
+    (COUNTS_NOTE). Then the exact counts until every acknowledged message is stored."""
     duration = end - start
-    samples: list[dict[str, Any]] = []
+    acked_series: list[tuple[float, dict[str, int]]] = []  # (t, acked per kind), every second
     cpu0 = cpu1 = None
-    window = [0, 0]  # messages in InfluxDB at cpu0 and at cpu1
-    at_end: dict[str, Any] | None = None
+    cpu_from = cpu_to = start  # wall-clock times of cpu0 and cpu1 (their own "t" is monotonic)
     next_print = start + 15
-    while not load.done() or at_end is None:
+    while not load.done():
         pipeline.check_alive()
         t = time.time()
-        try:
-            got = delivered_by_kind(settings, prefix)
-        except InfluxQueryError as exc:  # a measurement missed, not the run: poll again
-            log.warning("counts not read this time (%s)", str(exc)[-80:])
-            if time.time() > end + 120:
-                break
-            time.sleep(POLL_S)
-            continue
         sent, acked = load.progress()
-        samples.append({"t": t, "delivered": got, "sent": sent, "acked": acked})
-        if cpu0 is None and t >= steady:
-            cpu0 = cpu_snapshot(pids)
-            window[0] = sum(got.values())
-        if t <= end:
-            cpu1 = cpu_snapshot(pids)
-            window[1] = sum(got.values())
-        elif at_end is None:  # publishing just ended: how far behind is the pipeline?
-            at_end = {"t": t, "backlog": sum(acked.values()) - sum(got.values()),
-                      "kafka_lag": kafka_offsets(settings)[1]}
+        acked_series.append((t, acked))
+        if steady <= t <= end:
+            if cpu0 is None:
+                cpu0, cpu_from = cpu_snapshot(pids), t
+            cpu1, cpu_to = cpu_snapshot(pids), t
         if start <= t <= end and t >= next_print:
             next_print += 15
-            behind = sum(acked.values()) - sum(got.values())
-            print(f"  {t - start:5.0f} s: published {sum(sent.values()):>7}, "
-                  f"in InfluxDB {sum(got.values()):>7}, backlog {behind:>6}", flush=True)
+            print(f"  {t - start:5.0f} s: published {sum(sent.values()):>7}, acknowledged by Mosquitto "
+                  f"{sum(acked.values()):>7}", flush=True)
         if time.time() > end + 120 or (load.done() and time.time() < end - 1):  # a publisher died early
             break
-        # While publishing: every STEADY_POLL_S, and once right after the end (the backlog then).
-        due = min(t + STEADY_POLL_S, end + 0.2) if t <= end else t + POLL_S
-        time.sleep(max(0.1, due - time.time()))
+        time.sleep(max(0.1, 1.0 - (time.time() - t)))
+    samples: list[dict[str, Any]] = []
+    try:
+        got = delivered_by_kind(settings, prefix)  # publishing has ended: how far behind is the pipeline?
+    except InfluxQueryError as exc:
+        log.warning("counts not read (%s)", str(exc)[-80:])
+        got = dict.fromkeys(KINDS, 0)
+    t = time.time()
+    _, acked_now = load.progress()
+    samples.append({"t": t, "delivered": got})
+    at_end = {"t": t, "backlog": sum(acked_now.values()) - sum(got.values()),
+              "kafka_lag": kafka_offsets(settings)[1]}
     results = load.results(timeout=60)
     acked = {k: sum(r["acked"][k] for r in results) for k in KINDS}
     sent = {k: sum(r["sent"][k] for r in results) for k in KINDS}
     last_send = max(r["last_send"] for r in results)
-    got = delivered_by_kind(settings, prefix)
     while any(got[k] < acked[k] for k in KINDS) and time.time() - last_send < cfg.drain_timeout_s:
-        time.sleep(0.5)
+        time.sleep(DRAIN_POLL_S)
+        t = time.time()
         got = delivered_by_kind(settings, prefix)
-        samples.append({"t": time.time(), "delivered": got, "sent": sent, "acked": acked})
+        samples.append({"t": t, "delivered": got})
     drained = all(got[k] >= acked[k] for k in KINDS)
-    # The first poll that found every acked message stored (to within POLL_S; often before the
-    # publishers had collected their last acks), else now.
+    # The first count that found every acked message stored (asked DRAIN_POLL_S after the one
+    # before returned; often before the publishers had collected their last acks), else now.
     stored_at = next((s["t"] for s in samples if s["t"] >= last_send
                       and all(s["delivered"][k] >= acked[k] for k in KINDS)), time.time())
     drain_s = max(0.0, stored_at - last_send)
     procs, machine = cpu_between(cpu0, cpu1) if cpu0 and cpu1 else ({}, math.nan)
     latency = _latency(settings, steady, end)
+    stored = stored_series(settings, start)  # the delivered curve while publishing (COUNTS_NOTE)
+    stored_total = merged_total(stored)  # the kinds' curves as one
     rates = model.peak_rates()
     kinds: dict[str, Any] = {}
     for k in KINDS:
-        series = [(s["t"], s["delivered"][k]) for s in samples]
         kinds[k] = {"measurement": MEASUREMENTS[k][0], "model_msg_per_s": round(rates[k], 2),
                     "offered_msg_per_s": round(sent[k] / duration, 2), "sent": sent[k], "acked": acked[k],
-                    "delivered_msg_per_s": round(rate_between(series, steady, end), 2), "in_db": got[k],
+                    "delivered_msg_per_s": round(rate_between(stored[k], steady, end), 2), "in_db": got[k],
                     "drained": got[k] >= acked[k], **latency[k]}
-    series = [(s["t"], sum(s["delivered"].values())) for s in samples]
-    backlog = [(s["t"], float(sum(s["acked"].values()) - sum(s["delivered"].values()))) for s in samples
-               if steady <= s["t"] <= end]
+    acked_total = [(t, float(sum(a.values()))) for t, a in acked_series]
+    backlog = [(t, value_at(acked_total, t) - n) for t, n in stored_total if steady <= t <= end]
     total = {"model_msg_per_s": round(sum(rates.values()), 1),
              "offered_msg_per_s": round(sum(sent.values()) / duration, 1),
              "sent": sum(sent.values()), "acked": sum(acked.values()), "in_db": sum(got.values()),
-             "delivered_msg_per_s": round(rate_between(series, steady, end), 1), **latency["total"]}
-    delays = sorted(fifo_delays([(s["t"], sum(s["acked"].values())) for s in samples],
-                                [(s["t"], sum(s["delivered"].values())) for s in samples
-                                 if s["t"] >= steady]))
+             "delivered_msg_per_s": round(rate_between(stored_total, steady, end), 1), **latency["total"]}
+    delays = sorted(fifo_delays(acked_total, [(t, n) for t, n in stored_total if t >= steady]))
+    window = (value_at(stored_total, cpu_from), value_at(stored_total, cpu_to))
     devices = model.devices()
     out = {
         "duration_s": duration, "warmup_s": steady - start, "prefix": prefix,
         "devices": {**devices, "truck_driving": driving_trucks(model)},
         "kinds": kinds, "total": total,
-        "backlog_at_end": at_end["backlog"] if at_end else None,
-        "kafka_lag_at_end": at_end["kafka_lag"] if at_end else None,
+        "backlog_at_end": at_end["backlog"],
+        "kafka_lag_at_end": at_end["kafka_lag"],
         "backlog_max": max((b for _, b in backlog), default=math.nan),
         "backlog_trend_msg_per_s": round(slope(backlog), 2),
         "delay_p50_s": round(percentile(delays, 50), 1),
@@ -253,11 +301,10 @@ def _follow(cfg: BenchConfig, settings: Settings, pipeline: Pipeline, pids: dict
         "publish_late_max_ms": round(1000 * max(r["late_max_s"] for r in results), 1),
         "publish_late_over_1s": sum(r["late_over_1s"] for r in results),
         "cpu_pct": procs, "machine_cpu_pct": machine,
-        "cost_by_kind": kind_costs(cpu0, cpu1, window[1] - window[0]) if cpu0 and cpu1 else {},
+        "cost_by_kind": kind_costs(cpu0, cpu1, round(window[1] - window[0])) if cpu0 and cpu1 else {},
         "cpu_window_s": round(cpu1["t"] - cpu0["t"], 1) if cpu0 and cpu1 else math.nan,
-        "samples": [{"t": round(s["t"] - start, 1), "published": sum(s["sent"].values()),
-                     "acked": sum(s["acked"].values()), "in_db": sum(s["delivered"].values())}
-                    for s in samples],
+        "samples": [{"t": round(t - start, 1), "acked": round(value_at(acked_total, t)), "stored": round(n)}
+                    for t, n in stored_total],
     }
     # The machine's busy % (the issue's target) over the same window, and whose work it was.
     out["machine_shares"] = machine_shares(out["cost_by_kind"], machine)

@@ -65,7 +65,7 @@ def pooled_latency(rows: Sequence[dict[str, float | None]], within_ms: int = 100
             "share_within": cum[LATENCY_BUCKETS_MS.index(within_ms)] / total}
 
 
-def rate_between(samples: Sequence[tuple[float, int]], start: float, end: float) -> float:
+def rate_between(samples: Sequence[tuple[float, float]], start: float, end: float) -> float:
     """Rate of a growing counter over [start, end] from (time, count) samples (first/last inside)."""
     inside = [(t, c) for t, c in samples if start <= t <= end]
     if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
