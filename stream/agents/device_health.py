@@ -54,6 +54,7 @@ from stream.agents.runner import (
     AgentCounters,
     StateCache,
     decode_valid,
+    items_in_turns,
     run_batches,
     sent_from_timer,
     write_points,
@@ -216,7 +217,7 @@ async def find_silent_devices() -> None:
     if now is None:
         return
     owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == STATUS_TOPIC}
-    for device, value in list(health_table.items()):
+    async for device, value in items_in_turns(health_table):
         h = Health.from_json(value)
         token = (h.msg_id, h.edge_notice)
         if (h.partition in owned and h.silent(now, rules) and _sent_checks.get(device) != token

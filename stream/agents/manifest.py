@@ -36,6 +36,7 @@ from stream.agents.runner import (
     Ack,
     StateCache,
     by_partition,
+    items_in_turns,
     run_batches,
     sent_from_timer,
     write_points,
@@ -147,7 +148,7 @@ async def expire_manifests() -> None:
     if now is None:
         return
     owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == MANIFEST_TOPIC}
-    for plate, value in list(plate_state.items()):
+    async for plate, value in items_in_turns(plate_state):
         state = PlateState.from_json(value)
         due = state.partition in owned and state.due(now, rules)
         if due and not await sent_from_timer(send_event({"type": "check", "plate": plate, "ts_ns": now}),

@@ -347,3 +347,35 @@ def test_device_health_reads_several_statuses_of_one_record_in_order(monkeypatch
             ref.partition = 1
     assert h.of("write") == ["s1/wb1"] and h.tables["health_table"]["s1/wb1"] == ref.to_json()
     assert [p.fields["state"] for p in h.of("point")] == ["online", "offline", "online", "offline"]
+
+
+def test_a_timers_table_scan_gives_the_event_loop_turns() -> None:
+    """items_in_turns (issue 14): a province's scan of ~65,000 devices held the loop for up to
+    0.9 s; every item still comes, once, and other tasks run between the slices."""
+    import asyncio
+
+    from stream.agents.runner import items_in_turns
+
+    table = {f"d{i}": i for i in range(2_000)}
+
+    async def scenario() -> tuple[list[tuple[str, int]], int]:
+        turns = 0
+        stop = False
+
+        async def other_task() -> None:
+            nonlocal turns
+            while not stop:
+                turns += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_task())
+        await asyncio.sleep(0)
+        seen_at_start = turns
+        items = [item async for item in items_in_turns(table, slice_size=500)]
+        stop = True
+        await other
+        return items, turns - seen_at_start
+
+    items, turns = asyncio.run(scenario())
+    assert items == list(table.items())
+    assert turns >= 3  # a turn after each 500 of the 2,000 (none without the slices)
