@@ -96,6 +96,22 @@
    worker's records, this covers any put later). Only the non-threaded producer (our setting,
    Faust's default) is patched.
 
+8. A fetched record the worker did not hand to its agents must be fetched again (no upstream
+   issue found). `Consumer._drain_messages` hands each record over with
+   `wait_first(callback(message), suspend_flow.wait())`: when a rebalance suspends the flow
+   while the callback waits for flow control, the callback is cancelled, yet the record's read
+   offset is set as if delivered; and `Consumer.getmany` then stops iterating its batch (flow
+   stopped, or a new generation) and drops the rest of it. aiokafka's position is past them all.
+   A worker that keeps the partition goes on from there: seen in tests/integration/
+   test_faust_recovery.py (standby replicas 0, 1 run of 13), worker C read a key's record 154
+   right after A had written 149, then, after the next rebalance seeked it back to the committed
+   offset, read 150-154: 28 records "found an incomplete table". Fix: our `getmany` notes which
+   record was last handed over (the callback is wrapped); when it stops early or a hand-over did
+   not complete, each partition of the batch whose position is still past its first record not
+   handed over is seeked back to it (never forward: a rebalance's seek to the committed offset
+   stands), and its read offset is set to that record's (the drain loop accepts offsets at or
+   above it).
+
 7. Tuning, not a fix: fetches that wait for data under load and stay long when idle. Faust gives
    its aiokafka consumer a fixed `fetch_max_wait_ms` (1,500) and aiokafka's `fetch_min_bytes` (1),
    so under steady load each fetch returns with whatever one producer's last batch held: a broker
@@ -214,6 +230,80 @@ async def _seek_back(thread: Any, positions: dict[Any, int]) -> None:
     for tp, offset in positions.items():
         if tp in assigned:
             consumer.seek(tp, offset)
+
+
+_upstream_drain_messages = Consumer._drain_messages
+
+
+async def _drain_messages(self: Any, fetcher: Any) -> None:
+    """Upstream's drain loop, its callback wrapped to note the last record handed over (fix 8)."""
+    if not getattr(self, "_ws_tracks_delivery", False):
+        upstream_callback = self.callback
+
+        async def callback(message: Any) -> None:
+            await upstream_callback(message)
+            self._ws_delivered = message
+        self.callback = callback
+        self._ws_tracks_delivery = True
+    await _upstream_drain_messages(self, fetcher)
+
+
+async def _consumer_getmany(self: Any, timeout: float) -> Any:
+    """Upstream's `Consumer.getmany`, except that what it leaves unread is put back (fix 8)."""
+    records, active_partitions = await self._wait_next_records(timeout)
+    generation_id = self.app.consumer_generation_id
+    if records is None or self.should_stop:
+        return
+    if not self.flow_active:
+        try:
+            await self.perform_seek()  # upstream's answer to a batch that came with the flow stopped
+        except Exception as exc:
+            log.warning("exception performing seek when flow not active %s", exc)
+        return
+    to_message = self._to_message
+    read_offset = self._read_offset
+    handed: dict[Any, int] = {}  # records of each partition handed over (or already read), in order
+    last: Any = None  # (tp, message) yielded and not yet known handed over
+    for tp, record in self.scheduler.iterate(records):
+        if last is not None:
+            if getattr(self, "_ws_delivered", None) is not last[1]:
+                break  # the drain loop gave up on it: the flow was suspended meanwhile
+            handed[last[0]] = handed.get(last[0], 0) + 1
+            last = None
+        if not self.flow_active or self.app.consumer_generation_id != generation_id:
+            break
+        if active_partitions is None or tp in active_partitions or tp in self._buffered_partitions:
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            message = to_message(tp, record)
+            already_read = read_offset[tp] is not None and record.offset < read_offset[tp]
+            yield tp, message
+            if already_read:  # the drain loop drops it (fix 4's case), rightly: not to put back
+                handed[tp] = handed.get(tp, 0) + 1
+            else:
+                last = (tp, message)
+    if last is not None and getattr(self, "_ws_delivered", None) is last[1]:
+        handed[last[0]] = handed.get(last[0], 0) + 1
+    put_back = {tp: batch[handed.get(tp, 0)].offset for tp, batch in records.items()
+                if handed.get(tp, 0) < len(batch)}
+    if put_back:
+        await self._thread.call_thread(_seek_back_not_forward, self._thread, self, put_back)
+
+
+async def _seek_back_not_forward(thread: Any, consumer_: Any, positions: dict[Any, int]) -> None:
+    """In the consumer's thread: seek each partition still assigned whose position is past the
+    offset given back to it, and make that the read offset (fix 8)."""
+    consumer = thread._ensure_consumer()
+    assigned = consumer.assignment()
+    subscription = consumer._subscription.subscription
+    put_back = []
+    for tp, offset in positions.items():
+        state = subscription.assignment.state_value(tp) if subscription and tp in assigned else None
+        if state is not None and state.has_valid_position and state.position > offset:
+            consumer.seek(tp, offset)
+            consumer_._read_offset[tp] = offset
+            put_back.append(f"{tp.topic}[{tp.partition}]@{offset}")
+    if put_back:
+        log.info("records fetched but not handed to the agents put back: %s", ", ".join(sorted(put_back)))
 
 
 def release(item: Any) -> None:
@@ -365,3 +455,5 @@ def apply() -> None:
     App.FlowControlQueue = _flow_control_queue  # type: ignore[method-assign]
     Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
     ThreadDelegateConsumer._getmany = _getmany  # type: ignore[method-assign]
+    Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
+    Consumer.getmany = _consumer_getmany  # type: ignore[method-assign]
